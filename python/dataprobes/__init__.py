@@ -1,0 +1,28 @@
+"""dataprobes: exact, fast data probes for studying how data shapes language models.
+
+Probe processes have fully known laws, so every sequence has an exact
+log-probability and every process an exact entropy rate::
+
+    import dataprobes as dp
+
+    p = dp.MarkovChain.random(128, entropy_rate=2.0, seed=0)
+    x = p.sample(4096, 1024, seed=1)           # uint8 [4096, 1024]
+    p.log_prob(x)                              # exact, nats
+    p.typicality(x, eps=0.05).fraction_typical
+"""
+
+from __future__ import annotations
+
+from .processes import IID, ROW_SUM_TOL, MarkovChain, Process
+from .typicality import TypicalityReport
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IID",
+    "MarkovChain",
+    "Process",
+    "ROW_SUM_TOL",
+    "TypicalityReport",
+    "__version__",
+]

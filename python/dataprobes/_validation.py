@@ -1,0 +1,85 @@
+"""Argument checks shared by the public entry points.
+
+Every check raises ``TypeError`` for the wrong kind of value and ``ValueError``
+for a value out of its domain, and names the argument in the message.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+_U64 = 2**64
+
+
+def check_int(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
+    """``value`` as a Python int in ``[minimum, maximum]``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    v = int(value)
+    if v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {v}")
+    return v
+
+
+def check_seed(name: str, value: Any) -> int:
+    """A seed: an integer in [0, 2**64)."""
+    return check_int(name, value, 0, _U64 - 1)
+
+
+def check_float(name: str, value: Any, *, positive: bool = False) -> float:
+    """``value`` as a finite float (strictly positive if asked)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    if positive and v <= 0:
+        raise ValueError(f"{name} must be > 0, got {v}")
+    return v
+
+
+def log_base(base: Any) -> float:
+    """ln(base) for unit conversion; ``None`` or ``math.e`` means nats."""
+    if base is None:
+        return 1.0
+    b = check_float("base", base, positive=True)
+    if b == 1.0:
+        raise ValueError("base must not be 1")
+    return math.log(b)
+
+
+def as_float_array(name: str, value: Any, ndim: int) -> np.ndarray:
+    """A C-contiguous float64 array of exactly ``ndim`` dimensions."""
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged nested lists and the like
+        raise ValueError(f"{name} must be a {ndim}-D array of probabilities: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def as_tokens(x: Any) -> tuple[np.ndarray, bool]:
+    """Token data as a C-contiguous 2-D integer array, and whether the input
+    was a single 1-D sequence (so results can be squeezed back)."""
+    arr = np.asarray(x)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        if arr.size == 0 and arr.dtype == np.float64:
+            arr = arr.astype(np.int64)  # np.asarray([]) is float64
+        else:
+            raise TypeError(f"tokens must be an integer array, got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        return np.ascontiguousarray(arr[None, :]), True
+    if arr.ndim != 2:
+        raise ValueError(f"tokens must be 1-D (one sequence) or 2-D [num_sequences, length], got shape {arr.shape}")
+    return np.ascontiguousarray(arr), False

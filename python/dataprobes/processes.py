@@ -1,0 +1,303 @@
+"""Probe processes with exactly known laws: i.i.d. and order-k Markov chains.
+
+All sampling and scoring runs in the Rust core (``dataprobes._core``) with the
+GIL released and in parallel over sequences. Conventions (DESIGN.md §4):
+
+* ``sample(n, T, seed=s, start=k)`` returns rows ``k .. k+n`` of the
+  conceptually infinite sample for seed ``s``: row ``i`` depends only on
+  ``(s, i)``, so output is bit-identical for any thread count
+  (``RAYON_NUM_THREADS``) and any split of a job into ``start`` shards.
+* Tokens come back in the smallest unsigned dtype that holds the vocabulary
+  (uint8 up to 256 tokens, then uint16, then uint32).
+* Log-probabilities are in nats; methods that report rates take ``base``
+  (``base=2`` for bits).
+* A sequence containing a zero-probability event is not an error: its
+  ``log_prob`` is ``-inf``.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._validation import (
+    as_float_array,
+    as_tokens,
+    check_float,
+    check_int,
+    check_seed,
+    log_base,
+)
+from .typicality import TypicalityReport, z_scores
+
+__all__ = ["Process", "MarkovChain", "IID", "ROW_SUM_TOL"]
+
+#: Rows and initial laws must sum to 1 within this absolute tolerance unless
+#: ``normalize=True``; accepted rows are renormalised exactly.
+ROW_SUM_TOL: float = _core.ROW_SUM_TOL
+
+
+def _unit(base: Any) -> str:
+    if base is None or base == math.e:
+        return "nats"
+    if base == 2:
+        return "bits"
+    return f"log base {base}"
+
+
+class Process(abc.ABC):
+    """A random process over tokens ``0 .. vocab_size - 1`` with a known law."""
+
+    @property
+    @abc.abstractmethod
+    def vocab_size(self) -> int:
+        """Number of distinct tokens."""
+
+    @abc.abstractmethod
+    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0) -> np.ndarray:
+        """``[num_sequences, length]`` tokens: rows ``start .. start+num_sequences``
+        of the sample for ``seed``."""
+
+    @abc.abstractmethod
+    def log_prob(self, x: Any) -> np.ndarray:
+        """Exact ``log p(x)`` in nats of each sequence (``[N]``; a scalar for 1-D input)."""
+
+    @abc.abstractmethod
+    def token_log_probs(self, x: Any) -> np.ndarray:
+        """``log p(x_t | x_<t)`` in nats at every position (the shape of ``x``)."""
+
+    @abc.abstractmethod
+    def entropy_rate(self, base: float | None = None) -> float:
+        """Entropy rate (nats/token, or in ``base``)."""
+
+    @abc.abstractmethod
+    def typicality(self, x: Any, eps: float = 0.05, base: float | None = None) -> TypicalityReport:
+        """Typical-set membership and z-scores of each sequence of ``x``."""
+
+
+class _ChainProcess(Process):
+    """Shared implementation over the Rust Markov core (order 0 = i.i.d.)."""
+
+    _core: _core.MarkovCore
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._core.vocab_size)
+
+    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0) -> np.ndarray:
+        """Sample ``[num_sequences, length]`` tokens.
+
+        Row ``i`` is sequence ``start + i`` of the stream for ``seed``: O(1)
+        per token (alias tables), parallel over sequences, bit-identical for any
+        thread count and any sharding by ``start``.
+        """
+        n = check_int("num_sequences", num_sequences)
+        t = check_int("length", length)
+        s = check_seed("seed", seed)
+        k = check_int("start", start, 0, 2**64 - 1)
+        return self._core.sample(n, t, s, k)
+
+    def log_prob(self, x: Any) -> np.ndarray:
+        tokens, single = as_tokens(x)
+        out = self._core.log_prob(tokens)
+        return out[0] if single else out
+
+    def token_log_probs(self, x: Any) -> np.ndarray:
+        tokens, single = as_tokens(x)
+        out = self._core.token_log_probs(tokens)
+        return out[0] if single else out
+
+    def entropy_rate(self, base: float | None = None) -> float:
+        """Exact entropy rate ``H = Σ_s π(s) H(P(·|s))`` (nats/token, or in ``base``)."""
+        return float(self._core.entropy_rate()) / log_base(base)
+
+    def varentropy_rate(self, base: float | None = None) -> float:
+        """Per-token varentropy ``Σ_s π(s) V(P(·|s))``, ``V(p) = Σ p log²p - H(p)²``.
+
+        The surprisal increments are martingale differences, so for a long
+        stationary sequence ``Var[-log p(x_1..n)] ≈ n × varentropy_rate``
+        (squared units of ``base``).
+        """
+        return float(self._core.varentropy_rate()) / log_base(base) ** 2
+
+    def typicality(self, x: Any, eps: float = 0.05, base: float | None = None) -> TypicalityReport:
+        """Typical-set membership and path-centred z-scores (see
+        :mod:`dataprobes.typicality`). ``eps`` is in the units of ``base``."""
+        e = check_float("eps", eps, positive=True)
+        scale = log_base(base)
+        tokens, _ = as_tokens(x)
+        n, length = tokens.shape
+        if length == 0:
+            raise ValueError("tokens: typicality needs sequences of length >= 1")
+        logp, centred, var = self._core.path_stats(tokens)
+        return TypicalityReport(
+            nll_per_token=-logp / length / scale,
+            z=z_scores(centred, var, length),
+            entropy_rate=self.entropy_rate(base),
+            eps=e,
+            unit=_unit(base),
+        )
+
+
+class MarkovChain(_ChainProcess):
+    """Stationary order-k Markov chain over ``vocab_size`` tokens.
+
+    Args:
+        transition: ``[V**order, V]`` row-stochastic matrix. Row ``s`` is the
+            law of the next token after the last ``order`` tokens
+            ``x_{t-k} .. x_{t-1}`` read as the base-V number
+            ``s = Σ_j x_{t-k+j} V**(k-1-j)`` (most recent token last).
+        order: k >= 1 (use :class:`IID` for order 0).
+        initial: law of the first ``order`` tokens, as ``V**order`` state
+            probabilities (same indexing; an array of shape ``(V,)*order`` is
+            flattened in C order). ``None``: the stationary law, so that the
+            whole sequence is stationary.
+        normalize: rescale rows (and ``initial``) that do not sum to 1.
+            Otherwise sums must be within ``ROW_SUM_TOL`` (1e-6) of 1.
+
+    Raises:
+        TypeError: non-numeric arrays.
+        ValueError: wrong shapes, negative / NaN / infinite probabilities,
+            rows not summing to 1, a state space too large to tabulate.
+    """
+
+    def __init__(
+        self,
+        transition: Any,
+        order: int = 1,
+        initial: Any = None,
+        *,
+        normalize: bool = False,
+    ) -> None:
+        k = check_int("order", order, 1)
+        p = as_float_array("transition", transition, 2)
+        init = None
+        if initial is not None:
+            init_arr = np.asarray(initial)
+            init = as_float_array("initial", init_arr.reshape(-1) if init_arr.ndim > 1 else init_arr, 1)
+        self._core = _core.MarkovCore(p, k, init, bool(normalize))
+        self._transition: np.ndarray | None = None
+
+    @classmethod
+    def random(
+        cls,
+        vocab_size: int,
+        order: int = 1,
+        *,
+        entropy_rate: float | None = None,
+        concentration: float | None = None,
+        seed: int = 0,
+    ) -> "MarkovChain":
+        """A random order-k chain with one knob set.
+
+        * ``concentration=α``: every row drawn from a symmetric Dirichlet(α)
+          (small α: peaked rows; ``E[H(row)] = ψ(Vα+1) - ψ(α+1)`` nats).
+        * ``entropy_rate=h`` (nats/token): rows ``softmax(G/τ)`` with standard
+          normal logits G, and τ found by bisection so that the chain's exact
+          entropy rate equals h within 1e-9 nats (``0 < h < log V``).
+
+        With neither, ``concentration=1.0`` (uniform over the simplex). The
+        chain is a deterministic function of ``(vocab_size, order, knob, seed)``.
+        """
+        v = check_int("vocab_size", vocab_size, 1)
+        k = check_int("order", order, 1)
+        s = check_seed("seed", seed)
+        if entropy_rate is not None and concentration is not None:
+            raise ValueError("pass exactly one of entropy_rate= and concentration=")
+        n_states = _core.check_state_space(v, k)  # refuse before allocating
+        rng = np.random.default_rng(s)
+        if entropy_rate is not None:
+            h = check_float("entropy_rate", entropy_rate, positive=True)
+            logits = rng.standard_normal((n_states, v))
+            _, probs, _ = _core.tune_temperature(logits, k, h, 1e-9)
+            return cls(probs, order=k)
+        alpha = 1.0 if concentration is None else check_float("concentration", concentration, positive=True)
+        probs = rng.dirichlet(np.full(v, alpha), size=n_states)
+        return cls(probs, order=k, normalize=True)
+
+    @property
+    def order(self) -> int:
+        return int(self._core.order)
+
+    @property
+    def transition(self) -> np.ndarray:
+        """The row-normalised ``[V**order, V]`` transition matrix (read-only)."""
+        if self._transition is None:
+            t = self._core.transition()
+            t.flags.writeable = False
+            self._transition = t
+        return self._transition
+
+    @property
+    def initial(self) -> np.ndarray:
+        """Law of the first ``order`` tokens over the ``V**order`` states."""
+        return self._core.initial()
+
+    def stationary_distribution(self) -> np.ndarray:
+        """Stationary law π over the ``V**order`` states (``πP = π``)."""
+        return self._core.stationary()
+
+    def row_entropies(self, base: float | None = None) -> np.ndarray:
+        """``H(P(·|s))`` of every state's next-token law."""
+        return self._core.row_entropies() / log_base(base)
+
+    def row_varentropies(self, base: float | None = None) -> np.ndarray:
+        """``V(P(·|s))`` of every state's next-token law."""
+        return self._core.row_varentropies() / log_base(base) ** 2
+
+    def __repr__(self) -> str:
+        return (
+            f"MarkovChain(vocab_size={self.vocab_size}, order={self.order}, "
+            f"entropy_rate={self.entropy_rate():.6f} nats)"
+        )
+
+
+class IID(_ChainProcess):
+    """Independent, identically distributed tokens with law ``probs``.
+
+    Args:
+        probs: ``[V]`` probabilities (sum within ``ROW_SUM_TOL`` of 1 unless
+            ``normalize=True``).
+    """
+
+    def __init__(self, probs: Any, *, normalize: bool = False) -> None:
+        p = as_float_array("probs", probs, 1)
+        try:
+            self._core = _core.MarkovCore(p[None, :], 0, None, bool(normalize))
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("transition row 0", "probs")) from None
+
+    @classmethod
+    def random(
+        cls,
+        vocab_size: int,
+        *,
+        entropy: float | None = None,
+        concentration: float | None = None,
+        seed: int = 0,
+    ) -> "IID":
+        """Random law: Dirichlet(``concentration``) or ``softmax(G/τ)`` tuned to
+        ``entropy`` nats (one knob; default ``concentration=1``)."""
+        v = check_int("vocab_size", vocab_size, 1)
+        s = check_seed("seed", seed)
+        if entropy is not None and concentration is not None:
+            raise ValueError("pass exactly one of entropy= and concentration=")
+        rng = np.random.default_rng(s)
+        if entropy is not None:
+            h = check_float("entropy", entropy, positive=True)
+            _, probs, _ = _core.tune_temperature(rng.standard_normal((1, v)), 0, h, 1e-9)
+            return cls(probs[0])
+        alpha = 1.0 if concentration is None else check_float("concentration", concentration, positive=True)
+        return cls(rng.dirichlet(np.full(v, alpha)), normalize=True)
+
+    @property
+    def probs(self) -> np.ndarray:
+        """The normalised law ``[V]``."""
+        return self._core.transition()[0]
+
+    def __repr__(self) -> str:
+        return f"IID(vocab_size={self.vocab_size}, entropy={self.entropy_rate():.6f} nats)"

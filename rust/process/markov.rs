@@ -1,0 +1,615 @@
+//! Order-k Markov chains over a vocabulary of V tokens (order 0 is i.i.d.).
+//!
+//! State convention (DESIGN.md §4): the state after reading tokens
+//! `x_{t-k} .. x_{t-1}` is `Σ_j x_{t-k+j} V^(k-1-j)`, i.e. the last k tokens as
+//! a base-V number with the most recent token last (least significant). The
+//! first k tokens of a sequence are one draw from the initial law over the V^k
+//! states (the stationary law unless one is given); every later token is drawn
+//! from the row of the current state.
+
+use crate::alias;
+use crate::error::{Error, Result};
+use crate::process::tokens::{InToken, OutToken};
+use crate::rng::Xoshiro256pp;
+use crate::stats::entropy::entropy_varentropy;
+use crate::stats::stationary::stationary;
+use rayon::prelude::*;
+
+/// Largest accepted transition table, in entries (V^(k+1)). At 24 bytes an
+/// entry (probabilities, log-probabilities, alias table) this is 12 GiB.
+pub const MAX_TABLE_ENTRIES: usize = 1 << 29;
+/// Rows (and the initial law) must sum to 1 within this absolute tolerance
+/// unless `normalize` is set; accepted rows are renormalised exactly.
+pub const ROW_SUM_TOL: f64 = 1e-6;
+/// L1 change of one lazy power-iteration step at which π is taken as converged.
+pub const STATIONARY_TOL: f64 = 1e-14;
+
+/// Number of states V^order, refusing state spaces whose table would not fit.
+pub fn state_space(vocab: usize, order: usize) -> Result<usize> {
+    if vocab == 0 {
+        return Err(Error::value("vocab_size must be at least 1"));
+    }
+    if vocab > u32::MAX as usize {
+        return Err(Error::value(format!("vocab_size {vocab} exceeds 2^32 - 1")));
+    }
+    let entries = vocab
+        .checked_pow(order as u32)
+        .and_then(|s| s.checked_mul(vocab))
+        .filter(|&e| e <= MAX_TABLE_ENTRIES);
+    match entries {
+        Some(e) => Ok(e / vocab),
+        None => Err(Error::value(format!(
+            "state space too large: vocab_size^(order+1) = {vocab}^{} exceeds {MAX_TABLE_ENTRIES} \
+             table entries; use a smaller vocab_size or order",
+            order + 1
+        ))),
+    }
+}
+
+/// Checks that `p` is a probability vector (finite, non-negative, positive
+/// sum, and summing to 1 within [`ROW_SUM_TOL`] unless `normalize`), and
+/// writes its normalised copy to `out`.
+fn normalise_row(p: &[f64], out: &mut [f64], what: &dyn Fn() -> String, normalize: bool) -> Result<()> {
+    let mut total = 0.0;
+    for (j, &x) in p.iter().enumerate() {
+        if !x.is_finite() || x < 0.0 {
+            return Err(Error::value(format!(
+                "{}: entry {j} is {x}; probabilities must be finite and non-negative",
+                what()
+            )));
+        }
+        total += x;
+    }
+    if !(total > 0.0) {
+        return Err(Error::value(format!("{} sums to 0; it must be a probability distribution", what())));
+    }
+    if !normalize && (total - 1.0).abs() > ROW_SUM_TOL {
+        return Err(Error::value(format!(
+            "{} sums to {total}, not 1 (tolerance {ROW_SUM_TOL}); pass normalize=True to rescale it",
+            what()
+        )));
+    }
+    for (o, &x) in out.iter_mut().zip(p) {
+        *o = x / total;
+    }
+    Ok(())
+}
+
+/// An order-k Markov chain with everything needed to sample and score in O(1)
+/// per token.
+#[derive(Debug, Clone)]
+pub struct MarkovChain {
+    vocab: usize,
+    order: usize,
+    n_states: usize,
+    /// Row-normalised transition probabilities [S, V].
+    probs: Vec<f64>,
+    /// Their logarithms [S, V] (-inf where 0).
+    log_p: Vec<f64>,
+    /// Packed alias tables, one row of V buckets per state.
+    table: Vec<u64>,
+    /// Initial law over the S states (= `stationary` unless given).
+    init: Vec<f64>,
+    init_table: Vec<u64>,
+    stationary: Vec<f64>,
+    /// Entropy and varentropy of each row.
+    row_h: Vec<f64>,
+    row_v: Vec<f64>,
+    /// `prefix_logp[j-1][a]` = log of the initial law's marginal of the first
+    /// j tokens, a = those tokens in base V (j = 1..=k).
+    prefix_logp: Vec<Vec<f64>>,
+    /// Entropy and varentropy of each of those marginals.
+    prefix_hv: Vec<(f64, f64)>,
+}
+
+impl MarkovChain {
+    /// Builds a chain from a row-stochastic `transition` matrix of shape
+    /// [V^order, V] (row-major) and an optional initial law over the V^order
+    /// states.
+    pub fn new(
+        transition: &[f64],
+        vocab: usize,
+        order: usize,
+        initial: Option<&[f64]>,
+        normalize: bool,
+    ) -> Result<Self> {
+        let n_states = state_space(vocab, order)?;
+        if transition.len() != n_states * vocab {
+            return Err(Error::value(format!(
+                "transition must have shape (vocab_size**order, vocab_size) = ({n_states}, {vocab}), \
+                 got {} entries",
+                transition.len()
+            )));
+        }
+        let mut probs = vec![0.0; n_states * vocab];
+        probs
+            .par_chunks_mut(vocab)
+            .zip(transition.par_chunks(vocab))
+            .enumerate()
+            .try_for_each(|(s, (out, row))| {
+                normalise_row(row, out, &|| format!("transition row {s}"), normalize)
+            })?;
+        let init_given = match initial {
+            None => None,
+            Some(init) => {
+                if init.len() != n_states {
+                    return Err(Error::value(format!(
+                        "initial must have vocab_size**order = {n_states} entries (a law over the \
+                         first {order} tokens), got {}",
+                        init.len()
+                    )));
+                }
+                let mut out = vec![0.0; n_states];
+                normalise_row(init, &mut out, &|| "initial".to_string(), normalize)?;
+                Some(out)
+            }
+        };
+        let max_iter = (20_000_000_000usize / (n_states * vocab)).clamp(2_000, 2_000_000);
+        let stationary = stationary(&probs, vocab, order, init_given.as_deref(), STATIONARY_TOL, max_iter)?;
+        Ok(Self::assemble(probs, vocab, order, n_states, init_given, stationary))
+    }
+
+    fn assemble(
+        probs: Vec<f64>,
+        vocab: usize,
+        order: usize,
+        n_states: usize,
+        init_given: Option<Vec<f64>>,
+        stationary: Vec<f64>,
+    ) -> Self {
+        let log_p: Vec<f64> = probs.par_iter().map(|&p| p.ln()).collect();
+        let mut table = vec![0u64; n_states * vocab];
+        table
+            .par_chunks_mut(vocab)
+            .zip(probs.par_chunks(vocab))
+            .for_each(|(t, p)| alias::build(p, t));
+        let (row_h, row_v): (Vec<f64>, Vec<f64>) =
+            probs.par_chunks(vocab).map(entropy_varentropy).unzip();
+        let init = init_given.unwrap_or_else(|| stationary.clone());
+        let mut init_table = vec![0u64; n_states];
+        alias::build(&init, &mut init_table);
+        // Marginals of the first j tokens: contiguous blocks of V^(k-j) states.
+        let mut prefix_logp = Vec::with_capacity(order);
+        let mut prefix_hv = Vec::with_capacity(order);
+        for j in 1..=order {
+            let block = vocab.pow((order - j) as u32);
+            let marg: Vec<f64> = init.chunks(block).map(|c| c.iter().sum()).collect();
+            prefix_hv.push(entropy_varentropy(&marg));
+            prefix_logp.push(marg.iter().map(|p: &f64| p.ln()).collect());
+        }
+        MarkovChain {
+            vocab,
+            order,
+            n_states,
+            probs,
+            log_p,
+            table,
+            init,
+            init_table,
+            stationary,
+            row_h,
+            row_v,
+            prefix_logp,
+            prefix_hv,
+        }
+    }
+
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+    pub fn order(&self) -> usize {
+        self.order
+    }
+    pub fn n_states(&self) -> usize {
+        self.n_states
+    }
+    pub fn probs(&self) -> &[f64] {
+        &self.probs
+    }
+    pub fn initial(&self) -> &[f64] {
+        &self.init
+    }
+    pub fn stationary(&self) -> &[f64] {
+        &self.stationary
+    }
+    pub fn row_entropies(&self) -> &[f64] {
+        &self.row_h
+    }
+    pub fn row_varentropies(&self) -> &[f64] {
+        &self.row_v
+    }
+
+    /// Entropy rate H = Σ_s π(s) H(P(·|s)) in nats/token.
+    pub fn entropy_rate(&self) -> f64 {
+        dot(&self.stationary, &self.row_h)
+    }
+
+    /// Varentropy rate Σ_s π(s) V(P(·|s)) in nats²/token: the per-token
+    /// variance of the surprisal's martingale increments, so that
+    /// Var[-log p(x_1..n)] ≈ n × this for long stationary sequences.
+    pub fn varentropy_rate(&self) -> f64 {
+        dot(&self.stationary, &self.row_v)
+    }
+
+    /// Writes `out.len() / length` sequences of `length` tokens, sequence i
+    /// drawn from stream `(seed, start + i)`. Parallel over sequences.
+    pub fn sample_into<T: OutToken>(&self, out: &mut [T], length: usize, seed: u64, start: u64) {
+        if length == 0 {
+            return;
+        }
+        out.par_chunks_mut(length).enumerate().for_each(|(i, row)| {
+            let mut rng = Xoshiro256pp::for_sequence(seed, start.wrapping_add(i as u64));
+            self.sample_row(row, &mut rng);
+        });
+    }
+
+    fn sample_row<T: OutToken>(&self, row: &mut [T], rng: &mut Xoshiro256pp) {
+        let v = self.vocab;
+        let k = self.order;
+        let len = row.len();
+        if k == 0 {
+            let t = &self.table[..v];
+            for x in row.iter_mut() {
+                *x = T::from_u32(alias::draw(t, rng));
+            }
+            return;
+        }
+        let s0 = alias::draw(&self.init_table, rng) as usize;
+        let mut rem = s0;
+        for t in (0..k).rev() {
+            if t < len {
+                row[t] = T::from_u32((rem % v) as u32);
+            }
+            rem /= v;
+        }
+        let mut s = s0;
+        if k == 1 {
+            for x in row.iter_mut().skip(1) {
+                let y = alias::draw(&self.table[s * v..s * v + v], rng);
+                *x = T::from_u32(y);
+                s = y as usize;
+            }
+        } else {
+            let n = self.n_states;
+            for x in row.iter_mut().skip(k) {
+                let y = alias::draw(&self.table[s * v..s * v + v], rng);
+                *x = T::from_u32(y);
+                s = (s * v + y as usize) % n;
+            }
+        }
+    }
+
+    /// The token `x` at position [i, t] as an index, or an error naming it.
+    #[inline]
+    fn check<T: InToken>(&self, x: T, i: usize, t: usize) -> Result<usize> {
+        let v = x.index();
+        if v >= self.vocab as u64 {
+            return Err(Error::value(format!(
+                "tokens: value {x} at position [{i}, {t}] is outside the vocabulary [0, {})",
+                self.vocab
+            )));
+        }
+        Ok(v as usize)
+    }
+
+    /// Calls `step(t, log p(x_t | x_<t), H, V)` along the row, where H and V
+    /// are the entropy and varentropy of the conditional law the token was
+    /// drawn from. The initial block of min(k, len) tokens is reported as one
+    /// step (at its last position) with its joint log-probability, unless
+    /// `per_token_prefix`, in which case each of its tokens is reported with
+    /// its conditional given the earlier ones (H and V then 0).
+    #[inline]
+    fn walk<T: InToken>(
+        &self,
+        row: &[T],
+        i: usize,
+        per_token_prefix: bool,
+        mut step: impl FnMut(usize, f64, f64, f64),
+    ) -> Result<()> {
+        let v = self.vocab;
+        let k = self.order;
+        let m = k.min(row.len());
+        let mut idx = 0usize;
+        let mut prev = 0.0;
+        for t in 0..m {
+            idx = idx * v + self.check(row[t], i, t)?;
+            if per_token_prefix {
+                let joint = self.prefix_logp[t][idx];
+                let cond = if joint == f64::NEG_INFINITY { joint } else { joint - prev };
+                step(t, cond, 0.0, 0.0);
+                prev = joint;
+            }
+        }
+        if m > 0 && !per_token_prefix {
+            let (h, var) = self.prefix_hv[m - 1];
+            step(m - 1, self.prefix_logp[m - 1][idx], h, var);
+        }
+        let mut s = idx; // == state once m == k; unused otherwise
+        for t in k..row.len() {
+            let x = self.check(row[t], i, t)?;
+            step(t, self.log_p[s * v + x], self.row_h[s], self.row_v[s]);
+            s = if k == 0 { 0 } else { (s * v + x) % self.n_states };
+        }
+        Ok(())
+    }
+
+    /// Exact log p(x) of each of the `tokens.len() / length` rows.
+    pub fn log_prob<T: InToken>(&self, tokens: &[T], length: usize, out: &mut [f64]) -> Result<()> {
+        if length == 0 {
+            out.iter_mut().for_each(|o| *o = 0.0);
+            return Ok(());
+        }
+        tokens
+            .par_chunks(length)
+            .zip(out.par_iter_mut())
+            .enumerate()
+            .try_for_each(|(i, (row, o))| {
+                let mut acc = 0.0;
+                self.walk(row, i, false, |_, lp, _, _| acc += lp)?;
+                *o = acc;
+                Ok(())
+            })
+    }
+
+    /// log p(x_t | x_<t) for every position; `out` has the shape of `tokens`.
+    pub fn token_log_probs<T: InToken>(&self, tokens: &[T], length: usize, out: &mut [f64]) -> Result<()> {
+        if length == 0 {
+            return Ok(());
+        }
+        tokens
+            .par_chunks(length)
+            .zip(out.par_chunks_mut(length))
+            .enumerate()
+            .try_for_each(|(i, (row, o))| self.walk(row, i, true, |t, lp, _, _| o[t] = lp))
+    }
+
+    /// Per row: (log p(x), Σ_t [-log p(x_t|·) - H_t], Σ_t V_t), the pieces of
+    /// the path-centred z-score (REFERENCES.md, typical sets).
+    pub fn path_stats<T: InToken>(
+        &self,
+        tokens: &[T],
+        length: usize,
+        logp: &mut [f64],
+        centred: &mut [f64],
+        var: &mut [f64],
+    ) -> Result<()> {
+        if length == 0 {
+            logp.iter_mut().chain(centred.iter_mut()).chain(var.iter_mut()).for_each(|o| *o = 0.0);
+            return Ok(());
+        }
+        tokens
+            .par_chunks(length)
+            .zip(logp.par_iter_mut().zip(centred.par_iter_mut().zip(var.par_iter_mut())))
+            .enumerate()
+            .try_for_each(|(i, (row, (lp_out, (c_out, v_out))))| {
+                let (mut lp_acc, mut c_acc, mut v_acc) = (0.0, 0.0, 0.0);
+                self.walk(row, i, false, |_, lp, h, var| {
+                    lp_acc += lp;
+                    c_acc += -lp - h;
+                    v_acc += var;
+                })?;
+                *lp_out = lp_acc;
+                *c_out = c_acc;
+                *v_out = v_acc;
+                Ok(())
+            })
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Entropy rate of the chain with row-stochastic `probs` [V^order, V],
+/// reusing (and updating) `pi` as the power iteration's start.
+pub fn entropy_rate_of(probs: &[f64], vocab: usize, order: usize, pi: &mut Vec<f64>) -> Result<f64> {
+    let n_states = probs.len() / vocab;
+    let max_iter = (20_000_000_000usize / (n_states * vocab)).clamp(2_000, 2_000_000);
+    let start = if pi.len() == n_states { Some(pi.as_slice()) } else { None };
+    let st = stationary(probs, vocab, order, start, STATIONARY_TOL, max_iter)?;
+    let h: f64 = probs
+        .par_chunks(vocab)
+        .zip(st.par_iter())
+        .map(|(row, &w)| w * entropy_varentropy(row).0)
+        .sum::<f64>();
+    *pi = st;
+    Ok(h)
+}
+
+/// Row-wise softmax of `logits / tau` into `out`.
+pub fn softmax_rows(logits: &[f64], vocab: usize, tau: f64, out: &mut [f64]) {
+    out.par_chunks_mut(vocab).zip(logits.par_chunks(vocab)).for_each(|(o, g)| {
+        let m = g.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let mut tot = 0.0;
+        for (oi, &gi) in o.iter_mut().zip(g) {
+            *oi = ((gi - m) / tau).exp();
+            tot += *oi;
+        }
+        for oi in o.iter_mut() {
+            *oi /= tot;
+        }
+    });
+}
+
+/// Finds the temperature τ at which the chain with rows softmax(G/τ) has
+/// entropy rate `target` (nats) within `tol`, by bisection on log τ
+/// (REFERENCES.md: row entropy increases with τ; the rate is continuous in τ
+/// and goes from 0 at τ → 0 to log V at τ → ∞, so a root exists for any
+/// target in (0, log V)). Returns (τ, rows, achieved rate).
+pub fn tune_temperature(
+    logits: &[f64],
+    vocab: usize,
+    order: usize,
+    target: f64,
+    tol: f64,
+) -> Result<(f64, Vec<f64>, f64)> {
+    let n_states = state_space(vocab, order)?;
+    if logits.len() != n_states * vocab {
+        return Err(Error::value("logits must have shape (vocab_size**order, vocab_size)"));
+    }
+    let log_v = (vocab as f64).ln();
+    if !(target > 0.0 && target < log_v) {
+        return Err(Error::value(format!(
+            "entropy_rate must lie strictly between 0 and log(vocab_size) = {log_v:.6} nats, got {target}"
+        )));
+    }
+    let mut probs = vec![0.0; logits.len()];
+    let mut pi = Vec::new();
+    let eval = |tau: f64, probs: &mut Vec<f64>, pi: &mut Vec<f64>| -> Result<f64> {
+        softmax_rows(logits, vocab, tau, probs);
+        entropy_rate_of(probs, vocab, order, pi)
+    };
+    // Bracket the root in log τ.
+    let (mut lo, mut hi) = (0.0f64, 0.0f64);
+    let mut h_lo = eval(lo.exp(), &mut probs, &mut pi)?;
+    let mut h_hi = h_lo;
+    while h_lo > target {
+        lo -= 1.0;
+        if lo < -60.0 {
+            return Err(Error::value(format!("entropy_rate {target} is too small to reach")));
+        }
+        h_lo = eval(lo.exp(), &mut probs, &mut pi)?;
+    }
+    while h_hi < target {
+        hi += 1.0;
+        if hi > 60.0 {
+            return Err(Error::value(format!("entropy_rate {target} is too close to log(vocab_size)")));
+        }
+        h_hi = eval(hi.exp(), &mut probs, &mut pi)?;
+    }
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        let h = eval(mid.exp(), &mut probs, &mut pi)?;
+        if (h - target).abs() <= tol {
+            return Ok((mid.exp(), probs, h));
+        }
+        if h < target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+        if hi - lo < 1e-15 {
+            break;
+        }
+    }
+    Err(Error::value(format!(
+        "could not tune the chain to entropy_rate {target} within {tol}; try another seed"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random_chain(v: usize, order: usize, seed: u64) -> Vec<f64> {
+        let s = v.pow(order as u32);
+        let mut r = Xoshiro256pp::from_u64(seed);
+        let mut p = vec![0.0; s * v];
+        for row in p.chunks_mut(v) {
+            let mut tot = 0.0;
+            for x in row.iter_mut() {
+                *x = -r.next_f64().ln(); // Dirichlet(1) via normalised exponentials
+                tot += *x;
+            }
+            row.iter_mut().for_each(|x| *x /= tot);
+        }
+        p
+    }
+
+    #[test]
+    fn transition_frequencies_match() {
+        let v = 5;
+        let p = random_chain(v, 1, 3);
+        let c = MarkovChain::new(&p, v, 1, None, false).unwrap();
+        let (n, len) = (200, 2000);
+        let mut out = vec![0u8; n * len];
+        c.sample_into(&mut out, len, 1, 0);
+        let mut counts = vec![0f64; v * v];
+        for row in out.chunks(len) {
+            for w in row.windows(2) {
+                counts[w[0] as usize * v + w[1] as usize] += 1.0;
+            }
+        }
+        // Pearson chi-square over all rows: V(V-1) = 20 degrees of freedom,
+        // 0.999 quantile 45.3.
+        let mut chi2 = 0.0;
+        for s in 0..v {
+            let tot: f64 = counts[s * v..(s + 1) * v].iter().sum();
+            for x in 0..v {
+                let e = tot * p[s * v + x];
+                chi2 += (counts[s * v + x] - e).powi(2) / e;
+            }
+        }
+        assert!(chi2 < 45.3, "chi2 = {chi2}");
+    }
+
+    #[test]
+    fn order_k_state_convention_and_log_prob() {
+        let v = 3;
+        let p = random_chain(v, 2, 5);
+        let c = MarkovChain::new(&p, v, 2, None, false).unwrap();
+        let x: Vec<u8> = vec![2, 0, 1, 1, 2, 0];
+        let mut lp = [0.0];
+        c.log_prob(&x, x.len(), &mut lp).unwrap();
+        // by hand: log init[(2,0)] + Σ log P[(x_{t-2}, x_{t-1}), x_t]
+        let mut want = c.initial()[2 * 3 + 0].ln();
+        for t in 2..x.len() {
+            let s = x[t - 2] as usize * 3 + x[t - 1] as usize;
+            want += p[s * 3 + x[t] as usize].ln();
+        }
+        assert!((lp[0] - want).abs() < 1e-12);
+        let mut tl = vec![0.0; x.len()];
+        c.token_log_probs(&x, x.len(), &mut tl).unwrap();
+        assert!((tl.iter().sum::<f64>() - want).abs() < 1e-12);
+    }
+
+    #[test]
+    fn sampling_is_deterministic_under_sharding() {
+        let v = 7;
+        let p = random_chain(v, 1, 8);
+        let c = MarkovChain::new(&p, v, 1, None, false).unwrap();
+        let mut all = vec![0u8; 10 * 33];
+        c.sample_into(&mut all, 33, 99, 0);
+        let mut tail = vec![0u8; 4 * 33];
+        c.sample_into(&mut tail, 33, 99, 6);
+        assert_eq!(&all[6 * 33..], &tail[..]);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        assert!(MarkovChain::new(&[0.5, 0.5, 1.0], 2, 1, None, false).is_err());
+        assert!(MarkovChain::new(&[0.5, 0.6, 0.5, 0.5], 2, 1, None, false).is_err());
+        assert!(MarkovChain::new(&[0.5, 0.6, 0.5, 0.5], 2, 1, None, true).is_ok());
+        assert!(MarkovChain::new(&[f64::NAN, 1.0, 0.5, 0.5], 2, 1, None, true).is_err());
+        assert!(MarkovChain::new(&[-0.1, 1.1, 0.5, 0.5], 2, 1, None, false).is_err());
+        assert!(state_space(1 << 20, 3).is_err());
+        assert!(state_space(0, 1).is_err());
+        let c = MarkovChain::new(&[0.5, 0.5, 0.5, 0.5], 2, 1, None, false).unwrap();
+        let mut o = [0.0];
+        assert!(c.log_prob(&[0u8, 2], 2, &mut o).is_err());
+        assert!(c.log_prob(&[0i64, -1], 2, &mut o).is_err());
+    }
+
+    #[test]
+    fn zero_probability_transition_is_neg_inf() {
+        let c = MarkovChain::new(&[0.0, 1.0, 1.0, 0.0], 2, 1, None, false).unwrap();
+        let mut o = [0.0];
+        c.log_prob(&[0u8, 0], 2, &mut o).unwrap();
+        assert_eq!(o[0], f64::NEG_INFINITY);
+        c.log_prob(&[0u8, 1, 0], 3, &mut o).unwrap();
+        assert!((o[0] - 0.5f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tuned_temperature_hits_target() {
+        let v = 16;
+        let mut r = Xoshiro256pp::from_u64(2);
+        let g: Vec<f64> = (0..v * v).map(|_| r.next_f64() * 4.0).collect();
+        for target in [0.3, 1.0, 2.5] {
+            let (_, probs, h) = tune_temperature(&g, v, 1, target, 1e-9).unwrap();
+            assert!((h - target).abs() < 1e-9);
+            let c = MarkovChain::new(&probs, v, 1, None, false).unwrap();
+            assert!((c.entropy_rate() - target).abs() < 1e-8);
+        }
+    }
+}

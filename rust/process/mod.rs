@@ -1,0 +1,4 @@
+//! Random processes whose law is known exactly. Pure Rust: no PyO3 types.
+
+pub mod markov;
+pub mod tokens;

@@ -1,0 +1,206 @@
+//! Bindings for `process::markov`.
+
+use super::tokens::{with_tokens, Tokens};
+use crate::error::Error;
+use crate::process::markov::{self, MarkovChain};
+use crate::process::tokens::OutToken;
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
+use pyo3::prelude::*;
+
+/// Largest number of tokens one call may write (2^40 bytes at one byte each).
+const MAX_OUTPUT_TOKENS: usize = 1 << 40;
+
+fn output_size(num_sequences: usize, length: usize) -> PyResult<usize> {
+    num_sequences
+        .checked_mul(length)
+        .filter(|&n| n <= MAX_OUTPUT_TOKENS)
+        .ok_or_else(|| {
+            Error::value(format!(
+                "num_sequences * length = {num_sequences} * {length} is too large (at most 2^40 tokens a call); \
+                 generate in shards with `start=`"
+            ))
+            .into()
+        })
+}
+
+/// Allocates an uninitialised [n, len] array of `T`, fills it with `fill`
+/// while the GIL is released, and returns it.
+fn fill_new<'py, T, F>(py: Python<'py>, n: usize, len: usize, fill: F) -> PyResult<Bound<'py, PyAny>>
+where
+    T: OutToken + numpy::Element,
+    F: FnOnce(&mut [T]) + Send,
+{
+    // SAFETY: every element is written by `fill` before the array is exposed.
+    let arr = unsafe { PyArray2::<T>::new(py, [n, len], false) };
+    {
+        let mut rw = arr.readwrite();
+        let slice = rw.as_slice_mut()?;
+        py.detach(|| fill(slice));
+    }
+    Ok(arr.into_any())
+}
+
+/// Order-k Markov chain (order 0: i.i.d.) core. See `dataprobes.MarkovChain`.
+#[pyclass(module = "dataprobes._core", frozen)]
+pub struct MarkovCore {
+    inner: MarkovChain,
+}
+
+#[pymethods]
+impl MarkovCore {
+    #[new]
+    #[pyo3(signature = (transition, order, initial=None, normalize=false))]
+    fn new(
+        py: Python<'_>,
+        transition: PyReadonlyArray2<'_, f64>,
+        order: usize,
+        initial: Option<PyReadonlyArray1<'_, f64>>,
+        normalize: bool,
+    ) -> PyResult<Self> {
+        let vocab = transition.shape()[1];
+        let rows = transition.shape()[0];
+        let n_states = markov::state_space(vocab, order)?;
+        if rows != n_states {
+            return Err(Error::value(format!(
+                "transition must have shape (vocab_size**order, vocab_size) = ({n_states}, {vocab}) \
+                 for order {order}, got ({rows}, {vocab})"
+            ))
+            .into());
+        }
+        let t = transition.as_slice()?;
+        let init = match &initial {
+            Some(a) => Some(a.as_slice()?),
+            None => None,
+        };
+        let inner = py.detach(|| MarkovChain::new(t, vocab, order, init, normalize))?;
+        Ok(MarkovCore { inner })
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab()
+    }
+    #[getter]
+    fn order(&self) -> usize {
+        self.inner.order()
+    }
+    #[getter]
+    fn n_states(&self) -> usize {
+        self.inner.n_states()
+    }
+
+    fn transition<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let (s, v) = (self.inner.n_states(), self.inner.vocab());
+        PyArray1::from_slice(py, self.inner.probs()).reshape([s, v])
+    }
+    fn initial<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        PyArray1::from_slice(py, self.inner.initial())
+    }
+    fn stationary<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        PyArray1::from_slice(py, self.inner.stationary())
+    }
+    fn row_entropies<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        PyArray1::from_slice(py, self.inner.row_entropies())
+    }
+    fn row_varentropies<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        PyArray1::from_slice(py, self.inner.row_varentropies())
+    }
+    fn entropy_rate(&self) -> f64 {
+        self.inner.entropy_rate()
+    }
+    fn varentropy_rate(&self) -> f64 {
+        self.inner.varentropy_rate()
+    }
+
+    /// [num_sequences, length] tokens in the smallest unsigned dtype.
+    fn sample<'py>(
+        &self,
+        py: Python<'py>,
+        num_sequences: usize,
+        length: usize,
+        seed: u64,
+        start: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        output_size(num_sequences, length)?;
+        let inner = &self.inner;
+        let v = inner.vocab();
+        if v <= 1 << 8 {
+            fill_new::<u8, _>(py, num_sequences, length, |o| inner.sample_into(o, length, seed, start))
+        } else if v <= 1 << 16 {
+            fill_new::<u16, _>(py, num_sequences, length, |o| inner.sample_into(o, length, seed, start))
+        } else {
+            fill_new::<u32, _>(py, num_sequences, length, |o| inner.sample_into(o, length, seed, start))
+        }
+    }
+
+    fn log_prob<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let tok = Tokens::extract(tokens)?;
+        let (n, len) = tok.shape();
+        let mut out = vec![0.0; n];
+        with_tokens!(tok, |x| py.detach(|| self.inner.log_prob(x, len, &mut out)))?;
+        Ok(out.into_pyarray(py))
+    }
+
+    fn token_log_probs<'py>(
+        &self,
+        py: Python<'py>,
+        tokens: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let tok = Tokens::extract(tokens)?;
+        let (n, len) = tok.shape();
+        let mut out = vec![0.0; n * len];
+        with_tokens!(tok, |x| py.detach(|| self.inner.token_log_probs(x, len, &mut out)))?;
+        out.into_pyarray(py).reshape([n, len])
+    }
+
+    /// (log p(x), Σ centred surprisal, Σ conditional varentropy) per row.
+    #[allow(clippy::type_complexity)]
+    fn path_stats<'py>(
+        &self,
+        py: Python<'py>,
+        tokens: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
+        let tok = Tokens::extract(tokens)?;
+        let (n, len) = tok.shape();
+        let (mut lp, mut c, mut v) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        with_tokens!(tok, |x| py.detach(|| self.inner.path_stats(x, len, &mut lp, &mut c, &mut v)))?;
+        Ok((lp.into_pyarray(py), c.into_pyarray(py), v.into_pyarray(py)))
+    }
+}
+
+/// (τ, softmax(logits/τ) rows, achieved rate): the temperature at which the
+/// chain's exact entropy rate equals `target` nats within `tol`.
+#[pyfunction]
+#[pyo3(signature = (logits, order, target, tol=1e-9))]
+pub fn tune_temperature<'py>(
+    py: Python<'py>,
+    logits: PyReadonlyArray2<'py, f64>,
+    order: usize,
+    target: f64,
+    tol: f64,
+) -> PyResult<(f64, Bound<'py, PyArray2<f64>>, f64)> {
+    let (s, v) = (logits.shape()[0], logits.shape()[1]);
+    let g = logits.as_slice()?;
+    let (tau, probs, h) = py.detach(|| markov::tune_temperature(g, v, order, target, tol))?;
+    Ok((tau, probs.into_pyarray(py).reshape([s, v])?, h))
+}
+
+/// vocab_size**order, or a ValueError if the table would be too large.
+#[pyfunction]
+pub fn check_state_space(vocab_size: usize, order: usize) -> PyResult<usize> {
+    Ok(markov::state_space(vocab_size, order)?)
+}
+
+/// Benchmark baseline: one raw RNG draw per token, no table lookup.
+#[pyfunction]
+pub fn rng_only_fill<'py>(
+    py: Python<'py>,
+    num_sequences: usize,
+    length: usize,
+    seed: u64,
+) -> PyResult<Bound<'py, PyAny>> {
+    output_size(num_sequences, length)?;
+    fill_new::<u8, _>(py, num_sequences, length, |o| crate::rng::fill_raw(o, length, seed, 0))
+}

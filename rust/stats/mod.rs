@@ -1,0 +1,4 @@
+//! Exact information-theoretic quantities of discrete distributions and chains.
+
+pub mod entropy;
+pub mod stationary;
