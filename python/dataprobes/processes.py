@@ -203,7 +203,7 @@ class MarkovChain(_ChainProcess):
         With neither, ``concentration=1.0`` (uniform over the simplex). The
         chain is a deterministic function of ``(vocab_size, order, knob, seed)``.
         """
-        v = check_int("vocab_size", vocab_size, 1)
+        v = check_int("vocab_size", vocab_size, 1, 2**32 - 1)
         k = check_int("order", order, 1)
         s = check_seed("seed", seed)
         if entropy_rate is not None and concentration is not None:
@@ -282,7 +282,7 @@ class IID(_ChainProcess):
     ) -> "IID":
         """Random law: Dirichlet(``concentration``) or ``softmax(G/τ)`` tuned to
         ``entropy`` nats (one knob; default ``concentration=1``)."""
-        v = check_int("vocab_size", vocab_size, 1)
+        v = check_int("vocab_size", vocab_size, 1, 2**32 - 1)
         s = check_seed("seed", seed)
         if entropy is not None and concentration is not None:
             raise ValueError("pass exactly one of entropy= and concentration=")

@@ -115,9 +115,10 @@ def z_scores(centred: np.ndarray, var: np.ndarray, length: int) -> np.ndarray:
     """
     centred = np.asarray(centred, dtype=np.float64)
     var = np.asarray(var, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = centred / np.sqrt(var)
-    degenerate = var <= 0
-    z[degenerate] = np.sign(centred[degenerate]) * np.inf
+    z = np.empty_like(centred)
+    ok = var > 0
+    z[ok] = centred[ok] / np.sqrt(var[ok])
+    degenerate = ~ok
+    z[degenerate] = np.copysign(np.inf, centred[degenerate])
     z[degenerate & (np.abs(centred) <= 1e-9 * max(length, 1))] = 0.0
     return z

@@ -144,7 +144,7 @@ impl MarkovChain {
                 Some(out)
             }
         };
-        let max_iter = (20_000_000_000usize / (n_states * vocab)).clamp(2_000, 2_000_000);
+        let max_iter = (2_000_000_000usize / (n_states * vocab)).clamp(1_000, 100_000);
         let stationary = stationary(&probs, vocab, order, init_given.as_deref(), STATIONARY_TOL, max_iter)?;
         Ok(Self::assemble(probs, vocab, order, n_states, init_given, stationary))
     }
@@ -404,7 +404,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 /// reusing (and updating) `pi` as the power iteration's start.
 pub fn entropy_rate_of(probs: &[f64], vocab: usize, order: usize, pi: &mut Vec<f64>) -> Result<f64> {
     let n_states = probs.len() / vocab;
-    let max_iter = (20_000_000_000usize / (n_states * vocab)).clamp(2_000, 2_000_000);
+    let max_iter = (2_000_000_000usize / (n_states * vocab)).clamp(1_000, 100_000);
     let start = if pi.len() == n_states { Some(pi.as_slice()) } else { None };
     let st = stationary(probs, vocab, order, start, STATIONARY_TOL, max_iter)?;
     let h: f64 = probs

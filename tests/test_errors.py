@@ -1,0 +1,145 @@
+"""Every bad input raises a clear ValueError/TypeError naming the argument."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dataprobes as dp
+
+GOOD = np.array([[0.5, 0.5], [0.25, 0.75]])
+
+
+@pytest.mark.parametrize(
+    ("transition", "match"),
+    [
+        (np.array([[0.5, 0.5], [-0.1, 1.1]]), r"transition row 1: entry 0 is -0\.1"),
+        (np.array([[0.5, 0.5], [np.nan, 1.0]]), "finite and non-negative"),
+        (np.array([[0.5, 0.5], [np.inf, 1.0]]), "finite and non-negative"),
+        (np.array([[0.5, 0.6], [0.5, 0.5]]), r"transition row 0 sums to 1\.1.*normalize=True"),
+        (np.array([[0.0, 0.0], [0.5, 0.5]]), "transition row 0 sums to 0"),
+        (np.ones((3, 2)) / 2, r"shape \(vocab_size\*\*order, vocab_size\) = \(2, 2\)"),
+        (np.ones(4) / 4, "transition must be 2-D"),
+        (np.ones((2, 0)), "vocab_size must be at least 1"),
+    ],
+)
+def test_bad_transition(transition: np.ndarray, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        dp.MarkovChain(transition)
+
+
+def test_row_tolerance_and_normalize() -> None:
+    dp.MarkovChain(GOOD + 1e-7 / 2)  # within ROW_SUM_TOL: accepted, renormalised
+    assert dp.ROW_SUM_TOL == 1e-6
+    chain = dp.MarkovChain(GOOD * 3, normalize=True)
+    np.testing.assert_allclose(chain.transition, GOOD)
+    np.testing.assert_allclose(chain.transition.sum(1), 1.0, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="sums to 0"):
+        dp.MarkovChain(np.zeros((2, 2)), normalize=True)
+
+
+@pytest.mark.parametrize("bad", ["abc", [["a", "b"], ["c", "d"]], np.array([[1 + 0j, 0], [0, 1]]), None])
+def test_non_numeric_transition(bad: object) -> None:
+    with pytest.raises(TypeError, match="transition"):
+        dp.MarkovChain(bad)
+
+
+def test_ragged_transition() -> None:
+    with pytest.raises(ValueError, match="transition"):
+        dp.MarkovChain([[0.5, 0.5], [1.0]])
+
+
+def test_bad_order_and_initial() -> None:
+    with pytest.raises(ValueError, match="order must be >= 1"):
+        dp.MarkovChain(GOOD, order=0)
+    with pytest.raises(TypeError, match="order must be an integer"):
+        dp.MarkovChain(GOOD, order=1.5)
+    with pytest.raises(TypeError, match="order must be an integer"):
+        dp.MarkovChain(GOOD, order=True)
+    with pytest.raises(ValueError, match="initial must have vocab_size\\*\\*order = 2 entries"):
+        dp.MarkovChain(GOOD, initial=[1.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="initial sums to 0.5"):
+        dp.MarkovChain(GOOD, initial=[0.25, 0.25])
+    with pytest.raises(ValueError, match="initial: entry 1 is -1"):
+        dp.MarkovChain(GOOD, initial=[2.0, -1.0])
+
+
+def test_absurd_state_space_is_refused_before_allocating() -> None:
+    with pytest.raises(ValueError, match="state space too large"):
+        dp.MarkovChain.random(50_000, order=2)
+    with pytest.raises(ValueError, match="vocab_size must be <= 4294967295"):
+        dp.MarkovChain.random(2**40)
+    with pytest.raises(ValueError, match="state space too large"):
+        dp.MarkovChain.random(128, order=10)
+
+
+def test_random_knobs() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        dp.MarkovChain.random(8, entropy_rate=1.0, concentration=1.0)
+    with pytest.raises(ValueError, match="entropy_rate must lie strictly between 0 and log"):
+        dp.MarkovChain.random(8, entropy_rate=3.0)
+    with pytest.raises(ValueError, match="entropy_rate must be > 0"):
+        dp.MarkovChain.random(8, entropy_rate=0.0)
+    with pytest.raises(ValueError, match="entropy_rate must be finite"):
+        dp.MarkovChain.random(8, entropy_rate=float("nan"))
+    with pytest.raises(ValueError, match="concentration must be > 0"):
+        dp.MarkovChain.random(8, concentration=-1.0)
+    with pytest.raises(ValueError, match="vocab_size must be >= 1"):
+        dp.MarkovChain.random(0)
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        dp.MarkovChain.random(8, seed=-1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"num_sequences": -1, "length": 3}, ValueError, "num_sequences must be >= 0"),
+        ({"num_sequences": 2, "length": -3}, ValueError, "length must be >= 0"),
+        ({"num_sequences": 2.0, "length": 3}, TypeError, "num_sequences must be an integer"),
+        ({"num_sequences": 2, "length": 3, "seed": -1}, ValueError, "seed must be >= 0"),
+        ({"num_sequences": 2, "length": 3, "seed": 2**64}, ValueError, "seed must be <="),
+        ({"num_sequences": 2, "length": 3, "start": -5}, ValueError, "start must be >= 0"),
+        ({"num_sequences": 2**40, "length": 2**20}, ValueError, "too large"),
+    ],
+)
+def test_bad_sample_arguments(kwargs: dict, exc: type, match: str) -> None:
+    with pytest.raises(exc, match=match):
+        dp.MarkovChain(GOOD).sample(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "exc", "match"),
+    [
+        (np.array([[0, 1, 2]]), ValueError, r"tokens: value 2 at position \[0, 2\] is outside the vocabulary \[0, 2\)"),
+        (np.array([[0, -1]]), ValueError, r"value -1 at position \[0, 1\]"),
+        (np.array([[0.0, 1.0]]), TypeError, "tokens must be an integer array"),
+        (np.array([[True, False]]), TypeError, "tokens must be an integer array"),
+        (np.zeros((1, 2, 3), dtype=int), ValueError, "tokens must be 1-D"),
+        (np.array(["a"]), TypeError, "tokens must be an integer array"),
+    ],
+)
+def test_bad_tokens(tokens: np.ndarray, exc: type, match: str) -> None:
+    chain = dp.MarkovChain(GOOD)
+    for fn in (chain.log_prob, chain.token_log_probs, chain.typicality):
+        with pytest.raises(exc, match=match):
+            fn(tokens)
+
+
+def test_bad_typicality_arguments() -> None:
+    chain = dp.MarkovChain(GOOD)
+    with pytest.raises(ValueError, match="eps must be > 0"):
+        chain.typicality([[0, 1]], eps=0)
+    with pytest.raises(ValueError, match="base must not be 1"):
+        chain.typicality([[0, 1]], base=1)
+    with pytest.raises(ValueError, match="length >= 1"):
+        chain.typicality(np.zeros((2, 0), dtype=int))
+
+
+def test_bad_iid() -> None:
+    with pytest.raises(ValueError, match="probs: entry 1 is -0.5"):
+        dp.IID([1.5, -0.5])
+    with pytest.raises(ValueError, match="probs sums to 0.9"):
+        dp.IID([0.5, 0.4])
+    with pytest.raises(ValueError, match="probs must be 1-D"):
+        dp.IID([[0.5, 0.5]])
+    np.testing.assert_allclose(dp.IID([1, 3], normalize=True).probs, [0.25, 0.75])
