@@ -1,0 +1,226 @@
+"""The ``dataprobes`` command.
+
+``dataprobes generate markov|iid ...`` samples a probe data set, writes it
+atomically (``.npy``, or ``.parquet`` when pyarrow is installed) together with
+the process that produced it (``<out>.process.npz``), and prints the process's
+exact entropy rate and the typicality summary of what it wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import __version__
+from .processes import IID, MarkovChain, _ChainProcess
+from .typicality import TypicalityReport
+
+_CHUNK_TOKENS = 1 << 24  # tokens per generation chunk (16 MiB at uint8)
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        v = int(text)
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {v}")
+        return v
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dataprobes", description="Exact, fast data probes.")
+    parser.add_argument("--version", action="version", version=f"dataprobes {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser(
+        "generate",
+        help="sample a probe data set and print its exact statistics",
+        description="Sample a probe data set, write it atomically, and print the exact entropy rate "
+        "and the typicality of what was written.",
+    )
+    gen.add_argument("process", choices=["markov", "iid"], help="process family")
+    gen.add_argument("--vocab-size", type=_int_at_least(1), default=128, help="number of tokens (default 128)")
+    gen.add_argument("--order", type=_int_at_least(1), default=1, help="Markov order k (markov only; default 1)")
+    knob = gen.add_mutually_exclusive_group()
+    knob.add_argument("--entropy-rate", type=float, help="target entropy rate per token, in the unit of --base")
+    knob.add_argument("--concentration", type=float, help="Dirichlet concentration of each row (default 1.0)")
+    gen.add_argument("--process-seed", type=_int_at_least(0), default=0, help="seed of the random process (default 0)")
+    gen.add_argument("--num-sequences", "-n", type=_int_at_least(0), default=1000, help="sequences (default 1000)")
+    gen.add_argument("--length", "-T", type=_int_at_least(0), default=512, help="tokens per sequence (default 512)")
+    gen.add_argument("--seed", type=_int_at_least(0), default=0, help="sampling seed (default 0)")
+    gen.add_argument("--start", type=_int_at_least(0), default=0, help="index of the first sequence (for shards)")
+    gen.add_argument("--out", "-o", type=Path, required=True, help="output file: .npy or .parquet")
+    gen.add_argument("--eps", type=float, default=0.05, help="half-width of the typical band (default 0.05)")
+    gen.add_argument("--base", type=float, default=None, help="log base of reported rates (2 = bits; default nats)")
+    gen.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def _make_process(args: argparse.Namespace) -> _ChainProcess:
+    scale = 1.0 if args.base is None else math.log(args.base)
+    h = None if args.entropy_rate is None else args.entropy_rate * scale
+    if args.process == "markov":
+        return MarkovChain.random(
+            args.vocab_size, args.order, entropy_rate=h, concentration=args.concentration, seed=args.process_seed
+        )
+    if args.order != 1:
+        raise ValueError("--order applies to markov only")
+    return IID.random(args.vocab_size, entropy=h, concentration=args.concentration, seed=args.process_seed)
+
+
+def _temp_beside(final: Path) -> Path:
+    """A fresh temporary file next to ``final`` (same file system, so that
+    ``os.replace`` is atomic), with the permissions a plain ``open`` gives."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return Path(tmp)
+
+
+def _unit(base: float | None) -> str:
+    return "nats" if base is None else ("bits" if base == 2 else f"log base {base:g}")
+
+
+def generate(args: argparse.Namespace) -> dict[str, Any]:
+    """Runs ``dataprobes generate``; returns the statistics to print."""
+    from tqdm import tqdm
+
+    out: Path = args.out
+    fmt = out.suffix.lower()
+    if fmt not in (".npy", ".parquet"):
+        raise ValueError(f"--out must end in .npy or .parquet, got {out.name!r}")
+    if fmt == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ValueError("writing .parquet needs pyarrow: pip install 'dataprobes[parquet]'") from None
+    if not args.eps > 0:
+        raise ValueError(f"--eps must be > 0, got {args.eps}")
+    if args.base is not None and not (args.base > 0 and args.base != 1):
+        raise ValueError(f"--base must be > 0 and != 1, got {args.base}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    process = _make_process(args)
+    n, length = args.num_sequences, args.length
+    dtype = process.sample(0, 0).dtype
+    per_chunk = max(1, _CHUNK_TOKENS // max(length, 1))
+    nll = np.empty(n)
+    z = np.empty(n)
+    tmp = _temp_beside(out)
+    try:
+        data: np.ndarray
+        if fmt == ".npy":
+            data = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, length))
+        else:
+            data = np.empty((n, length), dtype)
+        with tqdm(
+            total=n * length,
+            unit="tok",
+            unit_scale=True,
+            desc="sampling",
+            disable=args.no_progress or n * length < _CHUNK_TOKENS,
+        ) as bar:
+            for lo in range(0, n, per_chunk):
+                hi = min(n, lo + per_chunk)
+                chunk = process.sample(hi - lo, length, seed=args.seed, start=args.start + lo)
+                data[lo:hi] = chunk
+                if length:
+                    rep = process.typicality(chunk, eps=args.eps, base=args.base)
+                    nll[lo:hi], z[lo:hi] = rep.nll_per_token, rep.z
+                bar.update(chunk.size)
+        if isinstance(data, np.memmap):
+            data.flush()
+            del data
+        else:
+            _write_parquet(tmp, data)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+    _write_process(out.with_name(out.name + ".process.npz"), process, args)
+    report = TypicalityReport(nll, z, process.entropy_rate(args.base), args.eps, _unit(args.base))
+    return {
+        "process": repr(process),
+        "out": str(out),
+        "shape": [n, length],
+        "dtype": str(dtype),
+        "entropy_rate": process.entropy_rate(args.base),
+        "varentropy_rate": process.varentropy_rate(args.base),
+        "unit": _unit(args.base),
+        "typicality": report.summary() if n and length else None,
+    }
+
+
+def _write_process(path: Path, process: _ChainProcess, args: argparse.Namespace) -> None:
+    """Saves the exact law next to the data (atomically), so the data set can
+    be scored again later: ``MarkovChain(np.load(path)["transition"], order)``."""
+    arrays: dict[str, Any]
+    if isinstance(process, MarkovChain):
+        arrays = {"transition": process.transition}
+    else:
+        assert isinstance(process, IID)
+        arrays = {"probs": process.probs}
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    tmp = _temp_beside(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays, config=np.array(json.dumps(config)))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_parquet(path: Path, data: np.ndarray) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    column = pa.FixedSizeListArray.from_arrays(pa.array(data.reshape(-1)), data.shape[1])
+    pq.write_table(pa.table({"tokens": column}), path)
+
+
+def _print_stats(stats: dict[str, Any]) -> None:
+    u = stats["unit"]
+    print(f"wrote {stats['out']}: {stats['shape'][0]} x {stats['shape'][1]} tokens ({stats['dtype']})")
+    print(f"process: {stats['process']}")
+    print(f"exact entropy rate: {stats['entropy_rate']:.6f} {u}/token (varentropy {stats['varentropy_rate']:.6f})")
+    t = stats["typicality"]
+    if t:
+        print(
+            f"mean NLL/token of the sample: {t['mean_nll_per_token']:.6f} {u} (sd {t['std_nll_per_token']:.4f}); "
+            f"z-scores mean {t['mean_z']:+.3f} sd {t['std_z']:.3f}"
+        )
+        print(
+            f"eps-typical (eps = {t['eps']:g} {u}): {t['fraction_typical']:.2%} of sequences "
+            f"[below {t['count_below']} / inside {t['count_inside']} / above {t['count_above']}]"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "generate":
+            stats = generate(args)
+            if args.json:
+                print(json.dumps(stats, indent=2))
+            else:
+                _print_stats(stats)
+    except (ValueError, TypeError) as exc:
+        print(f"dataprobes: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
