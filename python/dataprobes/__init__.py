@@ -13,14 +13,29 @@ log-probability and every process an exact entropy rate::
 
 from __future__ import annotations
 
+from .composite import Duplicated, Mixture
+from .estimate import Estimate
+from .incontext import (
+    InContextMarkov,
+    incontext_bigram_log_probs,
+    incontext_ngram_log_probs,
+    incontext_unigram_log_probs,
+)
 from .processes import IID, ROW_SUM_TOL, MarkovChain, Process
 from .typicality import TypicalityReport
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Duplicated",
+    "Estimate",
     "IID",
+    "InContextMarkov",
     "MarkovChain",
+    "Mixture",
+    "incontext_bigram_log_probs",
+    "incontext_ngram_log_probs",
+    "incontext_unigram_log_probs",
     "Process",
     "ROW_SUM_TOL",
     "TypicalityReport",

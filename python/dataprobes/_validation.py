@@ -83,3 +83,34 @@ def as_tokens(x: Any) -> tuple[np.ndarray, bool]:
     if arr.ndim != 2:
         raise ValueError(f"tokens must be 1-D (one sequence) or 2-D [num_sequences, length], got shape {arr.shape}")
     return np.ascontiguousarray(arr), False
+
+
+def as_indices(indices: Any, name: str = "indices") -> np.ndarray:
+    """Sequence indices as a C-contiguous 1-D uint64 array."""
+    arr = np.asarray(indices)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.uint64)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if np.issubdtype(arr.dtype, np.signedinteger) and (arr < 0).any():
+        raise ValueError(f"{name} must be >= 0")
+    return np.ascontiguousarray(arr, dtype=np.uint64)
+
+
+def start_indices(num_sequences: Any, start: Any) -> np.ndarray:
+    """``start, start+1, ..., start+num_sequences-1`` as uint64 (validated)."""
+    n = check_int("num_sequences", num_sequences)
+    k = check_int("start", start, 0, 2**64 - 1)
+    if k + n > 2**64:
+        raise ValueError("start + num_sequences must be <= 2**64")
+    return np.arange(n, dtype=np.uint64) + np.uint64(k)
+
+
+def check_probability(name: str, value: Any) -> float:
+    """A probability in [0, 1]."""
+    v = check_float(name, value)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {v}")
+    return v

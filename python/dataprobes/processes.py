@@ -26,12 +26,14 @@ import numpy as np
 from . import _core
 from ._validation import (
     as_float_array,
+    as_indices,
     as_tokens,
     check_float,
     check_int,
     check_seed,
     log_base,
 )
+from .estimate import Estimate
 from .typicality import TypicalityReport, z_scores
 
 __all__ = ["Process", "MarkovChain", "IID", "ROW_SUM_TOL"]
@@ -62,6 +64,12 @@ class Process(abc.ABC):
         """``[num_sequences, length]`` tokens: rows ``start .. start+num_sequences``
         of the sample for ``seed``."""
 
+    def sample_at(self, indices: Any, length: int, seed: int = 0) -> np.ndarray:
+        """Rows drawn from the streams of arbitrary sequence ``indices``:
+        ``sample(n, T, seed, start)`` equals ``sample_at(range(start, start+n), T, seed)``.
+        Composite probes (mixtures, duplication) build on it."""
+        raise TypeError(f"{type(self).__name__} does not support sample_at")
+
     @abc.abstractmethod
     def log_prob(self, x: Any) -> np.ndarray:
         """Exact ``log p(x)`` in nats of each sequence (``[N]``; a scalar for 1-D input)."""
@@ -71,8 +79,9 @@ class Process(abc.ABC):
         """``log p(x_t | x_<t)`` in nats at every position (the shape of ``x``)."""
 
     @abc.abstractmethod
-    def entropy_rate(self, base: float | None = None) -> float:
-        """Entropy rate (nats/token, or in ``base``)."""
+    def entropy_rate(self, base: float | None = None) -> float | Estimate:
+        """Entropy rate (nats/token, or in ``base``); an :class:`Estimate`
+        where no closed form exists."""
 
     @abc.abstractmethod
     def typicality(self, x: Any, eps: float = 0.05, base: float | None = None) -> TypicalityReport:
@@ -100,6 +109,9 @@ class _ChainProcess(Process):
         s = check_seed("seed", seed)
         k = check_int("start", start, 0, 2**64 - 1)
         return self._core.sample(n, t, s, k)
+
+    def sample_at(self, indices: Any, length: int, seed: int = 0) -> np.ndarray:
+        return self._core.sample_at(as_indices(indices), check_int("length", length), check_seed("seed", seed))
 
     def log_prob(self, x: Any) -> np.ndarray:
         tokens, single = as_tokens(x)

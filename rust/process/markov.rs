@@ -234,11 +234,16 @@ impl MarkovChain {
     /// Writes `out.len() / length` sequences of `length` tokens, sequence i
     /// drawn from stream `(seed, start + i)`. Parallel over sequences.
     pub fn sample_into<T: OutToken>(&self, out: &mut [T], length: usize, seed: u64, start: u64) {
+        self.sample_rows(out, length, seed, |i| start.wrapping_add(i as u64));
+    }
+
+    /// Like [`Self::sample_into`], with row r drawn from stream `(seed, index(r))`.
+    pub fn sample_rows<T: OutToken>(&self, out: &mut [T], length: usize, seed: u64, index: impl Fn(usize) -> u64 + Sync) {
         if length == 0 {
             return;
         }
         out.par_chunks_mut(length).enumerate().for_each(|(i, row)| {
-            let mut rng = Xoshiro256pp::for_sequence(seed, start.wrapping_add(i as u64));
+            let mut rng = Xoshiro256pp::for_sequence(seed, index(i));
             self.sample_row(row, &mut rng);
         });
     }

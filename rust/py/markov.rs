@@ -1,46 +1,13 @@
 //! Bindings for `process::markov`.
 
 use super::tokens::{with_tokens, Tokens};
+use super::sample_tokens;
 use crate::error::Error;
 use crate::process::markov::{self, MarkovChain};
-use crate::process::tokens::OutToken;
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
-
-/// Largest number of tokens one call may write (2^40 bytes at one byte each).
-const MAX_OUTPUT_TOKENS: usize = 1 << 40;
-
-fn output_size(num_sequences: usize, length: usize) -> PyResult<usize> {
-    num_sequences
-        .checked_mul(length)
-        .filter(|&n| n <= MAX_OUTPUT_TOKENS)
-        .ok_or_else(|| {
-            Error::value(format!(
-                "num_sequences * length = {num_sequences} * {length} is too large (at most 2^40 tokens a call); \
-                 generate in shards with `start=`"
-            ))
-            .into()
-        })
-}
-
-/// Allocates an uninitialised [n, len] array of `T`, fills it with `fill`
-/// while the GIL is released, and returns it.
-fn fill_new<'py, T, F>(py: Python<'py>, n: usize, len: usize, fill: F) -> PyResult<Bound<'py, PyAny>>
-where
-    T: OutToken + numpy::Element,
-    F: FnOnce(&mut [T]) + Send,
-{
-    // SAFETY: every element is written by `fill` before the array is exposed.
-    let arr = unsafe { PyArray2::<T>::new(py, [n, len], false) };
-    {
-        let mut rw = arr.readwrite();
-        let slice = rw.as_slice_mut()?;
-        py.detach(|| fill(slice));
-    }
-    Ok(arr.into_any())
-}
 
 /// Order-k Markov chain (order 0: i.i.d.) core. See `dataprobes.MarkovChain`.
 #[pyclass(module = "dataprobes._core", frozen)]
@@ -123,16 +90,21 @@ impl MarkovCore {
         seed: u64,
         start: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        output_size(num_sequences, length)?;
         let inner = &self.inner;
-        let v = inner.vocab();
-        if v <= 1 << 8 {
-            fill_new::<u8, _>(py, num_sequences, length, |o| inner.sample_into(o, length, seed, start))
-        } else if v <= 1 << 16 {
-            fill_new::<u16, _>(py, num_sequences, length, |o| inner.sample_into(o, length, seed, start))
-        } else {
-            fill_new::<u32, _>(py, num_sequences, length, |o| inner.sample_into(o, length, seed, start))
-        }
+        sample_tokens!(py, inner.vocab(), num_sequences, length, |o| inner.sample_into(o, length, seed, start))
+    }
+
+    /// Rows drawn from streams `(seed, indices[r])`.
+    fn sample_at<'py>(
+        &self,
+        py: Python<'py>,
+        indices: PyReadonlyArray1<'py, u64>,
+        length: usize,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let idx = indices.as_slice()?;
+        let inner = &self.inner;
+        sample_tokens!(py, inner.vocab(), idx.len(), length, |o| inner.sample_rows(o, length, seed, |r| idx[r]))
     }
 
     fn log_prob<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f64>>> {
@@ -201,6 +173,6 @@ pub fn rng_only_fill<'py>(
     length: usize,
     seed: u64,
 ) -> PyResult<Bound<'py, PyAny>> {
-    output_size(num_sequences, length)?;
-    fill_new::<u8, _>(py, num_sequences, length, |o| crate::rng::fill_raw(o, length, seed, 0))
+    super::output_size(num_sequences, length)?;
+    super::fill_new::<u8, _>(py, num_sequences, length, |o| crate::rng::fill_raw(o, length, seed, 0))
 }

@@ -1,11 +1,66 @@
 //! Thin PyO3 bindings: convert arguments, release the GIL, convert results.
 
+mod icl;
 mod markov;
 mod tokens;
+mod transforms;
 
 use crate::error::Error;
+use crate::process::tokens::OutToken;
+use numpy::{PyArray2, PyArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+
+/// Largest number of tokens one call may write (2^40 bytes at one byte each).
+const MAX_OUTPUT_TOKENS: usize = 1 << 40;
+
+pub(crate) fn output_size(num_sequences: usize, length: usize) -> PyResult<usize> {
+    num_sequences
+        .checked_mul(length)
+        .filter(|&n| n <= MAX_OUTPUT_TOKENS)
+        .ok_or_else(|| {
+            Error::value(format!(
+                "num_sequences * length = {num_sequences} * {length} is too large (at most 2^40 tokens a call); \
+                 generate in shards with `start=`"
+            ))
+            .into()
+        })
+}
+
+/// Allocates an uninitialised [n, len] array of `T`, fills it with `fill`
+/// while the GIL is released, and returns it.
+pub(crate) fn fill_new<'py, T, F>(py: Python<'py>, n: usize, len: usize, fill: F) -> PyResult<Bound<'py, PyAny>>
+where
+    T: OutToken + numpy::Element,
+    F: FnOnce(&mut [T]) + Send,
+{
+    // SAFETY: every element is written by `fill` before the array is exposed.
+    let arr = unsafe { PyArray2::<T>::new(py, [n, len], false) };
+    {
+        let mut rw = arr.readwrite();
+        let slice = rw.as_slice_mut()?;
+        py.detach(|| fill(slice));
+    }
+    Ok(arr.into_any())
+}
+
+/// Samples [n, len] tokens into a new array of the smallest unsigned dtype
+/// holding `vocab` tokens: `$fill` is called with the output slice `$o`.
+macro_rules! sample_tokens {
+    ($py:expr, $vocab:expr, $n:expr, $len:expr, |$o:ident| $fill:expr) => {{
+        let (n, len) = ($n, $len);
+        $crate::py::output_size(n, len)?;
+        let v: usize = $vocab;
+        if v <= 1 << 8 {
+            $crate::py::fill_new::<u8, _>($py, n, len, |$o: &mut [u8]| $fill)
+        } else if v <= 1 << 16 {
+            $crate::py::fill_new::<u16, _>($py, n, len, |$o: &mut [u16]| $fill)
+        } else {
+            $crate::py::fill_new::<u32, _>($py, n, len, |$o: &mut [u32]| $fill)
+        }
+    }};
+}
+pub(crate) use sample_tokens;
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
@@ -18,6 +73,10 @@ impl From<Error> for PyErr {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<markov::MarkovCore>()?;
+    m.add_class::<icl::InContextCore>()?;
+    m.add_function(wrap_pyfunction!(transforms::mixture_labels, m)?)?;
+    m.add_function(wrap_pyfunction!(transforms::duplicate_sources, m)?)?;
+    m.add_function(wrap_pyfunction!(transforms::corrupt_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(markov::tune_temperature, m)?)?;
     m.add_function(wrap_pyfunction!(markov::check_state_space, m)?)?;
     m.add_function(wrap_pyfunction!(markov::rng_only_fill, m)?)?;

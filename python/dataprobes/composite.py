@@ -1,0 +1,238 @@
+"""Probes built from other probes: mixtures and duplicated data sets.
+
+Both keep the exact law. A :class:`Mixture` labels each sequence with the
+component that produced it (planted ground truth for attribution and data
+selection); :class:`Duplicated` repeats a fraction of sequences, to probe
+repetition in training data, and reports which row each copy repeats.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence, overload
+
+import numpy as np
+
+from . import _core
+from ._validation import as_indices, as_tokens, check_float, check_probability, check_seed, log_base, start_indices
+from .estimate import Estimate
+from .processes import ROW_SUM_TOL, Process, _unit
+from .typicality import TypicalityReport
+
+__all__ = ["Mixture", "Duplicated"]
+
+
+def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    m = np.max(a, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.squeeze(m, axis) + np.log(np.sum(np.exp(a - m), axis=axis))
+
+
+def _combine(rates: list[float | Estimate], weights: np.ndarray) -> float | Estimate:
+    if all(not isinstance(r, Estimate) for r in rates):
+        return float(sum(w * float(r) for w, r in zip(weights, rates)))
+    value = sum(w * float(r) for w, r in zip(weights, rates))
+    var = sum((w * r.stderr) ** 2 for w, r in zip(weights, rates) if isinstance(r, Estimate))
+    return Estimate(float(value), float(np.sqrt(var)))
+
+
+class Mixture(Process):
+    """Each sequence comes from component c with probability ``weights[c]``.
+
+    ``log p(x) = log Σ_c w_c p_c(x)`` exactly. The entropy rate of a mixture of
+    ergodic processes is ``Σ_c w_c H_c`` (each long sequence stays with its
+    component).
+
+    Args:
+        processes: components, all over the same vocabulary.
+        weights: positive, summing to 1 within ``ROW_SUM_TOL`` unless
+            ``normalize=True``; default uniform.
+    """
+
+    def __init__(self, processes: Sequence[Process], weights: Any = None, *, normalize: bool = False) -> None:
+        comps = list(processes) if not isinstance(processes, Process) else None
+        if not comps:
+            raise ValueError("processes must be a non-empty sequence of processes")
+        for i, p in enumerate(comps):
+            if not isinstance(p, Process):
+                raise TypeError(f"processes[{i}] must be a dataprobes Process, got {type(p).__name__}")
+        v = comps[0].vocab_size
+        for i, p in enumerate(comps):
+            if p.vocab_size != v:
+                raise ValueError(f"processes[{i}] has vocab_size {p.vocab_size}, processes[0] has {v}")
+        if weights is None:
+            w = np.full(len(comps), 1.0 / len(comps))
+        else:
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != (len(comps),):
+                raise ValueError(f"weights must have one entry per process ({len(comps)}), got shape {w.shape}")
+            if not np.isfinite(w).all() or (w <= 0).any():
+                raise ValueError(f"weights must be finite and > 0 (drop zero-weight components), got {w.tolist()}")
+            if not normalize and abs(w.sum() - 1.0) > ROW_SUM_TOL:
+                raise ValueError(f"weights sum to {w.sum()}, not 1; pass normalize=True to rescale them")
+            w = w / w.sum()
+        self._components = comps
+        self._weights = w
+        self._weights.flags.writeable = False
+
+    @property
+    def vocab_size(self) -> int:
+        return self._components[0].vocab_size
+
+    @property
+    def components(self) -> list[Process]:
+        return list(self._components)
+
+    @property
+    def weights(self) -> np.ndarray:
+        return self._weights
+
+    @overload
+    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0) -> np.ndarray: ...
+    @overload
+    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_labels: bool) -> Any: ...
+    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_labels: bool = False) -> Any:
+        """``[N, T]`` tokens (and the ``[N]`` component labels if ``return_labels``)."""
+        return self.sample_at(start_indices(num_sequences, start), length, seed, return_labels=return_labels)
+
+    def sample_at(self, indices: Any, length: int, seed: int = 0, *, return_labels: bool = False) -> Any:
+        idx = as_indices(indices)
+        s = check_seed("seed", seed)
+        labels = self.labels_at(idx, s)
+        first = self._components[0].sample_at(idx[:0], length, s)
+        out = np.empty((len(idx), first.shape[1]), dtype=first.dtype)
+        for c, comp in enumerate(self._components):
+            rows = np.flatnonzero(labels == c)
+            if rows.size:
+                out[rows] = comp.sample_at(idx[rows], length, s)
+        return (out, labels) if return_labels else out
+
+    def labels_at(self, indices: Any, seed: int = 0) -> np.ndarray:
+        """Component of each sequence index (a stream of its own, independent of the tokens)."""
+        return _core.mixture_labels(self._weights, as_indices(indices), check_seed("seed", seed))
+
+    def component_log_probs(self, x: Any) -> np.ndarray:
+        """``[N, C]`` log p_c(x) of each sequence under each component."""
+        tokens, _ = as_tokens(x)
+        return np.stack([np.asarray(c.log_prob(tokens)) for c in self._components], axis=1)
+
+    def log_prob(self, x: Any) -> np.ndarray:
+        tokens, single = as_tokens(x)
+        with np.errstate(divide="ignore"):
+            out = _logsumexp(np.log(self._weights) + self.component_log_probs(tokens), axis=1)
+        return out[0] if single else out
+
+    def posterior(self, x: Any) -> np.ndarray:
+        """``[N, C]`` p(component | x): which component produced each sequence."""
+        tokens, single = as_tokens(x)
+        with np.errstate(divide="ignore"):
+            joint = np.log(self._weights) + self.component_log_probs(tokens)
+        with np.errstate(invalid="ignore"):
+            post = np.exp(joint - _logsumexp(joint, axis=1)[:, None])
+        return post[0] if single else post
+
+    def token_log_probs(self, x: Any) -> np.ndarray:
+        """``log p(x_t | x_<t)`` of the mixture: the difference of consecutive
+        prefix log-likelihoods ``log Σ_c w_c p_c(x_≤t)``."""
+        tokens, single = as_tokens(x)
+        n, length = tokens.shape
+        with np.errstate(divide="ignore"):
+            per = np.stack([np.asarray(c.token_log_probs(tokens)).reshape(n, length) for c in self._components])
+            prefix = _logsumexp(np.log(self._weights)[:, None, None] + np.cumsum(per, axis=2), axis=0)
+        prev = np.concatenate([np.zeros((n, 1)), prefix[:, :-1]], axis=1)
+        with np.errstate(invalid="ignore"):
+            out = np.where(np.isneginf(prefix), -np.inf, prefix - prev)
+        return out[0] if single else out
+
+    def entropy_rate(self, base: float | None = None) -> float | Estimate:
+        """``Σ_c w_c H_c``."""
+        return _combine([c.entropy_rate(base) for c in self._components], self._weights)
+
+    def typicality(self, x: Any, eps: float = 0.05, base: float | None = None) -> TypicalityReport:
+        """NLL/token under the mixture against ``Σ_c w_c H_c`` ± eps; z-scores
+        are those of each sequence under its most probable component (the
+        component it almost surely came from, for long sequences)."""
+        e = check_float("eps", eps, positive=True)
+        tokens, _ = as_tokens(x)
+        length = tokens.shape[1]
+        if length == 0:
+            raise ValueError("tokens: typicality needs sequences of length >= 1")
+        best = np.argmax(self.posterior(tokens), axis=1)
+        z = np.empty(len(tokens))
+        for c, comp in enumerate(self._components):
+            rows = np.flatnonzero(best == c)
+            if rows.size:
+                z[rows] = comp.typicality(tokens[rows], eps=e, base=base).z
+        return TypicalityReport(
+            nll_per_token=-self.log_prob(tokens) / length / log_base(base),
+            z=z,
+            entropy_rate=float(self.entropy_rate(base)),
+            eps=e,
+            unit=_unit(base),
+        )
+
+    def __repr__(self) -> str:
+        return f"Mixture({len(self._components)} components, weights={np.round(self._weights, 4).tolist()})"
+
+
+class Duplicated(Process):
+    """A data set in which a fraction of sequences repeat earlier ones.
+
+    Row i is, with probability ``fraction`` (for i > 0), an exact copy of a
+    uniformly chosen earlier row (itself resolved the same way), otherwise a
+    fresh draw from ``process``. Every row is therefore marginally a sample of
+    ``process``: ``log_prob``, ``token_log_probs`` and the entropy rate are
+    those of ``process``. ``sample(..., return_sources=True)`` gives, for each
+    row, the index of the fresh row it copies (itself when fresh).
+    """
+
+    def __init__(self, process: Process, fraction: float) -> None:
+        if not isinstance(process, Process):
+            raise TypeError(f"process must be a dataprobes Process, got {type(process).__name__}")
+        self._process = process
+        self._fraction = check_probability("fraction", fraction)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._process.vocab_size
+
+    @property
+    def process(self) -> Process:
+        return self._process
+
+    @property
+    def fraction(self) -> float:
+        return self._fraction
+
+    @overload
+    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0) -> np.ndarray: ...
+    @overload
+    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_sources: bool) -> Any: ...
+    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_sources: bool = False) -> Any:
+        return self.sample_at(start_indices(num_sequences, start), length, seed, return_sources=return_sources)
+
+    def sample_at(self, indices: Any, length: int, seed: int = 0, *, return_sources: bool = False) -> Any:
+        idx = as_indices(indices)
+        s = check_seed("seed", seed)
+        sources = self.sources_at(idx, s)
+        out = self._process.sample_at(sources, length, s)
+        return (out, sources) if return_sources else out
+
+    def sources_at(self, indices: Any, seed: int = 0) -> np.ndarray:
+        """Index of the fresh row each row copies (itself when fresh)."""
+        return _core.duplicate_sources(self._fraction, as_indices(indices), check_seed("seed", seed))
+
+    def log_prob(self, x: Any) -> np.ndarray:
+        return self._process.log_prob(x)
+
+    def token_log_probs(self, x: Any) -> np.ndarray:
+        return self._process.token_log_probs(x)
+
+    def entropy_rate(self, base: float | None = None) -> float | Estimate:
+        return self._process.entropy_rate(base)
+
+    def typicality(self, x: Any, eps: float = 0.05, base: float | None = None) -> TypicalityReport:
+        return self._process.typicality(x, eps, base)
+
+    def __repr__(self) -> str:
+        return f"Duplicated({self._process!r}, fraction={self._fraction:g})"

@@ -1,0 +1,204 @@
+"""In-context Markov chains and the in-context n-gram baselines.
+
+The in-context learning probe of Edelman et al. (2024, "The evolution of
+statistical induction heads", arXiv 2402.11004): every sequence has its *own*
+order-k chain with rows drawn from a symmetric Dirichlet(α), and its first k
+tokens are uniform. A model can only predict well by inferring the chain from
+the context. Integrating the chain out gives the exact marginal law
+
+    p(x_t = j | x_<t) = (c_sj + α) / (c_s + V α),
+
+the Bayes-optimal in-context predictor (add-α smoothing of the transition
+counts c seen so far in the sequence; α = ½ is Krichevsky–Trofimov). Models
+pass through the in-context *unigram* and *bigram* stages before reaching it;
+:func:`incontext_ngram_log_probs` gives those baselines.
+"""
+
+from __future__ import annotations
+
+from typing import Any, overload
+
+import numpy as np
+
+from . import _core
+from ._validation import (
+    as_float_array,
+    as_indices,
+    as_tokens,
+    check_float,
+    check_int,
+    check_seed,
+    log_base,
+    start_indices,
+)
+from .estimate import Estimate
+from .processes import MarkovChain, Process, _unit
+from .typicality import TypicalityReport, z_scores
+
+__all__ = [
+    "InContextMarkov",
+    "incontext_ngram_log_probs",
+    "incontext_unigram_log_probs",
+    "incontext_bigram_log_probs",
+]
+
+
+class InContextMarkov(Process):
+    """Each sequence follows its own order-k chain with Dirichlet(α) rows.
+
+    Args:
+        vocab_size: V >= 1.
+        order: k >= 0 (0: each sequence is i.i.d. from its own Dirichlet law).
+        concentration: α > 0 of the symmetric Dirichlet prior on each row.
+
+    Sampling is O(1) per token (Pólya urn). ``log_prob`` / ``token_log_probs``
+    are the exact marginal law (the Bayes predictor); ``sample(...,
+    return_chains=True)`` also returns each sequence's hidden chain (drawn from
+    its exact posterior given the sequence, so the tokens are the same either
+    way), and :meth:`chain_token_log_probs` scores under those chains (the
+    oracle that knows the chain).
+    """
+
+    def __init__(self, vocab_size: int, order: int = 1, concentration: float = 1.0) -> None:
+        v = check_int("vocab_size", vocab_size, 1, 2**32 - 1)
+        k = check_int("order", order, 0)
+        a = check_float("concentration", concentration, positive=True)
+        self._core = _core.InContextCore(v, k, a)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._core.vocab_size)
+
+    @property
+    def order(self) -> int:
+        return int(self._core.order)
+
+    @property
+    def concentration(self) -> float:
+        return float(self._core.concentration)
+
+    @overload
+    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0) -> np.ndarray: ...
+    @overload
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_chains: bool
+    ) -> Any: ...
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_chains: bool = False
+    ) -> Any:
+        """``[N, T]`` tokens (and ``[N, V**k, V]`` chains if ``return_chains``)."""
+        return self.sample_at(start_indices(num_sequences, start), length, seed, return_chains=return_chains)
+
+    def sample_at(self, indices: Any, length: int, seed: int = 0, *, return_chains: bool = False) -> Any:
+        idx = as_indices(indices)
+        s = check_seed("seed", seed)
+        x = self._core.sample_at(idx, check_int("length", length), s)
+        if return_chains:
+            return x, self._core.posterior_chains(x, s, idx)
+        return x
+
+    def posterior_chains(self, x: Any, seed: int = 0, indices: Any = None) -> np.ndarray:
+        """One draw per sequence of its chain from the posterior
+        Dirichlet(α + transition counts), ``[N, V**k, V]``."""
+        tokens, _ = as_tokens(x)
+        idx = np.arange(len(tokens), dtype=np.uint64) if indices is None else as_indices(indices)
+        return self._core.posterior_chains(tokens, check_seed("seed", seed), idx)
+
+    def log_prob(self, x: Any) -> np.ndarray:
+        tokens, single = as_tokens(x)
+        out = self._core.log_prob(tokens)
+        return out[0] if single else out
+
+    def token_log_probs(self, x: Any) -> np.ndarray:
+        """Bayes-predictor ``log p(x_t | x_<t)``; ``-log V`` for the first k tokens."""
+        tokens, single = as_tokens(x)
+        out = self._core.token_log_probs(tokens)
+        return out[0] if single else out
+
+    def chain_token_log_probs(self, x: Any, chains: Any) -> np.ndarray:
+        """``log P_i(x_t | state)`` under each sequence's own chain ``chains[i]``
+        (``[N, V**k, V]``); ``-log V`` for the first k (uniform) tokens."""
+        tokens, single = as_tokens(x)
+        v, k = self.vocab_size, self.order
+        c = as_float_array("chains", chains, 3)
+        n, length = tokens.shape
+        if c.shape != (n, v**k, v):
+            raise ValueError(f"chains must have shape {(n, v**k, v)}, got {c.shape}")
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= v):
+            raise ValueError(f"tokens must lie in [0, {v})")
+        t = tokens.astype(np.int64)
+        out = np.full((n, length), -np.log(v))
+        if length > k:
+            state = np.zeros((n, length - k), dtype=np.int64)
+            for j in range(k):
+                state = state * v + t[:, j : length - k + j]
+            with np.errstate(divide="ignore"):
+                out[:, k:] = np.log(c[np.arange(n)[:, None], state, t[:, k:]])
+        return out[0] if single else out
+
+    def chain_entropy_rates(self, chains: Any, base: float | None = None) -> np.ndarray:
+        """Exact entropy rate of each chain ``[N, V**k, V]`` (the rate each
+        sequence's NLL/token converges to)."""
+        c = as_float_array("chains", chains, 3)
+        k = self.order
+        if k == 0:
+            from .processes import IID
+
+            return np.array([IID(row[0], normalize=True).entropy_rate(base) for row in c])
+        return np.array([MarkovChain(row, order=k, normalize=True).entropy_rate(base) for row in c])
+
+    def entropy_rate(
+        self, base: float | None = None, *, num_chains: int = 256, seed: int = 0
+    ) -> Estimate:
+        """Expected entropy rate of a sequence's chain under the prior,
+        E_P[H(P)], by Monte Carlo over ``num_chains`` chains (exact rate each)."""
+        m = check_int("num_chains", num_chains, 2)
+        rng = np.random.default_rng(check_seed("seed", seed))
+        v, k = self.vocab_size, self.order
+        chains = rng.dirichlet(np.full(v, self.concentration), size=(m, v**k))
+        return Estimate.from_samples(self.chain_entropy_rates(chains, base))
+
+    def typicality(self, x: Any, eps: float = 0.05, base: float | None = None) -> TypicalityReport:
+        """NLL/token of each sequence under the marginal law against the
+        expected entropy rate (±eps), and z-scores centred on the entropies of
+        the Bayes predictive distributions along the path (exactly calibrated:
+        the centred surprisals are martingale differences under the marginal)."""
+        e = check_float("eps", eps, positive=True)
+        scale = log_base(base)
+        tokens, _ = as_tokens(x)
+        length = tokens.shape[1]
+        if length == 0:
+            raise ValueError("tokens: typicality needs sequences of length >= 1")
+        logp, centred, var = self._core.path_stats(tokens)
+        return TypicalityReport(
+            nll_per_token=-logp / length / scale,
+            z=z_scores(centred, var, length),
+            entropy_rate=self.entropy_rate(base).value,
+            eps=e,
+            unit=_unit(base),
+        )
+
+    def __repr__(self) -> str:
+        return f"InContextMarkov(vocab_size={self.vocab_size}, order={self.order}, concentration={self.concentration:g})"
+
+
+def incontext_ngram_log_probs(x: Any, vocab_size: int, order: int, beta: float = 1.0) -> np.ndarray:
+    """Token log-probs of the add-β n-gram predictor fitted to the context so far.
+
+    ``p(x_t = j | x_<t) = (c_sj + β) / (c_s + Vβ)`` with c the counts of
+    (k-token context → next token) earlier in the same sequence; the first k
+    positions get ``1/V``. Order 0 is the in-context unigram, order 1 the
+    in-context bigram; with ``order = k`` and ``β = α`` it is exactly the Bayes
+    predictor of :class:`InContextMarkov`.
+    """
+    return InContextMarkov(vocab_size, order, beta).token_log_probs(x)
+
+
+def incontext_unigram_log_probs(x: Any, vocab_size: int, beta: float = 1.0) -> np.ndarray:
+    """In-context unigram baseline: add-β token frequencies of the context so far."""
+    return incontext_ngram_log_probs(x, vocab_size, 0, beta)
+
+
+def incontext_bigram_log_probs(x: Any, vocab_size: int, beta: float = 1.0) -> np.ndarray:
+    """In-context bigram baseline: add-β transition frequencies of the context so far."""
+    return incontext_ngram_log_probs(x, vocab_size, 1, beta)
