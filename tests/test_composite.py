@@ -111,3 +111,25 @@ def test_duplicates_inflate_exact_repeats() -> None:
     unique = len({row.tobytes() for row in x})
     assert unique == pytest.approx(2000 * (1 - 0.5), rel=0.1)
     assert math.isclose(d.fraction, 0.5)
+
+
+@pytest.mark.parametrize(
+    "process",
+    [
+        dp.MarkovChain.random(5, order=2, seed=0),
+        dp.IID.random(5, seed=1),
+        dp.InContextMarkov(5, 1, 0.5),
+        dp.Mixture([dp.MarkovChain.random(5, seed=2), dp.InContextMarkov(5, 0, 2.0)], [0.4, 0.6]),
+        dp.Duplicated(dp.MarkovChain.random(5, seed=3), 0.5),
+    ],
+    ids=["markov2", "iid", "icl", "mixture", "duplicated"],
+)
+def test_predictive_is_consistent_with_token_log_probs(process: dp.Process) -> None:
+    x = process.sample(6, 25, seed=7)
+    pred = process.predictive(x)
+    assert pred.shape == (6, 25, 5)
+    np.testing.assert_allclose(pred.sum(-1), 1.0, atol=1e-12)
+    gathered = np.take_along_axis(pred, x[..., None].astype(np.int64), axis=-1)[..., 0]
+    np.testing.assert_allclose(np.log(gathered), process.token_log_probs(x), rtol=1e-9, atol=1e-12)
+    # the sequence index alone determines a row: sample == sample_at
+    np.testing.assert_array_equal(process.sample_at(np.arange(3, 6), 25, seed=7), x[3:])

@@ -144,6 +144,22 @@ class Mixture(Process):
             out = np.where(np.isneginf(prefix), -np.inf, prefix - prev)
         return out[0] if single else out
 
+    def predictive(self, x: Any) -> np.ndarray:
+        """``[N, T, V]`` mixture predictive ``Σ_c p(c | x_<t) p_c(x_t = · | x_<t)``."""
+        tokens, single = as_tokens(x)
+        n, length = tokens.shape
+        with np.errstate(divide="ignore"):
+            per = np.stack([np.asarray(c.token_log_probs(tokens)).reshape(n, length) for c in self._components])
+            prior = np.log(self._weights)[:, None, None] + np.concatenate(
+                [np.zeros((len(self._components), n, 1)), np.cumsum(per, axis=2)[:, :, :-1]], axis=2
+            )
+        with np.errstate(invalid="ignore"):
+            resp = np.exp(prior - _logsumexp(prior, axis=0)[None])
+        out = np.zeros((n, length, self.vocab_size))
+        for c, comp in enumerate(self._components):
+            out += resp[c][:, :, None] * np.asarray(comp.predictive(tokens)).reshape(n, length, -1)
+        return out[0] if single else out
+
     def entropy_rate(self, base: float | None = None) -> float | Estimate:
         """``Σ_c w_c H_c``."""
         return _combine([c.entropy_rate(base) for c in self._components], self._weights)
@@ -227,6 +243,9 @@ class Duplicated(Process):
 
     def token_log_probs(self, x: Any) -> np.ndarray:
         return self._process.token_log_probs(x)
+
+    def predictive(self, x: Any) -> np.ndarray:
+        return self._process.predictive(x)
 
     def entropy_rate(self, base: float | None = None) -> float | Estimate:
         return self._process.entropy_rate(base)

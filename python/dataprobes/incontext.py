@@ -115,6 +115,13 @@ class InContextMarkov(Process):
         out = self._core.token_log_probs(tokens)
         return out[0] if single else out
 
+    def predictive(self, x: Any) -> np.ndarray:
+        """``[N, T, V]`` Bayes predictive law ``(c_s· + α)/(c_s + Vα)`` at every
+        position (uniform over the first k tokens)."""
+        tokens, single = as_tokens(x)
+        out = self._core.predictive(tokens)
+        return out[0] if single else out
+
     def chain_token_log_probs(self, x: Any, chains: Any) -> np.ndarray:
         """``log P_i(x_t | state)`` under each sequence's own chain ``chains[i]``
         (``[N, V**k, V]``); ``-log V`` for the first k (uniform) tokens."""

@@ -78,6 +78,12 @@ class Process(abc.ABC):
     def token_log_probs(self, x: Any) -> np.ndarray:
         """``log p(x_t | x_<t)`` in nats at every position (the shape of ``x``)."""
 
+    def predictive(self, x: Any) -> np.ndarray:
+        """``[N, T, V]`` exact next-token law ``p(x_t = · | x_<t)`` at every
+        position: what a perfect model outputs. ``exp(token_log_probs(x))`` is
+        this gathered at the observed tokens."""
+        raise TypeError(f"{type(self).__name__} does not provide predictive distributions")
+
     @abc.abstractmethod
     def entropy_rate(self, base: float | None = None) -> float | Estimate:
         """Entropy rate (nats/token, or in ``base``); an :class:`Estimate`
@@ -121,6 +127,13 @@ class _ChainProcess(Process):
     def token_log_probs(self, x: Any) -> np.ndarray:
         tokens, single = as_tokens(x)
         out = self._core.token_log_probs(tokens)
+        return out[0] if single else out
+
+    def predictive(self, x: Any) -> np.ndarray:
+        """``[N, T, V]`` next-token law at every position: the row of the state
+        (conditionals of the initial law inside the first ``order`` tokens)."""
+        tokens, single = as_tokens(x)
+        out = self._core.predictive(tokens)
         return out[0] if single else out
 
     def entropy_rate(self, base: float | None = None) -> float:

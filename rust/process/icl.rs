@@ -158,6 +158,43 @@ impl InContextMarkov {
         Ok(v as usize)
     }
 
+    /// Walks a row, calling `visit(t, x_t, Some((state, scratch)))` with the
+    /// counts as they were *before* x_t, or `visit(t, x_t, None)` for the
+    /// first k (uniform) tokens; then records the transition.
+    fn walk_states<T: InToken>(
+        &self,
+        sc: &mut Scratch,
+        row: &[T],
+        i: usize,
+        mut visit: impl FnMut(usize, usize, Option<(usize, &Scratch)>),
+    ) -> Result<()> {
+        let (v, k) = (self.vocab, self.order);
+        let mut s = 0usize;
+        let result = (|| {
+            for (t, &xt) in row.iter().enumerate() {
+                let x = self.check(xt, i, t)?;
+                if t < k {
+                    visit(t, x, None);
+                    s = s * v + x;
+                    continue;
+                }
+                visit(t, x, Some((s, &*sc)));
+                if sc.totals[s] == 0 {
+                    sc.touched.push(s);
+                }
+                if sc.counts[s * v + x] == 0 {
+                    sc.followers[s].push(x as u32);
+                }
+                sc.counts[s * v + x] += 1;
+                sc.totals[s] += 1;
+                s = self.next_state(s, x);
+            }
+            Ok(())
+        })();
+        sc.reset(v);
+        result
+    }
+
     /// Walks a row under the marginal (Bayes) law, calling
     /// `step(t, log p(x_t|x_<t), H(pred_t), V(pred_t))`; H and V are only
     /// computed when `moments` (they cost O(distinct followers of s)).
@@ -169,37 +206,18 @@ impl InContextMarkov {
         moments: bool,
         mut step: impl FnMut(usize, f64, f64, f64),
     ) -> Result<()> {
-        let (v, k, a) = (self.vocab, self.order, self.alpha);
+        let (v, a) = (self.vocab, self.alpha);
         let va = v as f64 * a;
         let log_v = (v as f64).ln();
-        let mut s = 0usize;
-        let result = (|| {
-            for (t, &xt) in row.iter().enumerate() {
-                let x = self.check(xt, i, t)?;
-                if t < k {
-                    step(t, -log_v, if moments { log_v } else { 0.0 }, 0.0);
-                    s = s * v + x;
-                    continue;
-                }
-                let c_s = sc.totals[s] as f64;
-                let z = c_s + va;
-                let c = sc.counts[s * v + x];
+        self.walk_states(sc, row, i, |t, x, state| match state {
+            None => step(t, -log_v, if moments { log_v } else { 0.0 }, 0.0),
+            Some((s, sc)) => {
+                let z = sc.totals[s] as f64 + va;
+                let c = sc.counts[s * v + x] as f64;
                 let (h, var) = if moments { self.predictive_moments(sc, s, z) } else { (0.0, 0.0) };
-                step(t, ((c as f64 + a) / z).ln(), h, var);
-                if sc.totals[s] == 0 {
-                    sc.touched.push(s);
-                }
-                if c == 0 {
-                    sc.followers[s].push(x as u32);
-                }
-                sc.counts[s * v + x] += 1;
-                sc.totals[s] += 1;
-                s = self.next_state(s, x);
+                step(t, ((c + a) / z).ln(), h, var);
             }
-            Ok(())
-        })();
-        sc.reset(v);
-        result
+        })
     }
 
     /// Entropy and varentropy of the predictive law at state s (normaliser z).
@@ -275,6 +293,27 @@ impl InContextMarkov {
             })?;
             o.copy_from_slice(&[lp, c, var]);
             Ok(())
+        })
+    }
+
+    /// The Bayes predictive law (c_{s ·} + α)/(c_s + Vα) at every position
+    /// (uniform for the first k tokens), written to `out` [N, T, V].
+    pub fn predictive<T: InToken>(&self, tokens: &[T], length: usize, out: &mut [f64]) -> Result<()> {
+        let (v, a) = (self.vocab, self.alpha);
+        let va = v as f64 * a;
+        self.rows_scored(tokens, length, out, length * v, |sc, row, i, o| {
+            self.walk_states(sc, row, i, |t, _, state| {
+                let dst = &mut o[t * v..(t + 1) * v];
+                match state {
+                    None => dst.iter_mut().for_each(|d| *d = 1.0 / v as f64),
+                    Some((s, sc)) => {
+                        let z = sc.totals[s] as f64 + va;
+                        for (d, &c) in dst.iter_mut().zip(&sc.counts[s * v..(s + 1) * v]) {
+                            *d = (c as f64 + a) / z;
+                        }
+                    }
+                }
+            })
         })
     }
 

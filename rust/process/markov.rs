@@ -49,7 +49,7 @@ pub fn state_space(vocab: usize, order: usize) -> Result<usize> {
 /// Checks that `p` is a probability vector (finite, non-negative, positive
 /// sum, and summing to 1 within [`ROW_SUM_TOL`] unless `normalize`), and
 /// writes its normalised copy to `out`.
-fn normalise_row(p: &[f64], out: &mut [f64], what: &dyn Fn() -> String, normalize: bool) -> Result<()> {
+pub(crate) fn normalise_row(p: &[f64], out: &mut [f64], what: &dyn Fn() -> String, normalize: bool) -> Result<()> {
     let mut total = 0.0;
     for (j, &x) in p.iter().enumerate() {
         if !x.is_finite() || x < 0.0 {
@@ -368,6 +368,46 @@ impl MarkovChain {
             .try_for_each(|(i, (row, o))| self.walk(row, i, true, |t, lp, _, _| o[t] = lp))
     }
 
+    /// The exact next-token law p(x_t = · | x_<t) at every position, written
+    /// to `out` [N, T, V]. Inside the initial block it is the conditional of
+    /// the initial law's prefix marginals (uniform after a zero-probability
+    /// prefix, where it is undefined); afterwards the row of the state.
+    pub fn predictive<T: InToken>(&self, tokens: &[T], length: usize, out: &mut [f64]) -> Result<()> {
+        if length == 0 {
+            return Ok(());
+        }
+        let (v, k) = (self.vocab, self.order);
+        tokens
+            .par_chunks(length)
+            .zip(out.par_chunks_mut(length * v))
+            .enumerate()
+            .try_for_each(|(i, (row, o))| {
+                let mut idx = 0usize;
+                let mut prev = 0.0f64; // log prob of the prefix so far
+                let mut s = 0usize;
+                for (t, dst) in o.chunks_mut(v).enumerate() {
+                    let x = self.check(row[t], i, t)?;
+                    if t < k {
+                        let joint = &self.prefix_logp[t][idx * v..idx * v + v];
+                        if prev == f64::NEG_INFINITY {
+                            dst.iter_mut().for_each(|d| *d = 1.0 / v as f64);
+                        } else {
+                            for (d, &l) in dst.iter_mut().zip(joint) {
+                                *d = (l - prev).exp();
+                            }
+                        }
+                        idx = idx * v + x;
+                        prev = self.prefix_logp[t][idx];
+                        s = idx;
+                    } else {
+                        dst.copy_from_slice(&self.probs[s * v..s * v + v]);
+                        s = if k == 0 { 0 } else { (s * v + x) % self.n_states };
+                    }
+                }
+                Ok(())
+            })
+    }
+
     /// Per row: (log p(x), Σ_t [-log p(x_t|·) - H_t], Σ_t V_t), the pieces of
     /// the path-centred z-score (REFERENCES.md, typical sets).
     pub fn path_stats<T: InToken>(
@@ -578,6 +618,23 @@ mod tests {
         let mut tail = vec![0u8; 4 * 33];
         c.sample_into(&mut tail, 33, 99, 6);
         assert_eq!(&all[6 * 33..], &tail[..]);
+    }
+
+    #[test]
+    fn predictive_matches_token_log_probs() {
+        let v = 3;
+        let p = random_chain(v, 2, 6);
+        let c = MarkovChain::new(&p, v, 2, None, false).unwrap();
+        let x: Vec<u8> = vec![1, 2, 0, 0, 2, 1, 1];
+        let mut pred = vec![0.0; x.len() * v];
+        c.predictive(&x, x.len(), &mut pred).unwrap();
+        let mut tl = vec![0.0; x.len()];
+        c.token_log_probs(&x, x.len(), &mut tl).unwrap();
+        for t in 0..x.len() {
+            let row = &pred[t * v..(t + 1) * v];
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            assert!((row[x[t] as usize].ln() - tl[t]).abs() < 1e-12);
+        }
     }
 
     #[test]

@@ -99,6 +99,21 @@ impl InContextCore {
         out.into_pyarray(py).reshape([n, len])
     }
 
+    /// [N, T, V] next-token law p(x_t = · | x_<t) at every position.
+    fn predictive<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray3<f64>>> {
+        let tok = Tokens::extract(tokens)?;
+        let (n, len) = tok.shape();
+        let v = self.inner.vocab();
+        let total = n
+            .checked_mul(len)
+            .and_then(|x| x.checked_mul(v))
+            .filter(|&x| x <= 1 << 34)
+            .ok_or_else(|| crate::error::Error::value("tokens: predictive of this many positions x vocab_size is too large; pass fewer sequences at a time"))?;
+        let mut out = vec![0.0; total];
+        with_tokens!(tok, |x| py.detach(|| self.inner.predictive(x, len, &mut out)))?;
+        out.into_pyarray(py).reshape([n, len, v])
+    }
+
     /// (log p(x), Σ centred surprisal, Σ predictive varentropy) per row.
     #[allow(clippy::type_complexity)]
     fn path_stats<'py>(
