@@ -7,6 +7,7 @@
 pub mod alias;
 pub mod dist;
 pub mod error;
+pub mod pool;
 pub mod process;
 pub mod rng;
 pub mod stats;

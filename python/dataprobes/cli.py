@@ -63,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--base", type=float, default=None, help="log base of reported rates (2 = bits; default nats)")
     gen.add_argument("--json", action="store_true", help="print the statistics as JSON")
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    demo = sub.add_parser(
+        "demo",
+        help="train a TinyGPT on a probe and judge its generations against the truth (needs torch)",
+        description="The data-probes experiment end to end: train a small transformer on a Markov probe of known "
+        "entropy rate, print its learning curve against the entropy-rate floor and the typicality of its "
+        "generations at several temperatures, and write plots.",
+    )
+    from .demo import add_arguments
+
+    add_arguments(demo)
     return parser
 
 
@@ -216,6 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps(stats, indent=2))
             else:
                 _print_stats(stats)
+        elif args.command == "demo":
+            from .demo import run
+
+            run(args)
     except (ValueError, TypeError) as exc:
         print(f"dataprobes: error: {exc}", file=sys.stderr)
         return 2

@@ -79,7 +79,7 @@ impl InContextCore {
         let (s, v) = (self.inner.n_states(), self.inner.vocab());
         let total = n.checked_mul(s * v).ok_or_else(|| crate::error::Error::value("too many chains requested"))?;
         let mut out = vec![0.0f64; total];
-        with_tokens!(tok, |x| py.detach(|| self.inner.posterior_chains(x, len, seed, |r| idx[r], &mut out)))?;
+        with_tokens!(tok, |x| super::detach(py, || self.inner.posterior_chains(x, len, seed, |r| idx[r], &mut out)))?;
         out.into_pyarray(py).reshape([n, s, v])
     }
 
@@ -87,7 +87,7 @@ impl InContextCore {
         let tok = Tokens::extract(tokens)?;
         let (n, len) = tok.shape();
         let mut out = vec![0.0; n];
-        with_tokens!(tok, |x| py.detach(|| self.inner.log_prob(x, len, &mut out)))?;
+        with_tokens!(tok, |x| super::detach(py, || self.inner.log_prob(x, len, &mut out)))?;
         Ok(out.into_pyarray(py))
     }
 
@@ -95,7 +95,7 @@ impl InContextCore {
         let tok = Tokens::extract(tokens)?;
         let (n, len) = tok.shape();
         let mut out = vec![0.0; n * len];
-        with_tokens!(tok, |x| py.detach(|| self.inner.token_log_probs(x, len, &mut out)))?;
+        with_tokens!(tok, |x| super::detach(py, || self.inner.token_log_probs(x, len, &mut out)))?;
         out.into_pyarray(py).reshape([n, len])
     }
 
@@ -110,7 +110,7 @@ impl InContextCore {
             .filter(|&x| x <= 1 << 34)
             .ok_or_else(|| crate::error::Error::value("tokens: predictive of this many positions x vocab_size is too large; pass fewer sequences at a time"))?;
         let mut out = vec![0.0; total];
-        with_tokens!(tok, |x| py.detach(|| self.inner.predictive(x, len, &mut out)))?;
+        with_tokens!(tok, |x| super::detach(py, || self.inner.predictive(x, len, &mut out)))?;
         out.into_pyarray(py).reshape([n, len, v])
     }
 
@@ -124,7 +124,7 @@ impl InContextCore {
         let tok = Tokens::extract(tokens)?;
         let (n, len) = tok.shape();
         let mut out = vec![0.0; n * 3];
-        with_tokens!(tok, |x| py.detach(|| self.inner.path_stats(x, len, &mut out)))?;
+        with_tokens!(tok, |x| super::detach(py, || self.inner.path_stats(x, len, &mut out)))?;
         let col = |j: usize| PyArray1::from_iter(py, out.chunks(3).map(|r| r[j]));
         Ok((col(0), col(1), col(2)))
     }

@@ -41,7 +41,7 @@ impl MarkovCore {
             Some(a) => Some(a.as_slice()?),
             None => None,
         };
-        let inner = py.detach(|| MarkovChain::new(t, vocab, order, init, normalize))?;
+        let inner = super::detach(py, || MarkovChain::new(t, vocab, order, init, normalize))?;
         Ok(MarkovCore { inner })
     }
 
@@ -111,7 +111,7 @@ impl MarkovCore {
         let tok = Tokens::extract(tokens)?;
         let (n, len) = tok.shape();
         let mut out = vec![0.0; n];
-        with_tokens!(tok, |x| py.detach(|| self.inner.log_prob(x, len, &mut out)))?;
+        with_tokens!(tok, |x| super::detach(py, || self.inner.log_prob(x, len, &mut out)))?;
         Ok(out.into_pyarray(py))
     }
 
@@ -123,7 +123,7 @@ impl MarkovCore {
         let tok = Tokens::extract(tokens)?;
         let (n, len) = tok.shape();
         let mut out = vec![0.0; n * len];
-        with_tokens!(tok, |x| py.detach(|| self.inner.token_log_probs(x, len, &mut out)))?;
+        with_tokens!(tok, |x| super::detach(py, || self.inner.token_log_probs(x, len, &mut out)))?;
         out.into_pyarray(py).reshape([n, len])
     }
 
@@ -138,7 +138,7 @@ impl MarkovCore {
             .filter(|&x| x <= 1 << 34)
             .ok_or_else(|| crate::error::Error::value("tokens: predictive of this many positions x vocab_size is too large; pass fewer sequences at a time"))?;
         let mut out = vec![0.0; total];
-        with_tokens!(tok, |x| py.detach(|| self.inner.predictive(x, len, &mut out)))?;
+        with_tokens!(tok, |x| super::detach(py, || self.inner.predictive(x, len, &mut out)))?;
         out.into_pyarray(py).reshape([n, len, v])
     }
 
@@ -152,7 +152,7 @@ impl MarkovCore {
         let tok = Tokens::extract(tokens)?;
         let (n, len) = tok.shape();
         let (mut lp, mut c, mut v) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-        with_tokens!(tok, |x| py.detach(|| self.inner.path_stats(x, len, &mut lp, &mut c, &mut v)))?;
+        with_tokens!(tok, |x| super::detach(py, || self.inner.path_stats(x, len, &mut lp, &mut c, &mut v)))?;
         Ok((lp.into_pyarray(py), c.into_pyarray(py), v.into_pyarray(py)))
     }
 }
@@ -170,7 +170,7 @@ pub fn tune_temperature<'py>(
 ) -> PyResult<(f64, Bound<'py, PyArray2<f64>>, f64)> {
     let (s, v) = (logits.shape()[0], logits.shape()[1]);
     let g = logits.as_slice()?;
-    let (tau, probs, h) = py.detach(|| markov::tune_temperature(g, v, order, target, tol))?;
+    let (tau, probs, h) = super::detach(py, || markov::tune_temperature(g, v, order, target, tol))?;
     Ok((tau, probs.into_pyarray(py).reshape([s, v])?, h))
 }
 

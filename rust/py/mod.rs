@@ -11,6 +11,12 @@ use numpy::{PyArray2, PyArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
+/// Releases the GIL and runs `f` on the process's fork-safe thread pool
+/// (`crate::pool`): the one way heavy work is entered from Python.
+pub(crate) fn detach<R: Send>(py: Python<'_>, f: impl FnOnce() -> R + Send) -> R {
+    py.detach(|| crate::pool::install(f))
+}
+
 /// Largest number of tokens one call may write (2^40 bytes at one byte each).
 const MAX_OUTPUT_TOKENS: usize = 1 << 40;
 
@@ -39,7 +45,7 @@ where
     {
         let mut rw = arr.readwrite();
         let slice = rw.as_slice_mut()?;
-        py.detach(|| fill(slice));
+        detach(py, || fill(slice));
     }
     Ok(arr.into_any())
 }

@@ -19,7 +19,7 @@ pub fn mixture_labels<'py>(
     }
     let idx = indices.as_slice()?;
     let mut out = vec![0u32; idx.len()];
-    py.detach(|| transforms::labels(w, &mut out, seed, |r| idx[r]));
+    super::detach(py, || transforms::labels(w, &mut out, seed, |r| idx[r]));
     Ok(out.into_pyarray(py))
 }
 
@@ -35,7 +35,7 @@ pub fn duplicate_sources<'py>(
         return Err(Error::value(format!("fraction must lie in [0, 1], got {fraction}")).into());
     }
     let idx = indices.as_slice()?;
-    let out: Vec<u64> = py.detach(|| idx.iter().map(|&i| transforms::duplicate_source(fraction, seed, i)).collect());
+    let out: Vec<u64> = super::detach(py, || idx.iter().map(|&i| transforms::duplicate_source(fraction, seed, i)).collect());
     Ok(out.into_pyarray(py))
 }
 
@@ -66,7 +66,7 @@ pub fn corrupt_tokens<'py>(
                 }
                 let mut mask = vec![false; n * len];
                 let x = a.as_slice_mut()?;
-                py.detach(|| transforms::corrupt(x, len, vocab_size, rho, seed, |r| idx[r], Some(&mut mask)));
+                super::detach(py, || transforms::corrupt(x, len, vocab_size, rho, seed, |r| idx[r], Some(&mut mask)));
                 return mask.into_pyarray(py).reshape([n, len]);
             }
         };

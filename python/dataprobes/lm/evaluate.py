@@ -1,0 +1,510 @@
+"""Exact diagnostics of a language model against a probe's true law.
+
+Because the probe's law is known, a model can be judged against the truth:
+
+* **Excess loss** (:func:`excess_loss`): at every position, the exact
+  ``KL(P_t ‖ q_t) = Σ_v P_t(v) [log P_t(v) − log q_t(v)]`` between the true
+  next-token law and the model's, and the model's cross-entropy against the
+  true conditional entropy ``H(P_t)`` (their expected gap is the KL).
+* **Generation typicality** (:func:`generation_typicality`): sample from the
+  model (greedy, temperature, top-k / top-p), score the generations under the
+  true process (NLL per token, path-centred z-scores, below / inside / above
+  the typical band around the entropy rate), and decompose the expected score
+  of each step as ``E_q[−log P] = H(q_t) + KL(q_t ‖ P_t)`` (REFERENCES.md).
+* **Self-typicality** (:func:`self_typicality`): the LM asymptotic
+  equipartition property (Mudireddy et al., arXiv 2405.13798) — the
+  log-perplexity of a model's own generations against the mean entropy of its
+  predictive distributions.
+
+All work is batched on the model's device. The true laws are gathered row by
+row (Markov, i.i.d.) or computed by the probe engine per batch (HMM,
+in-context Markov, mixtures); no ``[N, T, V]`` tensor over the whole data set
+is ever formed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .._validation import as_tokens, check_float, check_int, check_seed
+from ..processes import IID, MarkovChain, Process
+
+LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+
+#: Elements of float64 work tensors per chunk ([batch, time, vocab]).
+_CHUNK_ELEMENTS = 1 << 24
+
+
+def as_logits_fn(model: Any) -> tuple[LogitsFn, torch.device]:
+    """A function ``[B, T] int64 -> [B, T, V] float64 logits`` and the device
+    to run it on, for a TinyGPT, a ``transformers`` causal LM (its
+    ``.logits``), or any callable returning logits."""
+    if isinstance(model, nn.Module):
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+    elif callable(model):
+        device = getattr(model, "device", torch.device("cpu"))
+    else:
+        raise TypeError(f"model must be a torch Module or a callable returning logits, got {type(model).__name__}")
+
+    def fn(idx: torch.Tensor) -> torch.Tensor:
+        out = model(idx)
+        if hasattr(out, "logits"):
+            out = out.logits
+        elif isinstance(out, (tuple, list)):
+            out = out[0]
+        if not isinstance(out, torch.Tensor) or out.dim() != 3 or out.shape[:2] != idx.shape:
+            raise ValueError(f"model must return logits of shape [batch, time, vocab] for input {tuple(idx.shape)}")
+        return out.to(torch.float64)
+
+    return fn, torch.device(device)
+
+
+class TrueLaw:
+    """Exact next-token laws ``P_t = p(x_t = · | x_<t)`` for batches of
+    sequences, on a device. Markov chains and i.i.d. processes gather rows of
+    their tables; other processes use their ``predictive``."""
+
+    def __init__(self, process: Process, device: torch.device) -> None:
+        self.process = process
+        self.device = device
+        self.vocab_size = process.vocab_size
+        self._table: torch.Tensor | None = None
+        self._order = 0
+        if isinstance(process, (MarkovChain, IID)):
+            table = process.transition if isinstance(process, MarkovChain) else process.probs[None]
+            self._table = torch.tensor(np.asarray(table), dtype=torch.float64, device=device)
+            self._order = process.order if isinstance(process, MarkovChain) else 0
+
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T, V]`` float64 true laws for the sequences ``x`` [B, T]."""
+        b, t = x.shape
+        v = self.vocab_size
+        if self._table is None:
+            pred = self.process.predictive(x.cpu().numpy())
+            return torch.as_tensor(np.asarray(pred).reshape(b, t, v), device=self.device)
+        k = self._order
+        out = torch.empty(b, t, v, dtype=torch.float64, device=self.device)
+        head = min(k, t)
+        if head:
+            out[:, :head] = torch.as_tensor(self.process.predictive(x[:, :head].cpu().numpy()), device=self.device)
+        if t > k:
+            state = torch.zeros(b, t - k, dtype=torch.long, device=self.device)
+            for j in range(k):
+                state = state * v + x[:, j : t - k + j]
+            out[:, k:] = self._table[state]
+        return out
+
+
+def _entropy(p: torch.Tensor) -> torch.Tensor:
+    return -torch.special.xlogy(p, p).sum(-1)
+
+
+def _varentropy(p: torch.Tensor) -> torch.Tensor:
+    logp = torch.where(p > 0, torch.log(p), torch.zeros_like(p))
+    h = -(p * logp).sum(-1)
+    return ((p * logp * logp).sum(-1) - h * h).clamp_min(0)
+
+
+def _batches(n: int, per_item: int) -> int:
+    return max(1, min(n, _CHUNK_ELEMENTS // max(per_item, 1)))
+
+
+@dataclass(frozen=True)
+class ExcessLoss:
+    """Exact excess loss of a model on probe sequences (nats).
+
+    Per-position arrays are averaged over sequences; position t predicts
+    token t from tokens ``< t`` (position 0 is scored only when
+    ``score_first``).
+    """
+
+    kl_per_position: np.ndarray
+    model_nll_per_position: np.ndarray
+    true_nll_per_position: np.ndarray
+    true_entropy_per_position: np.ndarray
+    kl_per_sequence: np.ndarray
+    entropy_rate: float
+    first_position: int
+
+    @property
+    def kl(self) -> float:
+        """Mean KL(truth ‖ model) per token."""
+        return float(self.kl_per_position.mean())
+
+    @property
+    def model_nll(self) -> float:
+        """Mean cross-entropy of the model on the observed tokens."""
+        return float(self.model_nll_per_position.mean())
+
+    @property
+    def true_entropy(self) -> float:
+        """Mean true conditional entropy H(P_t) over the scored positions."""
+        return float(self.true_entropy_per_position.mean())
+
+    @property
+    def excess_nll(self) -> float:
+        """Cross-entropy minus true conditional entropy (≈ ``kl`` in expectation)."""
+        return self.model_nll - self.true_entropy
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "kl": self.kl,
+            "model_nll": self.model_nll,
+            "true_entropy": self.true_entropy,
+            "excess_nll": self.excess_nll,
+            "entropy_rate": self.entropy_rate,
+        }
+
+
+@torch.no_grad()
+def excess_loss(
+    model: Any,
+    process: Process,
+    tokens: Any,
+    *,
+    batch_size: int | None = None,
+    score_first: bool = False,
+) -> ExcessLoss:
+    """Exact per-position excess loss ``KL(P_t ‖ q_t)`` of ``model`` on ``tokens``.
+
+    Args:
+        model: TinyGPT, ``transformers`` causal LM, or callable returning
+            ``[B, T, V]`` logits; logits at position t predict token t+1.
+        process: the probe the tokens come from.
+        tokens: ``[N, T]`` token ids (e.g. ``process.sample(...)``).
+        batch_size: sequences per forward pass (default: memory-bounded).
+        score_first: also score position 0 against a uniform model (off by
+            default: a causal LM has no prediction for the first token).
+    """
+    fn, device = as_logits_fn(model)
+    x_np, _ = as_tokens(tokens)
+    n, t = x_np.shape
+    if t < 2:
+        raise ValueError("tokens: need sequences of length >= 2")
+    if x_np.size and (x_np.min() < 0 or x_np.max() >= process.vocab_size):
+        raise ValueError(f"tokens must lie in [0, {process.vocab_size})")
+    truth = TrueLaw(process, device)
+    v = process.vocab_size
+    bs = batch_size or _batches(n, t * v)
+    first = 0 if score_first else 1
+    sums = {k: torch.zeros(t - first, dtype=torch.float64, device=device) for k in ("kl", "nll", "tnll", "h")}
+    kl_seq = []
+    x_all = torch.from_numpy(x_np.astype(np.int64))
+    for lo in range(0, n, bs):
+        x = x_all[lo : lo + bs].to(device)
+        logits = fn(x[:, :-1])
+        if logits.shape[-1] != v:
+            raise ValueError(f"model outputs {logits.shape[-1]} logits, the process has vocab_size {v}")
+        logq = F.log_softmax(logits, dim=-1)
+        if score_first:
+            logq = torch.cat([torch.full_like(logq[:, :1], -math.log(v)), logq], dim=1)
+        p = truth.rows(x)[:, first:]
+        target = x[:, first:]
+        kl = (torch.special.xlogy(p, p) - torch.where(p > 0, p * logq, torch.zeros_like(p))).sum(-1)
+        sums["kl"] += kl.sum(0)
+        sums["nll"] -= logq.gather(-1, target[..., None])[..., 0].sum(0)
+        sums["tnll"] -= torch.log(p.gather(-1, target[..., None])[..., 0]).sum(0)
+        sums["h"] += _entropy(p).sum(0)
+        kl_seq.append(kl.mean(1).cpu())
+    rate = process.entropy_rate()
+    return ExcessLoss(
+        kl_per_position=(sums["kl"] / n).cpu().numpy(),
+        model_nll_per_position=(sums["nll"] / n).cpu().numpy(),
+        true_nll_per_position=(sums["tnll"] / n).cpu().numpy(),
+        true_entropy_per_position=(sums["h"] / n).cpu().numpy(),
+        kl_per_sequence=torch.cat(kl_seq).numpy(),
+        entropy_rate=float(rate),
+        first_position=first,
+    )
+
+
+def _sampling_logprobs(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Log of the distribution actually sampled from: greedy (temperature 0)
+    is one-hot on the argmax; otherwise softmax(logits / T) restricted to the
+    top-k tokens and to the smallest nucleus of mass >= top_p, renormalised."""
+    if temperature == 0:
+        out = torch.full_like(logits, -math.inf)
+        return out.scatter(-1, logits.argmax(-1, keepdim=True), 0.0)
+    z = logits / temperature
+    if top_k is not None and top_k < z.shape[-1]:
+        kth = torch.topk(z, top_k, dim=-1).values[..., -1:]
+        z = z.masked_fill(z < kth, -math.inf)
+    if top_p is not None and top_p < 1.0:
+        sorted_z, order = torch.sort(z, dim=-1, descending=True)
+        probs = F.softmax(sorted_z, dim=-1)
+        before = probs.cumsum(-1) - probs  # mass strictly before each token
+        drop = before >= top_p
+        z = z.masked_fill(drop.scatter(-1, order, drop), -math.inf)
+    return F.log_softmax(z, dim=-1)
+
+
+def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    if check_float("temperature", temperature) < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if top_k is not None:
+        check_int("top_k", top_k, 1)
+    if top_p is not None and not 0 < check_float("top_p", top_p) <= 1:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+
+
+@torch.no_grad()
+def generate(
+    model: Any,
+    prompt: Any,
+    length: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Continue ``prompt`` [B, P] by ``length`` tokens; returns [B, P + length].
+
+    ``temperature=0`` is greedy decoding. Deterministic for a given seed on a
+    given device.
+    """
+    _check_sampling(temperature, top_k, top_p)
+    fn, device = as_logits_fn(model)
+    x_np, _ = as_tokens(prompt)
+    if x_np.shape[1] < 1:
+        raise ValueError("prompt must hold at least one token per sequence")
+    x = torch.from_numpy(x_np.astype(np.int64)).to(device)
+    gen = torch.Generator(device=device).manual_seed(check_seed("seed", seed))
+    # TinyGPT decodes incrementally with its key/value cache; other models
+    # re-read the whole prefix each step.
+    from .model import TinyGPT
+
+    cache = model.new_cache() if isinstance(model, TinyGPT) else None
+    step_in = x
+    for _ in range(check_int("length", length)):
+        if cache is not None:
+            logits = model(step_in, cache)[:, -1].to(torch.float64)
+        else:
+            logits = fn(x)[:, -1]
+        logq = _sampling_logprobs(logits, temperature, top_k, top_p)
+        nxt = torch.multinomial(logq.exp().float(), 1, generator=gen) if temperature > 0 else logq.argmax(-1, keepdim=True)
+        x = torch.cat([x, nxt], dim=1)
+        step_in = nxt
+    return x
+
+
+@dataclass(frozen=True)
+class GenerationReport:
+    """Generations at one decoding setting, scored under the true process.
+
+    Per-sequence arrays cover the generated tokens only (after the prompt).
+    ``true_nll`` is −(1/L) Σ log P(y_t | y_<t) under the true process; its
+    expectation per step decomposes as ``model_entropy + kl_to_truth``
+    (H(q_t) + KL(q_t ‖ P_t)). ``self_nll`` and ``model_entropy`` compare the
+    model with itself (LM-AEP): equal in expectation.
+    """
+
+    temperature: float
+    tokens: np.ndarray
+    true_nll: np.ndarray
+    z: np.ndarray
+    model_entropy: np.ndarray
+    kl_to_truth: np.ndarray
+    self_nll: np.ndarray
+    entropy_rate: float
+    eps: float
+
+    @property
+    def label(self) -> str:
+        return "greedy" if self.temperature == 0 else f"T={self.temperature:g}"
+
+    @property
+    def mean_nll(self) -> float:
+        return float(self.true_nll.mean())
+
+    @property
+    def fraction_below(self) -> float:
+        return float((self.true_nll < self.entropy_rate - self.eps).mean())
+
+    @property
+    def fraction_above(self) -> float:
+        return float((self.true_nll > self.entropy_rate + self.eps).mean())
+
+    @property
+    def fraction_typical(self) -> float:
+        return 1.0 - self.fraction_below - self.fraction_above
+
+    @property
+    def regime(self) -> str:
+        """Where the mean NLL/token falls: over-conservative (below the band),
+        typical, or over-divergent (above)."""
+        m = self.mean_nll
+        if m < self.entropy_rate - self.eps:
+            return "over-conservative"
+        if m > self.entropy_rate + self.eps:
+            return "over-divergent"
+        return "typical"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "decoding": self.label,
+            "mean_nll": self.mean_nll,
+            "regime": self.regime,
+            "fraction_below": self.fraction_below,
+            "fraction_typical": self.fraction_typical,
+            "fraction_above": self.fraction_above,
+            "mean_z": float(np.nanmean(np.where(np.isfinite(self.z), self.z, np.nan))),
+            "model_entropy": float(self.model_entropy.mean()),
+            "kl_to_truth": float(self.kl_to_truth.mean()),
+            "self_nll": float(self.self_nll.mean()),
+            "entropy_rate": self.entropy_rate,
+            "eps": self.eps,
+        }
+
+
+@dataclass(frozen=True)
+class SelfTypicality:
+    """LM asymptotic equipartition: log-perplexity of a model's own
+    generations against the mean entropy of its predictive distributions."""
+
+    log_perplexity: np.ndarray
+    mean_entropy: np.ndarray
+    gap: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gap", self.log_perplexity - self.mean_entropy)
+
+    def summary(self) -> dict[str, float]:
+        n = len(self.gap)
+        return {
+            "log_perplexity": float(self.log_perplexity.mean()),
+            "mean_entropy": float(self.mean_entropy.mean()),
+            "gap": float(self.gap.mean()),
+            "gap_stderr": float(self.gap.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan,
+        }
+
+
+def _score_generations(
+    fn: LogitsFn,
+    truth: TrueLaw,
+    x: torch.Tensor,
+    prompt_len: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+) -> dict[str, torch.Tensor]:
+    """Per-sequence statistics of the generated part of ``x`` (one batch)."""
+    logq = _sampling_logprobs(fn(x[:, :-1]), temperature, top_k, top_p)[:, prompt_len - 1 :]
+    q = logq.exp()
+    p = truth.rows(x)[:, prompt_len:]
+    y = x[:, prompt_len:, None]
+    log_py = torch.log(p.gather(-1, y)[..., 0])
+    h_p = _entropy(p)
+    kl_qp = (torch.special.xlogy(q, q) - torch.where(q > 0, q * torch.log(p), torch.zeros_like(q))).sum(-1)
+    return {
+        "true_nll": -log_py.mean(1),
+        "centred": (-log_py - h_p).sum(1),
+        "var": _varentropy(p).sum(1),
+        "model_entropy": _entropy(q).mean(1),
+        "kl_to_truth": kl_qp.mean(1),
+        "self_nll": -logq.gather(-1, y)[..., 0].mean(1),
+    }
+
+
+def _typical_band(process: Process, prompt_len: int, length: int, num: int, seed: int) -> float:
+    """Two standard deviations of the true NLL/token of ``length`` tokens
+    after a ``prompt_len`` prefix, from samples of the process itself."""
+    x = process.sample(max(num, 256), prompt_len + length, seed=seed)
+    nll = -np.asarray(process.token_log_probs(x))[:, prompt_len:].mean(1)
+    return float(2 * nll.std(ddof=1))
+
+
+@torch.no_grad()
+def generation_typicality(
+    model: Any,
+    process: Process,
+    *,
+    num_sequences: int = 256,
+    length: int = 128,
+    temperatures: Sequence[float] = (0.0, 1.0, 1.3, 1.5),
+    top_k: int | None = None,
+    top_p: float | None = None,
+    prompt_len: int | None = None,
+    eps: float | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+) -> list[GenerationReport]:
+    """Sample from the model at each temperature and score under the truth.
+
+    Prompts are the first ``prompt_len`` tokens (default: the process order,
+    at least 1) of true samples. The typical band is ``entropy_rate ± eps``;
+    by default eps is two standard deviations of the NLL/token of true
+    sequences of the same length, so ~95% of true samples fall inside.
+    """
+    fn, device = as_logits_fn(model)
+    n = check_int("num_sequences", num_sequences, 1)
+    length = check_int("length", length, 1)
+    s = check_seed("seed", seed)
+    if prompt_len is None:
+        prompt_len = max(getattr(process, "order", 1), 1)
+    prompt_len = check_int("prompt_len", prompt_len, 1)
+    for temp in temperatures:
+        _check_sampling(temp, top_k, top_p)
+    rate = float(process.entropy_rate())
+    band = _typical_band(process, prompt_len, length, n, s + 1) if eps is None else check_float("eps", eps, positive=True)
+    prompts = process.sample(n, prompt_len, seed=s)
+    truth = TrueLaw(process, device)
+    bs = batch_size or _batches(n, (prompt_len + length) * process.vocab_size * 4)
+    reports = []
+    for temp in temperatures:
+        parts: dict[str, list[np.ndarray]] = {}
+        tokens = []
+        for lo in range(0, n, bs):
+            x = generate(model, prompts[lo : lo + bs], length, temperature=temp, top_k=top_k, top_p=top_p, seed=s + lo)
+            for k, val in _score_generations(fn, truth, x, prompt_len, temp, top_k, top_p).items():
+                parts.setdefault(k, []).append(val.cpu().numpy())
+            tokens.append(x.cpu().numpy())
+        cat = {k: np.concatenate(v) for k, v in parts.items()}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(cat["var"] > 0, cat["centred"] / np.sqrt(cat["var"]), np.copysign(np.inf, cat["centred"]))
+        reports.append(
+            GenerationReport(
+                temperature=float(temp),
+                tokens=np.concatenate(tokens),
+                true_nll=cat["true_nll"],
+                z=z,
+                model_entropy=cat["model_entropy"],
+                kl_to_truth=cat["kl_to_truth"],
+                self_nll=cat["self_nll"],
+                entropy_rate=rate,
+                eps=band,
+            )
+        )
+    return reports
+
+
+@torch.no_grad()
+def self_typicality(
+    model: Any,
+    prompt: Any,
+    length: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
+) -> SelfTypicality:
+    """Generate ``length`` tokens after ``prompt`` and compare the model's
+    log-perplexity of them, −(1/L) Σ log q_t(y_t), with the mean entropy
+    (1/L) Σ H(q_t) of the distributions they were drawn from (LM-AEP:
+    equal in expectation; the gap's z-score tests the model against itself)."""
+    fn, _ = as_logits_fn(model)
+    x = generate(model, prompt, length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    p_len = x.shape[1] - length
+    logq = _sampling_logprobs(fn(x[:, :-1]), temperature, top_k, top_p)[:, p_len - 1 :]
+    q = logq.exp()
+    lp = -logq.gather(-1, x[:, p_len:, None])[..., 0].mean(1)
+    return SelfTypicality(log_perplexity=lp.cpu().numpy(), mean_entropy=_entropy(q).mean(1).cpu().numpy())

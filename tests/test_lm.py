@@ -1,0 +1,202 @@
+"""Probing language models: datasets, TinyGPT, exact diagnostics, the demo."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import dataprobes as dp  # noqa: E402
+from dataprobes.lm import (  # noqa: E402
+    ProbeDataset,
+    ProbeTensorDataset,
+    TinyGPT,
+    excess_loss,
+    generate,
+    generation_typicality,
+    self_typicality,
+    train,
+)
+
+
+class TrueMarkovModel:
+    """Outputs the true order-1 conditionals as logits (independent of the library's code)."""
+
+    def __init__(self, chain: dp.MarkovChain) -> None:
+        self.logp = torch.tensor(np.log(chain.transition))
+
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.logp[idx]
+
+
+class UniformModel:
+    def __init__(self, vocab: int) -> None:
+        self.vocab = vocab
+
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(*idx.shape, self.vocab)
+
+
+# ---------------------------------------------------------------- excess loss
+
+
+def test_true_model_has_zero_excess_loss() -> None:
+    chain = dp.MarkovChain.random(20, entropy_rate=1.8, seed=0)
+    x = chain.sample(50, 40, seed=1)
+    ex = excess_loss(TrueMarkovModel(chain), chain, x)
+    assert np.abs(ex.kl_per_position).max() < 1e-12
+    np.testing.assert_allclose(ex.model_nll_per_position, ex.true_nll_per_position, atol=1e-12)
+
+
+def test_true_model_zero_excess_for_in_context_and_mixture_probes() -> None:
+    for process in [dp.InContextMarkov(6, 1, 0.5), dp.Mixture([dp.MarkovChain.random(6, seed=1), dp.IID.random(6, seed=2)])]:
+        x = process.sample(8, 30, seed=3)
+        pred = torch.tensor(process.predictive(x))
+
+        def model(idx: torch.Tensor, pred: torch.Tensor = pred) -> torch.Tensor:
+            return torch.log(pred[: idx.shape[0], 1 : idx.shape[1] + 1])
+
+        ex = excess_loss(model, process, x, batch_size=8)
+        assert np.abs(ex.kl_per_position).max() < 1e-10
+
+
+@pytest.mark.parametrize("process", [dp.IID.random(30, seed=0), dp.MarkovChain.random(30, entropy_rate=2.0, seed=1)], ids=["iid", "markov"])
+def test_uniform_model_excess_is_log_v_minus_h(process: dp.Process) -> None:
+    x = process.sample(400, 64, seed=2)
+    ex = excess_loss(UniformModel(30), process, x)
+    # exact identity at every position: KL(P || U) = log V - H(P)
+    np.testing.assert_allclose(ex.kl_per_position, math.log(30) - ex.true_entropy_per_position, atol=1e-12)
+    # and on average it is log V - entropy rate (exactly for i.i.d., in expectation for Markov)
+    se = ex.kl_per_sequence.std(ddof=1) / math.sqrt(len(ex.kl_per_sequence))
+    assert abs(ex.kl - (math.log(30) - float(process.entropy_rate()))) <= 4 * se + 1e-12
+
+
+def test_excess_loss_errors() -> None:
+    chain = dp.MarkovChain.random(10, seed=0)
+    x = chain.sample(2, 8, seed=0)
+    with pytest.raises(ValueError, match="model outputs 11 logits"):
+        excess_loss(UniformModel(11), chain, x)
+    with pytest.raises(ValueError, match="tokens must lie in"):
+        excess_loss(UniformModel(10), chain, x + 10)
+    with pytest.raises(ValueError, match="length >= 2"):
+        excess_loss(UniformModel(10), chain, x[:, :1])
+    with pytest.raises(TypeError, match="model must be"):
+        excess_loss(42, chain, x)
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def _collect(ds: ProbeDataset, workers: int) -> list[torch.Tensor]:
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
+    return list(loader)
+
+
+def test_stream_is_deterministic_and_disjoint_across_workers_and_ranks() -> None:
+    p = dp.MarkovChain.random(16, seed=0)
+    single = _collect(ProbeDataset(p, 12, 4, seed=5, num_batches=12), 0)
+    assert len(single) == 12
+    np.testing.assert_array_equal(torch.cat(single).numpy(), p.sample(48, 12, seed=5))
+    seen = {}
+    for rank in range(2):
+        ds = ProbeDataset(p, 12, 4, seed=5, num_batches=12, rank=rank, world_size=2)
+        for b, batch in zip(ds.batch_indices(), _collect(ds, 0)):
+            assert b not in seen
+            seen[b] = batch
+    assert sorted(seen) == list(range(12))
+    for b, batch in seen.items():
+        assert torch.equal(batch, single[b])
+    # DataLoader workers split each rank's batches further, still without overlap
+    multi = _collect(ProbeDataset(p, 12, 4, seed=5, num_batches=12), 2)
+    assert sorted(t.numpy().tobytes() for t in multi) == sorted(t.numpy().tobytes() for t in single)
+
+
+def test_map_style_dataset() -> None:
+    p = dp.IID.random(7, seed=0)
+    ds = ProbeTensorDataset(p, 10, 5, seed=3)
+    assert len(ds) == 10 and ds[4].dtype == torch.int64
+    np.testing.assert_array_equal(ds[4].numpy(), p.sample(10, 5, seed=3)[4])
+    with pytest.raises(ValueError, match="num_sequences must be >= 1"):
+        ProbeTensorDataset(p, 0, 5)
+
+
+# ---------------------------------------------------------------- generation
+
+
+def test_generation_controls() -> None:
+    torch.manual_seed(0)
+    m = TinyGPT(vocab_size=20, max_len=40, d_model=16, n_layers=1, n_heads=2).eval()
+    prompt = np.array([[1, 2], [3, 4]])
+    greedy = generate(m, prompt, 10, temperature=0)
+    assert torch.equal(generate(m, prompt, 10, temperature=1.0, top_k=1, seed=4), greedy)
+    assert torch.equal(generate(m, prompt, 10, temperature=0.7, top_p=1e-9, seed=4), greedy)
+    assert torch.equal(generate(m, prompt, 10, seed=9), generate(m, prompt, 10, seed=9))
+    assert torch.equal(greedy[:, :2], torch.tensor(prompt))
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        generate(m, prompt, 3, temperature=-1)
+    with pytest.raises(ValueError, match="top_p must lie in"):
+        generate(m, prompt, 3, top_p=0)
+
+
+def test_true_model_generations_are_typical_and_self_typical() -> None:
+    chain = dp.MarkovChain.random(16, entropy_rate=1.5, seed=3)
+    reps = generation_typicality(TrueMarkovModel(chain), chain, num_sequences=400, length=64, temperatures=(1.0,), seed=1)
+    r = reps[0]
+    assert abs(r.mean_nll - 1.5) < 4 * r.true_nll.std() / math.sqrt(400) + 0.01
+    assert r.fraction_typical > 0.9  # the band holds ~95% of true sequences
+    assert r.kl_to_truth.max() < 1e-9  # sampling from the truth: KL(q || P) = 0
+    np.testing.assert_allclose(r.self_nll, r.true_nll, atol=1e-9)
+    st = self_typicality(TrueMarkovModel(chain), chain.sample(400, 1, seed=2), 64, seed=0)
+    s = st.summary()
+    assert abs(s["gap"]) < 4 * s["gap_stderr"]
+
+
+def test_training_approaches_floor_and_temperature_regimes() -> None:
+    torch.manual_seed(0)
+    chain = dp.MarkovChain.random(24, entropy_rate=1.5, seed=0)
+    m = TinyGPT(vocab_size=24, max_len=80, d_model=32, n_layers=1, n_heads=2)
+    res = train(m, chain, steps=150, batch_size=32, seq_len=32, lr=1e-2, eval_every=50, progress=False)
+    assert res.eval_kl[-1] < 0.5 * res.eval_kl[0]
+    assert res.eval_nll[-1] < res.eval_nll[0] - 1.0
+    reps = generation_typicality(m, chain, num_sequences=64, length=64, temperatures=(0.0, 1.0, 2.0), seed=0)
+    greedy, t1, hot = reps
+    assert greedy.regime == "over-conservative" and greedy.fraction_below > 0.9
+    assert hot.regime == "over-divergent" and hot.fraction_above > 0.9
+    assert greedy.mean_nll < t1.mean_nll < hot.mean_nll
+    # decomposition: E_q[-log P] = H(q) + KL(q || P) holds for the sampled tokens on average
+    assert t1.model_entropy.mean() + t1.kl_to_truth.mean() == pytest.approx(t1.mean_nll, abs=0.1)
+
+
+def test_transformers_gpt2_from_config() -> None:
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.GPT2Config(vocab_size=12, n_positions=40, n_embd=16, n_layer=1, n_head=2)
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    chain = dp.MarkovChain.random(12, seed=0)
+    x = chain.sample(4, 20, seed=0)
+    ex = excess_loss(model, chain, x)
+    assert ex.kl > 0 and np.isfinite(ex.kl)
+    reps = generation_typicality(model, chain, num_sequences=4, length=8, temperatures=(0.0, 1.0))
+    assert reps[0].tokens.shape == (4, 9)
+
+
+# ---------------------------------------------------------------- demo
+
+
+def test_demo_runs_with_a_reduced_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dataprobes.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--vocab-size", "16", "--out-dir", str(out), "--json", str(out / "r.json"), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "learning curve" in text and "greedy" in text and "T=1.5" in text
+    results = json.loads((out / "r.json").read_text())
+    assert [g["decoding"] for g in results["generations"]] == ["greedy", "T=1", "T=1.3", "T=1.5"]
+    assert results["entropy_rate"] == pytest.approx(2.0)
+    assert (out / "learning_curve.png").stat().st_size > 1000
+    assert (out / "generation_nll.png").stat().st_size > 1000
