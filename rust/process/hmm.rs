@@ -305,7 +305,11 @@ impl Hmm {
     // ------------------------------------------------------------ forward
 
     pub fn scratch(&self) -> Scratch {
-        Scratch { alpha: vec![0.0; GROUP * self.sp], pred: vec![0.0; GROUP * self.sp], tok: vec![0.0; self.vocab] }
+        Scratch {
+            alpha: vec![0.0; GROUP * self.sp],
+            pred: vec![0.0; GROUP * self.sp],
+            tok: vec![0.0; self.vocab],
+        }
     }
 
     #[inline]
@@ -408,13 +412,20 @@ impl Hmm {
                 let a = &mut alpha[g * sp..(g + 1) * sp];
                 let p = &pred[g * sp..(g + 1) * sp];
                 let b = &self.emis_col[x * sp..(x + 1) * sp];
-                let c = emit(p, b, a);
+                // c = Σ π ⊙ b, then α = (π ⊙ b) / c; the products are formed
+                // twice rather than stored and reloaded (elementwise, so the
+                // bits are the same, and the loops vectorise).
+                let c = emission_sum(p, b);
                 if c > 1e-300 {
                     let inv = 1.0 / c;
-                    a.iter_mut().for_each(|v| *v *= inv);
+                    for ((av, &pv), &bv) in a.iter_mut().zip(p).zip(b) {
+                        *av = (pv * bv) * inv;
+                    }
                 } else if c > 0.0 {
-                    // 1/c would overflow; divide instead (every entry is <= c).
-                    a.iter_mut().for_each(|v| *v /= c);
+                    // 1/c would overflow; divide instead (every product is <= c).
+                    for ((av, &pv), &bv) in a.iter_mut().zip(p).zip(b) {
+                        *av = (pv * bv) / c;
+                    }
                 } else {
                     // Impossible observation: skip it (see the module docs).
                     a.copy_from_slice(p);
@@ -704,15 +715,15 @@ fn block<const G: usize, const NP: usize, const W: usize>(
     }
 }
 
-/// α = π ⊙ b and returns Σ α (fixed 4-lane order).
+/// Σ_j π_j b_j, accumulated in a fixed 4-lane order.
 #[inline(always)]
-fn emit(pred: &[f64], b: &[f64], alpha: &mut [f64]) -> f64 {
+fn emission_sum(pred: &[f64], b: &[f64]) -> f64 {
     let mut acc = [0.0f64; LANES];
-    for ((a, p), bb) in alpha.chunks_exact_mut(LANES).zip(pred.chunks_exact(LANES)).zip(b.chunks_exact(LANES)) {
+    for (p, bb) in pred.chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
+        let p: &[f64; LANES] = p.try_into().expect("lane chunk");
+        let bb: &[f64; LANES] = bb.try_into().expect("lane chunk");
         for l in 0..LANES {
-            let v = p[l] * bb[l];
-            a[l] = v;
-            acc[l] += v;
+            acc[l] += p[l] * bb[l];
         }
     }
     (acc[0] + acc[1]) + (acc[2] + acc[3])
