@@ -346,51 +346,50 @@ impl Hmm {
         }
         let k = rows.len() / length;
         if k == GROUP {
-            return self.dispatch::<T, F, GROUP>(rows, length, i0, sc, step);
+            let src = Given { hmm: self, rows, length, i0 };
+            return self.dispatch::<_, F, GROUP>(src, length, sc, step);
         }
         for r in 0..k {
-            let one = &rows[r * length..(r + 1) * length];
-            self.dispatch::<T, _, 1>(one, length, i0 + r, sc, |_, t, c, p, a| step(r, t, c, p, a))?;
+            let src = Given { hmm: self, rows: &rows[r * length..(r + 1) * length], length, i0: i0 + r };
+            self.dispatch::<_, _, 1>(src, length, sc, |_, t, c, p, a| step(r, t, c, p, a))?;
         }
         Ok(())
     }
 
     #[inline(always)]
-    fn dispatch<T: InToken, F: FnMut(usize, usize, f64, &[f64], &[f64]), const G: usize>(
+    fn dispatch<Src: TokenSource, F: FnMut(usize, usize, f64, &[f64], &[f64]), const G: usize>(
         &self,
-        rows: &[T],
+        src: Src,
         length: usize,
-        i0: usize,
         sc: &mut Scratch,
         step: F,
     ) -> Result<()> {
         #[cfg(target_arch = "x86_64")]
         if self.simd {
             // SAFETY: `simd` is only true when the CPU supports AVX2.
-            return unsafe { self.forward_avx2::<T, F, G>(rows, length, i0, sc, step) };
+            return unsafe { self.forward_avx2::<Src, F, G>(src, length, sc, step) };
         }
-        self.forward_impl::<T, F, G>(rows, length, i0, sc, step)
+        self.forward_impl::<Src, F, G>(src, length, sc, step)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn forward_avx2<T: InToken, F: FnMut(usize, usize, f64, &[f64], &[f64]), const G: usize>(
+    unsafe fn forward_avx2<Src: TokenSource, F: FnMut(usize, usize, f64, &[f64], &[f64]), const G: usize>(
         &self,
-        rows: &[T],
+        src: Src,
         length: usize,
-        i0: usize,
         sc: &mut Scratch,
         step: F,
     ) -> Result<()> {
-        self.forward_impl::<T, F, G>(rows, length, i0, sc, step)
+        self.forward_impl::<Src, F, G>(src, length, sc, step)
     }
 
+    /// The forward recursion over `length` tokens of G rows read from `src`.
     #[inline(always)]
-    fn forward_impl<T: InToken, F: FnMut(usize, usize, f64, &[f64], &[f64]), const G: usize>(
+    fn forward_impl<Src: TokenSource, F: FnMut(usize, usize, f64, &[f64], &[f64]), const G: usize>(
         &self,
-        rows: &[T],
+        mut src: Src,
         length: usize,
-        i0: usize,
         sc: &mut Scratch,
         mut step: F,
     ) -> Result<()> {
@@ -403,7 +402,7 @@ impl Hmm {
         for t in 0..length {
             let mut xs = [0usize; G];
             for (g, x) in xs.iter_mut().enumerate() {
-                *x = self.check(rows[g * length + t], i0 + g, t)?;
+                *x = src.token(g, t)?;
             }
             if t > 0 {
                 propagate::<G>(alpha, &self.trans_pad, s, sp, pred);
@@ -466,7 +465,7 @@ impl Hmm {
             .try_for_each_init(|| self.scratch(), |sc, (k, (rows, o))| f(rows, k * GROUP, sc, o))
     }
 
-    /// Σ_{t >= from} log p(x_t | x_<t) of each row of `rows` into `out`.
+    /// log p(x) of each row of `rows` into `out`.
     #[inline]
     fn group_log_prob<T: InToken>(
         &self,
@@ -474,15 +473,10 @@ impl Hmm {
         length: usize,
         i0: usize,
         sc: &mut Scratch,
-        from: usize,
         out: &mut [f64],
     ) -> Result<()> {
         let mut acc = [LogSum::new(); GROUP];
-        self.forward_rows(rows, length, i0, sc, |r, t, c, _, _| {
-            if t >= from {
-                acc[r].add(c)
-            }
-        })?;
+        self.forward_rows(rows, length, i0, sc, |r, _, c, _, _| acc[r].add(c))?;
         for (o, a) in out.iter_mut().zip(&acc) {
             *o = a.value();
         }
@@ -495,7 +489,7 @@ impl Hmm {
             out.iter_mut().for_each(|o| *o = 0.0);
             return Ok(());
         }
-        self.par_groups(tokens, length, out, 1, |rows, i0, sc, o| self.group_log_prob(rows, length, i0, sc, 0, o))
+        self.par_groups(tokens, length, out, 1, |rows, i0, sc, o| self.group_log_prob(rows, length, i0, sc, o))
     }
 
     /// log p(x_t | x_<t) for every position; `out` has the shape of `tokens`.
@@ -565,8 +559,8 @@ impl Hmm {
     /// Shannon–McMillan–Breiman samples: for each of the `out.len()` sequences
     /// `start + i` of the sample for `seed` (the very sequences `sample_into`
     /// returns), `-(1/(length - burn_in)) Σ_{t >= burn_in} log p(x_t | x_<t)`.
-    /// Sampled and scored a few sequences at a time, so memory stays
-    /// O(length) a thread.
+    /// Tokens are drawn as the forward pass consumes them and never stored,
+    /// so memory is O(S) a thread whatever `length` is.
     pub fn sampled_surprisal(&self, length: usize, burn_in: usize, seed: u64, start: u64, out: &mut [f64]) -> Result<()> {
         if burn_in >= length {
             return Err(Error::value(format!(
@@ -574,20 +568,82 @@ impl Hmm {
             )));
         }
         let denom = (length - burn_in) as f64;
+        let rng_of = |i: usize| Xoshiro256pp::for_sequence(seed, start.wrapping_add(i as u64));
         out.par_chunks_mut(GROUP).enumerate().try_for_each_init(
-            || (vec![0u32; GROUP * length], self.scratch()),
-            |(buf, sc), (k, o)| {
-                let rows = &mut buf[..o.len() * length];
-                for (r, row) in rows.chunks_mut(length).enumerate() {
-                    let i = (k * GROUP + r) as u64;
-                    let mut rng = Xoshiro256pp::for_sequence(seed, start.wrapping_add(i));
-                    self.sample_row::<u32, u32, false>(row, &mut [], &mut rng);
+            || self.scratch(),
+            |sc, (k, o)| {
+                let i0 = k * GROUP;
+                if o.len() == GROUP {
+                    let src = Drawn::<GROUP> { hmm: self, rng: std::array::from_fn(|g| rng_of(i0 + g)), state: [0; GROUP] };
+                    let mut acc = [LogSum::new(); GROUP];
+                    self.dispatch::<_, _, GROUP>(src, length, sc, |g, t, c, _, _| {
+                        if t >= burn_in {
+                            acc[g].add(c)
+                        }
+                    })?;
+                    for (ov, a) in o.iter_mut().zip(&acc) {
+                        *ov = -a.value() / denom;
+                    }
+                } else {
+                    for (r, ov) in o.iter_mut().enumerate() {
+                        let src = Drawn::<1> { hmm: self, rng: [rng_of(i0 + r)], state: [0] };
+                        let mut acc = LogSum::new();
+                        self.dispatch::<_, _, 1>(src, length, sc, |_, t, c, _, _| {
+                            if t >= burn_in {
+                                acc.add(c)
+                            }
+                        })?;
+                        *ov = -acc.value() / denom;
+                    }
                 }
-                self.group_log_prob(rows, length, k * GROUP, sc, burn_in, o)?;
-                o.iter_mut().for_each(|v| *v = -*v / denom);
                 Ok(())
             },
         )
+    }
+}
+
+/// Where the forward pass reads token t of row g of its group.
+trait TokenSource {
+    fn token(&mut self, g: usize, t: usize) -> Result<usize>;
+}
+
+/// Tokens from user data (rows `i0 ..` of the input), validated.
+struct Given<'a, T> {
+    hmm: &'a Hmm,
+    rows: &'a [T],
+    length: usize,
+    i0: usize,
+}
+
+impl<T: InToken> TokenSource for Given<'_, T> {
+    #[inline(always)]
+    fn token(&mut self, g: usize, t: usize) -> Result<usize> {
+        self.hmm.check(self.rows[g * self.length + t], self.i0 + g, t)
+    }
+}
+
+/// Tokens drawn on demand, with exactly the draws of `Hmm::sample_row` (so
+/// row g is the sequence `sample_into` writes for its stream).
+struct Drawn<'a, const G: usize> {
+    hmm: &'a Hmm,
+    rng: [Xoshiro256pp; G],
+    state: [usize; G],
+}
+
+impl<const G: usize> TokenSource for Drawn<'_, G> {
+    #[inline(always)]
+    fn token(&mut self, g: usize, t: usize) -> Result<usize> {
+        let h = self.hmm;
+        let (ns, v) = (h.n_states, h.vocab);
+        let rng = &mut self.rng[g];
+        let s = if t == 0 {
+            alias::draw(&h.init_table, rng) as usize
+        } else {
+            let prev = self.state[g];
+            alias::draw(&h.trans_table[prev * ns..prev * ns + ns], rng) as usize
+        };
+        self.state[g] = s;
+        Ok(alias::draw(&h.emis_table[s * v..s * v + v], rng) as usize)
     }
 }
 
@@ -916,7 +972,7 @@ mod tests {
         let mut s = vec![0.0; n];
         h.sampled_surprisal(len, 0, 3, 10, &mut s).unwrap();
         for (a, b) in lp.iter().zip(&s) {
-            assert!((-a / len as f64 - b).abs() < 1e-12);
+            assert_eq!(-a / len as f64, *b); // same draws, same arithmetic
         }
     }
 }
