@@ -272,6 +272,30 @@ def test_scores_do_not_depend_on_batching() -> None:
     np.testing.assert_array_equal(h.log_prob(x[3:9]), lp[3:9])
 
 
+def test_sample_at_matches_sample_and_feeds_composites() -> None:
+    h = random_hmm(12, 4, 6)
+    x, z = h.sample(10, 25, seed=3, start=5, return_states=True)
+    idx = np.array([14, 5, 9, 9])
+    np.testing.assert_array_equal(h.sample_at(idx, 25, seed=3), x[idx - 5])
+    xa, za = h.sample_at(idx, 25, seed=3, return_states=True)
+    np.testing.assert_array_equal(xa, x[idx - 5])
+    np.testing.assert_array_equal(za, z[idx - 5])
+    assert h.sample_at([], 25).shape == (0, 25)
+    # an HMM is a component like any other: exact mixture law, labelled rows
+    other = dp.HMM(np.full((2, 2), 0.5), np.full((2, 6), 1 / 6))
+    m = dp.Mixture([h, other], [0.3, 0.7])
+    y, labels = m.sample(50, 40, seed=1, return_labels=True)
+    rows = np.flatnonzero(labels == 0)
+    np.testing.assert_array_equal(y[rows], h.sample_at(rows, 40, seed=1))
+    with np.errstate(divide="ignore"):
+        want = np.logaddexp(np.log(0.3) + h.log_prob(y), np.log(0.7) + other.log_prob(y))
+    np.testing.assert_allclose(m.log_prob(y), want, rtol=1e-12)
+    np.testing.assert_allclose(m.predictive(y).sum(-1), 1.0, atol=1e-12)
+    rate = m.entropy_rate()
+    assert isinstance(rate, dp.Estimate)
+    assert float(rate) == pytest.approx(0.3 * h.entropy_rate().value + 0.7 * math.log(6))
+
+
 # ---------------------------------------------------------------- entropy rate
 
 
@@ -425,6 +449,7 @@ def test_bad_tokens(tokens: np.ndarray, exc: type, match: str) -> None:
         ({"num_sequences": 2, "length": 3, "seed": -1}, ValueError, "seed must be >= 0"),
         ({"num_sequences": 2, "length": 3, "start": -5}, ValueError, "start must be >= 0"),
         ({"num_sequences": 2, "length": 3, "return_states": "yes"}, TypeError, "return_states must be a bool"),
+        ({"num_sequences": 2, "length": 3, "return_states": 1}, TypeError, "return_states must be a bool"),
         ({"num_sequences": 2**40, "length": 2**20}, ValueError, "too large"),
     ],
 )

@@ -29,18 +29,23 @@ NaN.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal, overload
 
 import numpy as np
 
 from . import _core
-from ._validation import as_float_array, as_tokens, check_float, check_int, check_seed, log_base
+from ._validation import as_float_array, as_indices, as_tokens, check_float, check_int, check_seed, log_base
 from .estimate import Estimate
 from .processes import Process, _unit
 from .typicality import TypicalityReport, z_scores
 
 __all__ = ["HMM"]
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
 
 
 class HMM(Process):
@@ -159,12 +164,33 @@ class HMM(Process):
         t = check_int("length", length)
         s = check_seed("seed", seed)
         k = check_int("start", start, 0, 2**64 - 1)
-        if not isinstance(return_states, (bool, np.bool_)):
-            raise TypeError(f"return_states must be a bool, got {type(return_states).__name__}")
-        out = self._core.sample(n, t, s, k, bool(return_states))
-        if return_states:
-            assert isinstance(out, tuple)
-            return out
+        return self._unpack(self._core.sample(n, t, s, k, _check_bool("return_states", return_states)))
+
+    @overload
+    def sample_at(self, indices: Any, length: int, seed: int = 0, *, return_states: Literal[False] = False) -> np.ndarray: ...
+    @overload
+    def sample_at(self, indices: Any, length: int, seed: int = 0, *, return_states: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_states: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_states: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Rows drawn from the streams of arbitrary sequence ``indices``:
+        ``sample(n, T, seed, start)`` equals ``sample_at(range(start, start + n), T, seed)``
+        (what :class:`~dataprobes.Mixture` and :class:`~dataprobes.Duplicated`
+        build on). ``return_states`` as in :meth:`sample`."""
+        idx = as_indices(indices)
+        t = check_int("length", length)
+        s = check_seed("seed", seed)
+        return self._unpack(self._core.sample_at(idx, t, s, _check_bool("return_states", return_states)))
+
+    @staticmethod
+    def _unpack(out: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        if isinstance(out, tuple):
+            return out[0], out[1]
         assert isinstance(out, np.ndarray)
         return out
 
@@ -249,8 +275,8 @@ class HMM(Process):
         key = (n, t, s, b)
         cached = self._rates.get(key)
         if cached is None:
-            per_seq = self._core.sampled_surprisal(n, t, b, s, 0)
-            cached = (float(per_seq.mean()), float(per_seq.std(ddof=1) / math.sqrt(n)))
+            est = Estimate.from_samples(self._core.sampled_surprisal(n, t, b, s, 0))
+            cached = (est.value, est.stderr)
             self._rates[key] = cached
         return Estimate(cached[0] / scale, cached[1] / scale)
 

@@ -266,10 +266,23 @@ impl Hmm {
         seed: u64,
         start: u64,
     ) {
+        self.sample_rows(out, states, length, seed, |i| start.wrapping_add(i as u64));
+    }
+
+    /// Like [`Self::sample_into`], with row r drawn from stream `(seed, index(r))`
+    /// (what composite probes build on).
+    pub fn sample_rows<T: OutToken, U: OutToken>(
+        &self,
+        out: &mut [T],
+        states: Option<&mut [U]>,
+        length: usize,
+        seed: u64,
+        index: impl Fn(usize) -> u64 + Sync,
+    ) {
         if length == 0 {
             return;
         }
-        let rng_of = |i: usize| Xoshiro256pp::for_sequence(seed, start.wrapping_add(i as u64));
+        let rng_of = |i: usize| Xoshiro256pp::for_sequence(seed, index(i));
         match states {
             None => out.par_chunks_mut(length).enumerate().for_each(|(i, row)| {
                 self.sample_row::<T, U, false>(row, &mut [], &mut rng_of(i));

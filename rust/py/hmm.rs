@@ -1,6 +1,6 @@
 //! Bindings for `process::hmm`.
 
-use super::{fill_new, output_size};
+use super::{output_size, sample_tokens};
 use super::tokens::{with_tokens, Tokens};
 use crate::error::Error;
 use crate::process::hmm::{self, Hmm};
@@ -37,14 +37,15 @@ fn width_class(n: usize) -> u8 {
 }
 
 /// Allocates uninitialised [n, len] arrays of tokens (`T`) and states (`U`),
-/// samples into both with the GIL released, and returns them.
+/// samples row r of both from stream `(seed, index(r))` with the GIL
+/// released, and returns them.
 fn sample_pair<'py, T, U>(
     py: Python<'py>,
     inner: &Hmm,
     n: usize,
     len: usize,
     seed: u64,
-    start: u64,
+    index: &(dyn Fn(usize) -> u64 + Sync),
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)>
 where
     T: OutToken + numpy::Element,
@@ -58,9 +59,38 @@ where
         let mut zw = z.readwrite();
         let xs = xw.as_slice_mut()?;
         let zs = zw.as_slice_mut()?;
-        py.detach(|| inner.sample_into(xs, Some(zs), len, seed, start));
+        py.detach(|| inner.sample_rows(xs, Some(zs), len, seed, index));
     }
     Ok((x.into_any(), z.into_any()))
+}
+
+/// `n` rows of `len` tokens, row r from stream `(seed, index(r))`, in the
+/// smallest unsigned dtype; with `return_states` a (tokens, states) tuple.
+fn sample_impl<'py>(
+    py: Python<'py>,
+    inner: &Hmm,
+    n: usize,
+    len: usize,
+    seed: u64,
+    index: &(dyn Fn(usize) -> u64 + Sync),
+    return_states: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    if !return_states {
+        return sample_tokens!(py, inner.vocab(), n, len, |o| inner.sample_rows::<_, u8>(o, None, len, seed, index));
+    }
+    output_size(n, len)?;
+    let pair = match (width_class(inner.vocab()), width_class(inner.n_states())) {
+        (0, 0) => sample_pair::<u8, u8>(py, inner, n, len, seed, index),
+        (0, 1) => sample_pair::<u8, u16>(py, inner, n, len, seed, index),
+        (0, _) => sample_pair::<u8, u32>(py, inner, n, len, seed, index),
+        (1, 0) => sample_pair::<u16, u8>(py, inner, n, len, seed, index),
+        (1, 1) => sample_pair::<u16, u16>(py, inner, n, len, seed, index),
+        (1, _) => sample_pair::<u16, u32>(py, inner, n, len, seed, index),
+        (_, 0) => sample_pair::<u32, u8>(py, inner, n, len, seed, index),
+        (_, 1) => sample_pair::<u32, u16>(py, inner, n, len, seed, index),
+        (_, _) => sample_pair::<u32, u32>(py, inner, n, len, seed, index),
+    }?;
+    Ok(pair.into_pyobject(py)?.into_any())
 }
 
 /// Hidden Markov model core. See `dataprobes.HMM`.
@@ -148,28 +178,21 @@ impl HmmCore {
         start: u64,
         return_states: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        output_size(num_sequences, length)?;
-        let inner = &self.inner;
-        let (n, len) = (num_sequences, length);
-        if !return_states {
-            return match width_class(inner.vocab()) {
-                0 => fill_new::<u8, _>(py, n, len, |o| inner.sample_into::<u8, u8>(o, None, len, seed, start)),
-                1 => fill_new::<u16, _>(py, n, len, |o| inner.sample_into::<u16, u8>(o, None, len, seed, start)),
-                _ => fill_new::<u32, _>(py, n, len, |o| inner.sample_into::<u32, u8>(o, None, len, seed, start)),
-            };
-        }
-        let pair = match (width_class(inner.vocab()), width_class(inner.n_states())) {
-            (0, 0) => sample_pair::<u8, u8>(py, inner, n, len, seed, start),
-            (0, 1) => sample_pair::<u8, u16>(py, inner, n, len, seed, start),
-            (0, _) => sample_pair::<u8, u32>(py, inner, n, len, seed, start),
-            (1, 0) => sample_pair::<u16, u8>(py, inner, n, len, seed, start),
-            (1, 1) => sample_pair::<u16, u16>(py, inner, n, len, seed, start),
-            (1, _) => sample_pair::<u16, u32>(py, inner, n, len, seed, start),
-            (_, 0) => sample_pair::<u32, u8>(py, inner, n, len, seed, start),
-            (_, 1) => sample_pair::<u32, u16>(py, inner, n, len, seed, start),
-            (_, _) => sample_pair::<u32, u32>(py, inner, n, len, seed, start),
-        }?;
-        Ok(pair.into_pyobject(py)?.into_any())
+        sample_impl(py, &self.inner, num_sequences, length, seed, &|i| start.wrapping_add(i as u64), return_states)
+    }
+
+    /// Rows drawn from streams `(seed, indices[r])` (same layout as `sample`).
+    #[pyo3(signature = (indices, length, seed, return_states=false))]
+    fn sample_at<'py>(
+        &self,
+        py: Python<'py>,
+        indices: PyReadonlyArray1<'py, u64>,
+        length: usize,
+        seed: u64,
+        return_states: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let idx = indices.as_slice()?;
+        sample_impl(py, &self.inner, idx.len(), length, seed, &|r| idx[r], return_states)
     }
 
     fn log_prob<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f64>>> {
