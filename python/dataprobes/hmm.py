@@ -56,7 +56,8 @@ class HMM(Process):
         emission: ``[S, V]`` row-stochastic matrix, ``E[j, v] = p(x_t = v | s_t = j)``.
         initial: ``[S]`` law of the first hidden state. ``None``: the stationary
             law of ``transition`` (exact, by GTH elimination, when the chain has
-            a single closed class), so that the whole process is stationary.
+            a single closed class of at most 2048 states; power iteration
+            otherwise), so that the whole process is stationary.
         normalize: rescale rows (and ``initial``) that do not sum to 1.
             Otherwise sums must be within ``ROW_SUM_TOL`` (1e-6) of 1;
             accepted rows are renormalised exactly.
