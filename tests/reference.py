@@ -69,3 +69,48 @@ def markov_token_log_probs(x: np.ndarray, p: np.ndarray, init: np.ndarray, vocab
                 s = state_index(x[t - order : t], vocab) % n
                 out[t] = np.log(p[s, x[t]])
     return out
+
+
+def hmm_prefix_probs(x: np.ndarray, transition: np.ndarray, emission: np.ndarray, init: np.ndarray) -> np.ndarray:
+    """``p(x_0 .. x_{t-1})`` for t = 0 .. len(x), by summing over every hidden
+    path (S^T terms): the definition, with no forward recursion."""
+    import itertools
+
+    s = transition.shape[0]
+    out = np.ones(len(x) + 1)
+    for t in range(1, len(x) + 1):
+        total = 0.0
+        for path in itertools.product(range(s), repeat=t):
+            p = init[path[0]] * emission[path[0], x[0]]
+            for k in range(1, t):
+                p *= transition[path[k - 1], path[k]] * emission[path[k], x[k]]
+            total += p
+        out[t] = total
+    return out
+
+
+def hmm_block_entropies(
+    transition: np.ndarray, emission: np.ndarray, init: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact block entropies H(X_1..k) and H(X_1..k | S_1) for k = 1 .. n (nats)
+    by enumerating all V^n sequences (an unscaled forward pass vectorised over
+    sequences; fine for V^n up to ~1e5)."""
+    s, v = emission.shape
+    seqs = np.array(np.meshgrid(*[np.arange(v)] * n, indexing="ij")).reshape(n, -1).T  # [V^n, n]
+    h = np.zeros(n)
+    h_given = np.zeros(n)
+    # alpha[m, j] = p(x_1..k, s_k = j) and, per starting state i, a[i, m, j] = p(x_1..k, s_k = j | s_1 = i)
+    alpha = init[None, :] * emission[:, seqs[:, 0]].T
+    cond = np.eye(s)[:, None, :] * emission[:, seqs[:, 0]].T[None, :, :]
+    for k in range(n):
+        if k > 0:
+            alpha = (alpha @ transition) * emission[:, seqs[:, k]].T
+            cond = (cond @ transition) * emission[:, seqs[:, k]].T[None]
+        # every prefix of length k+1 appears v^(n-k-1) times: weight accordingly
+        w = float(v) ** -(n - k - 1)
+        p = alpha.sum(1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h[k] = -w * np.sum(np.where(p > 0, p * np.log(p), 0.0))
+            pc = cond.sum(2)  # [S, V^n]
+            h_given[k] = -w * np.sum(init[:, None] * np.where(pc > 0, pc * np.log(pc), 0.0))
+    return h, h_given

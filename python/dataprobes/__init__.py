@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from .composite import Duplicated, Mixture
 from .estimate import Estimate
+from .hmm import HMM
 from .incontext import (
     InContextMarkov,
     incontext_bigram_log_probs,
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Duplicated",
     "Estimate",
+    "HMM",
     "IID",
     "InContextMarkov",
     "MarkovChain",

@@ -1,5 +1,6 @@
 //! Thin PyO3 bindings: convert arguments, release the GIL, convert results.
 
+mod hmm;
 mod icl;
 mod markov;
 mod tokens;
@@ -80,6 +81,7 @@ impl From<Error> for PyErr {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<markov::MarkovCore>()?;
     m.add_class::<icl::InContextCore>()?;
+    m.add_class::<hmm::HmmCore>()?;
     m.add_function(wrap_pyfunction!(transforms::mixture_labels, m)?)?;
     m.add_function(wrap_pyfunction!(transforms::duplicate_sources, m)?)?;
     m.add_function(wrap_pyfunction!(transforms::corrupt_tokens, m)?)?;
