@@ -484,3 +484,14 @@ def test_bad_typicality_arguments() -> None:
         h.typicality(np.zeros((2, 0), dtype=int))
     with pytest.raises(ValueError, match="entropy_rate must be finite"):
         h.typicality([[0, 1]], entropy_rate=float("nan"))
+
+
+def test_random_hmm_is_deterministic_and_valid() -> None:
+    a = dp.HMM.random(5, 9, seed=3)
+    b = dp.HMM.random(5, 9, seed=3)
+    np.testing.assert_array_equal(a.transition, b.transition)
+    np.testing.assert_array_equal(a.emission, b.emission)
+    assert a.num_states == 5 and a.vocab_size == 9
+    np.testing.assert_allclose(a.emission.sum(1), 1.0)
+    with pytest.raises(ValueError, match="emission_concentration must be > 0"):
+        dp.HMM.random(5, 9, emission_concentration=0)

@@ -22,7 +22,7 @@ from .processes import MarkovChain, Process
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--process", choices=["markov", "icl", "hmm"], default="markov", help="probe family (default markov)")
-    p.add_argument("--vocab-size", type=int, default=128, help="tokens / states (default 128)")
+    p.add_argument("--vocab-size", type=int, default=128, help="tokens (default 128; hmm: 16 hidden states)")
     p.add_argument("--order", type=int, default=1, help="Markov order (default 1)")
     p.add_argument("--entropy-rate", type=float, default=2.0, help="target entropy rate, nats/token (default 2.0)")
     p.add_argument("--process-seed", type=int, default=0)
@@ -52,9 +52,9 @@ def _make_process(args: argparse.Namespace) -> Process:
         return MarkovChain.random(args.vocab_size, args.order, entropy_rate=args.entropy_rate, seed=args.process_seed)
     if args.process == "icl":
         return InContextMarkov(args.vocab_size, args.order, 1.0)
-    from . import HMM  # type: ignore[attr-defined]
+    from . import HMM
 
-    return HMM.random(args.vocab_size, args.vocab_size, seed=args.process_seed)  # type: ignore[no-any-return]
+    return HMM.random(16, args.vocab_size, seed=args.process_seed)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     train_s = time.perf_counter() - t0
     print(f"\nlearning curve (held-out, nats/token; entropy-rate floor {rate:.4f}):")
     print(f"{'step':>7} {'NLL':>9} {'excess (KL)':>12}")
-    for s, nll, kl in zip(result.eval_steps, result.eval_nll, result.eval_kl):
-        print(f"{s:>7} {nll:>9.4f} {kl:>12.4f}")
+    for step, nll, kl in zip(result.eval_steps, result.eval_nll, result.eval_kl):
+        print(f"{step:>7} {nll:>9.4f} {kl:>12.4f}")
     t1 = time.perf_counter()
     reports = generation_typicality(
         model, process, num_sequences=args.num_generations, length=args.gen_length, temperatures=temps, seed=args.seed
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     curve = plot_learning_curve(result, args.out_dir / "learning_curve.png")
     hist = plot_generation_nll(reports, args.out_dir / "generation_nll.png")
     print(f"\nplots: {curve}, {hist}  (training {train_s:.0f} s, generation {gen_s:.0f} s)")
-    results = {
+    results: dict[str, Any] = {
         "process": repr(process),
         "entropy_rate": rate,
         "device": str(device),

@@ -89,6 +89,27 @@ class HMM(Process):
         # are deterministic, so caching them is exact.
         self._rates: dict[tuple[int, int, int, int], tuple[float, float]] = {}
 
+    @classmethod
+    def random(
+        cls,
+        num_states: int,
+        vocab_size: int,
+        *,
+        transition_concentration: float = 1.0,
+        emission_concentration: float = 0.1,
+        seed: int = 0,
+    ) -> "HMM":
+        """A random HMM: transition rows ~ Dirichlet(``transition_concentration``),
+        emission rows ~ Dirichlet(``emission_concentration``) (small values give
+        peaked emissions, so the hidden state is partly visible), stationary
+        initial law. Deterministic in its arguments."""
+        s = check_int("num_states", num_states, 1)
+        v = check_int("vocab_size", vocab_size, 1)
+        a = check_float("transition_concentration", transition_concentration, positive=True)
+        b = check_float("emission_concentration", emission_concentration, positive=True)
+        rng = np.random.default_rng(check_seed("seed", seed))
+        return cls(rng.dirichlet(np.full(s, a), size=s), rng.dirichlet(np.full(v, b), size=s), normalize=True)
+
     # ------------------------------------------------------------ properties
 
     @property

@@ -59,7 +59,7 @@ where
         let mut zw = z.readwrite();
         let xs = xw.as_slice_mut()?;
         let zs = zw.as_slice_mut()?;
-        py.detach(|| inner.sample_rows(xs, Some(zs), len, seed, index));
+        super::detach(py, || inner.sample_rows(xs, Some(zs), len, seed, index));
     }
     Ok((x.into_any(), z.into_any()))
 }
@@ -132,7 +132,7 @@ impl HmmCore {
             Some(a) => Some(a.as_slice()?),
             None => None,
         };
-        let inner = py.detach(|| Hmm::new(t, e, r, v, init, normalize))?;
+        let inner = super::detach(py, || Hmm::new(t, e, r, v, init, normalize))?;
         Ok(HmmCore { inner })
     }
 
@@ -199,7 +199,7 @@ impl HmmCore {
         let tok = Tokens::extract(tokens)?;
         let (n, len) = tok.shape();
         let mut out = vec![0.0; n];
-        with_tokens!(tok, |x| py.detach(|| self.inner.log_prob(x, len, &mut out)))?;
+        with_tokens!(tok, |x| super::detach(py, || self.inner.log_prob(x, len, &mut out)))?;
         Ok(out.into_pyarray(py))
     }
 
@@ -211,7 +211,7 @@ impl HmmCore {
         let tok = Tokens::extract(tokens)?;
         let (n, len) = tok.shape();
         let mut out = vec![0.0; n * len];
-        with_tokens!(tok, |x| py.detach(|| self.inner.token_log_probs(x, len, &mut out)))?;
+        with_tokens!(tok, |x| super::detach(py, || self.inner.token_log_probs(x, len, &mut out)))?;
         out.into_pyarray(py).reshape([n, len])
     }
 
@@ -222,7 +222,7 @@ impl HmmCore {
         let v = self.inner.vocab();
         float_output(n, len, v, "predictive")?;
         let mut out = vec![0.0; n * len * v];
-        with_tokens!(tok, |x| py.detach(|| self.inner.predictive(x, len, &mut out)))?;
+        with_tokens!(tok, |x| super::detach(py, || self.inner.predictive(x, len, &mut out)))?;
         out.into_pyarray(py).reshape([n, len, v])
     }
 
@@ -237,7 +237,7 @@ impl HmmCore {
         let s = self.inner.n_states();
         float_output(n, len, s, "filtered_states")?;
         let mut out = vec![0.0; n * len * s];
-        with_tokens!(tok, |x| py.detach(|| self.inner.filtered_states(x, len, &mut out)))?;
+        with_tokens!(tok, |x| super::detach(py, || self.inner.filtered_states(x, len, &mut out)))?;
         out.into_pyarray(py).reshape([n, len, s])
     }
 
@@ -251,7 +251,7 @@ impl HmmCore {
         let tok = Tokens::extract(tokens)?;
         let (n, len) = tok.shape();
         let (mut lp, mut c, mut v) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-        with_tokens!(tok, |x| py.detach(|| self.inner.path_stats(x, len, &mut lp, &mut c, &mut v)))?;
+        with_tokens!(tok, |x| super::detach(py, || self.inner.path_stats(x, len, &mut lp, &mut c, &mut v)))?;
         Ok((lp.into_pyarray(py), c.into_pyarray(py), v.into_pyarray(py)))
     }
 
@@ -269,7 +269,7 @@ impl HmmCore {
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         output_size(num_sequences, length)?;
         let mut out = vec![0.0; num_sequences];
-        py.detach(|| self.inner.sampled_surprisal(length, burn_in, seed, start, &mut out))?;
+        super::detach(py, || self.inner.sampled_surprisal(length, burn_in, seed, start, &mut out))?;
         Ok(out.into_pyarray(py))
     }
 }
