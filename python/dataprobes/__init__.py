@@ -22,6 +22,7 @@ from .incontext import (
     incontext_ngram_log_probs,
     incontext_unigram_log_probs,
 )
+from .noise import TokenNoise, noisy_equivalent
 from .processes import IID, ROW_SUM_TOL, MarkovChain, Process
 from .typicality import TypicalityReport
 
@@ -38,8 +39,10 @@ __all__ = [
     "incontext_bigram_log_probs",
     "incontext_ngram_log_probs",
     "incontext_unigram_log_probs",
+    "noisy_equivalent",
     "Process",
     "ROW_SUM_TOL",
+    "TokenNoise",
     "TypicalityReport",
     "__version__",
 ]

@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--num-generations", type=int, default=256, help="generations per temperature")
     p.add_argument("--gen-length", type=int, default=128, help="generated tokens per sequence (default 128)")
     p.add_argument("--temperatures", default="0,1.0,1.3,1.5", help="comma-separated; 0 = greedy")

@@ -21,9 +21,10 @@ def _pyplot():
 
 
 def plot_learning_curve(result: TrainResult, path: str | Path, title: str = "") -> Path:
-    """Training and held-out NLL/token against the entropy-rate floor."""
+    """Left: training and held-out NLL/token against the entropy-rate floor.
+    Right: the held-out exact excess loss KL(truth ‖ model), log scale."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     tl = smoothed(result.train_loss)
     ax.plot(np.arange(len(tl)) + (len(result.train_loss) - len(tl)), tl, lw=1, alpha=0.6, label="train loss (smoothed)")
     ax.plot(result.eval_steps, result.eval_nll, "o-", label="held-out NLL")
@@ -33,6 +34,11 @@ def plot_learning_curve(result: TrainResult, path: str | Path, title: str = "") 
     ax.set_title(title or "Learning curve against the entropy-rate floor")
     ax.legend()
     ax.grid(alpha=0.3)
+    ax2.semilogy(result.eval_steps, np.maximum(result.eval_kl, 1e-12), "o-", color="C3")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("KL(truth ‖ model), nats / token")
+    ax2.set_title("Exact excess loss (held out)")
+    ax2.grid(alpha=0.3, which="both")
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=120)
