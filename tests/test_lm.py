@@ -65,7 +65,11 @@ def test_true_model_zero_excess_for_in_context_and_mixture_probes() -> None:
         assert np.abs(ex.kl_per_position).max() < 1e-10
 
 
-@pytest.mark.parametrize("process", [dp.IID.random(30, seed=0), dp.MarkovChain.random(30, entropy_rate=2.0, seed=1)], ids=["iid", "markov"])
+@pytest.mark.parametrize(
+    "process",
+    [dp.IID.random(30, seed=0), dp.MarkovChain.random(30, entropy_rate=2.0, seed=1), dp.MarkovChain.random(30, order=3, seed=2)],
+    ids=["iid", "markov", "markov-order3"],
+)
 def test_uniform_model_excess_is_log_v_minus_h(process: dp.Process) -> None:
     x = process.sample(400, 64, seed=2)
     ex = excess_loss(UniformModel(30), process, x)
@@ -74,6 +78,20 @@ def test_uniform_model_excess_is_log_v_minus_h(process: dp.Process) -> None:
     # and on average it is log V - entropy rate (exactly for i.i.d., in expectation for Markov)
     se = ex.kl_per_sequence.std(ddof=1) / math.sqrt(len(ex.kl_per_sequence))
     assert abs(ex.kl - (math.log(30) - float(process.entropy_rate()))) <= 4 * se + 1e-12
+
+
+def test_score_first_and_order_k_positions() -> None:
+    """With score_first, position 0 is scored against a uniform prediction;
+    inside the initial block of an order-3 chain the truth is the initial
+    law's conditional (checked against the process's own predictive)."""
+    chain = dp.MarkovChain.random(5, order=3, seed=4)
+    x = chain.sample(30, 9, seed=0)
+    ex = excess_loss(UniformModel(5), chain, x, score_first=True)
+    pred = chain.predictive(x)
+    h = -(pred * np.log(pred)).sum(-1).mean(0)
+    np.testing.assert_allclose(ex.true_entropy_per_position, h, atol=1e-12)
+    np.testing.assert_allclose(ex.kl_per_position, math.log(5) - h, atol=1e-12)
+    assert ex.first_position == 0 and ex.kl_per_position.shape == (9,)
 
 
 def test_excess_loss_errors() -> None:

@@ -39,7 +39,7 @@ from ..processes import IID, MarkovChain, Process
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 
 #: Elements of float64 work tensors per chunk ([batch, time, vocab]).
-_CHUNK_ELEMENTS = 1 << 24
+_CHUNK_ELEMENTS = 1 << 22
 
 
 def as_logits_fn(model: Any) -> tuple[LogitsFn, torch.device]:
@@ -83,6 +83,47 @@ class TrueLaw:
             self._table = torch.tensor(np.asarray(table), dtype=torch.float64, device=device)
             self._order = process.order if isinstance(process, MarkovChain) else 0
 
+    def expectations(
+        self, x: torch.Tensor, logq: torch.Tensor, first: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For positions ``first..T-1`` of ``x`` [B, T] and model log-laws
+        ``logq`` [B, T-first, V]: the true conditional entropy H(P_t), the
+        cross term Σ_v P_t(v) log q_t(v), and log P_t(x_t), each [B, T-first].
+        For i.i.d. processes the one true row is used directly (a matrix-vector
+        product); otherwise the true rows of the batch are gathered."""
+        target = x[:, first:, None]
+        if self._table is not None and self._order == 0:
+            row = self._table[0]
+            h = _entropy(row).expand(target.shape[:2])
+            cross = logq @ row
+            log_py = torch.log(row)[target[..., 0]]
+            if torch.isnan(cross).any():  # -inf logits where P = 0
+                cross = torch.where(row > 0, row * logq, torch.zeros_like(logq)).sum(-1)
+            return h, cross, log_py
+        if self._table is None:
+            return self._from_rows(self.rows(x)[:, first:], logq, target)
+        if self._order <= first:
+            return self._from_rows(self._tail_rows(x)[:, first - self._order :], logq, target)
+        # Markov chain whose initial block extends past `first`: the few
+        # positions before the order come from the initial law, the rest are
+        # rows of the table.
+        k = min(self._order, x.shape[1])
+        head = self._from_rows(self.rows(x[:, :k])[:, first:], logq[:, : k - first], target[:, : k - first])
+        if k == x.shape[1]:
+            return head
+        tail = self._from_rows(self._tail_rows(x), logq[:, k - first :], target[:, k - first :])
+        return tuple(torch.cat([a, b], dim=1) for a, b in zip(head, tail))  # type: ignore[return-value]
+
+    @staticmethod
+    def _from_rows(
+        p: torch.Tensor, logq: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = -torch.special.xlogy(p, p).sum(-1)
+        cross = torch.linalg.vecdot(p, logq)
+        if torch.isnan(cross).any():  # -inf logits where P = 0
+            cross = torch.where(p > 0, p * logq, torch.zeros_like(p)).sum(-1)
+        return h, cross, torch.log(p.gather(-1, target)[..., 0])
+
     def rows(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, V]`` float64 true laws for the sequences ``x`` [B, T]."""
         b, t = x.shape
@@ -91,16 +132,21 @@ class TrueLaw:
             pred = self.process.predictive(x.cpu().numpy())
             return torch.as_tensor(np.asarray(pred).reshape(b, t, v), device=self.device)
         k = self._order
-        out = torch.empty(b, t, v, dtype=torch.float64, device=self.device)
-        head = min(k, t)
-        if head:
-            out[:, :head] = torch.as_tensor(self.process.predictive(x[:, :head].cpu().numpy()), device=self.device)
-        if t > k:
-            state = torch.zeros(b, t - k, dtype=torch.long, device=self.device)
-            for j in range(k):
-                state = state * v + x[:, j : t - k + j]
-            out[:, k:] = self._table[state]
-        return out
+        if k == 0 or t <= k:
+            if k == 0:
+                return self._table[torch.zeros(b, t, dtype=torch.long, device=self.device)]
+            return torch.as_tensor(self.process.predictive(x.cpu().numpy()), device=self.device)
+        head = torch.as_tensor(self.process.predictive(x[:, :k].cpu().numpy()), device=self.device)
+        return torch.cat([head, self._tail_rows(x)], dim=1)
+
+    def _tail_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Table rows of the states before positions ``order .. T-1`` (a Markov chain)."""
+        assert self._table is not None
+        k, (b, t) = self._order, x.shape
+        state = torch.zeros(b, t - k, dtype=torch.long, device=self.device)
+        for j in range(k):
+            state = state * self.vocab_size + x[:, j : t - k + j]
+        return self._table[state]
 
 
 def _entropy(p: torch.Tensor) -> torch.Tensor:
@@ -206,13 +252,13 @@ def excess_loss(
         logq = F.log_softmax(logits, dim=-1)
         if score_first:
             logq = torch.cat([torch.full_like(logq[:, :1], -math.log(v)), logq], dim=1)
-        p = truth.rows(x)[:, first:]
         target = x[:, first:]
-        kl = (torch.special.xlogy(p, p) - torch.where(p > 0, p * logq, torch.zeros_like(p))).sum(-1)
+        h, cross, log_py = truth.expectations(x, logq, first)
+        kl = -h - cross
         sums["kl"] += kl.sum(0)
         sums["nll"] -= logq.gather(-1, target[..., None])[..., 0].sum(0)
-        sums["tnll"] -= torch.log(p.gather(-1, target[..., None])[..., 0]).sum(0)
-        sums["h"] += _entropy(p).sum(0)
+        sums["tnll"] -= log_py.sum(0)
+        sums["h"] += h.sum(0)
         kl_seq.append(kl.mean(1).cpu())
     rate = process.entropy_rate()
     return ExcessLoss(
