@@ -133,3 +133,12 @@ def test_predictive_is_consistent_with_token_log_probs(process: dp.Process) -> N
     np.testing.assert_allclose(np.log(gathered), process.token_log_probs(x), rtol=1e-9, atol=1e-12)
     # the sequence index alone determines a row: sample == sample_at
     np.testing.assert_array_equal(process.sample_at(np.arange(3, 6), 25, seed=7), x[3:])
+
+
+@given(st.floats(0.0, 1.0), st.integers(0, 2**32 - 1), st.integers(1, 60))
+def test_duplicated_rows_copy_fresh_sources(fraction: float, seed: int, n: int) -> None:
+    base = dp.IID.random(40, seed=1)
+    x, src = dp.Duplicated(base, fraction).sample(n, 6, seed=seed, return_sources=True)
+    assert (src <= np.arange(n)).all()
+    np.testing.assert_array_equal(x, base.sample_at(src, 6, seed=seed))
+    np.testing.assert_array_equal(dp.Duplicated(base, fraction).sources_at(src, seed=seed), src)
