@@ -9,10 +9,18 @@ log-probability and every process an exact entropy rate::
     x = p.sample(4096, 1024, seed=1)           # uint8 [4096, 1024]
     p.log_prob(x)                              # exact, nats
     p.typicality(x, eps=0.05).fraction_typical
+    dp.conditional_entropy(x, order=1)         # estimate from the tokens alone
 """
 
 from __future__ import annotations
 
+from .estimators import (
+    EntropyEstimate,
+    NgramCounts,
+    conditional_entropy,
+    entropy_profile,
+    ngram_counts,
+)
 from .processes import IID, ROW_SUM_TOL, MarkovChain, Process
 from .typicality import TypicalityReport
 
@@ -20,9 +28,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "IID",
+    "EntropyEstimate",
     "MarkovChain",
+    "NgramCounts",
     "Process",
     "ROW_SUM_TOL",
     "TypicalityReport",
     "__version__",
+    "conditional_entropy",
+    "entropy_profile",
+    "ngram_counts",
 ]

@@ -9,8 +9,22 @@ from typing import final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MAX_TABLE_ENTRIES", "MarkovCore", "ROW_SUM_TOL", "check_state_space", "rng_only_fill", "tune_temperature"]
+__all__ = [
+    "DEFAULT_MAX_DENSE_ENTRIES",
+    "MAX_DENSE_NDIM",
+    "MAX_TABLE_ENTRIES",
+    "MarkovCore",
+    "ROW_SUM_TOL",
+    "check_state_space",
+    "conditional_entropy_stats",
+    "entropy_profile_stats",
+    "ngram_counts",
+    "rng_only_fill",
+    "tune_temperature",
+]
 
+DEFAULT_MAX_DENSE_ENTRIES: int
+MAX_DENSE_NDIM: int
 MAX_TABLE_ENTRIES: int
 ROW_SUM_TOL: float
 
@@ -50,3 +64,22 @@ def tune_temperature(
 ) -> tuple[float, npt.NDArray[np.float64], float]: ...
 def check_state_space(vocab_size: int, order: int) -> int: ...
 def rng_only_fill(num_sequences: int, length: int, seed: int) -> npt.NDArray[np.uint8]: ...
+
+# (plugin, miller_madow, variance, samples, contexts, distinct, vocab_size); nats.
+_EntropyStats = tuple[float, float, float, int, int, int, int]
+
+def ngram_counts(
+    tokens: npt.NDArray[np.integer], n: int, vocab_size: int | None, max_dense_entries: int
+) -> tuple[
+    int,
+    int,
+    npt.NDArray[np.uint64] | None,
+    npt.NDArray[np.uint64] | None,
+    npt.NDArray[np.uint64] | None,
+]: ...
+def conditional_entropy_stats(
+    tokens: npt.NDArray[np.integer], order: int, vocab_size: int | None, max_dense_entries: int
+) -> _EntropyStats: ...
+def entropy_profile_stats(
+    tokens: npt.NDArray[np.integer], max_order: int, vocab_size: int | None, max_dense_entries: int
+) -> list[_EntropyStats]: ...

@@ -1,0 +1,981 @@
+//! N-gram counts and plug-in conditional-entropy estimators for arbitrary
+//! integer token arrays (not only probes: any corpus of token ids).
+//!
+//! Tokens come as a row-major `[rows, len]` slice; n-grams are the windows of
+//! `n` consecutive tokens *within* a row (they never cross row boundaries).
+//! An n-gram `(x_0, .., x_{n-1})` is coded as the base-V number
+//! `Σ_j x_j V^(n-1-j)` (first token most significant), so that sorting codes
+//! sorts n-grams lexicographically and all n-grams sharing their first n-1
+//! tokens (a *context*) are contiguous, context = `code / V`.
+//!
+//! Counting runs at memory speed in one of two forms:
+//! * **dense** (`V^n <= max_dense` entries): a `V^n` table. The token array is
+//!   split into one contiguous range per rayon thread; each thread counts into
+//!   a private table and the tables are summed (integer sums: the result does
+//!   not depend on the thread count). When private tables would cost too much
+//!   memory (large `V^n` × many threads) a single shared table of atomic
+//!   counters is used instead.
+//! * **sparse**: every n-gram occurrence is coded as a `u64`, the codes are
+//!   sorted in parallel (`par_sort_unstable`) and run-length reduced to the
+//!   sorted unique codes and their counts. Memory: 8 bytes per occurrence.
+//!
+//! Entropy estimates are computed from the (k+1)-gram counts `c(s, x)` with
+//! context `s` (k tokens) and next token `x`; see [`EntropyStats`]. Floating
+//! point sums are taken over fixed blocks of contexts and the block partials
+//! summed in order, so estimates are bit-identical for any thread count.
+
+use crate::error::{Error, Result};
+use crate::process::tokens::InToken;
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Default largest dense table, in entries (`V^n`): 2^26 counts = 512 MiB.
+pub const DEFAULT_MAX_DENSE: u64 = 1 << 26;
+/// Dense tables are only used up to this many dimensions (numpy allows 64).
+pub const MAX_DENSE_NDIM: usize = 32;
+/// Memory (in u32 entries, all threads together) that private per-thread
+/// tables may use before counting switches to one shared atomic table:
+/// 2^27 entries = 512 MiB.
+const PRIVATE_BUDGET: usize = 1 << 27;
+/// Dense tables up to this many entries count in u32, larger ones in u8.
+const SMALL_TABLE: usize = 1 << 13;
+/// Below this many n-grams counting is sequential.
+const PARALLEL_MIN: usize = 1 << 16;
+/// Contexts are summed in blocks of about this many table entries / unique
+/// n-grams (fixed, so floating-point results ignore the thread count).
+const SUM_BLOCK: usize = 1 << 14;
+
+// The shared-table path views a `[u64]` as `[AtomicU64]`.
+const _: () = assert!(
+    std::mem::size_of::<AtomicU64>() == std::mem::size_of::<u64>()
+        && std::mem::align_of::<AtomicU64>() == std::mem::align_of::<u64>()
+);
+
+/// The counts of one n-gram order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Table {
+    /// `V^n` counts indexed by code (row-major `(V,)*n` array).
+    Dense(Vec<u64>),
+    /// Sorted unique codes of the n-grams that occur, and their counts (> 0).
+    Sparse { codes: Vec<u64>, counts: Vec<u64> },
+}
+
+/// N-gram counts of a token array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NgramCounts {
+    /// n-gram length.
+    pub n: usize,
+    /// Vocabulary size V (given, or max token + 1).
+    pub vocab: u64,
+    /// Number of n-gram occurrences (windows): rows × max(len - n + 1, 0).
+    pub total: u64,
+    pub table: Table,
+}
+
+/// Statistics of the plug-in estimate of H(X_t | X_{t-k} .. X_{t-1}) from
+/// (k+1)-gram counts `c(s, x)`, `n_s = Σ_x c(s, x)`, `N = Σ_s n_s`, in nats:
+///
+/// * `plugin = Σ_s (n_s/N) Ĥ_s = (1/N) Σ_{s,x} c(s,x) [ln n_s - ln c(s,x)]`,
+///   with Ĥ_s the entropy of the empirical next-token law p̂(·|s);
+/// * `miller_madow = Σ_s (m_s - 1) / (2N)`, m_s the number of distinct next
+///   tokens seen after s (the Miller–Madow correction, Miller 1955, applied
+///   per context and weighted by n_s/N);
+/// * `variance = Σ_{s,x} (c/N) u² - plugin²` with u = ln n_s - ln c(s,x): the
+///   variance of the surprisal -ln p̂(x|s) under the empirical joint law,
+///   so that `sqrt(variance / N)` is the delta-method standard error of the
+///   plug-in for N i.i.d. (context, next-token) pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct EntropyStats {
+    /// Vocabulary size V the tokens were checked against.
+    pub vocab: u64,
+    /// N: number of (k+1)-gram occurrences used.
+    pub samples: u64,
+    /// Number of distinct contexts observed.
+    pub contexts: u64,
+    /// Number of distinct (k+1)-grams observed.
+    pub distinct: u64,
+    pub plugin: f64,
+    pub miller_madow: f64,
+    pub variance: f64,
+}
+
+/// V^width, or an error naming `arg` when the codes would not fit in a u64.
+pub fn code_space(vocab: u64, width: usize, arg: &str) -> Result<u64> {
+    if vocab == 0 {
+        return Err(Error::value("vocab_size must be at least 1"));
+    }
+    if vocab == 1 {
+        return Ok(1);
+    }
+    u32::try_from(width)
+        .ok()
+        .and_then(|w| vocab.checked_pow(w))
+        .ok_or_else(|| {
+            Error::value(format!(
+                "{arg}: vocab_size^{width} = {vocab}^{width} exceeds 2^64 - 1, so {width}-grams cannot be \
+             coded in 64 bits; use a smaller {arg} or vocab_size"
+            ))
+        })
+}
+
+/// Checks every token (one parallel pass) and returns the vocabulary size:
+/// `vocab` if given (all tokens must lie in [0, vocab)), else max token + 1
+/// (all tokens must be non-negative). Errors name the first bad position.
+pub fn resolve_vocab<T: InToken + Ord>(tokens: &[T], len: usize, vocab: Option<u64>) -> Result<u64> {
+    if vocab == Some(0) {
+        return Err(Error::value("vocab_size must be at least 1"));
+    }
+    let limit = vocab.unwrap_or(u64::MAX);
+    // Min and max in the native type (vectorises); a negative minimum maps
+    // to u64::MAX, above any limit.
+    let range = tokens
+        .par_chunks(1 << 16)
+        .map(|c| c.iter().fold((c[0], c[0]), |(lo, hi), &x| (lo.min(x), hi.max(x))))
+        .reduce_with(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+    let max = range.map(|(lo, hi)| lo.index().max(hi.index()));
+    let m = match max {
+        None => {
+            return vocab.ok_or_else(|| {
+                Error::value("vocab_size cannot be inferred from an empty tokens array; pass vocab_size")
+            })
+        }
+        Some(m) => m,
+    };
+    if m < limit {
+        return Ok(vocab.unwrap_or(m + 1));
+    }
+    let p = tokens.par_iter().position_first(|x| x.index() >= limit).unwrap_or(0);
+    let (i, t) = if len == 0 { (0, p) } else { (p / len, p % len) };
+    let x = tokens[p];
+    Err(Error::value(match vocab {
+        Some(v) => format!("tokens: value {x} at position [{i}, {t}] is outside the vocabulary [0, {v})"),
+        None if x.to_string().starts_with('-') => {
+            format!("tokens: value {x} at position [{i}, {t}] is negative; tokens must be non-negative")
+        }
+        None => {
+            format!("tokens: value {x} at position [{i}, {t}] is too large (vocab_size = max token + 1 must be < 2^64)")
+        }
+    }))
+}
+
+/// A zeroed vector, or an error instead of an allocation abort.
+fn zeros<X: Copy + Default>(n: usize, what: &str) -> Result<Vec<X>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| Error::value(format!("not enough memory for {what} ({n} entries)")))?;
+    v.resize(n, X::default());
+    Ok(v)
+}
+
+/// V^(n-1), for a V^n already known to fit in a u64.
+fn pow_minus_one(vocab: u64, n: usize) -> u64 {
+    if vocab == 1 {
+        1
+    } else {
+        vocab.pow((n - 1) as u32)
+    }
+}
+
+/// Number of n-gram windows per row of `len` tokens.
+fn windows_per_row(len: usize, n: usize) -> usize {
+    if len >= n {
+        len - n + 1
+    } else {
+        0
+    }
+}
+
+/// Receives n-gram codes.
+trait Sink {
+    fn put(&mut self, code: u64);
+}
+
+/// Plain increments of a u64 table.
+struct Direct<'a>(&'a mut [u64]);
+impl Sink for Direct<'_> {
+    #[inline(always)]
+    fn put(&mut self, code: u64) {
+        self.0[code as usize] += 1;
+    }
+}
+
+/// Relaxed atomic increments of a shared table.
+struct Shared<'a>(&'a [AtomicU64]);
+impl Sink for Shared<'_> {
+    #[inline(always)]
+    fn put(&mut self, code: u64) {
+        self.0[code as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Increments of a private narrow table, logging wraps.
+struct Private<'a, C> {
+    tab: &'a mut [C],
+    wraps: &'a mut Vec<u64>,
+}
+impl<C: Narrow> Sink for Private<'_, C> {
+    #[inline(always)]
+    fn put(&mut self, code: u64) {
+        if self.tab[code as usize].inc() {
+            self.wraps.push(code);
+        }
+    }
+}
+
+/// Writes codes in order.
+struct Writer<'a> {
+    out: &'a mut [u64],
+    next: usize,
+}
+impl Sink for Writer<'_> {
+    #[inline(always)]
+    fn put(&mut self, code: u64) {
+        if let Some(o) = self.out.get_mut(self.next) {
+            *o = code;
+        }
+        self.next += 1;
+    }
+}
+
+/// Puts, in order, the code of every n-gram whose first token lies at a flat
+/// position in `lo..hi` (n-grams never cross rows of `len` tokens). Tokens
+/// must already be checked to lie in [0, V).
+fn for_each_code<T: InToken, S: Sink>(
+    tokens: &[T],
+    len: usize,
+    n: usize,
+    vocab: u64,
+    lo: usize,
+    hi: usize,
+    sink: &mut S,
+) {
+    let w = windows_per_row(len, n);
+    if w == 0 {
+        return;
+    }
+    let mut p = lo;
+    while p < hi {
+        let i = p / len;
+        let t = p % len;
+        let end = w.min(t + (hi - p)); // window starts t..end of row i
+        if t < end {
+            let row = &tokens[i * len..(i + 1) * len];
+            match n {
+                1 => fixed::<T, S, 1>(row, t, end, vocab, sink),
+                2 => fixed::<T, S, 2>(row, t, end, vocab, sink),
+                3 => fixed::<T, S, 3>(row, t, end, vocab, sink),
+                4 => fixed::<T, S, 4>(row, t, end, vocab, sink),
+                _ => rolling(row, t, end, n, vocab, sink),
+            }
+        }
+        p = (i + 1) * len;
+    }
+}
+
+/// Small n: each code computed from scratch (no loop-carried dependency, so
+/// consecutive windows pipeline).
+#[inline(always)]
+fn fixed<T: InToken, S: Sink, const N: usize>(row: &[T], t0: usize, end: usize, vocab: u64, sink: &mut S) {
+    for w in row[t0..end + N - 1].windows(N) {
+        let mut code = 0u64;
+        for x in w.iter().take(N) {
+            code = code * vocab + x.index();
+        }
+        sink.put(code);
+    }
+}
+
+/// Any n: rolling code, code' = (code - x_old V^(n-1)) V + x_new.
+#[inline(always)]
+fn rolling<T: InToken, S: Sink>(row: &[T], t0: usize, end: usize, n: usize, vocab: u64, sink: &mut S) {
+    let top = pow_minus_one(vocab, n);
+    let mut code = 0u64;
+    for x in &row[t0..t0 + n] {
+        code = code * vocab + x.index();
+    }
+    sink.put(code);
+    for (old, new) in row[t0..end - 1].iter().zip(&row[t0 + n..end + n - 1]) {
+        code = (code - old.index() * top) * vocab + new.index();
+        sink.put(code);
+    }
+}
+
+/// `parts` contiguous near-equal ranges of `0..total`.
+fn split(total: usize, parts: usize) -> Vec<(usize, usize)> {
+    (0..parts)
+        .map(|j| (j * total / parts, (j + 1) * total / parts))
+        .collect()
+}
+
+/// Dense counting. With `P` threads and a table of `E = V^n` entries:
+/// * `E <= windows` and `P E <= PRIVATE_BUDGET`: one private narrow table
+///   (u32, or u8 for large tables, see [`Narrow`]) per thread over a
+///   contiguous token range, then the tables are summed into the u64 result
+///   in parallel;
+/// * otherwise one table: plain increments with one thread, relaxed atomic
+///   increments with several.
+fn count_dense<T: InToken>(tokens: &[T], len: usize, n: usize, vocab: u64, entries: usize) -> Result<Vec<u64>> {
+    let mut out: Vec<u64> = zeros(entries, "the dense n-gram table")?;
+    let m = if len == 0 {
+        0
+    } else {
+        (tokens.len() / len) * windows_per_row(len, n)
+    };
+    if m == 0 {
+        return Ok(out);
+    }
+    let threads = if m < PARALLEL_MIN {
+        1
+    } else {
+        rayon::current_num_threads().max(1)
+    };
+    if entries > m || entries.saturating_mul(threads) > PRIVATE_BUDGET {
+        if threads == 1 {
+            for_each_code(tokens, len, n, vocab, 0, tokens.len(), &mut Direct(&mut out));
+            return Ok(out);
+        }
+        // SAFETY: AtomicU64 has the size and alignment of u64 (checked at
+        // compile time above) and `out` is exclusively borrowed meanwhile.
+        let shared: &[AtomicU64] =
+            unsafe { std::slice::from_raw_parts(out.as_mut_ptr() as *const AtomicU64, out.len()) };
+        split(tokens.len(), threads)
+            .par_iter()
+            .for_each(|&(lo, hi)| for_each_code(tokens, len, n, vocab, lo, hi, &mut Shared(shared)));
+        return Ok(out);
+    }
+    // Tables that fit in L1 at 4 bytes an entry use u32 (no wraps); larger
+    // ones u8, which keeps 4x more of the table in cache.
+    if entries <= SMALL_TABLE {
+        count_private::<T, u32>(tokens, len, n, vocab, entries, threads, &mut out)?;
+    } else {
+        count_private::<T, u8>(tokens, len, n, vocab, entries, threads, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// A narrow per-thread counter: increments wrap around, and the caller logs
+/// each wrap (worth `WRAP` counts). Narrow counters keep the hot part of a
+/// table in cache; wraps are rare (one per `WRAP` increments of an entry).
+trait Narrow: Copy + Default + Send + Sync + 'static {
+    const WRAP: u64;
+    /// Increments; true when the counter wrapped to 0.
+    fn inc(&mut self) -> bool;
+    fn get(self) -> u64;
+}
+
+macro_rules! narrow {
+    ($($t:ty),*) => {$(
+        impl Narrow for $t {
+            const WRAP: u64 = <$t>::MAX as u64 + 1;
+            #[inline(always)]
+            fn inc(&mut self) -> bool {
+                *self = self.wrapping_add(1);
+                *self == 0
+            }
+            #[inline(always)]
+            fn get(self) -> u64 {
+                self as u64
+            }
+        }
+    )*};
+}
+narrow!(u8, u16, u32);
+
+/// Private narrow tables, one per contiguous token range, summed into `out`.
+fn count_private<T: InToken, C: Narrow>(
+    tokens: &[T],
+    len: usize,
+    n: usize,
+    vocab: u64,
+    entries: usize,
+    threads: usize,
+    out: &mut [u64],
+) -> Result<()> {
+    let parts = split(tokens.len(), threads)
+        .par_iter()
+        .map(|&(lo, hi)| -> Result<(Vec<C>, Vec<u64>)> {
+            let mut tab: Vec<C> = zeros(entries, "per-thread n-gram tables")?;
+            let mut wraps = Vec::new();
+            for_each_code(
+                tokens,
+                len,
+                n,
+                vocab,
+                lo,
+                hi,
+                &mut Private {
+                    tab: &mut tab,
+                    wraps: &mut wraps,
+                },
+            );
+            Ok((tab, wraps))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    out.par_chunks_mut(SUM_BLOCK).enumerate().for_each(|(b, o)| {
+        let (start, l) = (b * SUM_BLOCK, o.len());
+        for (tab, _) in &parts {
+            for (x, y) in o.iter_mut().zip(&tab[start..start + l]) {
+                *x += y.get();
+            }
+        }
+    });
+    for (_, wraps) in &parts {
+        for &c in wraps {
+            out[c as usize] += C::WRAP;
+        }
+    }
+    Ok(())
+}
+
+/// Run-length reduction of a sequence sorted by `key`: the distinct keys and
+/// the sums of `weight` over each run. Parallel over pieces cut at run starts.
+fn reduce_sorted<K, W>(len: usize, key: K, weight: W) -> (Vec<u64>, Vec<u64>)
+where
+    K: Fn(usize) -> u64 + Sync,
+    W: Fn(usize) -> u64 + Sync,
+{
+    if len == 0 {
+        return (Vec::new(), Vec::new());
+    }
+    let parts = (len / PARALLEL_MIN).clamp(1, 4 * rayon::current_num_threads().max(1));
+    let mut cuts: Vec<usize> = (0..=parts).map(|j| j * len / parts).collect();
+    for c in cuts.iter_mut().take(parts).skip(1) {
+        while *c < len && key(*c) == key(*c - 1) {
+            *c += 1;
+        }
+    }
+    let pieces: Vec<(Vec<u64>, Vec<u64>)> = cuts
+        .par_windows(2)
+        .map(|w| {
+            let (lo, hi) = (w[0], w[1].max(w[0]));
+            let (mut ks, mut ws) = (Vec::new(), Vec::new());
+            let mut i = lo;
+            while i < hi {
+                let k = key(i);
+                let mut s = 0u64;
+                while i < hi && key(i) == k {
+                    s += weight(i);
+                    i += 1;
+                }
+                ks.push(k);
+                ws.push(s);
+            }
+            (ks, ws)
+        })
+        .collect();
+    let total: usize = pieces.iter().map(|p| p.0.len()).sum();
+    let (mut ks, mut ws) = (Vec::with_capacity(total), Vec::with_capacity(total));
+    for (k, w) in pieces {
+        ks.extend_from_slice(&k);
+        ws.extend_from_slice(&w);
+    }
+    (ks, ws)
+}
+
+/// Codes of every n-gram occurrence, in order of their first position.
+fn all_codes<T: InToken>(tokens: &[T], len: usize, n: usize, vocab: u64) -> Result<Vec<u64>> {
+    let w = windows_per_row(len, n);
+    if w == 0 {
+        return Ok(Vec::new());
+    }
+    let m = (tokens.len() / len) * w;
+    let mut codes: Vec<u64> = zeros(m, "the n-gram codes")?;
+    let pos = |q: usize| (q / w) * len + q % w; // flat position of window q
+    codes.par_chunks_mut(PARALLEL_MIN).enumerate().for_each(|(c, out)| {
+        let q0 = c * PARALLEL_MIN;
+        let (lo, hi) = (pos(q0), pos(q0 + out.len() - 1) + 1);
+        for_each_code(tokens, len, n, vocab, lo, hi, &mut Writer { out, next: 0 });
+    });
+    Ok(codes)
+}
+
+fn count_sparse<T: InToken>(tokens: &[T], len: usize, n: usize, vocab: u64) -> Result<(Vec<u64>, Vec<u64>)> {
+    let mut codes = all_codes(tokens, len, n, vocab)?;
+    codes.par_sort_unstable();
+    Ok(reduce_sorted(codes.len(), |i| codes[i], |_| 1))
+}
+
+fn use_dense(entries: u64, n: usize, max_dense: u64) -> bool {
+    entries <= max_dense && n <= MAX_DENSE_NDIM && usize::try_from(entries).is_ok()
+}
+
+/// Counts of all n-grams (n >= 1) within the rows of `tokens` ([rows, len],
+/// row-major). `vocab`: None = max token + 1. Dense when V^n <= `max_dense`
+/// (and n <= [`MAX_DENSE_NDIM`]), sparse otherwise.
+pub fn ngram_counts<T: InToken + Ord>(
+    tokens: &[T],
+    len: usize,
+    n: usize,
+    vocab: Option<u64>,
+    max_dense: u64,
+) -> Result<NgramCounts> {
+    if n == 0 {
+        return Err(Error::value("n must be >= 1"));
+    }
+    let vocab = resolve_vocab(tokens, len, vocab)?;
+    count_checked(tokens, len, n, vocab, max_dense, "n")
+}
+
+fn count_checked<T: InToken>(
+    tokens: &[T],
+    len: usize,
+    n: usize,
+    vocab: u64,
+    max_dense: u64,
+    arg: &str,
+) -> Result<NgramCounts> {
+    let entries = code_space(vocab, n, arg)?;
+    let total = if len == 0 {
+        0
+    } else {
+        ((tokens.len() / len) * windows_per_row(len, n)) as u64
+    };
+    let table = if use_dense(entries, n, max_dense) {
+        Table::Dense(count_dense(tokens, len, n, vocab, entries as usize)?)
+    } else {
+        let (codes, counts) = count_sparse(tokens, len, n, vocab)?;
+        Table::Sparse { codes, counts }
+    };
+    Ok(NgramCounts { n, vocab, total, table })
+}
+
+/// Partial sums over a block of contexts.
+#[derive(Default, Clone, Copy)]
+struct Partial {
+    samples: u64,
+    contexts: u64,
+    distinct: u64,
+    extra_symbols: u64, // Σ (m_s - 1)
+    s1: f64,            // Σ c u
+    s2: f64,            // Σ c u²
+}
+
+impl Partial {
+    /// Adds one context with next-token counts `cs` (zeros allowed).
+    #[inline]
+    fn context(&mut self, cs: impl Iterator<Item = u64> + Clone) {
+        let n_s: u64 = cs.clone().sum();
+        if n_s == 0 {
+            return;
+        }
+        let ln_n = (n_s as f64).ln();
+        let mut m = 0u64;
+        for c in cs.filter(|&c| c > 0) {
+            let cf = c as f64;
+            let u = ln_n - cf.ln();
+            self.s1 += cf * u;
+            self.s2 += cf * u * u;
+            m += 1;
+        }
+        self.samples += n_s;
+        self.contexts += 1;
+        self.distinct += m;
+        self.extra_symbols += m - 1;
+    }
+
+    fn add(mut self, o: &Partial) -> Partial {
+        self.samples += o.samples;
+        self.contexts += o.contexts;
+        self.distinct += o.distinct;
+        self.extra_symbols += o.extra_symbols;
+        self.s1 += o.s1;
+        self.s2 += o.s2;
+        self
+    }
+
+    fn finish(self, vocab: u64) -> EntropyStats {
+        if self.samples == 0 {
+            return EntropyStats {
+                vocab,
+                ..EntropyStats::default()
+            };
+        }
+        let nf = self.samples as f64;
+        let plugin = (self.s1 / nf).max(0.0);
+        EntropyStats {
+            vocab,
+            samples: self.samples,
+            contexts: self.contexts,
+            distinct: self.distinct,
+            plugin,
+            miller_madow: self.extra_symbols as f64 / (2.0 * nf),
+            variance: (self.s2 / nf - plugin * plugin).max(0.0),
+        }
+    }
+}
+
+/// Conditional-entropy statistics from n-gram counts (n = order + 1): the
+/// context of an n-gram is its first n - 1 tokens, `code / V`.
+pub fn entropy_from_counts(c: &NgramCounts) -> EntropyStats {
+    let v = c.vocab as usize;
+    let partials: Vec<Partial> = match &c.table {
+        Table::Dense(t) => {
+            let rows = (SUM_BLOCK / v.max(1)).max(1);
+            t.par_chunks(rows * v)
+                .map(|blk| {
+                    let mut p = Partial::default();
+                    for row in blk.chunks(v) {
+                        p.context(row.iter().copied());
+                    }
+                    p
+                })
+                .collect()
+        }
+        Table::Sparse { codes, counts } => {
+            let vv = c.vocab;
+            let len = codes.len();
+            let blocks = len.div_ceil(SUM_BLOCK).max(1);
+            let mut cuts: Vec<usize> = (0..=blocks).map(|j| (j * SUM_BLOCK).min(len)).collect();
+            for cut in cuts.iter_mut().take(blocks).skip(1) {
+                while *cut < len && codes[*cut] / vv == codes[*cut - 1] / vv {
+                    *cut += 1;
+                }
+            }
+            cuts.par_windows(2)
+                .map(|w| {
+                    let (lo, hi) = (w[0], w[1].max(w[0]));
+                    let mut p = Partial::default();
+                    let mut i = lo;
+                    while i < hi {
+                        let s = codes[i] / vv;
+                        let mut j = i + 1;
+                        while j < hi && codes[j] / vv == s {
+                            j += 1;
+                        }
+                        p.context(counts[i..j].iter().copied());
+                        i = j;
+                    }
+                    p
+                })
+                .collect()
+        }
+    };
+    partials
+        .iter()
+        .fold(Partial::default(), |a, b| a.add(b))
+        .finish(c.vocab)
+}
+
+fn check_order(len: usize, rows: usize, order: usize, arg: &str) -> Result<()> {
+    if rows == 0 || len < order + 1 {
+        return Err(Error::value(format!(
+            "{arg} = {order} is too large for tokens of shape ({rows}, {len}): an order-k estimate needs \
+             rows of at least k + 1 = {} tokens",
+            order + 1
+        )));
+    }
+    Ok(())
+}
+
+/// Plug-in statistics of the order-`order` conditional entropy of `tokens`.
+pub fn conditional_entropy<T: InToken + Ord>(
+    tokens: &[T],
+    len: usize,
+    order: usize,
+    vocab: Option<u64>,
+    max_dense: u64,
+) -> Result<EntropyStats> {
+    let rows = if len == 0 { 0 } else { tokens.len() / len };
+    check_order(len, rows, order, "order")?;
+    let vocab = resolve_vocab(tokens, len, vocab)?;
+    let c = count_checked(tokens, len, order + 1, vocab, max_dense, "order")?;
+    Ok(entropy_from_counts(&c))
+}
+
+/// Counts of (n-1)-grams from counts of n-grams (n >= 2): sum over the last
+/// token, then add the one (n-1)-gram window per row that no n-gram window
+/// starts at (the last one of each row).
+fn marginalize<T: InToken>(c: NgramCounts, tokens: &[T], len: usize) -> NgramCounts {
+    let v = c.vocab;
+    let n = c.n - 1;
+    let rows = tokens.len() / len;
+    // Last (n-1)-window of each row, sorted and reduced.
+    let mut tail: Vec<u64> = (0..rows)
+        .into_par_iter()
+        .map(|i| {
+            tokens[i * len + len - n..(i + 1) * len]
+                .iter()
+                .fold(0u64, |a, x| a * v + x.index())
+        })
+        .collect();
+    tail.par_sort_unstable();
+    let (tk, tw) = reduce_sorted(tail.len(), |i| tail[i], |_| 1);
+    let table = match c.table {
+        Table::Dense(t) => {
+            let mut out: Vec<u64> = t.par_chunks(v as usize).map(|r| r.iter().sum()).collect();
+            for (k, w) in tk.iter().zip(&tw) {
+                out[*k as usize] += w;
+            }
+            Table::Dense(out)
+        }
+        Table::Sparse { codes, counts } => {
+            let (mk, mw) = reduce_sorted(codes.len(), |i| codes[i] / v, |i| counts[i]);
+            drop((codes, counts));
+            let (codes, counts) = merge_add(mk, mw, &tk, &tw);
+            Table::Sparse { codes, counts }
+        }
+    };
+    NgramCounts {
+        n,
+        vocab: v,
+        total: c.total + rows as u64,
+        table,
+    }
+}
+
+/// Adds the sorted sparse counts (bk, bw) into (ak, aw): in place when every
+/// key of b is already in a (the common case), else by a merge.
+fn merge_add(mut ak: Vec<u64>, mut aw: Vec<u64>, bk: &[u64], bw: &[u64]) -> (Vec<u64>, Vec<u64>) {
+    let found: Option<Vec<usize>> = bk.iter().map(|k| ak.binary_search(k).ok()).collect();
+    if let Some(idx) = found {
+        for (i, w) in idx.into_iter().zip(bw) {
+            aw[i] += w;
+        }
+        return (ak, aw);
+    }
+    let (mut ck, mut cw) = (
+        Vec::with_capacity(ak.len() + bk.len()),
+        Vec::with_capacity(ak.len() + bk.len()),
+    );
+    let (mut i, mut j) = (0, 0);
+    while i < ak.len() || j < bk.len() {
+        if j == bk.len() || (i < ak.len() && ak[i] < bk[j]) {
+            ck.push(ak[i]);
+            cw.push(aw[i]);
+            i += 1;
+        } else if i == ak.len() || bk[j] < ak[i] {
+            ck.push(bk[j]);
+            cw.push(bw[j]);
+            j += 1;
+        } else {
+            ck.push(ak[i]);
+            cw.push(aw[i] + bw[j]);
+            i += 1;
+            j += 1;
+        }
+    }
+    ak.clear();
+    aw.clear();
+    (ck, cw)
+}
+
+/// Statistics for orders 0..=max_order from one counting pass at the top
+/// order: lower orders are obtained by marginalising the last token (plus
+/// the last window of each row), so each entry equals
+/// [`conditional_entropy`] at that order.
+pub fn entropy_profile<T: InToken + Ord>(
+    tokens: &[T],
+    len: usize,
+    max_order: usize,
+    vocab: Option<u64>,
+    max_dense: u64,
+) -> Result<Vec<EntropyStats>> {
+    let rows = if len == 0 { 0 } else { tokens.len() / len };
+    check_order(len, rows, max_order, "max_order")?;
+    let vocab = resolve_vocab(tokens, len, vocab)?;
+    let mut c = count_checked(tokens, len, max_order + 1, vocab, max_dense, "max_order")?;
+    let mut out = vec![EntropyStats::default(); max_order + 1];
+    loop {
+        out[c.n - 1] = entropy_from_counts(&c);
+        if c.n == 1 {
+            break;
+        }
+        c = marginalize(c, tokens, len);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Xoshiro256pp;
+    use std::collections::BTreeMap;
+
+    fn random_tokens(rows: usize, len: usize, v: u64, seed: u64) -> Vec<u16> {
+        let mut r = Xoshiro256pp::from_u64(seed);
+        (0..rows * len).map(|_| (r.next_f64() * v as f64) as u16).collect()
+    }
+
+    fn naive(tokens: &[u16], len: usize, n: usize, v: u64) -> BTreeMap<u64, u64> {
+        let mut m = BTreeMap::new();
+        if len == 0 {
+            return m;
+        }
+        for row in tokens.chunks(len) {
+            for w in row.windows(n) {
+                let code = w.iter().fold(0u64, |a, &x| a * v + x as u64);
+                *m.entry(code).or_insert(0) += 1;
+            }
+        }
+        m
+    }
+
+    fn as_map(c: &NgramCounts) -> BTreeMap<u64, u64> {
+        match &c.table {
+            Table::Dense(t) => t
+                .iter()
+                .enumerate()
+                .filter(|(_, &x)| x > 0)
+                .map(|(i, &x)| (i as u64, x))
+                .collect(),
+            Table::Sparse { codes, counts } => {
+                assert!(codes.windows(2).all(|w| w[0] < w[1]));
+                assert!(counts.iter().all(|&x| x > 0));
+                codes.iter().copied().zip(counts.iter().copied()).collect()
+            }
+        }
+    }
+
+    fn naive_entropy(tokens: &[u16], len: usize, k: usize, v: u64) -> (f64, f64) {
+        let m = naive(tokens, len, k + 1, v);
+        let mut ctx: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        for (&code, &c) in &m {
+            let e = ctx.entry(code / v).or_insert((0, 0));
+            e.0 += c;
+            e.1 += 1;
+        }
+        let n: u64 = m.values().sum();
+        let mut h = 0.0;
+        for (&code, &c) in &m {
+            let ns = ctx[&(code / v)].0 as f64;
+            h -= c as f64 / n as f64 * (c as f64 / ns).ln();
+        }
+        let mm: f64 = ctx.values().map(|&(_, ms)| (ms - 1) as f64).sum::<f64>() / (2.0 * n as f64);
+        (h, mm)
+    }
+
+    #[test]
+    fn counts_match_naive_dense_and_sparse() {
+        for &(rows, len, v) in &[
+            (1usize, 1000usize, 3u64),
+            (7, 13, 5),
+            (50, 3, 4),
+            (3, 0, 2),
+            (0, 5, 2),
+            (200, 700, 6),
+        ] {
+            let x = random_tokens(rows, len, v, 7 + rows as u64);
+            for n in 1..=4 {
+                let want = naive(&x, len, n, v);
+                for max_dense in [0, DEFAULT_MAX_DENSE] {
+                    let c = ngram_counts(&x, len, n, Some(v), max_dense).unwrap();
+                    assert_eq!(as_map(&c), want, "rows {rows} len {len} n {n} dense {max_dense}");
+                    assert_eq!(c.total, want.values().sum::<u64>());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn thread_count_does_not_change_results() {
+        let x = random_tokens(3, 200_000, 11, 1);
+        let run = |threads: usize, max_dense: u64| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let c = ngram_counts(&x, 200_000, 3, None, max_dense).unwrap();
+                let p = entropy_profile(&x, 200_000, 3, None, max_dense).unwrap();
+                (c, p)
+            })
+        };
+        for max_dense in [0, DEFAULT_MAX_DENSE] {
+            let (c1, p1) = run(1, max_dense);
+            for t in [2, 3, 8] {
+                let (c, p) = run(t, max_dense);
+                assert_eq!(c, c1);
+                assert_eq!(p, p1); // bit-identical floats
+            }
+        }
+    }
+
+    #[test]
+    fn shared_atomic_table_path() {
+        // V^n = 10^6 entries > 10^5 windows: counted into one atomic table.
+        let (len, v) = (100_000, 100u64);
+        let x = random_tokens(1, len, v, 5);
+        let want = naive(&x, len, 3, v);
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let c = pool.install(|| ngram_counts(&x, len, 3, Some(v), DEFAULT_MAX_DENSE).unwrap());
+            assert!(matches!(c.table, Table::Dense(_)));
+            assert_eq!(as_map(&c), want);
+        }
+    }
+
+    #[test]
+    fn narrow_counters_wrap_correctly() {
+        // V^2 = 10^4 entries > SMALL_TABLE: u8 counters; the bigram (0, 0)
+        // occurs ~10^5 times, wrapping its counter hundreds of times.
+        let mut x = random_tokens(4, 50_000, 100, 9);
+        for (i, t) in x.iter_mut().enumerate() {
+            if i % 3 != 0 {
+                *t = 0;
+            }
+        }
+        let want = naive(&x, 50_000, 2, 100);
+        assert!(want[&0] > 50_000);
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let c = pool.install(|| ngram_counts(&x, 50_000, 2, Some(100), DEFAULT_MAX_DENSE).unwrap());
+            assert_eq!(as_map(&c), want);
+        }
+    }
+
+    #[test]
+    fn entropy_matches_naive_and_profile_matches_direct() {
+        let (rows, len, v) = (40, 57, 5u64);
+        let x = random_tokens(rows, len, v, 3);
+        for max_dense in [0, DEFAULT_MAX_DENSE] {
+            let prof = entropy_profile(&x, len, 4, Some(v), max_dense).unwrap();
+            for k in 0..=4 {
+                let e = conditional_entropy(&x, len, k, Some(v), max_dense).unwrap();
+                let (h, mm) = naive_entropy(&x, len, k, v);
+                assert!((e.plugin - h).abs() < 1e-12, "order {k}: {} vs {h}", e.plugin);
+                assert!((e.miller_madow - mm).abs() < 1e-15);
+                assert_eq!(e.samples, (rows * (len - k)) as u64);
+                let p = prof[k];
+                assert_eq!((p.samples, p.contexts, p.distinct), (e.samples, e.contexts, e.distinct));
+                assert!((p.plugin - e.plugin).abs() < 1e-13);
+                assert!((p.variance - e.variance).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn variance_is_surprisal_variance() {
+        // One context, counts 1 and 3: p̂ = (1/4, 3/4).
+        let x: Vec<u8> = vec![0, 1, 1, 1];
+        let e = conditional_entropy(&x, 4, 0, None, DEFAULT_MAX_DENSE).unwrap();
+        let (p, q) = (0.25f64, 0.75f64);
+        let h = -(p * p.ln() + q * q.ln());
+        assert!((e.plugin - h).abs() < 1e-15);
+        let var = p * p.ln().powi(2) + q * q.ln().powi(2) - h * h;
+        assert!((e.variance - var).abs() < 1e-15);
+        assert_eq!(e.miller_madow, 1.0 / 8.0);
+    }
+
+    #[test]
+    fn bad_inputs() {
+        let x: Vec<i32> = vec![0, 1, 2, -1, 0, 1];
+        let e = ngram_counts(&x, 3, 1, None, DEFAULT_MAX_DENSE).unwrap_err();
+        assert!(e.to_string().contains("value -1 at position [1, 0] is negative"), "{e}");
+        let e = ngram_counts(&[0u8, 5, 1], 3, 2, Some(4), DEFAULT_MAX_DENSE).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("value 5 at position [0, 1] is outside the vocabulary [0, 4)"),
+            "{e}"
+        );
+        assert!(ngram_counts(&[0u8, 1], 2, 0, None, 0).is_err());
+        let e = ngram_counts(&[0u8, 1], 2, 2, Some(1 << 40), 0).unwrap_err();
+        assert!(e.to_string().starts_with("n: vocab_size^2"), "{e}");
+        let e = conditional_entropy(&[0u8, 1, 1], 3, 3, None, 0).unwrap_err();
+        assert!(e.to_string().starts_with("order = 3 is too large"), "{e}");
+        let e = entropy_profile::<u8>(&[], 0, 0, None, 0).unwrap_err();
+        assert!(e.to_string().starts_with("max_order = 0 is too large"), "{e}");
+        assert!(ngram_counts::<u8>(&[], 0, 1, None, 0).is_err());
+        assert_eq!(
+            ngram_counts::<u8>(&[], 0, 1, Some(3), 10).unwrap().table,
+            Table::Dense(vec![0; 3])
+        );
+        assert!(ngram_counts(&[u64::MAX], 1, 1, None, 10).is_err());
+    }
+}
