@@ -172,6 +172,7 @@ pub fn resolve_vocab<T: InToken + Ord>(tokens: &[T], len: usize, vocab: Option<u
 trait Zero: Copy {}
 impl Zero for u8 {}
 impl Zero for u16 {}
+impl Zero for u32 {}
 impl Zero for u64 {}
 
 /// A zeroed vector (`calloc`: large ones are lazily zeroed pages, touched
@@ -279,18 +280,45 @@ impl<C: Narrow> Sink for Private<'_, C> {
     }
 }
 
-/// Writes codes in order.
-struct Writer<'a> {
-    out: &'a mut [u64],
+/// Writes codes in order (as u32 or u64).
+struct Writer<'a, K> {
+    out: &'a mut [K],
     next: usize,
 }
-impl Sink for Writer<'_> {
+impl<K: Code> Sink for Writer<'_, K> {
     #[inline(always)]
     fn put(&mut self, code: u64) {
         if let Some(o) = self.out.get_mut(self.next) {
-            *o = code;
+            *o = K::from_u64(code);
         }
         self.next += 1;
+    }
+}
+
+/// A stored n-gram code: u32 when V^n <= 2^32 (half the memory and sort
+/// traffic), else u64.
+trait Code: Zero + Ord + Send + Sync {
+    fn from_u64(c: u64) -> Self;
+    fn get(self) -> u64;
+}
+impl Code for u32 {
+    #[inline(always)]
+    fn from_u64(c: u64) -> Self {
+        c as u32
+    }
+    #[inline(always)]
+    fn get(self) -> u64 {
+        self as u64
+    }
+}
+impl Code for u64 {
+    #[inline(always)]
+    fn from_u64(c: u64) -> Self {
+        c
+    }
+    #[inline(always)]
+    fn get(self) -> u64 {
+        self
     }
 }
 
@@ -713,13 +741,13 @@ where
 }
 
 /// Codes of every n-gram occurrence, in order of their first position.
-fn all_codes<T: InToken>(tokens: &[T], len: usize, n: usize, vocab: u64) -> Result<Vec<u64>> {
+fn all_codes<T: InToken, K: Code>(tokens: &[T], len: usize, n: usize, vocab: u64) -> Result<Vec<K>> {
     let w = windows_per_row(len, n);
     if w == 0 {
         return Ok(Vec::new());
     }
     let m = (tokens.len() / len) * w;
-    let mut codes: Vec<u64> = zeros(m, "the n-gram codes")?;
+    let mut codes: Vec<K> = zeros(m, "the n-gram codes")?;
     let pos = |q: usize| (q / w) * len + q % w; // flat position of window q
     codes.par_chunks_mut(PARALLEL_MIN).enumerate().for_each(|(c, out)| {
         let q0 = c * PARALLEL_MIN;
@@ -730,9 +758,16 @@ fn all_codes<T: InToken>(tokens: &[T], len: usize, n: usize, vocab: u64) -> Resu
 }
 
 fn count_sparse<T: InToken>(tokens: &[T], len: usize, n: usize, vocab: u64) -> Result<(Vec<u64>, Vec<u64>)> {
-    let mut codes = all_codes(tokens, len, n, vocab)?;
-    codes.par_sort_unstable();
-    Ok(reduce_sorted(codes.len(), |i| codes[i], |_| 1))
+    fn sorted<T: InToken, K: Code>(tokens: &[T], len: usize, n: usize, vocab: u64) -> Result<(Vec<u64>, Vec<u64>)> {
+        let mut codes = all_codes::<T, K>(tokens, len, n, vocab)?;
+        codes.par_sort_unstable();
+        Ok(reduce_sorted(codes.len(), |i| codes[i].get(), |_| 1))
+    }
+    if code_space(vocab, n, "n").is_ok_and(|e| e <= 1 << 32) {
+        sorted::<T, u32>(tokens, len, n, vocab)
+    } else {
+        sorted::<T, u64>(tokens, len, n, vocab)
+    }
 }
 
 fn use_dense(entries: u64, n: usize, max_dense: u64) -> bool {
