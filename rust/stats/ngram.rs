@@ -271,8 +271,18 @@ impl<C: Narrow> Sink for Private<'_, C> {
             codes.iter().for_each(|&c| self.put(c as u64));
             return;
         }
-        for &c in codes {
-            // SAFETY: c <= any < tab.len(), checked just above.
+        // Unrolled by 4 (the loop overhead is a third of the instructions).
+        let mut quads = codes.chunks_exact(4);
+        for q in &mut quads {
+            for &c in q {
+                // SAFETY: c <= any < tab.len(), checked just above.
+                if unsafe { tab.get_unchecked_mut(c as usize) }.inc() {
+                    self.wraps.push(c as u64);
+                }
+            }
+        }
+        for &c in quads.remainder() {
+            // SAFETY: as above.
             if unsafe { tab.get_unchecked_mut(c as usize) }.inc() {
                 self.wraps.push(c as u64);
             }
@@ -415,14 +425,7 @@ fn fixed<T: InToken, S: Sink, const N: usize>(
     if narrow {
         let mut codes = [0u32; B];
         while t + B <= end {
-            let w = &row[t..t + B + N - 1];
-            for (j, c) in codes.iter_mut().enumerate() {
-                let mut code = 0u32;
-                for k in 0..N {
-                    code = d.push32(code, w[j + k].index() as u32);
-                }
-                *c = code;
-            }
+            code_block::<T, N, B>(&row[t..t + B + N - 1], d, &mut codes);
             sink.put_block(&codes);
             t += B;
         }
@@ -434,6 +437,39 @@ fn fixed<T: InToken, S: Sink, const N: usize>(
         }
         sink.put(code);
     }
+}
+
+/// Codes of the `B` windows of `N` tokens starting in `w` (`B + N - 1`
+/// tokens), with AVX2 when the CPU has it (twice the lanes of the SSE2
+/// baseline; detected once).
+#[inline(always)]
+fn code_block<T: InToken, const N: usize, const B: usize>(w: &[T], d: impl Digit, codes: &mut [u32; B]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { code_block_avx2::<T, N, B>(w, d, codes) };
+            return;
+        }
+    }
+    code_block_generic::<T, N, B>(w, d, codes)
+}
+
+#[inline(always)]
+fn code_block_generic<T: InToken, const N: usize, const B: usize>(w: &[T], d: impl Digit, codes: &mut [u32; B]) {
+    for (j, c) in codes.iter_mut().enumerate() {
+        let mut code = 0u32;
+        for k in 0..N {
+            code = d.push32(code, w[j + k].index() as u32);
+        }
+        *c = code;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn code_block_avx2<T: InToken, const N: usize, const B: usize>(w: &[T], d: impl Digit, codes: &mut [u32; B]) {
+    code_block_generic::<T, N, B>(w, d, codes)
 }
 
 /// Any n: rolling code, code' = (code - x_old V^(n-1)) V + x_new.
