@@ -9,8 +9,8 @@ exact entropy rate ``--entropy-rate`` nats) and, for each order k, times
   entropy from the counts (context = code // V).
 
 Both are checked to agree (to 1e-9 nats) before anything is timed. Runs are
-interleaved; the minimum and median wall time over ``--repeats`` are
-reported, with the process CPU time per call (all threads; the numpy version
+interleaved (``--repeats-ours / --repeats`` dataprobes calls per numpy call);
+the minimum and median wall time are reported, with the process CPU time per call (all threads; the numpy version
 is single-threaded, dataprobes uses every rayon thread). These machines are
 shared and noisy: compare the ratio, and check the load average printed with
 the results. Prints a markdown table for BENCHMARKS.md.
@@ -70,7 +70,10 @@ def main() -> None:
     ap.add_argument("--entropy-rate", type=float, default=2.0)
     ap.add_argument("--orders", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--profile", type=int, default=2, help="also time entropy_profile up to this order (-1: skip)")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=7, help="timed numpy runs per case")
+    ap.add_argument("--repeats-ours", type=int, default=21,
+                    help="timed dataprobes runs per case (interleaved with the numpy runs; they are "
+                         "short, and a 2-thread call needs both cores free to show its time)")
     args = ap.parse_args()
 
     v = args.vocab
@@ -101,11 +104,13 @@ def main() -> None:
         err = float(np.max(np.abs(a - b)))
         assert err < 1e-9, (name, a, b)
         t_ours, t_base, c_ours, c_base = [], [], [], []
+        per = max(1, args.repeats_ours // args.repeats)
         for _ in range(args.repeats):
-            t, c = time.perf_counter(), time.process_time()
-            ours()
-            t_ours.append(time.perf_counter() - t)
-            c_ours.append(time.process_time() - c)
+            for _ in range(per):
+                t, c = time.perf_counter(), time.process_time()
+                ours()
+                t_ours.append(time.perf_counter() - t)
+                c_ours.append(time.process_time() - c)
             t, c = time.perf_counter(), time.process_time()
             base()
             t_base.append(time.perf_counter() - t)
