@@ -1007,26 +1007,24 @@ fn marginalize<T: InToken>(c: NgramCounts, tokens: &[T], len: usize) -> NgramCou
     let v = c.vocab;
     let n = c.n - 1;
     let rows = tokens.len() / len;
-    // Last (n-1)-window of each row, sorted and reduced.
-    let mut tail: Vec<u64> = (0..rows)
-        .into_par_iter()
-        .map(|i| {
-            tokens[i * len + len - n..(i + 1) * len]
-                .iter()
-                .fold(0u64, |a, x| a * v + x.index())
-        })
-        .collect();
-    tail.par_sort_unstable();
-    let (tk, tw) = reduce_sorted(tail.len(), |i| tail[i], |_| 1);
+    // Code of the last (n-1)-window of row i.
+    let tail = |i: usize| {
+        tokens[i * len + len - n..(i + 1) * len]
+            .iter()
+            .fold(0u64, |a, x| a * v + x.index())
+    };
     let table = match c.table {
         Table::Dense(t) => {
             let mut out: Vec<u64> = t.par_chunks(v as usize).map(|r| r.iter().sum()).collect();
-            for (k, w) in tk.iter().zip(&tw) {
-                out[*k as usize] += w;
+            for i in 0..rows {
+                out[tail(i) as usize] += 1;
             }
             Table::Dense(out)
         }
         Table::Sparse { codes, counts } => {
+            let mut tails: Vec<u64> = (0..rows).into_par_iter().map(tail).collect();
+            tails.par_sort_unstable();
+            let (tk, tw) = reduce_sorted(tails.len(), |i| tails[i], |_| 1);
             let (mk, mw) = reduce_sorted(codes.len(), |i| codes[i] / v, |i| counts[i]);
             drop((codes, counts));
             let (codes, counts) = merge_add(mk, mw, &tk, &tw);
@@ -1041,12 +1039,24 @@ fn marginalize<T: InToken>(c: NgramCounts, tokens: &[T], len: usize) -> NgramCou
     }
 }
 
-/// Adds the sorted sparse counts (bk, bw) into (ak, aw): in place when every
-/// key of b is already in a (the common case), else by a merge.
+/// Adds the sorted sparse counts (bk, bw) into the sorted (ak, aw), in linear
+/// time: in place when every key of b is already in a (the common case),
+/// else by a merge into new vectors.
 fn merge_add(mut ak: Vec<u64>, mut aw: Vec<u64>, bk: &[u64], bw: &[u64]) -> (Vec<u64>, Vec<u64>) {
-    let found: Option<Vec<usize>> = bk.iter().map(|k| ak.binary_search(k).ok()).collect();
-    if let Some(idx) = found {
-        for (i, w) in idx.into_iter().zip(bw) {
+    let mut pos = Vec::with_capacity(bk.len());
+    let mut i = 0;
+    for k in bk {
+        while i < ak.len() && ak[i] < *k {
+            i += 1;
+        }
+        if i < ak.len() && ak[i] == *k {
+            pos.push(i);
+        } else {
+            break;
+        }
+    }
+    if pos.len() == bk.len() {
+        for (i, w) in pos.into_iter().zip(bw) {
             aw[i] += w;
         }
         return (ak, aw);
@@ -1079,8 +1089,9 @@ fn merge_add(mut ak: Vec<u64>, mut aw: Vec<u64>, bk: &[u64], bw: &[u64]) -> (Vec
 
 /// Statistics for orders 0..=max_order from one counting pass at the top
 /// order: lower orders are obtained by marginalising the last token (plus
-/// the last window of each row), so each entry equals
-/// [`conditional_entropy`] at that order.
+/// the last window of each row, which no longer n-gram starts at), so each
+/// entry equals [`conditional_entropy`] at that order. Sparse counts become
+/// dense at the first order whose table is small enough.
 pub fn entropy_profile<T: InToken + Ord>(
     tokens: &[T],
     len: usize,
@@ -1099,8 +1110,28 @@ pub fn entropy_profile<T: InToken + Ord>(
             break;
         }
         c = marginalize(c, tokens, len);
+        c = densify(c, max_dense)?;
     }
     Ok(out)
+}
+
+/// Sparse counts turned dense once V^n is small enough for a dense table
+/// (so that lower orders of a profile marginalise cheaply).
+fn densify(c: NgramCounts, max_dense: u64) -> Result<NgramCounts> {
+    let entries = code_space(c.vocab, c.n, "max_order")?;
+    match c.table {
+        Table::Sparse { codes, counts } if use_dense(entries, c.n, max_dense) => {
+            let mut t: Vec<u64> = zeros(entries as usize, "the dense n-gram table")?;
+            for (k, w) in codes.iter().zip(&counts) {
+                t[*k as usize] = *w;
+            }
+            Ok(NgramCounts {
+                table: Table::Dense(t),
+                ..c
+            })
+        }
+        table => Ok(NgramCounts { table, ..c }),
+    }
 }
 
 #[cfg(test)]
