@@ -9,6 +9,7 @@ log-probability and every process an exact entropy rate::
     x = p.sample(4096, 1024, seed=1)           # uint8 [4096, 1024]
     p.log_prob(x)                              # exact, nats
     p.typicality(x, eps=0.05).fraction_typical
+    dp.conditional_entropy(x, order=1)         # estimate from the tokens alone
 """
 
 from __future__ import annotations
@@ -23,22 +24,34 @@ from .incontext import (
     incontext_unigram_log_probs,
 )
 from .noise import TokenNoise, noisy_equivalent
+from .estimators import (
+    EntropyEstimate,
+    NgramCounts,
+    conditional_entropy,
+    entropy_profile,
+    ngram_counts,
+)
 from .processes import IID, ROW_SUM_TOL, MarkovChain, Process
 from .typicality import TypicalityReport
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "conditional_entropy",
     "Duplicated",
+    "entropy_profile",
+    "EntropyEstimate",
     "Estimate",
     "HMM",
     "IID",
-    "InContextMarkov",
-    "MarkovChain",
-    "Mixture",
     "incontext_bigram_log_probs",
     "incontext_ngram_log_probs",
     "incontext_unigram_log_probs",
+    "InContextMarkov",
+    "MarkovChain",
+    "Mixture",
+    "ngram_counts",
+    "NgramCounts",
     "noisy_equivalent",
     "Process",
     "ROW_SUM_TOL",

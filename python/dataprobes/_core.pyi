@@ -10,19 +10,26 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "check_state_space",
+    "conditional_entropy_stats",
+    "corrupt_tokens",
+    "DEFAULT_MAX_DENSE_ENTRIES",
+    "duplicate_sources",
+    "entropy_profile_stats",
     "HmmCore",
     "InContextCore",
-    "MAX_TABLE_ENTRIES",
     "MarkovCore",
-    "ROW_SUM_TOL",
-    "check_state_space",
-    "corrupt_tokens",
-    "duplicate_sources",
+    "MAX_DENSE_NDIM",
+    "MAX_TABLE_ENTRIES",
     "mixture_labels",
+    "ngram_counts",
     "rng_only_fill",
+    "ROW_SUM_TOL",
     "tune_temperature",
 ]
 
+DEFAULT_MAX_DENSE_ENTRIES: int
+MAX_DENSE_NDIM: int
 MAX_TABLE_ENTRIES: int
 ROW_SUM_TOL: float
 
@@ -135,3 +142,21 @@ def duplicate_sources(fraction: float, indices: npt.NDArray[np.uint64], seed: in
 def corrupt_tokens(
     tokens: npt.NDArray[np.unsignedinteger], vocab_size: int, rho: float, seed: int, indices: npt.NDArray[np.uint64]
 ) -> npt.NDArray[np.bool_]: ...
+# (plugin, miller_madow, variance, samples, contexts, distinct, vocab_size); nats.
+_EntropyStats = tuple[float, float, float, int, int, int, int]
+
+def ngram_counts(
+    tokens: npt.NDArray[np.integer], n: int, vocab_size: int | None, max_dense_entries: int
+) -> tuple[
+    int,
+    int,
+    npt.NDArray[np.uint64] | None,
+    npt.NDArray[np.uint64] | None,
+    npt.NDArray[np.uint64] | None,
+]: ...
+def conditional_entropy_stats(
+    tokens: npt.NDArray[np.integer], order: int, vocab_size: int | None, max_dense_entries: int
+) -> _EntropyStats: ...
+def entropy_profile_stats(
+    tokens: npt.NDArray[np.integer], max_order: int, vocab_size: int | None, max_dense_entries: int
+) -> list[_EntropyStats]: ...

@@ -3,6 +3,7 @@
 mod hmm;
 mod icl;
 mod markov;
+mod ngram;
 mod tokens;
 mod transforms;
 
@@ -88,6 +89,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(markov::tune_temperature, m)?)?;
     m.add_function(wrap_pyfunction!(markov::check_state_space, m)?)?;
     m.add_function(wrap_pyfunction!(markov::rng_only_fill, m)?)?;
+    m.add_function(wrap_pyfunction!(ngram::ngram_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(ngram::conditional_entropy_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(ngram::entropy_profile_stats, m)?)?;
+    m.add("DEFAULT_MAX_DENSE_ENTRIES", crate::stats::ngram::DEFAULT_MAX_DENSE)?;
+    m.add("MAX_DENSE_NDIM", crate::stats::ngram::MAX_DENSE_NDIM)?;
     m.add("MAX_TABLE_ENTRIES", crate::process::markov::MAX_TABLE_ENTRIES)?;
     m.add("ROW_SUM_TOL", crate::process::markov::ROW_SUM_TOL)?;
     Ok(())
