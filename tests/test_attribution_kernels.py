@@ -90,6 +90,17 @@ def test_sjlt_kernel_non_contiguous_and_empty(device):
     assert sjlt(torch.zeros(2, 0, device=device), 3, backend="triton").abs().sum() == 0
 
 
+@triton_device
+def test_sjlt_kernel_row_chunks(device, monkeypatch):
+    import importlib
+
+    sjlt_mod = importlib.import_module("dataprobes.attribution.kernels.sjlt")  # the module, not the function
+    monkeypatch.setattr(sjlt_mod, "_ROWS_PER_LAUNCH", 2)
+    x = torch.randn(5, 19, generator=torch.Generator().manual_seed(8)).to(device)
+    for scheme in ("hash", "block"):
+        _close(sjlt(x, 6, 2, scheme=scheme, backend="triton"), sjlt_reference(x, 6, 2, scheme=scheme), **SAME_INPUT_TOL)
+
+
 def test_sjlt_hashes_are_stable_and_in_range():
     bucket, sign = sjlt_hashes(1000, 13, 5)
     assert bucket.min() >= 0 and bucket.max() < 13

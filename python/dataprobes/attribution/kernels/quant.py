@@ -42,10 +42,13 @@ def quantize_int8_reference(x: torch.Tensor, normalize: bool = False) -> tuple[t
     maxabs = xf.abs().amax(dim=1) if xf.shape[1] else torch.zeros(xf.shape[0], device=x.device)
     pos = maxabs > 0
     inv = torch.where(pos, 127.0 / torch.where(pos, maxabs, 1.0), 0.0)
+    # round half away from zero: trunc(v ± 0.5), bit-identical to the kernel's
+    # floor(v + 0.5) / -floor(0.5 - v)
     v = xf * inv[:, None]
-    q = torch.where(v >= 0, torch.floor(v + 0.5), -torch.floor(0.5 - v)).clamp_(-127, 127).to(torch.int8)
+    v.add_(torch.copysign(torch.tensor(0.5, device=x.device), v)).trunc_().clamp_(-127, 127)
+    q = v.to(torch.int8)
     if normalize:
-        norm = torch.sqrt((xf * xf).sum(dim=1))
+        norm = torch.linalg.vector_norm(xf, dim=1)
         scale = torch.where(norm > 0, (maxabs / torch.where(norm > 0, norm, 1.0)) / 127.0, 0.0)
     else:
         scale = maxabs / 127.0

@@ -200,6 +200,10 @@ if HAS_TRITON:
         tl.store(out, acc, mask=rmask[:, None] & bmask[None, :])
 
 
+# CUDA limits grid axis 1 (row tiles) to 65535; tiles hold 4 rows or more once B >= 4.
+_ROWS_PER_LAUNCH = 65535 * 4
+
+
 def _num_sms(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
@@ -213,6 +217,9 @@ def _sjlt_triton(x: torch.Tensor, k: int, seed: int, offset: int, scheme: str, s
     if x.stride(1) != 1:
         raise ValueError("x must be contiguous in its last dimension")
     b, d = x.shape
+    rows_max = _ROWS_PER_LAUNCH
+    if b > rows_max:
+        return torch.cat([_sjlt_triton(x[a : a + rows_max], k, seed, offset, scheme, splits) for a in range(0, b, rows_max)])
     key_sign, key_bucket = (as_i32(v) for v in _keys(seed))
     if scheme == "hash":
         out = torch.zeros(b, k, dtype=torch.float32, device=x.device)
