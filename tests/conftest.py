@@ -4,11 +4,20 @@ Hypothesis profiles are chosen with ``DATAPROBES_HYPOTHESIS_PROFILE``:
 ``dev`` (default, fast), ``ci`` (more examples), ``thorough`` (for a long
 local run). All profiles use ``deadline=None``: the first call of a property
 may pay for lazy initialisation (thread pools, compilation).
+
+Triton kernels run on the CPU through Triton's interpreter when the machine
+has no NVIDIA GPU: ``TRITON_INTERPRET=1`` is set here, before anything imports
+``triton`` (Triton reads it when a kernel is decorated). An explicit
+``TRITON_INTERPRET`` in the environment wins.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+
+if "TRITON_INTERPRET" not in os.environ and not (os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi")):
+    os.environ["TRITON_INTERPRET"] = "1"
 
 import numpy as np
 import pytest

@@ -1,0 +1,780 @@
+"""Per-example gradient capture inside an ordinary PyTorch loop.
+
+:class:`GradientCapture` hooks chosen modules of any ``nn.Module`` and turns
+one forward + backward over a batch into one compressed gradient per example,
+without materialising per-example weight gradients (factored mode)::
+
+    with GradientCapture(model, mode="factored", k_in=16, k_out=16) as cap:
+        losses = per_example_losses(model, batch)        # [B]
+        g = cap.backward(losses, mask=attention_mask)    # [B, cap.dim]
+
+Why this works: ``cap.backward`` back-propagates ``sum_b losses[b]`` once.
+Example ``b``'s loss depends only on example ``b``'s activations, so the
+gradient arriving at a layer's output row ``b`` is exactly ``dL_b/dy_b`` and
+the per-example weight gradient of a linear layer is
+``G_b = sum_t g_bt x_bt^T``. This breaks for layers that mix examples
+(BatchNorm in training mode, in-batch contrastive losses) — do not use it
+there.
+
+Modes
+-----
+``"factored"`` (LoGra, Choe et al. 2024): per module, ``vec(P_out^T G_b P_in)``
+with seeded Gaussian projections ``P_in`` [d_in, k_in], ``P_out`` [d_out,
+k_out] (seeds derived from ``(seed, module name)``), computed by
+:func:`~dataprobes.attribution.kernels.factored_project` from the layer's
+input and output gradient; ``dim = sum_modules k_out * k_in``.
+
+``"flat"``: per module the per-example gradient is formed (in chunks of
+examples) and count-sketched with
+:func:`~dataprobes.attribution.kernels.sjlt` into one shared ``k``-vector:
+the result equals ``sjlt(concat_modules(vec G_b), k, seed)`` exactly, i.e.
+:func:`compress_flat` of the explicit flat gradient in :attr:`layout` order.
+Costs ``O(B d_out d_in)`` memory per module; meant for small models / LoRA.
+
+Supported modules: ``nn.Linear`` (and subclasses, e.g. the ``lora_A`` /
+``lora_B`` linears inside PEFT LoRA layers) and ``nn.Embedding``. The
+default selection is every ``nn.Linear`` whose weight requires grad.
+Modules must see the batch in their first input dimension (``[B, ..., d]``);
+a module applied to an input without a batch dimension (e.g. a position
+embedding looked up once for the whole batch) cannot give per-example
+gradients and raises ``ValueError`` at :meth:`GradientCapture.backward`.
+
+Layout conventions
+------------------
+For a weight ``W`` [r, c] (Linear: [d_out, d_in]; Embedding: [V, d]) the
+factored block is ``vec(P_r^T grad_W P_c)`` ([k_out, k_in] row-major), with
+``P_r = P_out`` [r, k_out] and ``P_c = P_in`` [c, k_in]; for an Embedding
+``P_r^T e_idx = P_r[idx]`` (a row gather). Bias gradients are skipped unless
+``include_bias=True``; then the bias is treated as a last input column
+(``[W | b]``, input constant 1, ``P_in`` has ``d_in + 1`` rows). A weight
+shared by several selected modules (tied embeddings) contributes one block
+per module: the block is the gradient through *that* module's use.
+
+Masks
+-----
+``mask`` [B, T] (1 = position counts, 0 = padding) multiplies each
+position's contribution ``g_t x_t^T`` in every module whose input is
+``[B, T, d]``; a masked position adds nothing even if padding leaked into
+its gradient. Which positions enter the *loss* is the loss function's job.
+
+Preconditioning
+---------------
+``precondition=AdamPreconditioner(...)`` applies Adam's second-moment
+correction ``G ↦ G / (sqrt(v̂) + ε)`` (``v̂`` the bias-corrected
+``exp_avg_sq``; TrackStar, Chang et al. 2024):
+
+* flat mode: exactly, elementwise, before the sketch;
+* factored mode: the full ``G`` is never formed, so the elementwise division
+  is only possible for a rank-1 ``sqrt(v̂)``. We use Adafactor's rank-1
+  factorisation (Shazeer & Stern 2018) ``v̂ ≈ R C^T / sum(R)`` (row and
+  column sums; the best rank-1 fit in I-divergence, exact when ``v̂`` is
+  rank 1), i.e. ``sqrt(v̂_ij) ≈ a_i b_j`` with ``a = sqrt(R)/S^¼``,
+  ``b = sqrt(C)/S^¼``, and divide ``G`` by ``(a_i + √ε)(b_j + √ε)``. That is
+  ``diag(1/a') G diag(1/b')``, which factorises: it is applied by rescaling
+  the rows of ``P_out`` and ``P_in``, at no cost per batch. It equals the
+  exact correction when ``v̂`` is rank 1 and ``ε = 0``, and otherwise is an
+  approximation (the error is that of the rank-1 fit).
+
+LESS (Xia et al. 2024) uses the full Adam update direction
+``m̂/(sqrt(v̂)+ε)`` for training examples; that variant is not implemented.
+
+Normalisation and dtype: with ``normalize=True`` each final row is scaled to
+unit L2 norm (zero rows stay zero), after preconditioning. Projections run
+in float32 whatever the model dtype; the result is cast to ``dtype``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from .._validation import check_int, check_seed
+from .kernels import factored_project, projection_matrix, sjlt
+
+__all__ = [
+    "AdamPreconditioner",
+    "GradientCapture",
+    "LayoutEntry",
+    "compress_flat",
+    "flatten_grads",
+    "per_example_grads_func",
+]
+
+_MODES = ("factored", "flat")
+_FLAT_CHUNK = 1 << 24  # elements of per-example gradient formed at once (flat mode)
+
+
+def _derive_seed(seed: int, name: str, side: str) -> int:
+    """A 63-bit seed for ``(seed, module name, side)``, stable across runs."""
+    h = hashlib.blake2b(f"{seed}\x00{name}\x00{side}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") >> 1
+
+
+# ----------------------------------------------------------------------------
+# Preconditioning
+# ----------------------------------------------------------------------------
+
+
+class AdamPreconditioner:
+    """Adam/AdamW diagonal second-moment correction ``g / (sqrt(v̂) + eps)``.
+
+    ``second_moments`` maps parameters (the ``nn.Parameter`` objects, or
+    their names in the model as given by ``named_parameters``) to
+    ``exp_avg_sq`` tensors of the same shape. ``bias_correction`` is
+    ``1 - beta2**step`` (``v̂ = v / bias_correction``), per parameter via a
+    mapping or one number for all. Tensors are copied unless ``copy=False``.
+    See the module docstring for what the factored mode can and cannot do.
+    """
+
+    def __init__(
+        self,
+        second_moments: Mapping[Any, torch.Tensor],
+        *,
+        eps: float = 1e-8,
+        bias_correction: float | Mapping[Any, float] = 1.0,
+        copy: bool = True,
+    ) -> None:
+        if eps < 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        self.eps = float(eps)
+        self._by_id: dict[int, tuple[torch.Tensor, float]] = {}
+        self._by_name: dict[str, tuple[torch.Tensor, float]] = {}
+        for key, v in second_moments.items():
+            if not isinstance(v, torch.Tensor):
+                raise TypeError(f"second moment for {key!r} must be a tensor, got {type(v).__name__}")
+            bc = float(bias_correction[key]) if isinstance(bias_correction, Mapping) else float(bias_correction)
+            if not 0 < bc <= 1:
+                raise ValueError(f"bias_correction must lie in (0, 1], got {bc} for {key!r}")
+            entry = (v.detach().clone() if copy else v.detach(), bc)
+            if isinstance(key, str):
+                self._by_name[key] = entry
+            elif isinstance(key, torch.Tensor):
+                self._by_id[id(key)] = entry
+            else:
+                raise TypeError(f"keys must be parameters or parameter names, got {type(key).__name__}")
+
+    @classmethod
+    def from_optimizer(cls, optimizer: torch.optim.Optimizer, *, copy: bool = True) -> AdamPreconditioner:
+        """Read ``exp_avg_sq``, ``step``, ``betas`` and ``eps`` from an Adam /
+        AdamW optimizer's state (parameters without state are skipped)."""
+        moments: dict[Any, torch.Tensor] = {}
+        corr: dict[Any, float] = {}
+        eps = None
+        for group in optimizer.param_groups:
+            if "betas" not in group:
+                raise TypeError("from_optimizer needs an Adam-family optimizer (param groups with 'betas')")
+            beta2 = float(group["betas"][1])
+            if eps is not None and float(group.get("eps", 1e-8)) != eps:
+                raise ValueError("param groups with different eps are not supported")
+            eps = float(group.get("eps", 1e-8))
+            for p in group["params"]:
+                st = optimizer.state.get(p, {})
+                if "exp_avg_sq" not in st:
+                    continue
+                step = float(st.get("step", 0))
+                moments[p] = st["exp_avg_sq"]
+                corr[p] = 1.0 - beta2**step if step > 0 else 1.0
+        if not moments:
+            raise ValueError("the optimizer has no 'exp_avg_sq' state yet: take at least one step first")
+        return cls(moments, eps=1e-8 if eps is None else eps, bias_correction=corr, copy=copy)
+
+    def _lookup(self, param: torch.Tensor, name: str) -> tuple[torch.Tensor, float] | None:
+        hit = self._by_id.get(id(param))
+        return hit if hit is not None else self._by_name.get(name)
+
+    def second_moment(self, param: torch.Tensor, name: str) -> torch.Tensor:
+        """Bias-corrected ``v̂`` (float32) for ``param`` (called ``name``)."""
+        hit = self._lookup(param, name)
+        if hit is None:
+            raise KeyError(f"no second moment for parameter {name!r}")
+        v, bc = hit
+        if tuple(v.shape) != tuple(param.shape):
+            raise ValueError(f"second moment for {name!r} has shape {tuple(v.shape)}, parameter {tuple(param.shape)}")
+        return v.to(device=param.device, dtype=torch.float32) / bc
+
+    def denominator(self, param: torch.Tensor, name: str) -> torch.Tensor:
+        """``sqrt(v̂) + eps`` (the exact elementwise divisor, flat mode)."""
+        return self.second_moment(param, name).sqrt() + self.eps
+
+    def factors(self, v_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row and column divisors ``(a + √eps, b + √eps)`` of the rank-1
+        (Adafactor) fit ``sqrt(v̂) ≈ a bᵀ`` of a 2-D ``v̂`` (factored mode)."""
+        r = v_hat.sum(dim=1)
+        c = v_hat.sum(dim=0)
+        s = r.sum()
+        q = s.clamp_min(torch.finfo(torch.float32).tiny).pow(0.25)
+        a = r.clamp_min(0).sqrt() / q
+        b = c.clamp_min(0).sqrt() / q
+        e = self.eps**0.5
+        tiny = torch.finfo(torch.float32).tiny
+        return (a + e).clamp_min(tiny), (b + e).clamp_min(tiny)
+
+
+# ----------------------------------------------------------------------------
+# Layout
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayoutEntry:
+    """One block of the captured vector: ``vector[:, start:stop]`` belongs to
+    module ``module`` (kind ``"linear"`` or ``"embedding"``). In flat mode the
+    entry describes the *uncompressed* coordinates (``shape`` = weight shape,
+    plus a bias column when included) that were sketched."""
+
+    module: str
+    kind: str
+    start: int
+    stop: int
+    shape: tuple[int, ...]
+    has_bias: bool
+
+
+@dataclass
+class _Target:
+    name: str
+    module: nn.Module
+    kind: str  # "linear" | "embedding"
+    rows: int  # weight dim 0 (d_out or V)
+    cols: int  # weight dim 1 (d_in or d)
+    bias: bool
+    start: int = 0
+    stop: int = 0
+    # factored: effective (possibly preconditioned) float32 matrices
+    p_in: torch.Tensor | None = None
+    p_out: torch.Tensor | None = None
+    x_bias: torch.Tensor | None = None
+    # flat: elementwise divisors (weight [rows, cols], bias [rows]) or None
+    div_w: torch.Tensor | None = None
+    div_b: torch.Tensor | None = None
+
+
+def _resolve_modules(model: nn.Module, modules: Any) -> list[tuple[str, nn.Module]]:
+    named = list(model.named_modules())
+    out: list[tuple[str, nn.Module]]
+    if modules is None:
+        out = [(n, m) for n, m in named if isinstance(m, nn.Linear) and m.weight.requires_grad]
+        if not out:
+            raise ValueError("the model has no nn.Linear module whose weight requires grad; pass modules=")
+        return out
+    if callable(modules) and not isinstance(modules, nn.Module):
+        out = [(n, m) for n, m in named if modules(n, m)]
+    else:
+        if isinstance(modules, (str, nn.Module)):
+            modules = [modules]
+        by_name = dict(named)
+        by_id = {id(m): n for n, m in named}
+        out = []
+        for item in modules:
+            if isinstance(item, str):
+                if item not in by_name:
+                    raise ValueError(f"model has no module named {item!r}")
+                out.append((item, by_name[item]))
+            elif isinstance(item, nn.Module):
+                if id(item) not in by_id:
+                    raise ValueError(f"module {type(item).__name__} is not a submodule of the model")
+                out.append((by_id[id(item)], item))
+            else:
+                raise TypeError(f"modules must hold module names or nn.Module objects, got {type(item).__name__}")
+    if not out:
+        raise ValueError("no module selected")
+    seen: set[str] = set()
+    uniq: list[tuple[str, nn.Module]] = []
+    for n, m in out:
+        if n not in seen:
+            seen.add(n)
+            uniq.append((n, m))
+    return uniq
+
+
+# ----------------------------------------------------------------------------
+# Capture
+# ----------------------------------------------------------------------------
+
+
+class GradientCapture:
+    """Context manager yielding one compressed gradient per example.
+
+    Parameters
+    ----------
+    model: any ``nn.Module``.
+    modules: ``None`` (every ``nn.Linear`` whose weight requires grad), a
+        list of module names and/or module objects, or a predicate
+        ``(name, module) -> bool``. Only ``nn.Linear`` and ``nn.Embedding``
+        (and subclasses) are supported; others raise ``TypeError``.
+    mode: ``"factored"`` (needs ``k_in``/``k_out``, or ``k`` for both) or
+        ``"flat"`` (needs ``k``).
+    seed: fixes every projection (0 ≤ seed < 2**64).
+    precondition: an :class:`AdamPreconditioner` or ``None``.
+    normalize: scale each example's final vector to unit L2 norm.
+    dtype: dtype of the returned vectors (computation is float32).
+    include_bias: include bias gradients as a last input column.
+    projection: ``"gaussian"`` or ``"rademacher"`` (factored mode).
+    scheme: SJLT bucket scheme, ``"hash"`` or ``"block"`` (flat mode).
+    backend: kernel backend, ``"auto"``, ``"triton"`` or ``"torch"``.
+    param_grads: if False (default) :meth:`backward` differentiates only with
+        respect to the hooked activations (no ``.grad`` is written and the
+        weight-gradient matmuls are skipped); if True it calls an ordinary
+        ``backward()`` so parameter ``.grad`` accumulate the summed loss's
+        gradient as in a training step.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        modules: Any = None,
+        mode: str = "factored",
+        k: int | None = None,
+        *,
+        k_in: int | None = None,
+        k_out: int | None = None,
+        seed: int = 0,
+        precondition: AdamPreconditioner | None = None,
+        normalize: bool = True,
+        dtype: torch.dtype = torch.float32,
+        include_bias: bool = False,
+        projection: str = "gaussian",
+        scheme: str = "hash",
+        backend: str = "auto",
+        param_grads: bool = False,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        if precondition is not None and not isinstance(precondition, AdamPreconditioner):
+            raise TypeError(f"precondition must be an AdamPreconditioner or None, got {type(precondition).__name__}")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+        if projection not in ("gaussian", "rademacher"):
+            raise ValueError(f"projection must be 'gaussian' or 'rademacher', got {projection!r}")
+        if scheme not in ("hash", "block"):
+            raise ValueError(f"scheme must be 'hash' or 'block', got {scheme!r}")
+        if backend not in ("auto", "triton", "torch"):
+            raise ValueError(f"backend must be 'auto', 'triton' or 'torch', got {backend!r}")
+        self.model = model
+        self.mode = mode
+        self.seed = check_seed("seed", seed)
+        self.precondition = precondition
+        self.normalize = bool(normalize)
+        self.dtype = dtype
+        self.include_bias = bool(include_bias)
+        self.projection = projection
+        self.scheme = scheme
+        self.backend = backend
+        self.param_grads = bool(param_grads)
+        self.k: int | None
+        self.k_in: int | None
+        self.k_out: int | None
+        if mode == "factored":
+            if k_in is None and k_out is None and k is None:
+                raise ValueError("factored mode needs k_in and k_out (or k for both)")
+            self.k_in = check_int("k_in", k_in if k_in is not None else k, 1)
+            self.k_out = check_int("k_out", k_out if k_out is not None else k, 1)
+            self.k = None
+        else:
+            if k is None:
+                raise ValueError("flat mode needs k (the sketch dimension)")
+            if k_in is not None or k_out is not None:
+                raise ValueError("k_in/k_out apply to factored mode only; flat mode takes k")
+            self.k = check_int("k", k, 1)
+            self.k_in = self.k_out = None
+
+        self._targets: list[_Target] = []
+        offset = 0
+        for name, m in _resolve_modules(model, modules):
+            if isinstance(m, nn.Linear):
+                kind, rows, cols = "linear", m.out_features, m.in_features
+                bias = self.include_bias and m.bias is not None
+            elif isinstance(m, nn.Embedding):
+                kind, rows, cols = "embedding", m.num_embeddings, m.embedding_dim
+                bias = False
+            else:
+                raise TypeError(
+                    f"GradientCapture supports nn.Linear and nn.Embedding modules (and subclasses); "
+                    f"module {name!r} is {type(m).__name__}"
+                )
+            t = _Target(name, m, kind, rows, cols, bias)
+            size = self.k_out * self.k_in if self.k_out is not None and self.k_in is not None else rows * (cols + int(bias))
+            t.start, t.stop = offset, offset + size
+            offset += size
+            self._targets.append(t)
+        self._flat_dim = offset  # flat: uncompressed length
+        if mode == "flat" and offset > 2**31:
+            raise ValueError(f"flat mode sketches at most 2**31 coordinates, the selection has {offset}")
+        #: length of each returned vector
+        self.dim: int = offset if self.k is None else self.k
+        self._handles: list[Any] = []
+        self._active = False
+        self._prepared = False
+        self._reset()
+
+    # -- public description ---------------------------------------------------
+
+    @property
+    def module_names(self) -> list[str]:
+        return [t.name for t in self._targets]
+
+    @property
+    def layout(self) -> list[LayoutEntry]:
+        """Blocks of the output (factored) or of the sketched flat gradient (flat)."""
+        out = []
+        for t in self._targets:
+            shape = (t.rows, t.cols + int(t.bias))
+            out.append(LayoutEntry(t.name, t.kind, t.start, t.stop, shape, t.bias))
+        return out
+
+    def projections(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The raw (un-preconditioned) ``(P_in, P_out)`` of module ``name`` in
+        factored mode: ``P_in`` [cols (+1 with bias), k_in], ``P_out`` [rows, k_out]."""
+        if self.mode != "factored":
+            raise ValueError("projections exist in factored mode only")
+        t = self._target(name)
+        dev = t.module.weight.device
+        p_in = projection_matrix(t.cols + int(t.bias), self.k_in, _derive_seed(self.seed, name, "in"), device=dev, kind=self.projection)  # type: ignore[arg-type]
+        p_out = projection_matrix(t.rows, self.k_out, _derive_seed(self.seed, name, "out"), device=dev, kind=self.projection)  # type: ignore[arg-type]
+        return p_in, p_out
+
+    def flatten(self, grads: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Flat per-example gradients ``[B, D]`` in :attr:`layout` order from a
+        mapping ``"<module>.weight"`` / ``"<module>.bias"`` → ``[B, *shape]``
+        (e.g. :func:`per_example_grads_func` with ``untie=True``)."""
+        parts = []
+        for t in self._targets:
+            w = grads[f"{t.name}.weight"]
+            b = w.shape[0]
+            if t.bias:
+                parts.append(torch.cat([w.reshape(b, t.rows, t.cols), grads[f"{t.name}.bias"].reshape(b, t.rows, 1)], dim=2).reshape(b, -1))
+            else:
+                parts.append(w.reshape(b, -1))
+        return torch.cat(parts, dim=1)
+
+    def _target(self, name: str) -> _Target:
+        for t in self._targets:
+            if t.name == name:
+                return t
+        raise KeyError(f"module {name!r} is not captured")
+
+    # -- context --------------------------------------------------------------
+
+    def __enter__(self) -> GradientCapture:
+        if self._active:
+            raise RuntimeError("GradientCapture is already active")
+        self._prepare()
+        for t in self._targets:
+            self._handles.append(t.module.register_forward_hook(self._make_forward_hook(t)))
+        self._active = True
+        self._reset()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._active = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._outputs: list[torch.Tensor] = []
+        self._calls: list[tuple[_Target, torch.Tensor, torch.Tensor]] = []  # target, saved input, output
+        self._dead: set[str] = set()
+        self._acc: torch.Tensor | None = None
+        self._batch = 0
+        self._mask: torch.Tensor | None = None
+        self._error: BaseException | None = None
+
+    def _prepare(self) -> None:
+        """Build projection matrices (factored) or divisors (flat) once."""
+        if self._prepared:
+            return
+        pre = self.precondition
+        for t in self._targets:
+            w = cast(torch.Tensor, t.module.weight)
+            bias = cast(torch.Tensor, getattr(t.module, "bias", None))
+            v = None
+            if pre is not None:
+                v = pre.second_moment(w, f"{t.name}.weight").reshape(t.rows, t.cols)
+                if t.bias:
+                    vb = pre.second_moment(bias, f"{t.name}.bias").reshape(t.rows, 1)
+                    v = torch.cat([v, vb], dim=1)
+            if self.mode == "factored":
+                p_in, p_out = self.projections(t.name)
+                if v is not None:
+                    a, b = pre.factors(v)  # type: ignore[union-attr]
+                    p_in = p_in / b[:, None]
+                    p_out = p_out / a[:, None]
+                if t.bias:
+                    t.x_bias = p_in[t.cols].contiguous()
+                    p_in = p_in[: t.cols]
+                t.p_in, t.p_out = p_in.contiguous(), p_out.contiguous()
+            elif v is not None:
+                den = v.sqrt() + pre.eps  # type: ignore[union-attr]
+                t.div_w = den[:, : t.cols].contiguous()
+                t.div_b = den[:, t.cols].contiguous() if t.bias else None
+        self._prepared = True
+
+    # -- hooks ----------------------------------------------------------------
+
+    def _make_forward_hook(self, t: _Target) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            if not self._active or not torch.is_grad_enabled():
+                return
+            if not isinstance(output, torch.Tensor):
+                return
+            if not output.requires_grad:
+                self._dead.add(t.name)
+                return
+            x = inputs[0].detach()
+            self._calls.append((t, x, output))
+            self._outputs.append(output)
+            output.register_hook(self._make_grad_hook(t, x))
+
+        return hook
+
+    def _make_grad_hook(self, t: _Target, x: torch.Tensor) -> Callable[[torch.Tensor], None]:
+        def hook(grad: torch.Tensor) -> None:
+            if self._acc is None or self._error is not None:
+                return
+            try:
+                self._accumulate(t, x, grad)
+            except BaseException as e:  # re-raised by backward() with context
+                self._error = e
+
+        return hook
+
+    def _mask_for(self, t: _Target, shape: torch.Size) -> torch.Tensor | None:
+        m = self._mask
+        if m is None or len(shape) == 1:
+            return None
+        if tuple(shape) != tuple(m.shape):
+            raise ValueError(
+                f"mask has shape {tuple(m.shape)} but module {t.name!r} sees positions of shape {tuple(shape)}; "
+                "a mask applies to modules whose input is [B, T, d]"
+            )
+        return m
+
+    def _accumulate(self, t: _Target, x: torch.Tensor, g: torch.Tensor) -> None:
+        b = self._batch
+        if x.dim() == 0 or x.shape[0] != b:
+            raise ValueError(
+                f"module {t.name!r} ran on an input of shape {tuple(x.shape)} whose first dimension is not the batch "
+                f"({b}); per-example gradients cannot be recovered for it (e.g. a position embedding looked up "
+                "once for the whole batch) — leave it out of modules="
+            )
+        acc = self._acc
+        assert acc is not None
+        if self.mode == "factored" and t.p_in is not None and t.p_in.device != g.device:
+            # the model moved since the matrices were built
+            t.p_in, t.p_out = t.p_in.to(g.device), t.p_out.to(g.device)  # type: ignore[union-attr]
+            t.x_bias = None if t.x_bias is None else t.x_bias.to(g.device)
+        if t.div_w is not None and t.div_w.device != g.device:
+            t.div_w = t.div_w.to(g.device)
+            t.div_b = None if t.div_b is None else t.div_b.to(g.device)
+        if t.kind == "linear":
+            pos_shape = x.shape[:-1]
+            m = self._mask_for(t, pos_shape)
+            x3 = x.reshape(b, -1, t.cols)
+            g3 = g.reshape(b, -1, t.rows)
+            if self.mode == "factored":
+                acc[:, t.start : t.stop] += factored_project(
+                    x3, g3, t.p_in, t.p_out, m if m is None else m.reshape(b, -1),  # type: ignore[arg-type]
+                    x_bias=t.x_bias, backend=self.backend,
+                )
+            else:
+                self._flat_linear(t, x3, g3, None if m is None else m.reshape(b, -1))
+        else:  # embedding
+            idx = x.reshape(b, -1)
+            m = self._mask_for(t, x.shape)
+            g3 = g.reshape(b, -1, t.cols).to(torch.float32)
+            w = torch.ones(idx.shape, dtype=torch.float32, device=g.device) if m is None else m.reshape(b, -1).to(torch.float32)
+            pad = getattr(t.module, "padding_idx", None)
+            if pad is not None:
+                w = w * (idx != pad)
+            if self.mode == "factored":
+                rows = t.p_out[idx] * w[..., None]  # type: ignore[index]  # [B, T, k_out]
+                cols = g3 @ t.p_in  # type: ignore[operator]  # [B, T, k_in]
+                acc[:, t.start : t.stop] += torch.einsum("bto,bti->boi", rows, cols).reshape(b, -1)
+            else:
+                self._flat_embedding(t, idx, g3, w)
+
+    def _flat_linear(self, t: _Target, x: torch.Tensor, g: torch.Tensor, m: torch.Tensor | None) -> None:
+        b = x.shape[0]
+        width = t.cols + int(t.bias)
+        step = max(1, _FLAT_CHUNK // max(1, t.rows * width))
+        for a in range(0, b, step):
+            e = min(b, a + step)
+            xs, gs = x[a:e].to(torch.float32), g[a:e].to(torch.float32)
+            if m is not None:
+                gs = gs * m[a:e, :, None].to(torch.float32)
+            gw = torch.einsum("bto,bti->boi", gs, xs)
+            if t.bias:
+                gw = torch.cat([gw, gs.sum(dim=1)[..., None]], dim=2)
+            if t.div_w is not None:
+                den = t.div_w if t.div_b is None else torch.cat([t.div_w, t.div_b[:, None]], dim=1)
+                gw = gw / den
+            self._sketch_into(a, e, gw, t.start)
+
+    def _flat_embedding(self, t: _Target, idx: torch.Tensor, g: torch.Tensor, w: torch.Tensor) -> None:
+        b = idx.shape[0]
+        step = max(1, _FLAT_CHUNK // max(1, t.rows * t.cols))
+        for a in range(0, b, step):
+            e = min(b, a + step)
+            gw = torch.zeros(e - a, t.rows, t.cols, dtype=torch.float32, device=g.device)
+            gw.scatter_add_(1, idx[a:e, :, None].expand(-1, -1, t.cols), g[a:e] * w[a:e, :, None])
+            if t.div_w is not None:
+                gw = gw / t.div_w
+            self._sketch_into(a, e, gw, t.start)
+
+    def _sketch_into(self, a: int, e: int, gw: torch.Tensor, offset: int) -> None:
+        acc, k = self._acc, self.k
+        assert acc is not None and k is not None
+        acc[a:e] += sjlt(gw.reshape(e - a, -1), k, self.seed, offset=offset, scheme=self.scheme, backend=self.backend)
+
+    # -- the call -------------------------------------------------------------
+
+    def backward(self, losses: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Back-propagate ``losses.sum()`` once and return ``[B, dim]``.
+
+        ``losses``: per-example losses ``[B]`` from a forward pass run inside
+        this context. ``mask``: optional ``[B, T]`` position weights (see the
+        module docstring). Every call consumes the forward passes recorded
+        since the previous one, also when it raises.
+        """
+        if not self._active:
+            raise RuntimeError("call backward() inside the 'with GradientCapture(...)' block")
+        if not isinstance(losses, torch.Tensor):
+            self._reset()
+            raise TypeError(f"losses must be a tensor, got {type(losses).__name__}")
+        if losses.dim() != 1:
+            self._reset()
+            raise ValueError(f"losses must be per-example, shape [B], got {tuple(losses.shape)}")
+        b = losses.shape[0]
+        if b == 0:
+            self._reset()
+            raise ValueError("empty batch: losses has no examples")
+        if not losses.requires_grad:
+            self._reset()
+            raise ValueError("losses do not require grad: run the forward pass with autograd enabled inside the context")
+        if mask is not None:
+            if not isinstance(mask, torch.Tensor):
+                self._reset()
+                raise TypeError(f"mask must be a tensor, got {type(mask).__name__}")
+            if mask.dim() != 2 or mask.shape[0] != b:
+                self._reset()
+                raise ValueError(f"mask must have shape [B, T] with B={b}, got {tuple(mask.shape)}")
+        if not self._calls:
+            dead = sorted(self._dead)
+            self._reset()
+            if dead:
+                raise RuntimeError(
+                    f"outputs of {dead} do not require grad (frozen weights and inputs): "
+                    "set requires_grad on the weights you want gradients for"
+                )
+            raise RuntimeError("no captured module ran in the forward pass since the last backward()")
+        device = losses.device
+        self._batch = b
+        self._mask = None if mask is None else mask.to(device=device, dtype=torch.float32)
+        self._acc = torch.zeros(b, self.dim, dtype=torch.float32, device=device)
+        try:
+            total = losses.sum()
+            if self.param_grads:
+                total.backward()
+            else:
+                torch.autograd.grad(total, self._outputs, allow_unused=True)
+            if self._error is not None:
+                raise self._error
+            out = self._acc
+        finally:
+            self._reset()
+        if self.normalize:
+            n = out.norm(dim=1, keepdim=True)
+            out = torch.where(n > 0, out / torch.where(n > 0, n, 1.0), out)
+        return out.to(self.dtype)
+
+
+# ----------------------------------------------------------------------------
+# Flat helpers
+# ----------------------------------------------------------------------------
+
+
+def compress_flat(
+    per_example_grads: torch.Tensor,
+    k: int,
+    seed: int = 0,
+    *,
+    normalize: bool = False,
+    scheme: str = "hash",
+    backend: str = "auto",
+) -> torch.Tensor:
+    """SJLT-compress flat per-example gradients ``[B, D]`` to ``[B, k]``
+    (float32), optionally unit-normalising the rows."""
+    out = sjlt(per_example_grads, k, seed, scheme=scheme, backend=backend)
+    if normalize:
+        n = out.norm(dim=1, keepdim=True)
+        out = torch.where(n > 0, out / torch.where(n > 0, n, 1.0), out)
+    return out
+
+
+def flatten_grads(grads: Mapping[str, torch.Tensor], names: Sequence[str] | None = None) -> torch.Tensor:
+    """Concatenate ``{name: [B, *shape]}`` into ``[B, D]`` (in ``names`` order,
+    default the mapping's order)."""
+    keys = list(grads) if names is None else list(names)
+    if not keys:
+        raise ValueError("no gradients to flatten")
+    b = grads[keys[0]].shape[0]
+    return torch.cat([grads[n].reshape(b, -1) for n in keys], dim=1)
+
+
+def per_example_grads_func(
+    model: nn.Module,
+    loss_fn: Callable[..., torch.Tensor],
+    batch: torch.Tensor | Sequence[torch.Tensor],
+    *,
+    params: Mapping[str, torch.Tensor] | Iterable[str] | None = None,
+    untie: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Exact per-example gradients with ``torch.func`` (``vmap(grad)``): for
+    small models and for checking the compressed captures.
+
+    ``loss_fn(model, *batch) -> [B]`` per-example losses (the same function
+    used with :class:`GradientCapture`; it is called on one example at a time
+    with a batch dimension of 1). ``batch``: a tensor or a sequence of
+    tensors whose first dimension is the batch. ``params``: names (or a
+    name → tensor mapping) to differentiate; default every parameter that
+    requires grad. ``untie=True`` lists tied parameters once per owning
+    module (e.g. both ``tok_emb.weight`` and ``head.weight``) so each gets the
+    gradient through its own use only. Returns ``{name: [B, *shape]}``.
+    """
+    from torch.func import functional_call, grad, vmap
+
+    tensors = (batch,) if isinstance(batch, torch.Tensor) else tuple(batch)
+    if not tensors or tensors[0].shape[0] == 0:
+        raise ValueError("empty batch")
+    all_named = dict(model.named_parameters(remove_duplicate=not untie))
+    if params is None:
+        chosen = {n: p.detach() for n, p in all_named.items() if p.requires_grad}
+    elif isinstance(params, Mapping):
+        chosen = {n: p.detach() for n, p in params.items()}
+    else:
+        chosen = {n: all_named[n].detach() for n in params}
+    buffers = {n: b.detach() for n, b in model.named_buffers()}
+
+    def one(ps: dict[str, torch.Tensor], *example: torch.Tensor) -> torch.Tensor:
+        ex = tuple(e.unsqueeze(0) for e in example)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return functional_call(model, (ps, buffers), args, kwargs, tie_weights=not untie)
+
+        return loss_fn(call, *ex).reshape(())
+
+    with warnings.catch_warnings():
+        # functorch falls back to a loop for some ops (e.g. CPU flash attention): slow, not wrong
+        warnings.filterwarnings("ignore", message="There is a performance drop", category=UserWarning)
+        res = vmap(grad(one), in_dims=(None, *([0] * len(tensors))))(chosen, *tensors)
+    return cast(dict[str, torch.Tensor], res)

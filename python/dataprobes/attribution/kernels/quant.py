@@ -1,0 +1,125 @@
+"""Per-row symmetric int8 quantisation of compressed gradients.
+
+``quantize_int8(x)`` maps each row ``x_b`` [k] to codes ``q_b`` (int8 in
+[-127, 127]) and a scale ``s_b`` (float32)::
+
+    y_b = x_b / ||x_b||_2   if normalize else x_b      (zero rows stay zero)
+    s_b = max_j |y_bj| / 127
+    q_bj = round(y_bj / s_b)                           (half away from zero)
+
+and ``dequantize_int8(q, s) = q * s[:, None]``. Error bound, per entry::
+
+    |y_bj - q_bj s_b| <= s_b / 2        (= max_j |y_bj| / 254)
+
+up to float32 rounding of the product ``y_bj * (127 / max|y_b|)`` (a
+relative ``~2**-23`` of ``max|y_b|``). The largest entry of each row is
+coded exactly as ±127. Codes do not depend on ``normalize`` (the row norm
+cancels); only the scale does, so normalisation is free in the kernel. NaN or
+infinite inputs give undefined codes.
+
+The Triton kernel runs one program per row: one pass for ``max|x|`` and
+``||x||²``, one pass to write the codes (two reads of the row, one write of
+``k`` bytes and one scale).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._common import FLOAT_DTYPES, HAS_TRITON, check_tensor, next_pow2, resolve_backend
+
+if HAS_TRITON:
+    import triton
+    import triton.language as tl
+
+__all__ = ["dequantize_int8", "quantize_int8", "quantize_int8_reference"]
+
+
+def quantize_int8_reference(x: torch.Tensor, normalize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pure-torch :func:`quantize_int8` (same float32 operations as the kernel)."""
+    check_tensor("x", x, 2, FLOAT_DTYPES)
+    xf = x.to(torch.float32)
+    maxabs = xf.abs().amax(dim=1) if xf.shape[1] else torch.zeros(xf.shape[0], device=x.device)
+    pos = maxabs > 0
+    inv = torch.where(pos, 127.0 / torch.where(pos, maxabs, 1.0), 0.0)
+    # round half away from zero: trunc(v ± 0.5), bit-identical to the kernel's
+    # floor(v + 0.5) / -floor(0.5 - v)
+    v = xf * inv[:, None]
+    v.add_(torch.copysign(torch.tensor(0.5, device=x.device), v)).trunc_().clamp_(-127, 127)
+    q = v.to(torch.int8)
+    if normalize:
+        norm = torch.linalg.vector_norm(xf, dim=1)
+        scale = torch.where(norm > 0, (maxabs / torch.where(norm > 0, norm, 1.0)) / 127.0, 0.0)
+    else:
+        scale = maxabs / 127.0
+    return q, scale
+
+
+if HAS_TRITON:
+
+    @triton.jit(do_not_specialize=["k"])
+    def _quant_kernel(x_ptr, q_ptr, scale_ptr, k, stride_x, stride_q, NORMALIZE: tl.constexpr, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        xrow = x_ptr + row * stride_x
+        qrow = q_ptr + row * stride_q
+        vmax = tl.zeros([BLOCK], dtype=tl.float32)
+        vsq = tl.zeros([BLOCK], dtype=tl.float32)
+        for c0 in range(0, k, BLOCK):
+            cs = c0 + tl.arange(0, BLOCK)
+            xv = tl.load(xrow + cs, mask=cs < k, other=0.0).to(tl.float32)
+            vmax = tl.maximum(vmax, tl.abs(xv))
+            vsq += xv * xv
+        maxabs = tl.max(vmax, axis=0)
+        pos = maxabs > 0
+        inv = tl.where(pos, tl.div_rn(127.0, tl.where(pos, maxabs, 1.0)), 0.0)
+        for c0 in range(0, k, BLOCK):
+            cs = c0 + tl.arange(0, BLOCK)
+            cm = cs < k
+            v = tl.load(xrow + cs, mask=cm, other=0.0).to(tl.float32) * inv
+            q = tl.where(v >= 0, tl.floor(v + 0.5), -tl.floor(0.5 - v))
+            q = tl.minimum(tl.maximum(q, -127.0), 127.0)
+            tl.store(qrow + cs, q.to(tl.int8), mask=cm)
+        if NORMALIZE:
+            norm = tl.sqrt_rn(tl.sum(vsq, axis=0))
+            npos = norm > 0
+            scale = tl.where(npos, tl.div_rn(tl.div_rn(maxabs, tl.where(npos, norm, 1.0)), 127.0), 0.0)
+        else:
+            scale = tl.div_rn(maxabs, 127.0)
+        tl.store(scale_ptr + row, scale)
+
+
+def _quant_triton(x: torch.Tensor, normalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Launcher: x [B, k] with unit last stride."""
+    if x.dim() != 2 or x.stride(1) != 1 or x.dtype not in FLOAT_DTYPES:
+        raise ValueError("x must be a 2-D float tensor contiguous in its last dimension")
+    b, k = x.shape
+    q = torch.empty(b, k, dtype=torch.int8, device=x.device)
+    scale = torch.empty(b, dtype=torch.float32, device=x.device)
+    block = min(max(16, next_pow2(k)), 4096)
+    _quant_kernel[(b,)](x, q, scale, k, x.stride(0), q.stride(0), NORMALIZE=bool(normalize), BLOCK=block)
+    return q, scale
+
+
+def quantize_int8(x: torch.Tensor, normalize: bool = False, *, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row int8 codes ``q`` [B, k] and float32 scales [B] of ``x`` [B, k],
+    optionally unit-normalising each row first (fused). See the module
+    docstring for the rounding rule and the error bound ``scale / 2``."""
+    check_tensor("x", x, 2, FLOAT_DTYPES)
+    b, k = x.shape
+    if b == 0 or k == 0:
+        return torch.zeros(b, k, dtype=torch.int8, device=x.device), torch.zeros(b, dtype=torch.float32, device=x.device)
+    if resolve_backend(backend, x) == "torch":
+        return quantize_int8_reference(x, normalize)
+    if x.stride(1) != 1:
+        x = x.contiguous()
+    return _quant_triton(x, normalize)
+
+
+def dequantize_int8(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``q * scale[:, None]`` as ``dtype`` (one fused elementwise op in torch;
+    no kernel needed)."""
+    check_tensor("q", q, 2, (torch.int8,))
+    check_tensor("scale", scale, 1, (torch.float32,))
+    if scale.shape[0] != q.shape[0]:
+        raise ValueError(f"scale has {scale.shape[0]} rows, q has {q.shape[0]}")
+    return (q.to(torch.float32) * scale[:, None]).to(dtype)

@@ -1,0 +1,434 @@
+"""GradientCapture: compressed per-example gradients from one forward +
+backward equal the explicit per-example gradients (torch.func vmap(grad))
+compressed with the same projections."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from dataprobes.attribution import (  # noqa: E402
+    AdamPreconditioner,
+    GradientCapture,
+    compress_flat,
+    flatten_grads,
+    per_example_grads_func,
+)
+from dataprobes.lm import TinyGPT  # noqa: E402
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5) -> None:
+    scale = max(1e-12, float(b.abs().max()))
+    torch.testing.assert_close(a.float(), b.float(), rtol=tol, atol=tol * scale)
+
+
+class MLP(nn.Module):
+    """Token-wise MLP (no mixing across positions); ``shared`` runs twice."""
+
+    def __init__(self, d_in: int = 5, h: int = 7, d_out: int = 3) -> None:
+        super().__init__()
+        self.inp = nn.Linear(d_in, h)
+        self.shared = nn.Linear(h, h)
+        self.out = nn.Linear(h, d_out, bias=False)
+        self.norm = nn.LayerNorm(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.inp(x))
+        h = torch.tanh(self.shared(h))
+        h = self.norm(torch.tanh(self.shared(h)))
+        return self.out(h)
+
+
+def mlp_losses(model, x, y, w=None):
+    err = ((model(x) - y) ** 2).sum(-1)  # [B, T] or [B]
+    if w is not None:
+        err = err * w
+    if err.dim() > 1:
+        return err.sum(1)
+    return err
+
+
+def gpt_losses(model, idx):
+    logits = model(idx[:, :-1])
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), idx[:, 1:].reshape(-1), reduction="none")
+    return nll.reshape(idx.shape[0], -1).sum(1)
+
+
+def _mlp_batch(b: int, t: int | None, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    shape = (b, t) if t is not None else (b,)
+    return torch.randn(*shape, 5, generator=g), torch.randn(*shape, 3, generator=g)
+
+
+def _tiny_gpt(seed: int = 0, **kw):
+    torch.manual_seed(seed)
+    cfg = dict(vocab_size=11, max_len=16, d_model=16, n_layers=1, n_heads=2)
+    cfg.update(kw)
+    return TinyGPT(**cfg)
+
+
+def _projected(cap: GradientCapture, grads: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Explicit per-example gradients projected with the capture's matrices."""
+    out = []
+    for e in cap.layout:
+        p_in, p_out = cap.projections(e.module)
+        rows, cols = e.shape
+        w = grads[f"{e.module}.weight"].reshape(-1, rows, cols - int(e.has_bias))
+        if e.has_bias:
+            w = torch.cat([w, grads[f"{e.module}.bias"].reshape(-1, rows, 1)], dim=2)
+        out.append((p_out.T @ w.float() @ p_in).reshape(w.shape[0], -1))
+    return torch.cat(out, dim=1)
+
+
+# ----------------------------------------------------------------------------
+# Factored mode equals the projected exact gradient
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("b,t", [(1, 4), (3, 5), (5, None)])
+@pytest.mark.parametrize("include_bias", [False, True])
+def test_factored_mlp_matches_vmap(b, t, include_bias):
+    model = MLP()
+    x, y = _mlp_batch(b, t)
+    with GradientCapture(model, mode="factored", k_in=4, k_out=3, normalize=False, include_bias=include_bias) as cap:
+        got = cap.backward(mlp_losses(model, x, y))
+    assert got.shape == (b, cap.dim) and cap.dim == 3 * 12
+    assert cap.module_names == ["inp", "shared", "out"]
+    exact = per_example_grads_func(model, mlp_losses, (x, y))
+    _close(got, _projected(cap, exact))
+    # nothing was written to .grad by default
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_factored_tiny_gpt_matches_vmap():
+    model = _tiny_gpt()
+    idx = torch.randint(0, 11, (3, 7), generator=torch.Generator().manual_seed(1))
+    with GradientCapture(model, mode="factored", k_in=5, k_out=4, normalize=False) as cap:
+        got = cap.backward(gpt_losses(model, idx))
+    assert cap.module_names == ["blocks.0.qkv", "blocks.0.proj", "blocks.0.mlp.0", "blocks.0.mlp.2", "head"]
+    # untie: head.weight is tied to tok_emb.weight; the head block is the gradient through the head only
+    exact = per_example_grads_func(model, gpt_losses, idx, untie=True)
+    _close(got, _projected(cap, exact))
+
+
+def test_factored_embedding_matches_vmap():
+    model = _tiny_gpt()
+    idx = torch.randint(0, 11, (2, 6), generator=torch.Generator().manual_seed(2))
+    with GradientCapture(model, ["tok_emb", model.blocks[0].proj], mode="factored", k=3, normalize=False) as cap:
+        got = cap.backward(gpt_losses(model, idx))
+    exact = per_example_grads_func(model, gpt_losses, idx, untie=True)
+    assert cap.layout[0].kind == "embedding"
+    _close(got, _projected(cap, exact))
+
+
+def test_embedding_padding_idx_is_excluded():
+    emb = nn.Embedding(6, 4, padding_idx=0)
+    model = nn.Sequential(emb, nn.Linear(4, 2))
+    idx = torch.tensor([[0, 3, 0, 5], [1, 0, 2, 2]])
+
+    def losses(m, i):
+        return m(i).pow(2).sum((1, 2))
+
+    with GradientCapture(model, ["0"], mode="factored", k=3, normalize=False) as cap:
+        got = cap.backward(losses(model, idx))
+    exact = per_example_grads_func(model, losses, idx)
+    assert float(exact["0.weight"][:, 0].abs().max()) == 0.0
+    _close(got, _projected(cap, exact))
+
+
+# ----------------------------------------------------------------------------
+# Flat mode equals the SJLT of the exact gradient
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["hash", "block"])
+def test_flat_mlp_matches_sjlt_of_vmap(scheme):
+    model = MLP()
+    x, y = _mlp_batch(3, 4)
+    with GradientCapture(model, mode="flat", k=17, seed=5, normalize=False, include_bias=True, scheme=scheme) as cap:
+        got = cap.backward(mlp_losses(model, x, y))
+    assert got.shape == (3, 17) and cap.dim == 17
+    exact = per_example_grads_func(model, mlp_losses, (x, y))
+    _close(got, compress_flat(cap.flatten(exact), 17, 5, scheme=scheme))
+
+
+def test_flat_tiny_gpt_with_embedding_matches_sjlt_of_vmap():
+    model = _tiny_gpt()
+    idx = torch.randint(0, 11, (2, 6), generator=torch.Generator().manual_seed(3))
+    mods = ["tok_emb", "blocks.0.qkv", "blocks.0.mlp.2", "head"]
+    with GradientCapture(model, mods, mode="flat", k=64, seed=1) as cap:
+        got = cap.backward(gpt_losses(model, idx))
+    exact = per_example_grads_func(model, gpt_losses, idx, untie=True)
+    want = compress_flat(flatten_grads(exact, [f"{m}.weight" for m in mods]), 64, 1, normalize=True)
+    _close(got, want)
+    torch.testing.assert_close(got.norm(dim=1), torch.ones(2))
+
+
+# ----------------------------------------------------------------------------
+# Masks, batch sizes, errors
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["factored", "flat"])
+def test_mask_excludes_padding_positions(mode):
+    # Every position carries a nonzero loss (and gradient); with the mask the
+    # capture must equal the exact gradient of the loss over unmasked positions.
+    model = MLP()
+    x, y = _mlp_batch(3, 6, seed=4)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1], [0, 1, 0, 1, 0, 1]])
+    kw = dict(k_in=4, k_out=3) if mode == "factored" else dict(k=23)
+    with GradientCapture(model, mode=mode, normalize=False, **kw) as cap:
+        got = cap.backward(mlp_losses(model, x, y), mask=mask)
+        unmasked = cap.backward(mlp_losses(model, x, y))
+    exact = per_example_grads_func(model, mlp_losses, (x, y, mask.float()))
+    want = _projected(cap, exact) if mode == "factored" else compress_flat(cap.flatten(exact), 23)
+    _close(got, want)
+    assert not torch.allclose(got, unmasked)
+    # a fully masked example captures nothing
+    with GradientCapture(model, mode=mode, normalize=True, **kw) as cap:
+        g0 = cap.backward(mlp_losses(model, x, y), mask=torch.zeros(3, 6))
+    assert float(g0.abs().max()) == 0.0
+
+
+def _masked_gpt_losses(m, i, w):
+    logits = m(i[:, :-1])
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), i[:, 1:].reshape(-1), reduction="none")
+    return (nll.reshape(i.shape[0], -1) * w).sum(1)
+
+
+def test_mask_with_tiny_gpt():
+    model = _tiny_gpt()
+    idx = torch.randint(1, 11, (3, 7), generator=torch.Generator().manual_seed(5))
+    right = torch.ones(3, 6)
+    right[0, 4:] = 0
+    right[2, 2:] = 0
+
+    def cap_run(w_loss, mask):
+        with GradientCapture(model, mode="factored", k=4, normalize=False) as cap:
+            return cap, cap.backward(_masked_gpt_losses(model, idx, w_loss), mask=mask)
+
+    # Right padding with the loss masked: in a causal model nothing flows into
+    # the padding positions, so the mask changes nothing and the capture is exact.
+    cap, got = cap_run(right, right)
+    exact = per_example_grads_func(model, _masked_gpt_losses, (idx, right), untie=True)
+    _close(got, _projected(cap, exact))
+    _close(cap_run(right, None)[1], got)
+
+    # Left padding: real tokens attend to the pads, so gradient leaks into the
+    # pad positions; the mask drops exactly their g_t x_tᵀ terms (linearity).
+    left = right.flip(1)
+    _, kept = cap_run(left, left)
+    _, dropped = cap_run(left, 1 - left)
+    _, full = cap_run(left, None)
+    _close(kept + dropped, full)
+    assert float(dropped.abs().max()) > 1e-3 * float(full.abs().max())
+
+
+def test_empty_batch_and_bad_losses():
+    model = MLP()
+    x, y = _mlp_batch(2, 3)
+    with GradientCapture(model, mode="factored", k=2) as cap:
+        with pytest.raises(ValueError, match="empty batch"):
+            cap.backward(mlp_losses(model, x[:0], y[:0]))
+        with pytest.raises(ValueError, match=r"shape \[B\]"):
+            cap.backward(mlp_losses(model, x, y)[:, None])
+        with pytest.raises(ValueError, match="mask must have shape"):
+            cap.backward(mlp_losses(model, x, y), mask=torch.ones(3, 3))
+        with pytest.raises(RuntimeError, match="no captured module ran"):
+            cap.backward(torch.ones(2, requires_grad=True))
+    with pytest.raises(RuntimeError, match="inside the 'with"):
+        cap.backward(mlp_losses(model, x, y))
+    with pytest.raises(ValueError, match="empty batch"):
+        per_example_grads_func(model, mlp_losses, (x[:0], y[:0]))
+
+
+def test_unsupported_module_and_bad_arguments():
+    model = MLP()
+    with pytest.raises(TypeError, match="module 'norm' is LayerNorm"):
+        GradientCapture(model, ["inp", "norm"], k=2)
+    with pytest.raises(TypeError, match="Conv1d"):
+        GradientCapture(nn.Sequential(nn.Conv1d(2, 2, 3)), ["0"], k=2)
+    with pytest.raises(ValueError, match="no module named 'nope'"):
+        GradientCapture(model, ["nope"], k=2)
+    with pytest.raises(ValueError, match="not a submodule"):
+        GradientCapture(model, [nn.Linear(2, 2)], k=2)
+    with pytest.raises(ValueError, match="mode"):
+        GradientCapture(model, mode="dense", k=2)
+    with pytest.raises(ValueError, match="flat mode needs k"):
+        GradientCapture(model, mode="flat")
+    with pytest.raises(ValueError, match="factored mode needs"):
+        GradientCapture(model)
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        GradientCapture(nn.Sequential(nn.Tanh()), k=2)
+
+
+def test_module_without_batch_dimension_raises():
+    model = _tiny_gpt()
+    idx = torch.randint(0, 11, (2, 5))
+    with GradientCapture(model, ["pos_emb"], k=2) as cap:
+        with pytest.raises(ValueError, match="'pos_emb'.*not the batch"):
+            cap.backward(gpt_losses(model, idx))
+
+
+def test_frozen_module_raises_clearly():
+    model = nn.Sequential(nn.Linear(3, 2))
+    model[0].weight.requires_grad_(False)
+    model[0].bias.requires_grad_(False)
+    with GradientCapture(model, ["0"], k=2) as cap:
+        out = model(torch.randn(2, 3)).sum(1)
+        with pytest.raises(ValueError, match="do not require grad"):
+            cap.backward(out)
+
+
+def test_hooks_removed_after_exit_and_reusable():
+    model = MLP()
+    x, y = _mlp_batch(2, 3)
+    cap = GradientCapture(model, k=3)
+    with cap:
+        a = cap.backward(mlp_losses(model, x, y))
+    assert all(not m._forward_hooks for m in model.modules())
+    with cap:
+        b = cap.backward(mlp_losses(model, x, y))
+    torch.testing.assert_close(a, b)
+
+
+# ----------------------------------------------------------------------------
+# Seeds, dtypes, backends, param grads
+# ----------------------------------------------------------------------------
+
+
+def test_deterministic_in_seed():
+    model = _tiny_gpt()
+    idx = torch.randint(0, 11, (3, 6), generator=torch.Generator().manual_seed(6))
+
+    def run(seed, mode="factored"):
+        kw = dict(k=4) if mode == "factored" else dict(k=31)
+        with GradientCapture(model, mode=mode, seed=seed, **kw) as cap:
+            return cap.backward(gpt_losses(model, idx))
+
+    for mode in ("factored", "flat"):
+        assert torch.equal(run(3, mode), run(3, mode))
+        assert not torch.allclose(run(3, mode), run(4, mode))
+
+
+def test_backends_agree():
+    model = _tiny_gpt()
+    idx = torch.randint(0, 11, (3, 6), generator=torch.Generator().manual_seed(7))
+    outs = []
+    for backend in ("torch", "auto"):
+        with GradientCapture(model, k=4, backend=backend) as cap:
+            outs.append(cap.backward(gpt_losses(model, idx)))
+    _close(outs[1], outs[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_model(dtype):
+    model32 = _tiny_gpt(seed=8)
+    model = _tiny_gpt(seed=8).to(dtype)
+    model32.load_state_dict({k: v.to(dtype).float() for k, v in model.state_dict().items()})
+    idx = torch.randint(0, 11, (3, 6), generator=torch.Generator().manual_seed(8))
+
+    def losses(m, i):  # loss in float32 on top of the low-precision model
+        logits = m(i[:, :-1]).float()
+        return F.cross_entropy(logits.reshape(-1, 11), i[:, 1:].reshape(-1), reduction="none").reshape(i.shape[0], -1).sum(1)
+
+    with GradientCapture(model, k=6, dtype=dtype) as cap:
+        got = cap.backward(losses(model, idx))
+    assert got.dtype == dtype
+    with GradientCapture(model32, k=6) as cap32:
+        want = cap32.backward(losses(model32, idx))
+    cos = F.cosine_similarity(got.float(), want, dim=1)
+    assert float(cos.min()) > 0.98, cos
+
+
+def test_param_grads_true_writes_summed_grad():
+    model = MLP()
+    x, y = _mlp_batch(3, 4)
+    with GradientCapture(model, k=3, normalize=False) as cap:
+        a = cap.backward(mlp_losses(model, x, y))
+    with GradientCapture(model, k=3, normalize=False, param_grads=True) as cap:
+        b = cap.backward(mlp_losses(model, x, y))
+    _close(b, a)
+    exact = per_example_grads_func(model, mlp_losses, (x, y))
+    _close(model.inp.weight.grad, exact["inp.weight"].sum(0))
+
+
+def test_normalize_gives_unit_rows():
+    model = MLP()
+    x, y = _mlp_batch(4, 3)
+    with GradientCapture(model, k=3, normalize=False) as cap:
+        raw = cap.backward(mlp_losses(model, x, y))
+    with GradientCapture(model, k=3, normalize=True, dtype=torch.float64) as cap:
+        unit = cap.backward(mlp_losses(model, x, y))
+    assert unit.dtype == torch.float64
+    _close(unit.float(), raw / raw.norm(dim=1, keepdim=True))
+
+
+# ----------------------------------------------------------------------------
+# Adam preconditioning
+# ----------------------------------------------------------------------------
+
+
+def _rank1_moments(model: nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(9)
+    out = {}
+    for n in names:
+        w = model.get_submodule(n).weight
+        r = torch.rand(w.shape[0], generator=g) + 0.1
+        c = torch.rand(w.shape[1], generator=g) + 0.1
+        out[f"{n}.weight"] = torch.outer(r, c) * 1e-3
+    return out
+
+
+def test_flat_preconditioning_is_exact_elementwise():
+    model = MLP()
+    x, y = _mlp_batch(3, 4)
+    g = torch.Generator().manual_seed(10)
+    v = {n: torch.rand(p.shape, generator=g) * 1e-2 for n, p in model.named_parameters()}
+    pre = AdamPreconditioner(v, eps=1e-3, bias_correction=0.5)
+    with GradientCapture(model, mode="flat", k=19, precondition=pre, normalize=False, include_bias=True) as cap:
+        got = cap.backward(mlp_losses(model, x, y))
+    exact = per_example_grads_func(model, mlp_losses, (x, y))
+    scaled = {n: t / ((v[n] / 0.5).sqrt() + 1e-3) for n, t in exact.items()}
+    _close(got, compress_flat(cap.flatten(scaled), 19))
+
+
+def test_factored_preconditioning_exact_for_rank1_second_moment():
+    model = MLP()
+    x, y = _mlp_batch(3, 4)
+    v = _rank1_moments(model, ["inp", "shared", "out"])
+    pre = AdamPreconditioner(v, eps=0.0, bias_correction=0.25)
+    with GradientCapture(model, mode="factored", k=3, precondition=pre, normalize=False) as cap:
+        got = cap.backward(mlp_losses(model, x, y))
+    exact = per_example_grads_func(model, mlp_losses, (x, y))
+    scaled = {n: t / (v[n] / 0.25).sqrt() for n, t in exact.items() if n in v}
+    _close(got, _projected(cap, scaled), 1e-4)
+
+
+def test_from_optimizer_reads_adam_state():
+    model = MLP()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, betas=(0.9, 0.99), eps=1e-6)
+    x, y = _mlp_batch(3, 4)
+    with pytest.raises(ValueError, match="take at least one step"):
+        AdamPreconditioner.from_optimizer(opt)
+    for _ in range(2):
+        opt.zero_grad()
+        mlp_losses(model, x, y).sum().backward()
+        opt.step()
+    pre = AdamPreconditioner.from_optimizer(opt)
+    assert pre.eps == 1e-6
+    v = opt.state[model.inp.weight]["exp_avg_sq"]
+    torch.testing.assert_close(pre.second_moment(model.inp.weight, "inp.weight"), v / (1 - 0.99**2))
+    model.zero_grad(set_to_none=True)
+    with GradientCapture(model, mode="flat", k=7, precondition=pre) as cap:
+        out = cap.backward(mlp_losses(model, x, y))
+    assert torch.isfinite(out).all()
+    with pytest.raises(TypeError, match="Adam-family"):
+        AdamPreconditioner.from_optimizer(torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(KeyError, match="inp.weight"):
+        with GradientCapture(model, mode="flat", k=7, precondition=AdamPreconditioner({})):
+            pass
