@@ -20,16 +20,20 @@ from .capture import (
     per_example_grads_func,
 )
 from .kernels import dequantize_int8, factored_project, projection_matrix, quantize_int8, sjlt
+from .quality import cosine_scores, per_query_spearman, precision_at_k
 
 __all__ = [
     "AdamPreconditioner",
     "GradientCapture",
     "LayoutEntry",
     "compress_flat",
+    "cosine_scores",
     "dequantize_int8",
     "factored_project",
     "flatten_grads",
     "per_example_grads_func",
+    "per_query_spearman",
+    "precision_at_k",
     "projection_matrix",
     "quantize_int8",
     "sjlt",
