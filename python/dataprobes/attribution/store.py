@@ -587,7 +587,8 @@ class StoreWriter:
             else:
                 if not np.isfinite(grads).all():
                     raise ValueError("grads contains NaN or infinite values")
-                h = grads.astype(np.float16)
+                with np.errstate(over="ignore"):
+                    h = grads.astype(np.float16)
             if not np.isfinite(h).all():
                 raise ValueError("grads overflows float16 (|value| > 65504); rescale it or use dtype='int8'")
             return h, None
