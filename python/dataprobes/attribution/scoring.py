@@ -339,19 +339,23 @@ def score(
     out_buf = torch.empty((block, num_q), dtype=torch.float32, device=dev)
     best_keys: torch.Tensor | None = None
     best_pos: torch.Tensor | None = None
+    norm_buf = torch.empty(block, dtype=torch.float32, device=dev) if method == "cosine" else None
     for start, stop, data, scales in _blocks(st, block):
         b = stop - start
         raw = torch.from_numpy(data).to(dev)
-        sc = torch.from_numpy(scales).to(dev) if scales is not None else None
         out = out_buf[:b]
+        # Reductions run per fixed tile (same shapes whatever block_rows; the
+        # float32 tile stays in cache); elementwise work runs once per block.
         for t0 in range(0, b, TILE_ROWS):
             t1 = min(t0 + TILE_ROWS, b)
             x = raw[t0:t1].to(torch.float32)
             torch.mm(x, q_t, out=out[t0:t1])
-            if method == "cosine":  # the int8 scale cancels
-                out[t0:t1] /= torch.linalg.vector_norm(x, dim=1).clamp_min(_TINY)[:, None]
-            elif sc is not None:
-                out[t0:t1] *= sc[t0:t1, None]
+            if norm_buf is not None:
+                torch.linalg.vector_norm(x, dim=1, out=norm_buf[t0:t1])
+        if norm_buf is not None:  # cosine: the int8 scale cancels
+            out /= norm_buf[:b].clamp_min(_TINY)[:, None]
+        elif scales is not None:
+            out *= torch.from_numpy(scales).to(dev)[:, None]
         s = out.T
         if full is not None:
             full[:, start:stop] = s.cpu().numpy()
