@@ -51,7 +51,7 @@ def _write(path: Path, x: np.ndarray, ids: np.ndarray, dtype: str = "int8", shar
 @given(
     n=st.integers(0, 300),
     dim=st.integers(1, 33),
-    shard_rows=st.integers(1, 120),
+    shard_rows=st.integers(5, 120),
     batch=st.integers(1, 200),
     dtype=st.sampled_from(["int8", "float16"]),
 )

@@ -182,31 +182,30 @@ def _round_block(block_rows: int) -> int:
     return max(1, math.ceil(block_rows / TILE_ROWS)) * TILE_ROWS
 
 
-def _keys(s: torch.Tensor, id_rank: torch.Tensor) -> torch.Tensor:
-    """Pack float32 scores [Q, b] and id ranks [b] into int64 keys ordered by
-    (score descending, id ascending) when sorted descending."""
-    bits = (s + 0.0).view(torch.int32).to(torch.int64)  # + 0.0 maps -0.0 to +0.0
-    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # monotone in the float value
-    return bits * _LOW + (_LOW - 1 - id_rank)[None, :]
+def _keys(s: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """Pack float32 scores ``s`` [b, Q] (modified: -0.0 becomes +0.0) and the
+    low key words ``low`` [b] (``2**32 - 1 - id rank``) into int64 keys [Q, b]
+    whose descending order is (score descending, id ascending). Keys are
+    unique, so the top-k of any union of blocks is one exact set."""
+    s.add_(0.0)  # IEEE: -0.0 + 0.0 = +0.0, so equal scores get equal bits
+    bits = s.view(torch.int32)
+    bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # monotone in the float value
+    return torch.add(low[None, :], bits.T, alpha=_LOW)
 
 
-def _decode(keys: torch.Tensor) -> torch.Tensor:
-    bits = torch.div(keys, _LOW, rounding_mode="floor")
-    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
-    return bits.to(torch.int32).view(torch.float32)
+def _decode(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of :func:`_keys`: (float32 scores, id ranks)."""
+    rank = (_LOW - 1) - (keys & (_LOW - 1))
+    bits = keys >> 32
+    bits = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).to(torch.int32)
+    return bits.view(torch.float32), rank
 
 
-def _merge(
-    best_keys: torch.Tensor | None, best_pos: torch.Tensor | None, keys: torch.Tensor, start: int, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    cand = keys if best_keys is None else torch.cat([best_keys, keys], dim=1)
-    kk = min(k, cand.shape[1])
-    vals, idx = torch.topk(cand, kk, dim=1, largest=True, sorted=False)
-    if best_keys is None or best_pos is None:
-        return vals, idx + start
-    kprev = best_keys.shape[1]
-    from_best = best_pos.gather(1, idx.clamp(max=kprev - 1))
-    return vals, torch.where(idx < kprev, from_best, idx - kprev + start)
+def _merge(best: torch.Tensor | None, keys: torch.Tensor, k: int) -> torch.Tensor:
+    cand = keys if best is None else torch.cat([best, keys], dim=1)
+    if cand.shape[1] <= k:
+        return cand
+    return torch.topk(cand, k, dim=1, largest=True, sorted=False).values
 
 
 # ----------------------------------------------------------------------------
@@ -334,12 +333,11 @@ def score(
     q_t = q.T.contiguous()  # [dim, Q]
     num_q = q_t.shape[1]
 
-    id_rank = st.id_rank()
+    low_np = (_LOW - 1) - st.id_rank()  # low key words: larger for smaller ids
     full = np.empty((num_q, n), np.float32) if return_full else None
     out_buf = torch.empty((block, num_q), dtype=torch.float32, device=dev)
-    best_keys: torch.Tensor | None = None
-    best_pos: torch.Tensor | None = None
     norm_buf = torch.empty(block, dtype=torch.float32, device=dev) if method == "cosine" else None
+    best: torch.Tensor | None = None
     for start, stop, data, scales in _blocks(st, block):
         b = stop - start
         raw = torch.from_numpy(data).to(dev)
@@ -356,13 +354,13 @@ def score(
             out /= norm_buf[:b].clamp_min(_TINY)[:, None]
         elif scales is not None:
             out *= torch.from_numpy(scales).to(dev)[:, None]
-        s = out.T
         if full is not None:
-            full[:, start:stop] = s.cpu().numpy()
-        keys = _keys(s, torch.from_numpy(np.array(id_rank[start:stop])).to(dev))
-        best_keys, best_pos = _merge(best_keys, best_pos, keys, start, k)
-    assert best_keys is not None and best_pos is not None
-    vals, order = torch.sort(best_keys, dim=1, descending=True)
-    pos = best_pos.gather(1, order).cpu().numpy()
-    scores_out = _decode(vals).cpu().numpy().copy()
-    return TopK(ids=st.ids[pos], scores=scores_out, method=method, query_ids=query_ids, full=full)
+            full[:, start:stop] = out.T.cpu().numpy()
+        keys = _keys(out, torch.from_numpy(low_np[start:stop]).to(dev))
+        best = _merge(best, keys, k)
+    assert best is not None
+    vals = torch.sort(best, dim=1, descending=True).values
+    scores_t, rank = _decode(vals)
+    ids = st.sorted_ids[rank.cpu().numpy()]
+    scores_out = scores_t.cpu().numpy().copy()
+    return TopK(ids=ids, scores=scores_out, method=method, query_ids=query_ids, full=full)

@@ -772,6 +772,7 @@ class GradientStore:
         self._offsets = np.concatenate([[0], np.cumsum([s.rows for s in self._shards], dtype=np.int64)]).astype(np.int64)
         self._sorter: np.ndarray | None = None
         self._id_rank: np.ndarray | None = None
+        self._sorted_ids: np.ndarray | None = None
         if self._ids.shape[0] > 1:
             order = np.argsort(self._ids, kind="stable")
             s = self._ids[order]
@@ -862,6 +863,16 @@ class GradientStore:
                 f"{name} differs from the store's capture config in keys: {_describe_diff(cfg, self.config, diff)}; "
                 "queries must be captured with the same projection and model/layer spec as the store"
             )
+
+    @property
+    def sorted_ids(self) -> np.ndarray:
+        """All example ids in ascending order (cached, read-only);
+        ``sorted_ids[id_rank()[i]] == ids[i]``."""
+        if self._sorted_ids is None:
+            out = self._ids[self._sorter] if self._sorter is not None else self._ids.copy()
+            out.setflags(write=False)
+            self._sorted_ids = out
+        return self._sorted_ids
 
     def id_rank(self) -> np.ndarray:
         """Position of each row's id in ascending id order (cached; used for tie-breaking)."""
