@@ -1,0 +1,135 @@
+"""Capture → store: write compressed per-example gradients of a data set to a
+sharded :class:`~dataprobes.attribution.store.GradientStore`, resumably, from a
+plain loop, a ``torch.distributed`` job or a Hugging Face ``Trainer``.
+
+    cap = GradientCapture(model, mode="factored", k_in=32, k_out=32, seed=0)
+    capture_to_store(cap, loss_fn, batches, "grads/train")     # (ids, batch) pairs
+    top = score("grads/train", query_grads, method="influence", top_k=50,
+                query_config=capture_config(cap))
+
+Each rank of a distributed job passes its own batches; its shards carry its
+rank and readers see one logical store. An interrupted run resumes: examples
+whose ids are already stored are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import torch
+
+from .capture import GradientCapture
+from .store import GradientStore, StoreWriter
+
+LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+
+
+def capture_config(capture: GradientCapture, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON description of how ``capture`` compresses gradients: what a
+    store records and what queries must match to be scored against it."""
+    cfg: dict[str, Any] = {
+        "capture": "dataprobes.GradientCapture",
+        "mode": capture.mode,
+        "seed": capture.seed,
+        "k": capture.k,
+        "k_in": capture.k_in,
+        "k_out": capture.k_out,
+        "dim": capture.dim,
+        "normalize": capture.normalize,
+        "projection": capture.projection,
+        "scheme": capture.scheme,
+        "include_bias": capture.include_bias,
+        "preconditioned": capture.precondition is not None,
+        "modules": [[e.module, e.kind, list(e.shape)] for e in capture.layout],
+    }
+    if extra:
+        cfg["extra"] = dict(extra)
+    return cfg
+
+
+def capture_batches(
+    capture: GradientCapture, loss_fn: LossFn, batches: Iterable[tuple[Any, Any]]
+) -> Iterable[tuple[np.ndarray, torch.Tensor]]:
+    """Yields ``(ids, compressed gradients [B, dim])`` for each ``(ids, batch)``;
+    ``loss_fn(model, batch)`` returns per-example losses ``[B]``."""
+    with capture:
+        for ids, batch in batches:
+            losses = loss_fn(capture.model, batch)
+            yield np.asarray(ids, dtype=np.int64), capture.backward(losses)
+
+
+def capture_to_store(
+    capture: GradientCapture,
+    loss_fn: LossFn,
+    batches: Iterable[tuple[Any, Any]],
+    path: str | os.PathLike[str],
+    *,
+    dtype: str = "int8",
+    shard_rows: int = 65536,
+    rank: int | None = None,
+    extra_config: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> GradientStore:
+    """Captures every ``(ids, batch)`` and appends it to the store at ``path``.
+
+    Batches whose ids are all stored already are skipped without a forward
+    pass (resume after an interruption); partially stored batches write only
+    their missing rows. Returns the store, opened for reading.
+    """
+    from tqdm.auto import tqdm
+
+    config = capture_config(capture, extra_config)
+    with StoreWriter(path, capture.dim, dtype, config, rank=rank, shard_rows=shard_rows) as writer:
+        with capture:
+            for ids, batch in tqdm(batches, desc="capturing", disable=not progress):
+                ids = np.asarray(ids, dtype=np.int64)
+                done = writer.contains(ids)
+                if done.all():
+                    continue
+                g = capture.backward(loss_fn(capture.model, batch))
+                keep = ~done
+                writer.append(ids[keep], g[torch.from_numpy(keep).to(g.device)])
+    return GradientStore(path)
+
+
+def attribution_callback(
+    loss_fn: LossFn,
+    batches: Callable[[], Iterable[tuple[Any, Any]]],
+    store_dir: str | os.PathLike[str],
+    capture_kwargs: Mapping[str, Any],
+    *,
+    every_n_steps: int | None = None,
+    at_end: bool = True,
+    dtype: str = "int8",
+) -> Any:
+    """A ``transformers.TrainerCallback`` that captures the gradients of
+    ``batches()`` into ``store_dir/step-XXXXXXXX`` every ``every_n_steps``
+    optimizer steps and/or at the end of training (LESS-style checkpoints).
+    ``capture_kwargs`` are passed to :class:`GradientCapture` with the
+    trainer's model."""
+    from transformers import TrainerCallback
+
+    class AttributionCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.stores: list[GradientStore] = []
+
+        def _run(self, model: torch.nn.Module, step: int) -> None:
+            was_training = model.training
+            model.eval()
+            cap = GradientCapture(model, **dict(capture_kwargs))
+            path = os.path.join(os.fspath(store_dir), f"step-{step:08d}")
+            self.stores.append(capture_to_store(cap, loss_fn, batches(), path, dtype=dtype))
+            model.train(was_training)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            if every_n_steps and model is not None and state.global_step % every_n_steps == 0:
+                self._run(model, state.global_step)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            done = {s.path.name for s in self.stores}
+            if at_end and model is not None and f"step-{state.global_step:08d}" not in done:
+                self._run(model, state.global_step)
+
+    return AttributionCallback()
