@@ -90,13 +90,22 @@ def main() -> None:
     print("\n| scoring | precision@10 | chance |")
     print("|---|---:|---:|")
     chance = max((labels[t] == c).mean() for c in range(comps))
+    print(f"| exact gradients, cosine | {precision_at_k(exact, labels[q], labels[t], 10).mean():.3f} | {chance:.3f} |")
+    # through the store and the streamed scorer, for each scoring method
+    import tempfile
+
+    from dataprobes.attribution import StoreWriter, score
+
     sj = compress_flat(flat, 2048, seed=1)
-    for name, s in [
-        ("exact gradients, cosine", exact),
-        ("SJLT k=2048, cosine", cosine_scores(sj[q], sj[t])),
-        ("SJLT k=2048, inner product", (sj[q] @ sj[t].T).double()),
-    ]:
-        print(f"| {name} | {precision_at_k(s, labels[q], labels[t], 10).mean():.3f} | {chance:.3f} |")
+    train_labels = labels[t]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = {"projection": "sjlt", "k": 2048, "seed": 1}
+        with StoreWriter(tmp, 2048, "int8", cfg) as w:
+            w.append(np.arange(n_train), sj[t])
+        for method in ("cosine", "ip", "influence"):
+            top = score(tmp, sj[q], method, top_k=10, query_config=cfg)
+            p10 = (train_labels[np.asarray(top.ids)] == labels[q][:, None]).mean()
+            print(f"| SJLT k=2048, int8 store, {method} | {p10:.3f} | {chance:.3f} |")
 
 
 if __name__ == "__main__":
