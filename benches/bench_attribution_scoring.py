@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+THREADS = os.cpu_count() or 1  # torch / BLAS threads in the timed subprocesses (--threads)
 CONFIG = {"projection": {"kind": "bench-random", "seed": 0}, "k": None, "model": "none"}
 
 
@@ -128,11 +130,16 @@ def child(method: str, store_dir: str, queries_file: str, top_k: int, block_rows
             w.append(np.arange(4096), np.random.default_rng(0).standard_normal((4096, store.dim), dtype=np.float32))
         _run_method(method, GradientStore(d), q, top_k, block_rows, {})
     res: dict = {}
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     with PeakSampler() as mem:
         t0 = time.perf_counter()
         ids, scores = _run_method(method, store, q, top_k, block_rows, res)
         res["seconds"] = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
     res["peak_bytes"] = mem.delta
+    # diagnostics: CPU seconds used (all threads) and major page faults (disk reads)
+    res["cpu_s"] = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    res["majflt"] = ru1.ru_majflt - ru0.ru_majflt
     np.save(out + ".ids.npy", ids)
     np.save(out + ".scores.npy", scores)
     with open(out + ".json", "w") as f:
@@ -141,9 +148,10 @@ def child(method: str, store_dir: str, queries_file: str, top_k: int, block_rows
 
 def run_child(method: str, store_dir: Path, queries_file: Path, top_k: int, block_rows: int, work: Path) -> dict:
     out = str(work / f"res-{method}")
+    env = {**os.environ, **{v: str(THREADS) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
     cmd = [sys.executable, __file__, "--child", method, "--store", str(store_dir), "--queries-file", str(queries_file),
            "--top-k", str(top_k), "--block-rows", str(block_rows), "--out", out]
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, env=env)
     with open(out + ".json") as f:
         res = json.load(f)
     res["ids"] = np.load(out + ".ids.npy")
@@ -199,6 +207,7 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=100)
     ap.add_argument("--block-rows", type=int, default=16384)
     ap.add_argument("--dtypes", nargs="+", default=["int8", "float16"])
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch/BLAS threads for every method")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds of all methods; the best time is kept")
     ap.add_argument("--naive-max-gib", type=float, default=10.0, help="skip the naive methods above this estimated memory")
     ap.add_argument("--cosine", action="store_true", help="also time streamed cosine")
@@ -209,6 +218,8 @@ def main() -> None:
     ap.add_argument("--queries-file", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global THREADS
+    THREADS = args.threads
     if args.child:
         child(args.child, args.store, args.queries_file, args.top_k, args.block_rows, args.out)
         return
@@ -217,7 +228,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-attr-", dir=args.dir))
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
-          f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads)")
+          f"numpy {np.__version__}, torch {torch.__version__}; {args.threads} threads per method")
     print(f"# dim={args.dim} queries={args.queries} top_k={args.top_k} block_rows={args.block_rows} "
           f"repeats={args.repeats}; scratch {work}")
     q = np.random.default_rng(2).standard_normal((args.queries, args.dim)).astype(np.float32)
@@ -238,6 +249,7 @@ def main() -> None:
                 for _ in range(args.repeats):  # interleaved rounds; best time, largest peak
                     for m in methods:
                         r = run_child(m, sdir, qfile, args.top_k, args.block_rows, work)
+                        print(f"  {m:>8}: {r['seconds']:7.2f} s wall, {r['cpu_s']:7.2f} s cpu, {r['majflt']} major faults", flush=True)
                         if m in best:
                             r["peak_bytes"] = max(r["peak_bytes"], best[m]["peak_bytes"])
                             if r["seconds"] > best[m]["seconds"]:
@@ -250,7 +262,8 @@ def main() -> None:
                 check_agree(streamed, streamed, sdir, q, "streamed self-check")
                 row = {"n": n, "dtype": dtype, "streamed": streamed, **naive, "same": same}
                 score_rows.append(row)
-                line = f"score  n={n:>8} {dtype:>7}: streamed {n / streamed['seconds']:10.3e} rows/s peak {fmt_bytes(streamed['peak_bytes'])}"
+                line = (f"score  n={n:>8} {dtype:>7}: streamed {n / streamed['seconds']:10.3e} rows/s peak {fmt_bytes(streamed['peak_bytes'])} "
+                        f"(cpu/wall {streamed['cpu_s'] / streamed['seconds']:.2f}, majflt {streamed['majflt']})")
                 for m, r in naive.items():
                     line += (f" | {m} {n / r['seconds']:10.3e} rows/s peak {fmt_bytes(r['peak_bytes'])} "
                              f"(ids equal {same[m]:.4f})")
