@@ -4,7 +4,8 @@
 block prefetched on a thread), moves each block to the device (a GPU when one
 is present), computes the ``[Q, block]`` scores and merges them into a running
 per-query top-k. Memory is bounded by the block and ``Q × top_k``, never by the
-store size: no ``[Q, n]`` matrix exists unless ``return_full=True``.
+number of queries times the store size: no ``[Q, n]`` matrix exists unless
+``return_full=True`` (the only per-row state is O(n) int64 id bookkeeping).
 
 Methods (``g_q`` a query row, ``g_t`` a stored row, dequantised):
 
