@@ -21,6 +21,8 @@ pub const MAX_TABLE_ENTRIES: usize = 1 << 29;
 /// Rows (and the initial law) must sum to 1 within this absolute tolerance
 /// unless `normalize` is set; accepted rows are renormalised exactly.
 pub const ROW_SUM_TOL: f64 = 1e-6;
+/// Sequences sampled in lockstep by one thread (first-order chains).
+pub const LANES: usize = 8;
 /// L1 change of one lazy power-iteration step at which π is taken as converged.
 pub const STATIONARY_TOL: f64 = 1e-14;
 
@@ -238,14 +240,46 @@ impl MarkovChain {
     }
 
     /// Like [`Self::sample_into`], with row r drawn from stream `(seed, index(r))`.
+    ///
+    /// First-order chains are sampled [`LANES`] sequences at a time in
+    /// lockstep: each token's table row depends on the previous token, so one
+    /// sequence is a chain of dependent cache (or DRAM) misses; interleaving
+    /// independent sequences lets those misses overlap. Each sequence still
+    /// consumes its own stream in the same order, so the output is identical.
     pub fn sample_rows<T: OutToken>(&self, out: &mut [T], length: usize, seed: u64, index: impl Fn(usize) -> u64 + Sync) {
         if length == 0 {
             return;
         }
-        out.par_chunks_mut(length).enumerate().for_each(|(i, row)| {
-            let mut rng = Xoshiro256pp::for_sequence(seed, index(i));
-            self.sample_row(row, &mut rng);
+        out.par_chunks_mut(length * LANES).enumerate().for_each(|(c, chunk)| {
+            let base = c * LANES;
+            if self.order == 1 && chunk.len() == length * LANES {
+                self.sample_lanes(chunk, length, seed, |g| index(base + g));
+            } else {
+                for (g, row) in chunk.chunks_mut(length).enumerate() {
+                    let mut rng = Xoshiro256pp::for_sequence(seed, index(base + g));
+                    self.sample_row(row, &mut rng);
+                }
+            }
         });
+    }
+
+    /// [`LANES`] order-1 sequences of `length` (>= 1) tokens, interleaved.
+    fn sample_lanes<T: OutToken>(&self, chunk: &mut [T], length: usize, seed: u64, index: impl Fn(usize) -> u64) {
+        let v = self.vocab;
+        let mut rngs: [Xoshiro256pp; LANES] = std::array::from_fn(|g| Xoshiro256pp::for_sequence(seed, index(g)));
+        let mut s = [0usize; LANES];
+        for g in 0..LANES {
+            let x = alias::draw(&self.init_table, &mut rngs[g]);
+            chunk[g * length] = T::from_u32(x);
+            s[g] = x as usize;
+        }
+        for t in 1..length {
+            for g in 0..LANES {
+                let y = alias::draw(&self.table[s[g] * v..s[g] * v + v], &mut rngs[g]);
+                chunk[g * length + t] = T::from_u32(y);
+                s[g] = y as usize;
+            }
+        }
     }
 
     fn sample_row<T: OutToken>(&self, row: &mut [T], rng: &mut Xoshiro256pp) {
@@ -333,7 +367,11 @@ impl MarkovChain {
         for t in k..row.len() {
             let x = self.check(row[t], i, t)?;
             step(t, self.log_p[s * v + x], self.row_h[s], self.row_v[s]);
-            s = if k == 0 { 0 } else { (s * v + x) % self.n_states };
+            s = match k {
+                0 => 0,
+                1 => x,
+                _ => (s * v + x) % self.n_states,
+            };
         }
         Ok(())
     }
@@ -349,11 +387,46 @@ impl MarkovChain {
             .zip(out.par_iter_mut())
             .enumerate()
             .try_for_each(|(i, (row, o))| {
+                if self.order <= 1 && row.iter().all(|x| x.index() < self.vocab as u64) {
+                    *o = self.log_prob_order01(row);
+                    return Ok(());
+                }
                 let mut acc = 0.0;
                 self.walk(row, i, false, |_, lp, _, _| acc += lp)?;
                 *o = acc;
                 Ok(())
             })
+    }
+
+    /// log p(x) of a validated row of an order-0 or order-1 chain: no state
+    /// arithmetic and four independent partial sums, so consecutive table
+    /// loads overlap instead of waiting on one another.
+    fn log_prob_order01<T: InToken>(&self, row: &[T]) -> f64 {
+        let v = self.vocab;
+        let idx = |x: T| x.index() as usize;
+        let (first, rest, prev): (f64, &[T], &[T]) = if self.order == 0 {
+            (0.0, row, row)
+        } else {
+            (self.prefix_logp[0][idx(row[0])], &row[1..], &row[..row.len() - 1])
+        };
+        let lp = &self.log_p;
+        let term = |t: usize| -> f64 {
+            let s = if self.order == 0 { 0 } else { idx(prev[t]) };
+            lp[s * v + idx(rest[t])]
+        };
+        let mut acc = [0.0f64; 4];
+        let n = rest.len();
+        let mut t = 0;
+        while t + 4 <= n {
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a += term(t + j);
+            }
+            t += 4;
+        }
+        for (j, a) in acc.iter_mut().enumerate().take(n - t) {
+            *a += term(t + j);
+        }
+        first + (acc[0] + acc[1]) + (acc[2] + acc[3])
     }
 
     /// log p(x_t | x_<t) for every position; `out` has the shape of `tokens`.
@@ -606,6 +679,24 @@ mod tests {
         let mut tl = vec![0.0; x.len()];
         c.token_log_probs(&x, x.len(), &mut tl).unwrap();
         assert!((tl.iter().sum::<f64>() - want).abs() < 1e-12);
+    }
+
+    #[test]
+    fn interleaved_lanes_equal_one_sequence_at_a_time() {
+        let v = 11;
+        let p = random_chain(v, 1, 12);
+        let c = MarkovChain::new(&p, v, 1, None, false).unwrap();
+        for len in [1usize, 2, 37] {
+            let n = 3 * LANES + 5; // full groups and a ragged tail
+            let mut lanes = vec![0u8; n * len];
+            c.sample_into(&mut lanes, len, 5, 100);
+            for (i, row) in lanes.chunks(len).enumerate() {
+                let mut one = vec![0u8; len];
+                let mut rng = Xoshiro256pp::for_sequence(5, 100 + i as u64);
+                c.sample_row(&mut one, &mut rng);
+                assert_eq!(row, &one[..], "row {i}, length {len}");
+            }
+        }
     }
 
     #[test]
