@@ -32,7 +32,7 @@ from ._validation import (
     start_indices,
 )
 from .estimate import Estimate
-from .processes import MarkovChain, Process, _unit
+from .processes import MarkovChain, _CoreScored, _unit
 from .typicality import TypicalityReport, z_scores
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 
-class InContextMarkov(Process):
+class InContextMarkov(_CoreScored):
     """Each sequence follows its own order-k chain with Dirichlet(α) rows.
 
     Args:
@@ -51,8 +51,9 @@ class InContextMarkov(Process):
         order: k >= 0 (0: each sequence is i.i.d. from its own Dirichlet law).
         concentration: α > 0 of the symmetric Dirichlet prior on each row.
 
-    Sampling is O(1) per token (Pólya urn). ``log_prob`` / ``token_log_probs``
-    are the exact marginal law (the Bayes predictor); ``sample(...,
+    Sampling is O(1) per token (Pólya urn). ``log_prob``, ``token_log_probs``
+    and ``predictive`` are the exact marginal law: the Bayes predictor
+    ``(c_s· + α)/(c_s + Vα)``, uniform over the first k tokens; ``sample(...,
     return_chains=True)`` also returns each sequence's hidden chain (drawn from
     its exact posterior given the sequence, so the tokens are the same either
     way), and :meth:`chain_token_log_probs` scores under those chains (the
@@ -103,24 +104,6 @@ class InContextMarkov(Process):
         tokens, _ = as_tokens(x)
         idx = np.arange(len(tokens), dtype=np.uint64) if indices is None else as_indices(indices)
         return self._core.posterior_chains(tokens, check_seed("seed", seed), idx)
-
-    def log_prob(self, x: Any) -> np.ndarray:
-        tokens, single = as_tokens(x)
-        out = self._core.log_prob(tokens)
-        return out[0] if single else out
-
-    def token_log_probs(self, x: Any) -> np.ndarray:
-        """Bayes-predictor ``log p(x_t | x_<t)``; ``-log V`` for the first k tokens."""
-        tokens, single = as_tokens(x)
-        out = self._core.token_log_probs(tokens)
-        return out[0] if single else out
-
-    def predictive(self, x: Any) -> np.ndarray:
-        """``[N, T, V]`` Bayes predictive law ``(c_s· + α)/(c_s + Vα)`` at every
-        position (uniform over the first k tokens)."""
-        tokens, single = as_tokens(x)
-        out = self._core.predictive(tokens)
-        return out[0] if single else out
 
     def chain_token_log_probs(self, x: Any, chains: Any) -> np.ndarray:
         """``log P_i(x_t | state)`` under each sequence's own chain ``chains[i]``

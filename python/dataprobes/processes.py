@@ -94,8 +94,33 @@ class Process(abc.ABC):
         """Typical-set membership and z-scores of each sequence of ``x``."""
 
 
-class _ChainProcess(Process):
-    """Shared implementation over the Rust Markov core (order 0 = i.i.d.)."""
+class _CoreScored(Process):
+    """Exact scores computed by a Rust core exposing ``log_prob``,
+    ``token_log_probs`` and ``predictive`` over 2-D token arrays; 1-D input is
+    one sequence and gets its results squeezed back."""
+
+    _core: Any
+
+    def log_prob(self, x: Any) -> np.ndarray:
+        tokens, single = as_tokens(x)
+        out = self._core.log_prob(tokens)
+        return out[0] if single else out
+
+    def token_log_probs(self, x: Any) -> np.ndarray:
+        tokens, single = as_tokens(x)
+        out = self._core.token_log_probs(tokens)
+        return out[0] if single else out
+
+    def predictive(self, x: Any) -> np.ndarray:
+        tokens, single = as_tokens(x)
+        out = self._core.predictive(tokens)
+        return out[0] if single else out
+
+
+class _ChainProcess(_CoreScored):
+    """Shared implementation over the Rust Markov core (order 0 = i.i.d.);
+    inside the first ``order`` tokens the predictive law is the conditional of
+    the initial law."""
 
     _core: _core.MarkovCore
 
@@ -118,23 +143,6 @@ class _ChainProcess(Process):
 
     def sample_at(self, indices: Any, length: int, seed: int = 0) -> np.ndarray:
         return self._core.sample_at(as_indices(indices), check_int("length", length), check_seed("seed", seed))
-
-    def log_prob(self, x: Any) -> np.ndarray:
-        tokens, single = as_tokens(x)
-        out = self._core.log_prob(tokens)
-        return out[0] if single else out
-
-    def token_log_probs(self, x: Any) -> np.ndarray:
-        tokens, single = as_tokens(x)
-        out = self._core.token_log_probs(tokens)
-        return out[0] if single else out
-
-    def predictive(self, x: Any) -> np.ndarray:
-        """``[N, T, V]`` next-token law at every position: the row of the state
-        (conditionals of the initial law inside the first ``order`` tokens)."""
-        tokens, single = as_tokens(x)
-        out = self._core.predictive(tokens)
-        return out[0] if single else out
 
     def entropy_rate(self, base: float | None = None) -> float:
         """Exact entropy rate ``H = Σ_s π(s) H(P(·|s))`` (nats/token, or in ``base``)."""
