@@ -196,34 +196,16 @@ impl HmmCore {
     }
 
     fn log_prob<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let tok = Tokens::extract(tokens)?;
-        let (n, len) = tok.shape();
-        let mut out = vec![0.0; n];
-        with_tokens!(tok, |x| super::detach(py, || self.inner.log_prob(x, len, &mut out)))?;
-        Ok(out.into_pyarray(py))
+        super::log_prob_py(py, &self.inner, tokens)
     }
 
-    fn token_log_probs<'py>(
-        &self,
-        py: Python<'py>,
-        tokens: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let tok = Tokens::extract(tokens)?;
-        let (n, len) = tok.shape();
-        let mut out = vec![0.0; n * len];
-        with_tokens!(tok, |x| super::detach(py, || self.inner.token_log_probs(x, len, &mut out)))?;
-        out.into_pyarray(py).reshape([n, len])
+    fn token_log_probs<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        super::token_log_probs_py(py, &self.inner, tokens)
     }
 
     /// [N, T, V]: p(x_t = v | x_<t).
     fn predictive<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray3<f64>>> {
-        let tok = Tokens::extract(tokens)?;
-        let (n, len) = tok.shape();
-        let v = self.inner.vocab();
-        float_output(n, len, v, "predictive")?;
-        let mut out = vec![0.0; n * len * v];
-        with_tokens!(tok, |x| super::detach(py, || self.inner.predictive(x, len, &mut out)))?;
-        out.into_pyarray(py).reshape([n, len, v])
+        super::predictive_py(py, &self.inner, tokens)
     }
 
     /// [N, T, S]: p(s_t = j | x_≤t).

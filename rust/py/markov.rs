@@ -108,38 +108,16 @@ impl MarkovCore {
     }
 
     fn log_prob<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let tok = Tokens::extract(tokens)?;
-        let (n, len) = tok.shape();
-        let mut out = vec![0.0; n];
-        with_tokens!(tok, |x| super::detach(py, || self.inner.log_prob(x, len, &mut out)))?;
-        Ok(out.into_pyarray(py))
+        super::log_prob_py(py, &self.inner, tokens)
     }
 
-    fn token_log_probs<'py>(
-        &self,
-        py: Python<'py>,
-        tokens: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let tok = Tokens::extract(tokens)?;
-        let (n, len) = tok.shape();
-        let mut out = vec![0.0; n * len];
-        with_tokens!(tok, |x| super::detach(py, || self.inner.token_log_probs(x, len, &mut out)))?;
-        out.into_pyarray(py).reshape([n, len])
+    fn token_log_probs<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        super::token_log_probs_py(py, &self.inner, tokens)
     }
 
     /// [N, T, V] next-token law p(x_t = · | x_<t) at every position.
     fn predictive<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray3<f64>>> {
-        let tok = Tokens::extract(tokens)?;
-        let (n, len) = tok.shape();
-        let v = self.inner.vocab();
-        let total = n
-            .checked_mul(len)
-            .and_then(|x| x.checked_mul(v))
-            .filter(|&x| x <= 1 << 34)
-            .ok_or_else(|| crate::error::Error::value("tokens: predictive of this many positions x vocab_size is too large; pass fewer sequences at a time"))?;
-        let mut out = vec![0.0; total];
-        with_tokens!(tok, |x| super::detach(py, || self.inner.predictive(x, len, &mut out)))?;
-        out.into_pyarray(py).reshape([n, len, v])
+        super::predictive_py(py, &self.inner, tokens)
     }
 
     /// (log p(x), Σ centred surprisal, Σ conditional varentropy) per row.

@@ -9,7 +9,8 @@ mod transforms;
 
 use crate::error::Error;
 use crate::process::tokens::OutToken;
-use numpy::{PyArray2, PyArrayMethods};
+use crate::process::Scorer;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
@@ -17,6 +18,59 @@ use pyo3::prelude::*;
 /// (`crate::pool`): the one way heavy work is entered from Python.
 pub(crate) fn detach<R: Send>(py: Python<'_>, f: impl FnOnce() -> R + Send) -> R {
     py.detach(|| crate::pool::install(f))
+}
+
+/// Largest [N, T, V] float64 output of `predictive` (2^34 values, 128 GiB).
+const MAX_PREDICTIVE_VALUES: usize = 1 << 34;
+
+/// `log_prob` for any [`Scorer`]: [N] float64.
+pub(crate) fn log_prob_py<'py, S: Scorer>(
+    py: Python<'py>,
+    scorer: &S,
+    tokens: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let tok = tokens::Tokens::extract(tokens)?;
+    let (n, len) = tok.shape();
+    let mut out = vec![0.0; n];
+    tokens::with_tokens!(tok, |x| detach(py, || scorer.log_prob(x, len, &mut out)))?;
+    Ok(out.into_pyarray(py))
+}
+
+/// `token_log_probs` for any [`Scorer`]: [N, T] float64.
+pub(crate) fn token_log_probs_py<'py, S: Scorer>(
+    py: Python<'py>,
+    scorer: &S,
+    tokens: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let tok = tokens::Tokens::extract(tokens)?;
+    let (n, len) = tok.shape();
+    let mut out = vec![0.0; n * len];
+    tokens::with_tokens!(tok, |x| detach(py, || scorer.token_log_probs(x, len, &mut out)))?;
+    out.into_pyarray(py).reshape([n, len])
+}
+
+/// `predictive` for any [`Scorer`]: [N, T, V] float64, refused beyond
+/// [`MAX_PREDICTIVE_VALUES`] before allocating.
+pub(crate) fn predictive_py<'py, S: Scorer>(
+    py: Python<'py>,
+    scorer: &S,
+    tokens: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray3<f64>>> {
+    let tok = tokens::Tokens::extract(tokens)?;
+    let (n, len) = tok.shape();
+    let v = scorer.vocab();
+    let total = n
+        .checked_mul(len)
+        .and_then(|x| x.checked_mul(v))
+        .filter(|&x| x <= MAX_PREDICTIVE_VALUES)
+        .ok_or_else(|| {
+            Error::value(format!(
+                "tokens: predictive of {n} x {len} positions x {v} tokens is too large; pass fewer sequences at a time"
+            ))
+        })?;
+    let mut out = vec![0.0; total];
+    tokens::with_tokens!(tok, |x| detach(py, || scorer.predictive(x, len, &mut out)))?;
+    out.into_pyarray(py).reshape([n, len, v])
 }
 
 /// Largest number of tokens one call may write (2^40 bytes at one byte each).
