@@ -43,7 +43,7 @@
 use crate::alias;
 use crate::error::{Error, Result};
 use crate::process::markov::{normalise_row, MAX_TABLE_ENTRIES, STATIONARY_TOL};
-use crate::process::tokens::{InToken, OutToken};
+use crate::process::tokens::{checked_index, InToken, OutToken};
 use crate::rng::Xoshiro256pp;
 use crate::stats::entropy::entropy_varentropy;
 use crate::stats::stationary::stationary;
@@ -327,14 +327,7 @@ impl Hmm {
 
     #[inline]
     fn check<T: InToken>(&self, x: T, i: usize, t: usize) -> Result<usize> {
-        let v = x.index();
-        if v >= self.vocab as u64 {
-            return Err(Error::value(format!(
-                "tokens: value {x} at position [{i}, {t}] is outside the vocabulary [0, {})",
-                self.vocab
-            )));
-        }
-        Ok(v as usize)
+        checked_index(x, self.vocab, i, t)
     }
 
     /// Runs the scaled forward recursion along each of the `rows.len() /

@@ -19,7 +19,7 @@
 
 use crate::dist;
 use crate::error::{Error, Result};
-use crate::process::tokens::{InToken, OutToken};
+use crate::process::tokens::{checked_index, InToken, OutToken};
 use crate::rng::{mix64, Xoshiro256pp};
 use rayon::prelude::*;
 
@@ -148,14 +148,7 @@ impl InContextMarkov {
 
     #[inline]
     fn check<T: InToken>(&self, x: T, i: usize, t: usize) -> Result<usize> {
-        let v = x.index();
-        if v >= self.vocab as u64 {
-            return Err(Error::value(format!(
-                "tokens: value {x} at position [{i}, {t}] is outside the vocabulary [0, {})",
-                self.vocab
-            )));
-        }
-        Ok(v as usize)
+        checked_index(x, self.vocab, i, t)
     }
 
     /// Walks a row, calling `visit(t, x_t, Some((state, scratch)))` with the

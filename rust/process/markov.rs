@@ -9,7 +9,7 @@
 
 use crate::alias;
 use crate::error::{Error, Result};
-use crate::process::tokens::{InToken, OutToken};
+use crate::process::tokens::{checked_index, InToken, OutToken};
 use crate::rng::Xoshiro256pp;
 use crate::stats::entropy::entropy_varentropy;
 use crate::stats::stationary::stationary;
@@ -321,14 +321,7 @@ impl MarkovChain {
     /// The token `x` at position [i, t] as an index, or an error naming it.
     #[inline]
     fn check<T: InToken>(&self, x: T, i: usize, t: usize) -> Result<usize> {
-        let v = x.index();
-        if v >= self.vocab as u64 {
-            return Err(Error::value(format!(
-                "tokens: value {x} at position [{i}, {t}] is outside the vocabulary [0, {})",
-                self.vocab
-            )));
-        }
-        Ok(v as usize)
+        checked_index(x, self.vocab, i, t)
     }
 
     /// Calls `step(t, log p(x_t | x_<t), H, V)` along the row, where H and V

@@ -47,5 +47,18 @@ macro_rules! in_token_signed {
         }
     )*};
 }
+/// The token `x` at position [`i`, `t`] of the input as an index below
+/// `vocab`, or a `ValueError` naming the value and its position.
+#[inline]
+pub fn checked_index<T: InToken>(x: T, vocab: usize, i: usize, t: usize) -> crate::error::Result<usize> {
+    let v = x.index();
+    if v >= vocab as u64 {
+        return Err(crate::error::Error::value(format!(
+            "tokens: value {x} at position [{i}, {t}] is outside the vocabulary [0, {vocab})"
+        )));
+    }
+    Ok(v as usize)
+}
+
 in_token_unsigned!(u8, u16, u32, u64);
 in_token_signed!(i8, i16, i32, i64);
