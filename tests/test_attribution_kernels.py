@@ -232,11 +232,16 @@ def test_factored_kernel_matches_reference(device, dtype, shape):
     mask = (torch.rand(b, t, generator=gen) > 0.3).to(device) if with_mask else None
     xb = torch.randn(k_in, generator=gen).to(device) if with_bias else None
     x, g = x32.to(dtype).to(device), g32.to(dtype).to(device)
-    out = factored_project(x, g, p_in, p_out, mask, x_bias=xb, backend="triton", _splits=splits)
+    out = factored_project(x, g, p_in, p_out, mask, x_bias=xb, backend="triton", input_precision="ieee", _splits=splits)
     assert out.shape == (b, k_out * k_in) and out.dtype == torch.float32
     _close(out, factored_reference(x, g, p_in, p_out, mask, x_bias=xb), 1e-5, 2e-5)
     ref32 = factored_reference(x32.to(device), g32.to(device), p_in, p_out, mask, x_bias=xb)
     _close(out, ref32, DTYPE_TOL[dtype], 2 * DTYPE_TOL[dtype])
+    # tensor-core precisions (exact fp32 under the interpreter); on a GPU tf32
+    # rounds operands to a 10-bit mantissa, tf32x3 recovers about fp32
+    for prec, tol in (("tf32", 5e-3), ("tf32x3", 1e-4)):
+        fast = factored_project(x, g, p_in, p_out, mask, x_bias=xb, backend="triton", input_precision=prec, _splits=splits)
+        _close(fast, factored_reference(x, g, p_in, p_out, mask, x_bias=xb), tol, 2 * tol)
 
 
 @triton_device
@@ -245,7 +250,7 @@ def test_factored_kernel_2d_inputs_and_strides(device):
     x = torch.randn(5, 11, generator=gen).to(device)
     g = torch.randn(9, 5, generator=gen).to(device).t()  # non-contiguous [5, 9]
     p_in, p_out = projection_matrix(11, 4, 3, device=device), projection_matrix(9, 6, 4, device=device)
-    out = factored_project(x, g, p_in, p_out, backend="triton")
+    out = factored_project(x, g, p_in, p_out, backend="triton", input_precision="ieee")
     _close(out, factored_reference(x, g, p_in, p_out), 1e-5, 1e-5)
     # T = 1: the per-example gradient is the outer product g xᵀ
     exact = torch.einsum("bo,bi->boi", g, x)

@@ -162,7 +162,7 @@ if HAS_TRITON:
         x = tl.load(x_ptr + r64 * stride_x + cols[None, :], mask=m2, other=0.0).to(tl.float32)
         tl.atomic_add(out_ptr + r64 * stride_o + bucket[None, :], x * sign[None, :], mask=m2, sem="relaxed")
 
-    @triton.jit(do_not_specialize=["k", "offset", "key_sign", "key_bucket", "m_first", "m_end", "m_per_split"])
+    @triton.jit(do_not_specialize=["d", "k", "offset", "key_sign", "key_bucket", "m_first", "m_end", "m_per_split"])
     def _sjlt_block_kernel(
         x_ptr, out_ptr, B, d, k, offset, stride_x, stride_os, stride_o, key_sign, key_bucket,
         m_first, m_end, m_per_split,
@@ -179,23 +179,29 @@ if HAS_TRITON:
         rmask = rows < B
         ks = key_sign.to(tl.uint32, bitcast=True)
         kb = key_bucket.to(tl.uint32, bitcast=True)
-        k64 = k.to(tl.int64)
-        lo = offset.to(tl.int64)
-        hi = lo + d
-        r64 = rows.to(tl.int64)[:, None]
+        ku = k.to(tl.uint32)
+        # All coordinates are below 2**32 (offset + d <= 2**31, k < 2**31), so
+        # 32-bit unsigned index arithmetic is exact: no 64-bit division per element.
+        lo = offset.to(tl.uint32)
+        hi = lo + d.to(tl.uint32)
+        xrow = x_ptr + rows.to(tl.int64)[:, None] * stride_x
         acc = tl.zeros([BLOCK_B, BLOCK_K], dtype=tl.float32)
         m_lo = m_first + pid_s * m_per_split
         m_hi = tl.minimum(m_lo + m_per_split, m_end)
         for m in range(m_lo, m_hi):
-            # block m is rotated by c: output b reads input m*k + (b - c) mod k
-            # (m broadcast to a vector: the loop index is a plain int under the interpreter)
-            mv = tl.zeros([BLOCK_K], dtype=tl.int64) + m
-            c = (hash32_tl(mv, kb) % k.to(tl.uint32)).to(tl.int64)
-            jg = mv * k64 + (bk.to(tl.int64) + k64 - c) % k64
+            # Block m is rotated by c: output b reads input m*k + (b - c) mod k.
+            # c is computed once per block on a 1-element tensor (the loop
+            # index is a plain int under the interpreter).
+            m1 = tl.zeros([1], dtype=tl.uint32) + m
+            c = (hash32_tl(m1, kb) % ku).to(tl.int32)
+            jl = bk - c
+            jl = tl.where(jl < 0, jl + k, jl)
+            jg = m1 * ku + jl.to(tl.uint32)
             valid = bmask & (jg >= lo) & (jg < hi)
             sign = tl.where((hash32_tl(jg, ks) >> 31) == 0, 1.0, -1.0)
-            xv = tl.load(x_ptr + r64 * stride_x + (jg - lo)[None, :], mask=rmask[:, None] & valid[None, :], other=0.0)
+            xv = tl.load(xrow + (jg - lo).to(tl.int32)[None, :], mask=rmask[:, None] & valid[None, :], other=0.0)
             acc += xv.to(tl.float32) * sign[None, :]
+        r64 = rows.to(tl.int64)[:, None]
         out = out_ptr + pid_s.to(tl.int64) * stride_os + r64 * stride_o + bk[None, :]
         tl.store(out, acc, mask=rmask[:, None] & bmask[None, :])
 
