@@ -262,6 +262,40 @@ def peak_gbps(name: str) -> float | None:
     return None
 
 
+def trak_on_device(x: torch.Tensor, ks: list[int], device: str, tfn: Callable[[Callable[[], Any]], float]) -> None:
+    """TRAK's projectors at equal k on the same rows: BasicProjector (torch,
+    blockwise Rademacher matrices) and, when its ``fast_jl`` CUDA extension is
+    installed, CudaProjector."""
+    try:
+        from trak.projectors import BasicProjector, ProjectionType
+    except ImportError:
+        print("TRAK (traker) not installed: `pip install traker` for the side-by-side row\n")
+        return
+    b, d = x.shape
+    xf = x.float()
+    print(f"TRAK projectors vs the SJLT kernel on the same float32 rows [{b}, {d}], Rademacher:\n")
+    print("| k | TRAK BasicProjector (ms) | TRAK CudaProjector (ms) | SJLT block (ms) | SJLT speed-up vs best TRAK |")
+    print("|---:|---:|---:|---:|---:|")
+    for k in ks:
+        basic = BasicProjector(grad_dim=d, proj_dim=k, seed=0, proj_type=ProjectionType.rademacher,
+                               device=device, dtype=torch.float32, block_size=128)
+        t_basic = tfn(lambda: basic.project(xf, model_id=0))
+        t_cuda = math.nan
+        if device == "cuda":
+            try:
+                from trak.projectors import CudaProjector
+
+                cp = CudaProjector(grad_dim=d, proj_dim=k, seed=0, proj_type=ProjectionType.rademacher,
+                                   device=device, max_batch_size=max(8, b))
+                t_cuda = tfn(lambda: cp.project(xf, model_id=0))
+            except Exception as exc:  # fast_jl missing or unsupported shape
+                print(f"(CudaProjector unavailable: {type(exc).__name__}: {str(exc)[:80]})")
+        t_sj = tfn(lambda: sjlt(xf, k, 0, scheme="block", backend="triton"))
+        best = min(t_basic, t_cuda) if not math.isnan(t_cuda) else t_basic
+        print(f"| {k} | {t_basic * 1e3:.2f} | {t_cuda * 1e3:.2f} | {t_sj * 1e3:.3f} | {best / t_sj:.0f}× |")
+    print()
+
+
 def gpu_part(args: argparse.Namespace, device: str) -> None:
     on_gpu = device == "cuda"
     name = torch.cuda.get_device_name() if on_gpu else "CPU (Triton interpreter smoke run: timings meaningless)"
@@ -301,6 +335,7 @@ def gpu_part(args: argparse.Namespace, device: str) -> None:
             print(f"| {k} | {scheme} | {tt * 1e6:.0f} | {gbps:.0f} | {pk} | {100 * gbps / copy_gbps:.0f}% | {t_dense / tt:.1f}× |")
         del p
     print()
+    trak_on_device(x, ks[:2], device, tfn)
 
     # -- quantisation kernel
     bq, kq = (65536, 8192) if on_gpu else (8, 64)
