@@ -164,6 +164,48 @@ def test_generation_controls() -> None:
         generate(m, prompt, 3, top_p=0)
 
 
+def test_generation_does_not_depend_on_batching() -> None:
+    chain = dp.MarkovChain.random(9, entropy_rate=1.2, seed=5)
+    model = TrueMarkovModel(chain)
+    prompt = chain.sample(10, 1, seed=1)
+    whole = generate(model, prompt, 30, seed=3)
+    for lo, hi in ((0, 3), (3, 4), (4, 10)):
+        assert torch.equal(generate(model, prompt[lo:hi], 30, seed=3, first_row=lo), whole[lo:hi])
+    assert not torch.equal(generate(model, prompt, 30, seed=4), whole)
+    a = generation_typicality(model, chain, num_sequences=20, length=16, temperatures=(1.0,), seed=2, batch_size=3)
+    b = generation_typicality(model, chain, num_sequences=20, length=16, temperatures=(1.0,), seed=2, batch_size=20)
+    np.testing.assert_array_equal(a[0].tokens, b[0].tokens)
+    with pytest.raises(ValueError, match="first_row"):
+        generate(model, prompt, 3, first_row=-1)
+
+
+def test_sampled_tokens_follow_the_sampled_law() -> None:
+    """Chi-square goodness of fit of one decoding step (fixed seed), zero-probability
+    tokens never drawn, and top-k restricted to the k most likely tokens."""
+    from scipy import stats
+
+    probs = np.array([0.3, 0.0, 0.25, 0.2, 0.0, 0.15, 0.1])
+    logits = torch.tensor(np.log(np.where(probs > 0, probs, 1e-300)))
+    logits[probs == 0] = -math.inf
+
+    def model(idx: torch.Tensor) -> torch.Tensor:
+        return logits.expand(*idx.shape, -1)
+
+    n = 20000
+    tok = generate(model, np.zeros((n, 1), dtype=np.int64), 1, seed=11)[:, 1].numpy()
+    counts = np.bincount(tok, minlength=7)
+    assert counts[probs == 0].sum() == 0
+    pos = probs > 0
+    assert stats.chisquare(counts[pos], n * probs[pos]).pvalue > 1e-3
+    # a wrong law is rejected by the same test (power)
+    wrong = np.array([0.25, 0.25, 0.2, 0.15, 0.15])
+    assert stats.chisquare(counts[pos], n * wrong).pvalue < 1e-6
+    top2 = generate(model, np.zeros((2000, 1), dtype=np.int64), 1, seed=12, top_k=2)[:, 1].numpy()
+    assert set(np.unique(top2)) == {0, 2}
+    frac0 = (top2 == 0).mean()  # 0.3 / 0.55
+    assert abs(frac0 - 0.3 / 0.55) < 4 * math.sqrt(0.25 / 2000)
+
+
 def test_true_model_generations_are_typical_and_self_typical() -> None:
     chain = dp.MarkovChain.random(16, entropy_rate=1.5, seed=3)
     reps = generation_typicality(TrueMarkovModel(chain), chain, num_sequences=400, length=64, temperatures=(1.0,), seed=1)

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._counter_hash import hash32_torch, stream_key, uniform53
 from .._validation import as_tokens, check_float, check_int, check_seed
 from ..processes import IID, MarkovChain, Process
 
@@ -311,32 +312,52 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int = 0,
+    first_row: int = 0,
 ) -> torch.Tensor:
     """Continue ``prompt`` [B, P] by ``length`` tokens; returns [B, P + length].
 
-    ``temperature=0`` is greedy decoding. Deterministic for a given seed on a
-    given device.
+    ``temperature=0`` is greedy decoding. Sampling is counter-based: the
+    token of row ``i`` at step ``t`` is the inverse-CDF draw of the uniform
+    ``U(seed, first_row + i, t)`` (:func:`dataprobes._counter_hash.uniform53`)
+    from the sampled distribution, so a sequence's continuation depends on its
+    index and the seed, not on the batch it was generated in or its size
+    (given the same logits; batched matmuls on some devices differ in the
+    last bits between batch sizes, which can flip a near-tie).
     """
     _check_sampling(temperature, top_k, top_p)
     fn, device = as_logits_fn(model)
     x_np, _ = as_tokens(prompt)
     if x_np.shape[1] < 1:
         raise ValueError("prompt must hold at least one token per sequence")
+    n_steps = check_int("length", length)
+    if n_steps >= 2**32:
+        raise ValueError(f"length must be below 2**32, got {length}")
+    first = check_int("first_row", first_row, 0)
+    if first + x_np.shape[0] > 2**32:
+        raise ValueError(f"first_row + batch size must not exceed 2**32, got {first} + {x_np.shape[0]}")
+    s = check_seed("seed", seed)
     x = torch.from_numpy(x_np.astype(np.int64)).to(device)
-    gen = torch.Generator(device=device).manual_seed(check_seed("seed", seed))
+    rows = torch.arange(first, first + x.shape[0], dtype=torch.int64, device=device)
+    keys = (hash32_torch(rows, stream_key(s, 0)), hash32_torch(rows, stream_key(s, 1)))
     # TinyGPT decodes incrementally with its key/value cache; other models
     # re-read the whole prefix each step.
     from .model import TinyGPT
 
     cache = model.new_cache() if isinstance(model, TinyGPT) else None
     step_in = x
-    for _ in range(check_int("length", length)):
+    for t in range(n_steps):
         if cache is not None:
             logits = model(step_in, cache)[:, -1].to(torch.float64)
         else:
-            logits = fn(x)[:, -1]
+            logits = fn(x)[:, -1].to(torch.float64)
         logq = _sampling_logprobs(logits, temperature, top_k, top_p)
-        nxt = torch.multinomial(logq.exp().float(), 1, generator=gen) if temperature > 0 else logq.argmax(-1, keepdim=True)
+        if temperature > 0:
+            cdf = logq.exp().cumsum(-1)
+            target = uniform53(keys, t) * cdf[:, -1]
+            # first token whose cumulative mass exceeds the target: never a zero-probability token
+            nxt = torch.searchsorted(cdf, target[:, None], right=True).clamp_(max=cdf.shape[-1] - 1)
+        else:
+            nxt = logq.argmax(-1, keepdim=True)
         x = torch.cat([x, nxt], dim=1)
         step_in = nxt
     return x
@@ -509,7 +530,7 @@ def generation_typicality(
         parts: dict[str, list[np.ndarray]] = {}
         tokens = []
         for lo in range(0, n, bs):
-            x = generate(model, prompts[lo : lo + bs], length, temperature=temp, top_k=top_k, top_p=top_p, seed=s + lo)
+            x = generate(model, prompts[lo : lo + bs], length, temperature=temp, top_k=top_k, top_p=top_p, seed=s, first_row=lo)
             for k, val in _score_generations(fn, truth, x, prompt_len, temp, top_k, top_p).items():
                 parts.setdefault(k, []).append(val.cpu().numpy())
             tokens.append(x.cpu().numpy())

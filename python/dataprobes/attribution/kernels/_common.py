@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from ..._counter_hash import GOLDEN32, hash32_torch, splitmix64, stream_key
 from ..._validation import check_int, check_seed
 
 __all__ = ["HAS_TRITON", "INTERPRET", "check_int", "check_seed", "resolve_backend"]
@@ -63,11 +64,6 @@ def _detect_interpreter() -> bool:
 
 INTERPRET: bool = _detect_interpreter()
 
-_MASK32 = 0xFFFFFFFF
-_MASK64 = 0xFFFFFFFFFFFFFFFF
-GOLDEN32 = 0x9E3779B1
-_FMIX_C1 = 0x85EBCA6B
-_FMIX_C2 = 0xC2B2AE35
 
 #: Largest sketch input index (global coordinate) the kernels address.
 MAX_INDEX = 2**31 - 1
@@ -115,42 +111,9 @@ FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # ----------------------------------------------------------------------------
 
 
-def splitmix64(x: int) -> int:
-    """SplitMix64 output for state ``x`` (Python ints, exact)."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def stream_key(seed: int, stream: int) -> int:
-    """32-bit key of hash stream ``stream`` for user seed ``seed`` (0 ≤ seed < 2**64)."""
-    return splitmix64((splitmix64(seed) + stream) & _MASK64) & _MASK32
-
-
 def as_i32(u: int) -> int:
     """A uint32 value as the int32 with the same bits (for kernel arguments)."""
     return u - (1 << 32) if u >= (1 << 31) else u
-
-
-def _mul32(a: torch.Tensor, c: int) -> torch.Tensor:
-    """``a * c mod 2**32`` for int64 ``a`` in [0, 2**32) without overflow."""
-    lo = a * (c & 0xFFFF)
-    hi = ((a * (c >> 16)) & 0xFFFF) << 16
-    return (lo + hi) & _MASK32
-
-
-def fmix32_torch(h: torch.Tensor) -> torch.Tensor:
-    h = h ^ (h >> 16)
-    h = _mul32(h, _FMIX_C1)
-    h = h ^ (h >> 13)
-    h = _mul32(h, _FMIX_C2)
-    return h ^ (h >> 16)
-
-
-def hash32_torch(j: torch.Tensor, key: int) -> torch.Tensor:
-    """``H(j, key)`` for int64 ``j`` in [0, 2**32): int64 values in [0, 2**32)."""
-    return fmix32_torch(_mul32(j, GOLDEN32) ^ key)
 
 
 if HAS_TRITON:
