@@ -3,12 +3,15 @@
 ``dataprobes generate markov|iid ...`` samples a probe data set, writes it
 atomically (``.npy``, or ``.parquet`` when pyarrow is installed) together with
 the process that produced it (``<out>.process.npz``), and prints the process's
-exact entropy rate and the typicality summary of what it wrote.
+exact entropy rate and the typicality summary of what it wrote. An
+interrupted run (Ctrl-C, a kill, a crash) resumes where it stopped when run
+again with the same arguments; ``--restart`` starts over.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -63,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--base", type=float, default=None, help="log base of reported rates (2 = bits; default nats)")
     gen.add_argument("--json", action="store_true", help="print the statistics as JSON")
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    gen.add_argument(
+        "--restart", action="store_true", help="ignore the partial output of an interrupted run (default: resume it)"
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -100,6 +106,59 @@ def _temp_beside(final: Path) -> Path:
     return Path(tmp)
 
 
+def _partial_paths(out: Path) -> tuple[Path, Path]:
+    """The in-progress data file and its progress record, beside ``out``.
+
+    Generation writes rows into ``.<name>.partial.npy`` chunk by chunk and
+    records how many rows are complete in ``.<name>.partial.json`` (written
+    atomically after the rows are flushed). A run killed at any point leaves
+    both behind; the next run with the same process, shape, seed and start
+    continues after the last recorded row (the sampler is addressable by
+    sequence index, so the result is byte-identical to an uninterrupted run).
+    Only the final rename makes ``out`` appear.
+    """
+    return out.with_name(f".{out.name}.partial.npy"), out.with_name(f".{out.name}.partial.json")
+
+
+def _law_digest(process: _ChainProcess) -> str:
+    """sha256 of the exact law (identifies the process across runs)."""
+    law = process.transition if isinstance(process, MarkovChain) else process.probs  # type: ignore[attr-defined]
+    h = hashlib.sha256(type(process).__name__.encode())
+    h.update(repr(getattr(process, "order", 0)).encode())
+    h.update(np.ascontiguousarray(law, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def _rows_done(partial: Path, state: Path, key: dict[str, Any]) -> int:
+    """Rows a previous run with the same ``key`` completed, or 0."""
+    try:
+        record = json.loads(state.read_text())
+        arr = np.load(partial, mmap_mode="r")
+    except (OSError, ValueError):
+        return 0
+    if {k: record.get(k) for k in key} != key or list(arr.shape) != key["shape"] or str(arr.dtype) != key["dtype"]:
+        return 0
+    done = record.get("rows_done")
+    return done if isinstance(done, int) and 0 <= done <= key["shape"][0] else 0
+
+
+def _new_array_file(path: Path, dtype: np.dtype, shape: tuple[int, int]) -> np.ndarray:
+    """A writable ``.npy`` of ``shape`` (memory-mapped unless empty)."""
+    if shape[0] * shape[1] == 0:
+        np.save(path, np.empty(shape, dtype))
+        return np.empty(shape, dtype)
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+
+def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
+    tmp = _temp_beside(path)
+    try:
+        tmp.write_text(json.dumps(obj))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _unit(base: float | None) -> str:
     return "nats" if base is None else ("bits" if base == 2 else f"log base {base:g}")
 
@@ -129,36 +188,55 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     per_chunk = max(1, _CHUNK_TOKENS // max(length, 1))
     nll = np.empty(n)
     z = np.empty(n)
-    tmp = _temp_beside(out)
-    try:
-        data: np.ndarray
-        if fmt == ".npy":
-            data = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, length))
-        else:
-            data = np.empty((n, length), dtype)
-        with tqdm(
-            total=n * length,
-            unit="tok",
-            unit_scale=True,
-            desc="sampling",
-            disable=args.no_progress or n * length < _CHUNK_TOKENS,
-        ) as bar:
-            for lo in range(0, n, per_chunk):
-                hi = min(n, lo + per_chunk)
+    partial, state = _partial_paths(out)
+    key = {
+        "law_sha256": _law_digest(process),
+        "shape": [n, length],
+        "dtype": str(dtype),
+        "seed": args.seed,
+        "start": args.start,
+    }
+    done = 0 if args.restart else _rows_done(partial, state, key)
+    data: np.ndarray
+    if done:
+        print(f"dataprobes: resuming {out.name}: {done} of {n} sequences already written", file=sys.stderr)
+        data = np.lib.format.open_memmap(partial, mode="r+")
+    else:
+        _write_json_atomic(state, {**key, "rows_done": 0})
+        data = _new_array_file(partial, dtype, (n, length))
+    with tqdm(
+        total=n * length,
+        unit="tok",
+        unit_scale=True,
+        desc="sampling",
+        disable=args.no_progress or n * length < _CHUNK_TOKENS,
+    ) as bar:
+        for lo in range(0, n, per_chunk):
+            hi = min(n, lo + per_chunk)
+            if hi <= done:  # written before the interruption: only re-score it
+                chunk = np.asarray(data[lo:hi])
+            else:
                 chunk = process.sample(hi - lo, length, seed=args.seed, start=args.start + lo)
                 data[lo:hi] = chunk
-                if length:
-                    rep = process.typicality(chunk, eps=args.eps, base=args.base)
-                    nll[lo:hi], z[lo:hi] = rep.nll_per_token, rep.z
-                bar.update(chunk.size)
-        if isinstance(data, np.memmap):
-            data.flush()
-            del data
-        else:
-            _write_parquet(tmp, data)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+                if isinstance(data, np.memmap):
+                    data.flush()  # the rows reach the file before the record says so
+                _write_json_atomic(state, {**key, "rows_done": hi})
+            if length:
+                rep = process.typicality(chunk, eps=args.eps, base=args.base)
+                nll[lo:hi], z[lo:hi] = rep.nll_per_token, rep.z
+            bar.update(chunk.size)
+    del data
+    if fmt == ".npy":
+        os.replace(partial, out)
+    else:
+        tmp = _temp_beside(out)
+        try:
+            _write_parquet(tmp, np.load(partial, mmap_mode="r"))
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        partial.unlink()
+    state.unlink(missing_ok=True)
 
     _write_process(out.with_name(out.name + ".process.npz"), process, args)
     report = TypicalityReport(nll, z, process.entropy_rate(args.base), args.eps, _unit(args.base))
