@@ -68,6 +68,9 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=1_000_000, help="tokens per sequence")
     ap.add_argument("--vocab", type=int, default=128)
     ap.add_argument("--entropy-rate", type=float, default=2.0)
+    ap.add_argument("--zipf", type=float, default=None,
+                    help="instead of the Markov probe: i.i.d. Zipf(s) tokens over --vocab (a tokenised corpus's "
+                         "unigram shape; with V = 50257 order 1 takes the sparse path)")
     ap.add_argument("--orders", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--profile", type=int, default=2, help="also time entropy_profile up to this order (-1: skip)")
     ap.add_argument("--repeats", type=int, default=7, help="timed numpy runs per case")
@@ -77,14 +80,18 @@ def main() -> None:
     args = ap.parse_args()
 
     v = args.vocab
-    chain = dp.MarkovChain.random(v, entropy_rate=args.entropy_rate, seed=0)
     rows = max(1, args.tokens // args.length)
-    x = chain.sample(rows, args.length, seed=1)
+    if args.zipf is None:
+        process = dp.MarkovChain.random(v, entropy_rate=args.entropy_rate, seed=0)
+    else:
+        w = 1.0 / np.arange(1, v + 1) ** args.zipf
+        process = dp.IID(w / w.sum())
+    x = process.sample(rows, args.length, seed=1)
     ntok = x.size
     threads = os.environ.get("RAYON_NUM_THREADS", str(os.cpu_count()))
     print(f"load average (1, 5, 15 min) at the start: {os.getloadavg()}")
-    print(f"# {ntok:,} tokens ({rows} x {args.length}, {x.dtype}), V={v}, exact entropy rate "
-          f"{chain.entropy_rate():.6f} nats; CPU: {cpu_model()}, {os.cpu_count()} cores, "
+    print(f"# {ntok:,} tokens ({rows} x {args.length}, {x.dtype}), {process!r}, exact entropy rate "
+          f"{process.entropy_rate():.6f} nats; CPU: {cpu_model()}, {os.cpu_count()} cores, "
           f"rayon threads: {threads}; numpy {np.__version__}")
 
     cases = []
