@@ -157,8 +157,11 @@ mod tests {
             let got = realised_probs(&t);
             for i in 0..n {
                 let want = p[i] / s;
-                assert!((got[i] - want).abs() <= 2.0 * 2f64.powi(-32) / n as f64 + 1e-15 + want * 1e-12,
-                    "n={n} i={i} got={} want={want}", got[i]);
+                assert!(
+                    (got[i] - want).abs() <= 2.0 * 2f64.powi(-32) / n as f64 + 1e-15 + want * 1e-12,
+                    "n={n} i={i} got={} want={want}",
+                    got[i]
+                );
             }
         }
     }

@@ -32,12 +32,7 @@ impl Xoshiro256pp {
     /// recommend (this is also what `rand_xoshiro::seed_from_u64` does).
     pub fn from_u64(seed: u64) -> Self {
         let mut sm = seed;
-        let s = [
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-        ];
+        let s = [splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm)];
         Xoshiro256pp { s }
     }
 
@@ -90,10 +85,14 @@ mod tests {
 
     #[test]
     fn streams_differ_and_repeat() {
-        let a: Vec<u64> = (0..4).map(|_| 0).scan(Xoshiro256pp::for_sequence(7, 0), |r, _: u64| Some(r.next_u64())).collect();
-        let b: Vec<u64> = (0..4).map(|_| 0).scan(Xoshiro256pp::for_sequence(7, 0), |r, _: u64| Some(r.next_u64())).collect();
-        let c: Vec<u64> = (0..4).map(|_| 0).scan(Xoshiro256pp::for_sequence(7, 1), |r, _: u64| Some(r.next_u64())).collect();
-        let d: Vec<u64> = (0..4).map(|_| 0).scan(Xoshiro256pp::for_sequence(8, 0), |r, _: u64| Some(r.next_u64())).collect();
+        let a: Vec<u64> =
+            (0..4).map(|_| 0).scan(Xoshiro256pp::for_sequence(7, 0), |r, _: u64| Some(r.next_u64())).collect();
+        let b: Vec<u64> =
+            (0..4).map(|_| 0).scan(Xoshiro256pp::for_sequence(7, 0), |r, _: u64| Some(r.next_u64())).collect();
+        let c: Vec<u64> =
+            (0..4).map(|_| 0).scan(Xoshiro256pp::for_sequence(7, 1), |r, _: u64| Some(r.next_u64())).collect();
+        let d: Vec<u64> =
+            (0..4).map(|_| 0).scan(Xoshiro256pp::for_sequence(8, 0), |r, _: u64| Some(r.next_u64())).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);

@@ -60,7 +60,9 @@ pub const GROUP: usize = 4;
 /// tokens before anything of that size is allocated.
 pub fn check_sizes(n_states: usize, vocab: usize) -> Result<()> {
     if n_states == 0 {
-        return Err(Error::value("transition must have at least one hidden state (shape (num_states, num_states) with num_states >= 1)"));
+        return Err(Error::value(
+            "transition must have at least one hidden state (shape (num_states, num_states) with num_states >= 1)",
+        ));
     }
     if vocab == 0 {
         return Err(Error::value("emission must have at least one column: vocab_size must be at least 1"));
@@ -287,11 +289,11 @@ impl Hmm {
             None => out.par_chunks_mut(length).enumerate().for_each(|(i, row)| {
                 self.sample_row::<T, U, false>(row, &mut [], &mut rng_of(i));
             }),
-            Some(st) => out.par_chunks_mut(length).zip(st.par_chunks_mut(length)).enumerate().for_each(
-                |(i, (row, srow))| {
+            Some(st) => {
+                out.par_chunks_mut(length).zip(st.par_chunks_mut(length)).enumerate().for_each(|(i, (row, srow))| {
                     self.sample_row::<T, U, true>(row, srow, &mut rng_of(i));
-                },
-            ),
+                })
+            }
         }
     }
 
@@ -318,11 +320,7 @@ impl Hmm {
     // ------------------------------------------------------------ forward
 
     pub fn scratch(&self) -> Scratch {
-        Scratch {
-            alpha: vec![0.0; GROUP * self.sp],
-            pred: vec![0.0; GROUP * self.sp],
-            tok: vec![0.0; self.vocab],
-        }
+        Scratch { alpha: vec![0.0; GROUP * self.sp], pred: vec![0.0; GROUP * self.sp], tok: vec![0.0; self.vocab] }
     }
 
     #[inline]
@@ -457,7 +455,14 @@ impl Hmm {
 
     /// Runs `f(rows, i0, scratch, out)` over groups of up to [`GROUP`] rows of
     /// `tokens` in parallel; `out` holds `per_row` outputs per sequence.
-    fn par_groups<T: InToken, F>(&self, tokens: &[T], length: usize, out: &mut [f64], per_row: usize, f: F) -> Result<()>
+    fn par_groups<T: InToken, F>(
+        &self,
+        tokens: &[T],
+        length: usize,
+        out: &mut [f64],
+        per_row: usize,
+        f: F,
+    ) -> Result<()>
     where
         F: Fn(&[T], usize, &mut Scratch, &mut [f64]) -> Result<()> + Sync + Send,
     {
@@ -567,7 +572,14 @@ impl Hmm {
     /// returns), `-(1/(length - burn_in)) Σ_{t >= burn_in} log p(x_t | x_<t)`.
     /// Tokens are drawn as the forward pass consumes them and never stored,
     /// so memory is O(S) a thread whatever `length` is.
-    pub fn sampled_surprisal(&self, length: usize, burn_in: usize, seed: u64, start: u64, out: &mut [f64]) -> Result<()> {
+    pub fn sampled_surprisal(
+        &self,
+        length: usize,
+        burn_in: usize,
+        seed: u64,
+        start: u64,
+        out: &mut [f64],
+    ) -> Result<()> {
         if burn_in >= length {
             return Err(Error::value(format!(
                 "burn_in must be smaller than length, got burn_in={burn_in} and length={length}"
@@ -580,7 +592,8 @@ impl Hmm {
             |sc, (k, o)| {
                 let i0 = k * GROUP;
                 if o.len() == GROUP {
-                    let src = Drawn::<GROUP> { hmm: self, rng: std::array::from_fn(|g| rng_of(i0 + g)), state: [0; GROUP] };
+                    let src =
+                        Drawn::<GROUP> { hmm: self, rng: std::array::from_fn(|g| rng_of(i0 + g)), state: [0; GROUP] };
                     let mut acc = [LogSum::new(); GROUP];
                     self.dispatch::<_, _, GROUP>(src, length, sc, |g, t, c, _, _| {
                         if t >= burn_in {

@@ -114,7 +114,13 @@ impl InContextMarkov {
     }
 
     /// Fills rows of `length` tokens; row r uses stream `(seed, index(r))`.
-    pub fn sample_rows<T: OutToken>(&self, out: &mut [T], length: usize, seed: u64, index: impl Fn(usize) -> u64 + Sync) {
+    pub fn sample_rows<T: OutToken>(
+        &self,
+        out: &mut [T],
+        length: usize,
+        seed: u64,
+        index: impl Fn(usize) -> u64 + Sync,
+    ) {
         if length == 0 {
             return;
         }
@@ -246,10 +252,7 @@ impl InContextMarkov {
             .par_chunks(length)
             .zip(out.par_chunks_mut(per_row))
             .enumerate()
-            .try_for_each_init(
-                || Scratch::new(self.n_states, self.vocab, true),
-                |sc, (i, (row, o))| f(sc, row, i, o),
-            )
+            .try_for_each_init(|| Scratch::new(self.n_states, self.vocab, true), |sc, (i, (row, o))| f(sc, row, i, o))
     }
 
     /// Exact marginal log p(x) of each row.
@@ -324,31 +327,28 @@ impl InContextMarkov {
         let per_row = self.n_states * v;
         let n_rows = out.len() / per_row.max(1);
         let salted = mix64(seed ^ CHAIN_SALT);
-        (0..n_rows)
-            .into_par_iter()
-            .zip(out.par_chunks_mut(per_row))
-            .try_for_each_init(
-                || vec![0u32; per_row],
-                |counts, (r, chain)| {
-                    counts.iter_mut().for_each(|c| *c = 0);
-                    let row = if length == 0 { &tokens[..0] } else { &tokens[r * length..(r + 1) * length] };
-                    let mut s = 0usize;
-                    for (t, &xt) in row.iter().enumerate() {
-                        let x = self.check(xt, r, t)?;
-                        if t >= k {
-                            counts[s * v + x] += 1;
-                            s = self.next_state(s, x);
-                        } else {
-                            s = s * v + x;
-                        }
+        (0..n_rows).into_par_iter().zip(out.par_chunks_mut(per_row)).try_for_each_init(
+            || vec![0u32; per_row],
+            |counts, (r, chain)| {
+                counts.iter_mut().for_each(|c| *c = 0);
+                let row = if length == 0 { &tokens[..0] } else { &tokens[r * length..(r + 1) * length] };
+                let mut s = 0usize;
+                for (t, &xt) in row.iter().enumerate() {
+                    let x = self.check(xt, r, t)?;
+                    if t >= k {
+                        counts[s * v + x] += 1;
+                        s = self.next_state(s, x);
+                    } else {
+                        s = s * v + x;
                     }
-                    let mut rng = Xoshiro256pp::for_sequence(salted, index(r));
-                    for (st, dst) in chain.chunks_mut(v).enumerate() {
-                        dist::dirichlet(&mut rng, |j| a + counts[st * v + j] as f64, dst);
-                    }
-                    Ok(())
-                },
-            )
+                }
+                let mut rng = Xoshiro256pp::for_sequence(salted, index(r));
+                for (st, dst) in chain.chunks_mut(v).enumerate() {
+                    dist::dirichlet(&mut rng, |j| a + counts[st * v + j] as f64, dst);
+                }
+                Ok(())
+            },
+        )
     }
 }
 

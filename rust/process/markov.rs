@@ -34,10 +34,8 @@ pub fn state_space(vocab: usize, order: usize) -> Result<usize> {
     if vocab > u32::MAX as usize {
         return Err(Error::value(format!("vocab_size {vocab} exceeds 2^32 - 1")));
     }
-    let entries = vocab
-        .checked_pow(order as u32)
-        .and_then(|s| s.checked_mul(vocab))
-        .filter(|&e| e <= MAX_TABLE_ENTRIES);
+    let entries =
+        vocab.checked_pow(order as u32).and_then(|s| s.checked_mul(vocab)).filter(|&e| e <= MAX_TABLE_ENTRIES);
     match entries {
         Some(e) => Ok(e / vocab),
         None => Err(Error::value(format!(
@@ -128,9 +126,7 @@ impl MarkovChain {
             .par_chunks_mut(vocab)
             .zip(transition.par_chunks(vocab))
             .enumerate()
-            .try_for_each(|(s, (out, row))| {
-                normalise_row(row, out, &|| format!("transition row {s}"), normalize)
-            })?;
+            .try_for_each(|(s, (out, row))| normalise_row(row, out, &|| format!("transition row {s}"), normalize))?;
         let init_given = match initial {
             None => None,
             Some(init) => {
@@ -161,12 +157,8 @@ impl MarkovChain {
     ) -> Self {
         let log_p: Vec<f64> = probs.par_iter().map(|&p| p.ln()).collect();
         let mut table = vec![0u64; n_states * vocab];
-        table
-            .par_chunks_mut(vocab)
-            .zip(probs.par_chunks(vocab))
-            .for_each(|(t, p)| alias::build(p, t));
-        let (row_h, row_v): (Vec<f64>, Vec<f64>) =
-            probs.par_chunks(vocab).map(entropy_varentropy).unzip();
+        table.par_chunks_mut(vocab).zip(probs.par_chunks(vocab)).for_each(|(t, p)| alias::build(p, t));
+        let (row_h, row_v): (Vec<f64>, Vec<f64>) = probs.par_chunks(vocab).map(entropy_varentropy).unzip();
         let init = init_given.unwrap_or_else(|| stationary.clone());
         let mut init_table = vec![0u64; n_states];
         alias::build(&init, &mut init_table);
@@ -246,7 +238,13 @@ impl MarkovChain {
     /// sequence is a chain of dependent cache (or DRAM) misses; interleaving
     /// independent sequences lets those misses overlap. Each sequence still
     /// consumes its own stream in the same order, so the output is identical.
-    pub fn sample_rows<T: OutToken>(&self, out: &mut [T], length: usize, seed: u64, index: impl Fn(usize) -> u64 + Sync) {
+    pub fn sample_rows<T: OutToken>(
+        &self,
+        out: &mut [T],
+        length: usize,
+        seed: u64,
+        index: impl Fn(usize) -> u64 + Sync,
+    ) {
         if length == 0 {
             return;
         }
@@ -375,20 +373,16 @@ impl MarkovChain {
             out.iter_mut().for_each(|o| *o = 0.0);
             return Ok(());
         }
-        tokens
-            .par_chunks(length)
-            .zip(out.par_iter_mut())
-            .enumerate()
-            .try_for_each(|(i, (row, o))| {
-                if self.order <= 1 && row.iter().all(|x| x.index() < self.vocab as u64) {
-                    *o = self.log_prob_order01(row);
-                    return Ok(());
-                }
-                let mut acc = 0.0;
-                self.walk(row, i, false, |_, lp, _, _| acc += lp)?;
-                *o = acc;
-                Ok(())
-            })
+        tokens.par_chunks(length).zip(out.par_iter_mut()).enumerate().try_for_each(|(i, (row, o))| {
+            if self.order <= 1 && row.iter().all(|x| x.index() < self.vocab as u64) {
+                *o = self.log_prob_order01(row);
+                return Ok(());
+            }
+            let mut acc = 0.0;
+            self.walk(row, i, false, |_, lp, _, _| acc += lp)?;
+            *o = acc;
+            Ok(())
+        })
     }
 
     /// log p(x) of a validated row of an order-0 or order-1 chain: no state
@@ -443,35 +437,31 @@ impl MarkovChain {
             return Ok(());
         }
         let (v, k) = (self.vocab, self.order);
-        tokens
-            .par_chunks(length)
-            .zip(out.par_chunks_mut(length * v))
-            .enumerate()
-            .try_for_each(|(i, (row, o))| {
-                let mut idx = 0usize;
-                let mut prev = 0.0f64; // log prob of the prefix so far
-                let mut s = 0usize;
-                for (t, dst) in o.chunks_mut(v).enumerate() {
-                    let x = self.check(row[t], i, t)?;
-                    if t < k {
-                        let joint = &self.prefix_logp[t][idx * v..idx * v + v];
-                        if prev == f64::NEG_INFINITY {
-                            dst.iter_mut().for_each(|d| *d = 1.0 / v as f64);
-                        } else {
-                            for (d, &l) in dst.iter_mut().zip(joint) {
-                                *d = (l - prev).exp();
-                            }
-                        }
-                        idx = idx * v + x;
-                        prev = self.prefix_logp[t][idx];
-                        s = idx;
+        tokens.par_chunks(length).zip(out.par_chunks_mut(length * v)).enumerate().try_for_each(|(i, (row, o))| {
+            let mut idx = 0usize;
+            let mut prev = 0.0f64; // log prob of the prefix so far
+            let mut s = 0usize;
+            for (t, dst) in o.chunks_mut(v).enumerate() {
+                let x = self.check(row[t], i, t)?;
+                if t < k {
+                    let joint = &self.prefix_logp[t][idx * v..idx * v + v];
+                    if prev == f64::NEG_INFINITY {
+                        dst.iter_mut().for_each(|d| *d = 1.0 / v as f64);
                     } else {
-                        dst.copy_from_slice(&self.probs[s * v..s * v + v]);
-                        s = if k == 0 { 0 } else { (s * v + x) % self.n_states };
+                        for (d, &l) in dst.iter_mut().zip(joint) {
+                            *d = (l - prev).exp();
+                        }
                     }
+                    idx = idx * v + x;
+                    prev = self.prefix_logp[t][idx];
+                    s = idx;
+                } else {
+                    dst.copy_from_slice(&self.probs[s * v..s * v + v]);
+                    s = if k == 0 { 0 } else { (s * v + x) % self.n_states };
                 }
-                Ok(())
-            })
+            }
+            Ok(())
+        })
     }
 
     /// Per row: (log p(x), Σ_t [-log p(x_t|·) - H_t], Σ_t V_t), the pieces of
@@ -518,11 +508,7 @@ pub fn entropy_rate_of(probs: &[f64], vocab: usize, order: usize, pi: &mut Vec<f
     let max_iter = (2_000_000_000usize / (n_states * vocab)).clamp(1_000, 100_000);
     let start = if pi.len() == n_states { Some(pi.as_slice()) } else { None };
     let st = stationary(probs, vocab, order, start, STATIONARY_TOL, max_iter)?;
-    let h: f64 = probs
-        .par_chunks(vocab)
-        .zip(st.par_iter())
-        .map(|(row, &w)| w * entropy_varentropy(row).0)
-        .sum::<f64>();
+    let h: f64 = probs.par_chunks(vocab).zip(st.par_iter()).map(|(row, &w)| w * entropy_varentropy(row).0).sum::<f64>();
     *pi = st;
     Ok(h)
 }
@@ -603,9 +589,7 @@ pub fn tune_temperature(
             break;
         }
     }
-    Err(Error::value(format!(
-        "could not tune the chain to entropy_rate {target} within {tol}; try another seed"
-    )))
+    Err(Error::value(format!("could not tune the chain to entropy_rate {target} within {tol}; try another seed")))
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
 //! Bindings for `process::hmm`.
 
-use super::{output_size, sample_tokens};
 use super::tokens::{with_tokens, Tokens};
+use super::{output_size, sample_tokens};
 use crate::error::Error;
 use crate::process::hmm::{self, Hmm};
 use crate::process::tokens::OutToken;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 
 /// Largest float64 output of `predictive` / `filtered_states` (2^32 values,
@@ -13,16 +16,13 @@ use pyo3::prelude::*;
 const MAX_OUTPUT_FLOATS: usize = 1 << 32;
 
 fn float_output(n: usize, len: usize, width: usize, what: &str) -> PyResult<usize> {
-    n.checked_mul(len)
-        .and_then(|x| x.checked_mul(width))
-        .filter(|&x| x <= MAX_OUTPUT_FLOATS)
-        .ok_or_else(|| {
-            Error::value(format!(
-                "{what}: num_sequences * length * {width} = {n} * {len} * {width} float64 values exceeds 2^32; \
+    n.checked_mul(len).and_then(|x| x.checked_mul(width)).filter(|&x| x <= MAX_OUTPUT_FLOATS).ok_or_else(|| {
+        Error::value(format!(
+            "{what}: num_sequences * length * {width} = {n} * {len} * {width} float64 values exceeds 2^32; \
                  pass fewer sequences at a time"
-            ))
-            .into()
-        })
+        ))
+        .into()
+    })
 }
 
 /// Smallest unsigned dtype class for values below `n`: 0 = u8, 1 = u16, 2 = u32.
@@ -209,11 +209,7 @@ impl HmmCore {
     }
 
     /// [N, T, S]: p(s_t = j | x_≤t).
-    fn filtered_states<'py>(
-        &self,
-        py: Python<'py>,
-        tokens: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyArray3<f64>>> {
+    fn filtered_states<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray3<f64>>> {
         let tok = Tokens::extract(tokens)?;
         let (n, len) = tok.shape();
         let s = self.inner.n_states();

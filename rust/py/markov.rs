@@ -1,11 +1,12 @@
 //! Bindings for `process::markov`.
 
-use super::tokens::{with_tokens, Tokens};
 use super::sample_tokens;
+use super::tokens::{with_tokens, Tokens};
 use crate::error::Error;
 use crate::process::markov::{self, MarkovChain};
 use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+    IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
 

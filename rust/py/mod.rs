@@ -59,11 +59,8 @@ pub(crate) fn predictive_py<'py, S: Scorer>(
     let tok = tokens::Tokens::extract(tokens)?;
     let (n, len) = tok.shape();
     let v = scorer.vocab();
-    let total = n
-        .checked_mul(len)
-        .and_then(|x| x.checked_mul(v))
-        .filter(|&x| x <= MAX_PREDICTIVE_VALUES)
-        .ok_or_else(|| {
+    let total =
+        n.checked_mul(len).and_then(|x| x.checked_mul(v)).filter(|&x| x <= MAX_PREDICTIVE_VALUES).ok_or_else(|| {
             Error::value(format!(
                 "tokens: predictive of {n} x {len} positions x {v} tokens is too large; pass fewer sequences at a time"
             ))
@@ -77,16 +74,13 @@ pub(crate) fn predictive_py<'py, S: Scorer>(
 const MAX_OUTPUT_TOKENS: usize = 1 << 40;
 
 pub(crate) fn output_size(num_sequences: usize, length: usize) -> PyResult<usize> {
-    num_sequences
-        .checked_mul(length)
-        .filter(|&n| n <= MAX_OUTPUT_TOKENS)
-        .ok_or_else(|| {
-            Error::value(format!(
-                "num_sequences * length = {num_sequences} * {length} is too large (at most 2^40 tokens a call); \
+    num_sequences.checked_mul(length).filter(|&n| n <= MAX_OUTPUT_TOKENS).ok_or_else(|| {
+        Error::value(format!(
+            "num_sequences * length = {num_sequences} * {length} is too large (at most 2^40 tokens a call); \
                  generate in shards with `start=`"
-            ))
-            .into()
-        })
+        ))
+        .into()
+    })
 }
 
 /// Allocates an uninitialised [n, len] array of `T`, fills it with `fill`

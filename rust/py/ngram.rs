@@ -6,28 +6,15 @@ use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 
 /// (vocab_size, total, dense table or None, sorted codes or None, counts or None).
-type CountsTuple<'py> = (
-    u64,
-    u64,
-    Option<Bound<'py, PyArray1<u64>>>,
-    Option<Bound<'py, PyArray1<u64>>>,
-    Option<Bound<'py, PyArray1<u64>>>,
-);
+type CountsTuple<'py> =
+    (u64, u64, Option<Bound<'py, PyArray1<u64>>>, Option<Bound<'py, PyArray1<u64>>>, Option<Bound<'py, PyArray1<u64>>>);
 
 /// (plugin, miller_madow, variance, samples, contexts, distinct, vocab_size);
 /// the first three in nats.
 type StatsTuple = (f64, f64, f64, u64, u64, u64, u64);
 
 fn stats_tuple(s: &EntropyStats) -> StatsTuple {
-    (
-        s.plugin,
-        s.miller_madow,
-        s.variance,
-        s.samples,
-        s.contexts,
-        s.distinct,
-        s.vocab,
-    )
+    (s.plugin, s.miller_madow, s.variance, s.samples, s.contexts, s.distinct, s.vocab)
 }
 
 /// N-gram counts of a 2-D token array; see `dataprobes.ngram_counts`.
@@ -42,22 +29,12 @@ pub fn ngram_counts<'py>(
 ) -> PyResult<CountsTuple<'py>> {
     let tok = Tokens::extract(tokens)?;
     let (_, len) = tok.shape();
-    let c = with_tokens!(tok, |x| super::detach(py, || ngram::ngram_counts(
-        x,
-        len,
-        n,
-        vocab_size,
-        max_dense_entries
-    )))?;
+    let c = with_tokens!(tok, |x| super::detach(py, || ngram::ngram_counts(x, len, n, vocab_size, max_dense_entries)))?;
     Ok(match c.table {
         Table::Dense(t) => (c.vocab, c.total, Some(t.into_pyarray(py)), None, None),
-        Table::Sparse { codes, counts } => (
-            c.vocab,
-            c.total,
-            None,
-            Some(codes.into_pyarray(py)),
-            Some(counts.into_pyarray(py)),
-        ),
+        Table::Sparse { codes, counts } => {
+            (c.vocab, c.total, None, Some(codes.into_pyarray(py)), Some(counts.into_pyarray(py)))
+        }
     })
 }
 

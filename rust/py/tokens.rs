@@ -36,9 +36,7 @@ impl<'py> Tokens<'py> {
         try_as!(U64, u64);
         try_as!(I16, i16);
         try_as!(I8, i8);
-        Err(PyTypeError::new_err(
-            "tokens must be a 2-D numpy array of integers (uint8/16/32/64 or int8/16/32/64)",
-        ))
+        Err(PyTypeError::new_err("tokens must be a 2-D numpy array of integers (uint8/16/32/64 or int8/16/32/64)"))
     }
 
     pub fn shape(&self) -> (usize, usize) {
@@ -60,14 +58,38 @@ impl<'py> Tokens<'py> {
 macro_rules! with_tokens {
     ($tokens:expr, |$slice:ident| $body:expr) => {
         match &$tokens {
-            $crate::py::tokens::Tokens::U8(a) => { let $slice = a.as_slice()?; $body }
-            $crate::py::tokens::Tokens::U16(a) => { let $slice = a.as_slice()?; $body }
-            $crate::py::tokens::Tokens::U32(a) => { let $slice = a.as_slice()?; $body }
-            $crate::py::tokens::Tokens::U64(a) => { let $slice = a.as_slice()?; $body }
-            $crate::py::tokens::Tokens::I8(a) => { let $slice = a.as_slice()?; $body }
-            $crate::py::tokens::Tokens::I16(a) => { let $slice = a.as_slice()?; $body }
-            $crate::py::tokens::Tokens::I32(a) => { let $slice = a.as_slice()?; $body }
-            $crate::py::tokens::Tokens::I64(a) => { let $slice = a.as_slice()?; $body }
+            $crate::py::tokens::Tokens::U8(a) => {
+                let $slice = a.as_slice()?;
+                $body
+            }
+            $crate::py::tokens::Tokens::U16(a) => {
+                let $slice = a.as_slice()?;
+                $body
+            }
+            $crate::py::tokens::Tokens::U32(a) => {
+                let $slice = a.as_slice()?;
+                $body
+            }
+            $crate::py::tokens::Tokens::U64(a) => {
+                let $slice = a.as_slice()?;
+                $body
+            }
+            $crate::py::tokens::Tokens::I8(a) => {
+                let $slice = a.as_slice()?;
+                $body
+            }
+            $crate::py::tokens::Tokens::I16(a) => {
+                let $slice = a.as_slice()?;
+                $body
+            }
+            $crate::py::tokens::Tokens::I32(a) => {
+                let $slice = a.as_slice()?;
+                $body
+            }
+            $crate::py::tokens::Tokens::I64(a) => {
+                let $slice = a.as_slice()?;
+                $body
+            }
         }
     };
 }

@@ -2,7 +2,9 @@
 
 use crate::error::Error;
 use crate::process::transforms;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadwriteArray2, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadwriteArray2, PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 
 /// Mixture component label of each row (stream `indices[r]`).
@@ -14,7 +16,11 @@ pub fn mixture_labels<'py>(
     seed: u64,
 ) -> PyResult<Bound<'py, PyArray1<u32>>> {
     let w = weights.as_slice()?;
-    if w.is_empty() || w.len() > u32::MAX as usize || !w.iter().all(|x| x.is_finite() && *x >= 0.0) || !(w.iter().sum::<f64>() > 0.0) {
+    if w.is_empty()
+        || w.len() > u32::MAX as usize
+        || !w.iter().all(|x| x.is_finite() && *x >= 0.0)
+        || !(w.iter().sum::<f64>() > 0.0)
+    {
         return Err(Error::value("weights must be finite, non-negative, with a positive sum").into());
     }
     let idx = indices.as_slice()?;
@@ -35,7 +41,8 @@ pub fn duplicate_sources<'py>(
         return Err(Error::value(format!("fraction must lie in [0, 1], got {fraction}")).into());
     }
     let idx = indices.as_slice()?;
-    let out: Vec<u64> = super::detach(py, || idx.iter().map(|&i| transforms::duplicate_source(fraction, seed, i)).collect());
+    let out: Vec<u64> =
+        super::detach(py, || idx.iter().map(|&i| transforms::duplicate_source(fraction, seed, i)).collect());
     Ok(out.into_pyarray(py))
 }
 

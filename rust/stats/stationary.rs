@@ -195,7 +195,7 @@ pub fn power_iteration(
         return Ok(vec![1.0]);
     }
     let block = n_states / vocab; // V^(k-1)
-    // Transposed gather table: pt[t * V + a] = P[a * block + t / V, t % V].
+                                  // Transposed gather table: pt[t * V + a] = P[a * block + t / V, t % V].
     let mut pt = vec![0.0f64; n_states * vocab];
     pt.par_chunks_mut(vocab).enumerate().for_each(|(t, row)| {
         let hi = t / vocab;
