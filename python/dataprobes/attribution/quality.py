@@ -56,7 +56,8 @@ def _ranks(x: torch.Tensor) -> torch.Tensor:
 
 def per_query_spearman(exact: Any, approx: Any) -> np.ndarray:
     """Spearman rank correlation of each row of ``approx`` [Q, N] with the
-    same row of ``exact`` [Q, N]."""
+    same row of ``exact`` [Q, N] (average ranks for ties). A constant row
+    ranks nothing: its correlation is reported as 0 (scipy gives nan)."""
     a = _as_2d("exact", exact)
     b = _as_2d("approx", approx)
     if a.shape != b.shape:
