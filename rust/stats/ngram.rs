@@ -788,9 +788,9 @@ fn count_sparse<T: InToken>(tokens: &[T], len: usize, n: usize, vocab: u64) -> R
     let bits = 64 - (entries - 1).leading_zeros();
     let low = bits.saturating_sub(BUCKET_BITS);
     if low <= 32 {
-        bucketed::<T, u32>(tokens, len, n, vocab, m, low)
+        bucketed::<T, u32>(tokens, len, n, vocab, m, entries, low)
     } else {
-        bucketed::<T, u64>(tokens, len, n, vocab, m, low)
+        bucketed::<T, u64>(tokens, len, n, vocab, m, entries, low)
     }
 }
 
@@ -851,9 +851,9 @@ fn bucketed<T: InToken, K: Code>(
     n: usize,
     vocab: u64,
     m: usize,
+    entries: u64,
     low: u32,
 ) -> Result<(Vec<u64>, Vec<u64>)> {
-    let entries = code_space(vocab, n, "n")?;
     let nb = ((entries - 1) >> low) as usize + 1;
     let threads = if m < PARALLEL_MIN { 1 } else { rayon::current_num_threads().max(1) };
     let ranges = split(tokens.len(), pieces(tokens.len(), threads));
@@ -931,11 +931,10 @@ fn concat(parts: Vec<(Vec<u64>, Vec<u64>)>) -> Result<(Vec<u64>, Vec<u64>)> {
 /// Distinct values (plus `base`) of one bucket's low parts, in increasing
 /// order, with their counts. `table` is a zeroed scratch table, left zeroed.
 fn count_bucket<K: Code>(slice: &mut [K], base: u64, low: u32, table: &mut Vec<u32>) -> (Vec<u64>, Vec<u64>) {
-    let span_bits = low;
     let dense = slice.len() < u32::MAX as usize
-        && (span_bits <= DENSE_BITS || (span_bits <= DENSE_MAX_BITS && (1usize << span_bits) <= 4 * slice.len()));
+        && (low <= DENSE_BITS || (low <= DENSE_MAX_BITS && (1usize << low) <= 4 * slice.len()));
     if dense {
-        let size = 1usize << span_bits;
+        let size = 1usize << low;
         if table.len() < size {
             table.resize(size, 0);
         }
