@@ -11,6 +11,7 @@ pub mod pool;
 pub mod process;
 pub mod rng;
 pub mod stats;
+pub mod tokens;
 
 #[cfg(feature = "python")]
 mod py;

@@ -14,25 +14,57 @@ log-probability and every process an exact entropy rate::
 
 from __future__ import annotations
 
-from .composite import Duplicated, Mixture
-from .estimate import Estimate
-from .hmm import HMM
-from .incontext import (
+import sys as _sys
+
+from . import processes, stats
+from .processes import (
+    HMM,
+    IID,
+    ROW_SUM_TOL,
+    Duplicated,
     InContextMarkov,
+    MarkovChain,
+    Mixture,
+    Process,
+    TokenNoise,
     incontext_bigram_log_probs,
     incontext_ngram_log_probs,
     incontext_unigram_log_probs,
+    noisy_equivalent,
 )
-from .noise import TokenNoise, noisy_equivalent
-from .estimators import (
+from .processes import composite as _composite
+from .processes import hmm as _hmm
+from .processes import incontext as _incontext
+from .processes import noise as _noise
+from .stats import (
     EntropyEstimate,
+    Estimate,
     NgramCounts,
+    TypicalityReport,
     conditional_entropy,
     entropy_profile,
     ngram_counts,
 )
-from .processes import IID, ROW_SUM_TOL, MarkovChain, Process
-from .typicality import TypicalityReport
+from .stats import estimate as _estimate
+from .stats import ngram as _ngram
+from .stats import typicality as _typicality
+
+# Module paths of releases before the package was split into ``processes/``
+# and ``stats/``: ``import dataprobes.estimators`` (and the others) keep
+# working and name the same module objects as their new homes.
+_MOVED_MODULES = {
+    "composite": _composite,
+    "estimate": _estimate,
+    "estimators": _ngram,
+    "hmm": _hmm,
+    "incontext": _incontext,
+    "noise": _noise,
+    "typicality": _typicality,
+}
+for _old, _module in _MOVED_MODULES.items():
+    _sys.modules[f"{__name__}.{_old}"] = _module
+    globals()[_old] = _module
+del _old, _module
 
 __version__ = "0.1.0"
 

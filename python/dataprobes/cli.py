@@ -24,7 +24,7 @@ import numpy as np
 
 from . import __version__
 from .processes import IID, MarkovChain, _ChainProcess
-from .typicality import TypicalityReport
+from .stats.typicality import TypicalityReport
 
 _CHUNK_TOKENS = 1 << 24  # tokens per generation chunk (16 MiB at uint8)
 

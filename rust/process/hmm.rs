@@ -43,10 +43,10 @@
 use crate::alias;
 use crate::error::{Error, Result};
 use crate::process::markov::{normalise_row, MAX_TABLE_ENTRIES, STATIONARY_TOL};
-use crate::process::tokens::{checked_index, InToken, OutToken};
 use crate::rng::Xoshiro256pp;
 use crate::stats::entropy::entropy_varentropy;
 use crate::stats::stationary::stationary;
+use crate::tokens::{checked_index, InToken, OutToken};
 use rayon::prelude::*;
 
 /// Padding granularity of the state dimension and width of the reductions.

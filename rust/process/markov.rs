@@ -9,10 +9,10 @@
 
 use crate::alias;
 use crate::error::{Error, Result};
-use crate::process::tokens::{checked_index, InToken, OutToken};
 use crate::rng::Xoshiro256pp;
 use crate::stats::entropy::entropy_varentropy;
 use crate::stats::stationary::stationary;
+use crate::tokens::{checked_index, InToken, OutToken};
 use rayon::prelude::*;
 
 /// Largest accepted transition table, in entries (V^(k+1)). At 24 bytes an

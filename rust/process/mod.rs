@@ -1,13 +1,12 @@
 //! Random processes whose law is known exactly. Pure Rust: no PyO3 types.
 
 pub mod hmm;
-pub mod icl;
+pub mod incontext;
 pub mod markov;
-pub mod tokens;
 pub mod transforms;
 
 use crate::error::Result;
-use tokens::InToken;
+use crate::tokens::InToken;
 
 /// What every process with an exact law computes over rows of `length`
 /// tokens (`tokens.len() / length` rows): the Python bindings are written
@@ -40,4 +39,4 @@ macro_rules! impl_scorer {
         }
     )*};
 }
-impl_scorer!(markov::MarkovChain, icl::InContextMarkov, hmm::Hmm);
+impl_scorer!(markov::MarkovChain, incontext::InContextMarkov, hmm::Hmm);

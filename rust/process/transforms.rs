@@ -5,8 +5,8 @@
 
 use crate::alias;
 use crate::dist;
-use crate::process::tokens::OutToken;
 use crate::rng::{mix64, Xoshiro256pp};
+use crate::tokens::OutToken;
 use rayon::prelude::*;
 
 const LABEL_SALT: u64 = 0x4C41_4245_4C00_0001;

@@ -4,7 +4,7 @@ use super::tokens::{with_tokens, Tokens};
 use super::{output_size, sample_tokens};
 use crate::error::Error;
 use crate::process::hmm::{self, Hmm};
-use crate::process::tokens::OutToken;
+use crate::tokens::OutToken;
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyUntypedArrayMethods,

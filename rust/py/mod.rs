@@ -1,15 +1,15 @@
 //! Thin PyO3 bindings: convert arguments, release the GIL, convert results.
 
 mod hmm;
-mod icl;
+mod incontext;
 mod markov;
 mod ngram;
 mod tokens;
 mod transforms;
 
 use crate::error::Error;
-use crate::process::tokens::OutToken;
 use crate::process::Scorer;
+use crate::tokens::OutToken;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -129,7 +129,7 @@ impl From<Error> for PyErr {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<markov::MarkovCore>()?;
-    m.add_class::<icl::InContextCore>()?;
+    m.add_class::<incontext::InContextCore>()?;
     m.add_class::<hmm::HmmCore>()?;
     m.add_function(wrap_pyfunction!(transforms::mixture_labels, m)?)?;
     m.add_function(wrap_pyfunction!(transforms::duplicate_sources, m)?)?;

@@ -33,7 +33,7 @@
 //! summed in order, so estimates are bit-identical for any thread count.
 
 use crate::error::{Error, Result};
-use crate::process::tokens::InToken;
+use crate::tokens::InToken;
 use rayon::prelude::*;
 use rdst::RadixSort;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._counter_hash import hash32_torch, stream_key, uniform53
+from .._torch.counter_hash import hash32_torch, stream_key, uniform53
 from .._validation import as_tokens, check_float, check_int, check_seed
 from ..processes import IID, MarkovChain, Process
 
@@ -318,7 +318,7 @@ def generate(
 
     ``temperature=0`` is greedy decoding. Sampling is counter-based: the
     token of row ``i`` at step ``t`` is the inverse-CDF draw of the uniform
-    ``U(seed, first_row + i, t)`` (:func:`dataprobes._counter_hash.uniform53`)
+    ``U(seed, first_row + i, t)`` (:func:`dataprobes._torch.counter_hash.uniform53`)
     from the sampled distribution, so a sequence's continuation depends on its
     index and the seed, not on the batch it was generated in or its size
     (given the same logits; batched matmuls on some devices differ in the

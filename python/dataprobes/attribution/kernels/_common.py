@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from ..._counter_hash import GOLDEN32, hash32_torch, splitmix64, stream_key
+from ..._torch.counter_hash import GOLDEN32, hash32_torch, splitmix64, stream_key
 from ..._validation import check_int, check_seed
 
 __all__ = ["HAS_TRITON", "INTERPRET", "check_int", "check_seed", "resolve_backend"]

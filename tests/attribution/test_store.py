@@ -215,7 +215,7 @@ def test_empty_store(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------
-# multi-rank (explicit ranks in one process; tests/test_attribution_distributed.py
+# multi-rank (explicit ranks in one process; tests/attribution/test_distributed.py
 # runs real torch.distributed ranks)
 
 

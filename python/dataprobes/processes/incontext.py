@@ -20,8 +20,8 @@ from typing import Any, overload
 
 import numpy as np
 
-from . import _core
-from ._validation import (
+from .. import _core
+from .._validation import (
     as_float_array,
     as_indices,
     as_tokens,
@@ -31,9 +31,10 @@ from ._validation import (
     log_base,
     start_indices,
 )
-from .estimate import Estimate
-from .processes import MarkovChain, _CoreScored, _unit
-from .typicality import TypicalityReport, z_scores
+from ..stats.estimate import Estimate
+from .base import _CoreScored, _unit
+from .markov import MarkovChain
+from ..stats.typicality import TypicalityReport, z_scores
 
 __all__ = [
     "InContextMarkov",
@@ -132,7 +133,7 @@ class InContextMarkov(_CoreScored):
         c = as_float_array("chains", chains, 3)
         k = self.order
         if k == 0:
-            from .processes import IID
+            from .markov import IID
 
             return np.array([IID(row[0], normalize=True).entropy_rate(base) for row in c])
         return np.array([MarkovChain(row, order=k, normalize=True).entropy_rate(base) for row in c])

@@ -14,13 +14,14 @@ from typing import Any, overload
 
 import numpy as np
 
-from . import _core
-from ._validation import as_indices, check_int, check_probability, check_seed, start_indices
+from .. import _core
+from .._validation import as_indices, check_int, check_probability, check_seed, start_indices
 from .composite import Duplicated, Mixture
-from .estimate import Estimate
+from ..stats.estimate import Estimate
 from .hmm import HMM
-from .processes import IID, MarkovChain, Process
-from .typicality import TypicalityReport
+from .base import Process
+from .markov import IID, MarkovChain
+from ..stats.typicality import TypicalityReport
 
 __all__ = ["TokenNoise", "noisy_equivalent"]
 

@@ -1,6 +1,6 @@
 """The Triton kernels compile for real NVIDIA GPUs, checked without one.
 
-The interpreter tests (test_attribution_kernels.py) run the kernels' logic
+The interpreter tests (test_kernels.py) run the kernels' logic
 on the CPU, but never Triton's GPU compiler: layout conversion, ``tl.dot``
 lowering, register allocation. Here every kernel is compiled to a cubin for
 Ampere (sm_80) and Hopper (sm_90) at the launch configurations the launchers

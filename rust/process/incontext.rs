@@ -19,8 +19,8 @@
 
 use crate::dist;
 use crate::error::{Error, Result};
-use crate::process::tokens::{checked_index, InToken, OutToken};
 use crate::rng::{mix64, Xoshiro256pp};
+use crate::tokens::{checked_index, InToken, OutToken};
 use rayon::prelude::*;
 
 /// Largest V^(k+1) for in-context chains: the per-thread count table.

@@ -12,11 +12,12 @@ from typing import Any, Sequence, overload
 
 import numpy as np
 
-from . import _core
-from ._validation import as_indices, as_tokens, check_float, check_probability, check_seed, log_base, start_indices
-from .estimate import Estimate
-from .processes import ROW_SUM_TOL, Process, _unit
-from .typicality import TypicalityReport
+from .. import _core
+from .._validation import as_indices, as_tokens, check_float, check_probability, check_seed, log_base, start_indices
+from ..stats.estimate import Estimate
+from .base import Process, _unit
+from .markov import ROW_SUM_TOL
+from ..stats.typicality import TypicalityReport
 
 __all__ = ["Mixture", "Duplicated"]
 

@@ -46,8 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
-from ._validation import as_tokens, check_int, log_base
+from .. import _core
+from .._validation import as_tokens, check_int, log_base
 
 __all__ = [
     "DEFAULT_MAX_DENSE_ENTRIES",

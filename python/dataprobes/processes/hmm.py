@@ -33,11 +33,11 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from . import _core
-from ._validation import as_float_array, as_indices, as_tokens, check_float, check_int, check_seed, log_base
-from .estimate import Estimate
-from .processes import Process, _unit
-from .typicality import TypicalityReport, z_scores
+from .. import _core
+from .._validation import as_float_array, as_indices, as_tokens, check_float, check_int, check_seed, log_base
+from ..stats.estimate import Estimate
+from .base import Process, _unit
+from ..stats.typicality import TypicalityReport, z_scores
 
 __all__ = ["HMM"]
 

@@ -1,8 +1,8 @@
-//! Bindings for `process::icl`.
+//! Bindings for `process::incontext`.
 
 use super::sample_tokens;
 use super::tokens::{with_tokens, Tokens};
-use crate::process::icl::InContextMarkov;
+use crate::process::incontext::InContextMarkov;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 
