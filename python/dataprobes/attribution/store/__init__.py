@@ -1,0 +1,90 @@
+"""Sharded on-disk store of compressed per-example gradients.
+
+Layout of a store directory (``r`` = writer rank, ``s`` = shard index)::
+
+    manifest.json                       store header: format version, dim, dtype,
+                                        the capture/projection ``config``
+    manifest.rank{r:05d}.json           one manifest part per writer rank: the
+                                        header fields again, then one entry per
+                                        complete shard (file names, rows,
+                                        sha256 checksums, rank)
+    rank{r:05d}-shard{s:06d}.int8.npy   [rows, dim] int8 (or ``.float16.npy``)
+    rank{r:05d}-shard{s:06d}.scales.npy [rows] float32 per-row scales (int8 only)
+    rank{r:05d}-shard{s:06d}.ids.npy    [rows] int64 example ids
+
+A row of an int8 store dequantises to ``q * scale`` with ``scale = max|row| / 127``
+(so every entry is within ``scale / 2`` of the value that was appended); a
+float16 row is the appended row rounded to float16.
+
+Durability. Every file is written under a temporary name (``.tmp-<name>``) in
+the same directory, fsynced, and renamed when complete; a shard becomes part of
+the store only when the writer's manifest part, itself rewritten atomically
+(temporary file + fsync + rename), lists it. Anything not listed in a manifest
+part (temporary files, shard files renamed just before a crash) is ignored by
+readers and deleted by the next writer of that rank. A capture that is killed
+therefore loses only the rows buffered since its last complete shard, and
+resumes with :meth:`StoreWriter.completed_ids` telling it what to skip.
+
+Multi-rank. Each rank of a ``torch.distributed`` job writes its own shard files
+and its own manifest part, so no two ranks ever write the same file; the header
+``manifest.json`` is created once, atomically and exclusively (whichever rank
+comes first), and the others check that their configuration matches it.
+:class:`GradientStore` merges all parts into one logical store whose rows are
+in **rank order, then shard order, then append order** (not sorted by id; use
+:meth:`GradientStore.lookup` to fetch rows by id). Example ids must be unique
+across the whole store.
+
+The store itself needs only numpy; torch tensors are accepted where noted.
+"""
+
+# ruff: noqa: F401
+# (the package re-exports every name of the former single module)
+from __future__ import annotations
+
+from typing import Callable
+
+from .durable import _fsync_dir, _HashingWriter, _hook, _save_npy, _sha256_file, _write_json_atomic
+from .format import (
+    _PART_RE,
+    _TMP,
+    DTYPES,
+    FORMAT,
+    FORMAT_VERSION,
+    HEADER_NAME,
+    CorruptShardError,
+    _check_header,
+    _describe_diff,
+    _header,
+    _is_tensor,
+    _normalize_config,
+    _part_name,
+    _read_json,
+    _shard_files,
+    _shard_stem,
+    _to_numpy,
+    config_diff,
+    dequantize_int8,
+    quantize_int8,
+)
+from .reader import GradientStore, _Shard
+from .writer import StoreWriter, _default_rank
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CorruptShardError",
+    "GradientStore",
+    "StoreWriter",
+    "config_diff",
+    "dequantize_int8",
+    "quantize_int8",
+]
+
+
+#: Test hook: called with a stage name at each step of a shard write
+#: ("shard-temp-written", "shard-renamed-partial", "shard-renamed",
+#: "manifest-temp-written", "manifest-written"). Lets the crash tests stop a
+#: writer at an exact point. ``None`` in normal use.
+_TEST_HOOK: Callable[[str], None] | None = None
+
+
