@@ -93,9 +93,9 @@ from torch import nn
 
 from .._validation import check_int, check_seed
 from .exact import compress_flat, flatten_grads, per_example_grads_func
-from .kernels import factored_project, projection_matrix, sjlt
+from .kernels import projection_matrix
 from .precondition import AdamPreconditioner
-from .targets import LayoutEntry, _derive_seed, _resolve_modules, _Target
+from .targets import FactoredTarget, FlatTarget, LayoutEntry, ModuleSpec, _derive_seed, select_modules
 
 __all__ = [
     "AdamPreconditioner",
@@ -107,7 +107,6 @@ __all__ = [
 ]
 
 _MODES = ("factored", "flat")
-_FLAT_CHUNK = 1 << 24  # elements of per-example gradient formed at once (flat mode)
 
 
 
@@ -204,25 +203,14 @@ class GradientCapture:
             self.k = check_int("k", k, 1)
             self.k_in = self.k_out = None
 
-        self._targets: list[_Target] = []
-        offset = 0
-        for name, m in _resolve_modules(model, modules):
-            if isinstance(m, nn.Linear):
-                kind, rows, cols = "linear", m.out_features, m.in_features
-                bias = self.include_bias and m.bias is not None
-            elif isinstance(m, nn.Embedding):
-                kind, rows, cols = "embedding", m.num_embeddings, m.embedding_dim
-                bias = False
-            else:
-                raise TypeError(
-                    f"GradientCapture supports nn.Linear and nn.Embedding modules (and subclasses); "
-                    f"module {name!r} is {type(m).__name__}"
-                )
-            t = _Target(name, m, kind, rows, cols, bias)
-            size = self.k_out * self.k_in if self.k_out is not None and self.k_in is not None else rows * (cols + int(bias))
-            t.start, t.stop = offset, offset + size
-            offset += size
-            self._targets.append(t)
+        if self.k_out is not None and self.k_in is not None:
+            k_out, k_in = self.k_out, self.k_in
+            size = lambda rows, width: k_out * k_in  # noqa: E731
+        else:
+            size = lambda rows, width: rows * width  # noqa: E731
+        self._specs: list[ModuleSpec] = select_modules(model, modules, include_bias=self.include_bias, block_size=size)
+        self._targets: list[FactoredTarget | FlatTarget] = []
+        offset = self._specs[-1].stop
         self._flat_dim = offset  # flat: uncompressed length
         if mode == "flat" and offset > 2**31:
             raise ValueError(f"flat mode sketches at most 2**31 coordinates, the selection has {offset}")
@@ -237,23 +225,19 @@ class GradientCapture:
 
     @property
     def module_names(self) -> list[str]:
-        return [t.name for t in self._targets]
+        return [t.name for t in self._specs]
 
     @property
     def layout(self) -> list[LayoutEntry]:
         """Blocks of the output (factored) or of the sketched flat gradient (flat)."""
-        out = []
-        for t in self._targets:
-            shape = (t.rows, t.cols + int(t.bias))
-            out.append(LayoutEntry(t.name, t.kind, t.start, t.stop, shape, t.bias))
-        return out
+        return [t.layout_entry() for t in self._specs]
 
     def projections(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The raw (un-preconditioned) ``(P_in, P_out)`` of module ``name`` in
         factored mode: ``P_in`` [cols (+1 with bias), k_in], ``P_out`` [rows, k_out]."""
         if self.mode != "factored":
             raise ValueError("projections exist in factored mode only")
-        t = self._target(name)
+        t = self._spec(name)
         dev = t.module.weight.device
         p_in = projection_matrix(t.cols + int(t.bias), self.k_in, _derive_seed(self.seed, name, "in"), device=dev, kind=self.projection)  # type: ignore[arg-type]
         p_out = projection_matrix(t.rows, self.k_out, _derive_seed(self.seed, name, "out"), device=dev, kind=self.projection)  # type: ignore[arg-type]
@@ -264,7 +248,7 @@ class GradientCapture:
         mapping ``"<module>.weight"`` / ``"<module>.bias"`` → ``[B, *shape]``
         (e.g. :func:`per_example_grads_func` with ``untie=True``)."""
         parts = []
-        for t in self._targets:
+        for t in self._specs:
             w = grads[f"{t.name}.weight"]
             b = w.shape[0]
             if t.bias:
@@ -273,8 +257,8 @@ class GradientCapture:
                 parts.append(w.reshape(b, -1))
         return torch.cat(parts, dim=1)
 
-    def _target(self, name: str) -> _Target:
-        for t in self._targets:
+    def _spec(self, name: str) -> ModuleSpec:
+        for t in self._specs:
             if t.name == name:
                 return t
         raise KeyError(f"module {name!r} is not captured")
@@ -286,7 +270,7 @@ class GradientCapture:
             raise RuntimeError("GradientCapture is already active")
         self._prepare()
         for t in self._targets:
-            self._handles.append(t.module.register_forward_hook(self._make_forward_hook(t)))
+            self._handles.append(t.spec.module.register_forward_hook(self._make_forward_hook(t)))
         self._active = True
         self._reset()
         return self
@@ -300,10 +284,9 @@ class GradientCapture:
 
     def _reset(self) -> None:
         self._outputs: list[torch.Tensor] = []
-        self._calls: list[tuple[_Target, torch.Tensor, torch.Tensor]] = []  # target, saved input, output
+        self._calls: list[tuple[FactoredTarget | FlatTarget, torch.Tensor, torch.Tensor]] = []  # target, saved input, output
         self._dead: set[str] = set()
         self._acc: torch.Tensor | None = None
-        self._batch = 0
         self._mask: torch.Tensor | None = None
         self._error: BaseException | None = None
 
@@ -312,7 +295,7 @@ class GradientCapture:
         if self._prepared:
             return
         pre = self.precondition
-        for t in self._targets:
+        for t in self._specs:
             w = cast(torch.Tensor, t.module.weight)
             bias = cast(torch.Tensor, getattr(t.module, "bias", None))
             v = None
@@ -327,26 +310,22 @@ class GradientCapture:
                     a, b = pre.factors(v)  # type: ignore[union-attr]
                     p_in = p_in / b[:, None]
                     p_out = p_out / a[:, None]
-                if t.bias:
-                    t.x_bias = p_in[t.cols].contiguous()
-                    p_in = p_in[: t.cols]
-                t.p_in, t.p_out = p_in.contiguous(), p_out.contiguous()
-            elif v is not None:
-                den = v.sqrt() + pre.eps  # type: ignore[union-attr]
-                t.div_w = den[:, : t.cols].contiguous()
-                t.div_b = den[:, t.cols].contiguous() if t.bias else None
+                self._targets.append(FactoredTarget(t, p_in, p_out, self.backend))
+            else:
+                den = None if v is None else v.sqrt() + pre.eps  # type: ignore[union-attr]
+                self._targets.append(FlatTarget(t, den, cast(int, self.k), self.seed, self.scheme, self.backend))
         self._prepared = True
 
     # -- hooks ----------------------------------------------------------------
 
-    def _make_forward_hook(self, t: _Target) -> Callable[..., None]:
+    def _make_forward_hook(self, t: FactoredTarget | FlatTarget) -> Callable[..., None]:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             if not self._active or not torch.is_grad_enabled():
                 return
             if not isinstance(output, torch.Tensor):
                 return
             if not output.requires_grad:
-                self._dead.add(t.name)
+                self._dead.add(t.spec.name)
                 return
             x = inputs[0].detach()
             self._calls.append((t, x, output))
@@ -355,104 +334,16 @@ class GradientCapture:
 
         return hook
 
-    def _make_grad_hook(self, t: _Target, x: torch.Tensor) -> Callable[[torch.Tensor], None]:
+    def _make_grad_hook(self, t: FactoredTarget | FlatTarget, x: torch.Tensor) -> Callable[[torch.Tensor], None]:
         def hook(grad: torch.Tensor) -> None:
             if self._acc is None or self._error is not None:
                 return
             try:
-                self._accumulate(t, x, grad)
+                t.accumulate(self._acc, x, grad, self._mask)
             except BaseException as e:  # re-raised by backward() with context
                 self._error = e
 
         return hook
-
-    def _mask_for(self, t: _Target, shape: torch.Size) -> torch.Tensor | None:
-        m = self._mask
-        if m is None or len(shape) == 1:
-            return None
-        if tuple(shape) != tuple(m.shape):
-            raise ValueError(
-                f"mask has shape {tuple(m.shape)} but module {t.name!r} sees positions of shape {tuple(shape)}; "
-                "a mask applies to modules whose input is [B, T, d]"
-            )
-        return m
-
-    def _accumulate(self, t: _Target, x: torch.Tensor, g: torch.Tensor) -> None:
-        b = self._batch
-        if x.dim() == 0 or x.shape[0] != b:
-            raise ValueError(
-                f"module {t.name!r} ran on an input of shape {tuple(x.shape)} whose first dimension is not the batch "
-                f"({b}); per-example gradients cannot be recovered for it (e.g. a position embedding looked up "
-                "once for the whole batch) — leave it out of modules="
-            )
-        acc = self._acc
-        assert acc is not None
-        if self.mode == "factored" and t.p_in is not None and t.p_in.device != g.device:
-            # the model moved since the matrices were built
-            t.p_in, t.p_out = t.p_in.to(g.device), t.p_out.to(g.device)  # type: ignore[union-attr]
-            t.x_bias = None if t.x_bias is None else t.x_bias.to(g.device)
-        if t.div_w is not None and t.div_w.device != g.device:
-            t.div_w = t.div_w.to(g.device)
-            t.div_b = None if t.div_b is None else t.div_b.to(g.device)
-        if t.kind == "linear":
-            pos_shape = x.shape[:-1]
-            m = self._mask_for(t, pos_shape)
-            x3 = x.reshape(b, -1, t.cols)
-            g3 = g.reshape(b, -1, t.rows)
-            if self.mode == "factored":
-                acc[:, t.start : t.stop] += factored_project(
-                    x3, g3, t.p_in, t.p_out, m if m is None else m.reshape(b, -1),  # type: ignore[arg-type]
-                    x_bias=t.x_bias, backend=self.backend,
-                )
-            else:
-                self._flat_linear(t, x3, g3, None if m is None else m.reshape(b, -1))
-        else:  # embedding
-            idx = x.reshape(b, -1)
-            m = self._mask_for(t, x.shape)
-            g3 = g.reshape(b, -1, t.cols).to(torch.float32)
-            w = torch.ones(idx.shape, dtype=torch.float32, device=g.device) if m is None else m.reshape(b, -1).to(torch.float32)
-            pad = getattr(t.module, "padding_idx", None)
-            if pad is not None:
-                w = w * (idx != pad)
-            if self.mode == "factored":
-                rows = t.p_out[idx] * w[..., None]  # type: ignore[index]  # [B, T, k_out]
-                cols = g3 @ t.p_in  # type: ignore[operator]  # [B, T, k_in]
-                acc[:, t.start : t.stop] += torch.einsum("bto,bti->boi", rows, cols).reshape(b, -1)
-            else:
-                self._flat_embedding(t, idx, g3, w)
-
-    def _flat_linear(self, t: _Target, x: torch.Tensor, g: torch.Tensor, m: torch.Tensor | None) -> None:
-        b = x.shape[0]
-        width = t.cols + int(t.bias)
-        step = max(1, _FLAT_CHUNK // max(1, t.rows * width))
-        for a in range(0, b, step):
-            e = min(b, a + step)
-            xs, gs = x[a:e].to(torch.float32), g[a:e].to(torch.float32)
-            if m is not None:
-                gs = gs * m[a:e, :, None].to(torch.float32)
-            gw = torch.einsum("bto,bti->boi", gs, xs)
-            if t.bias:
-                gw = torch.cat([gw, gs.sum(dim=1)[..., None]], dim=2)
-            if t.div_w is not None:
-                den = t.div_w if t.div_b is None else torch.cat([t.div_w, t.div_b[:, None]], dim=1)
-                gw = gw / den
-            self._sketch_into(a, e, gw, t.start)
-
-    def _flat_embedding(self, t: _Target, idx: torch.Tensor, g: torch.Tensor, w: torch.Tensor) -> None:
-        b = idx.shape[0]
-        step = max(1, _FLAT_CHUNK // max(1, t.rows * t.cols))
-        for a in range(0, b, step):
-            e = min(b, a + step)
-            gw = torch.zeros(e - a, t.rows, t.cols, dtype=torch.float32, device=g.device)
-            gw.scatter_add_(1, idx[a:e, :, None].expand(-1, -1, t.cols), g[a:e] * w[a:e, :, None])
-            if t.div_w is not None:
-                gw = gw / t.div_w
-            self._sketch_into(a, e, gw, t.start)
-
-    def _sketch_into(self, a: int, e: int, gw: torch.Tensor, offset: int) -> None:
-        acc, k = self._acc, self.k
-        assert acc is not None and k is not None
-        acc[a:e] += sjlt(gw.reshape(e - a, -1), k, self.seed, offset=offset, scheme=self.scheme, backend=self.backend)
 
     # -- the call -------------------------------------------------------------
 
@@ -496,7 +387,6 @@ class GradientCapture:
                 )
             raise RuntimeError("no captured module ran in the forward pass since the last backward()")
         device = losses.device
-        self._batch = b
         self._mask = None if mask is None else mask.to(device=device, dtype=torch.float32)
         self._acc = torch.zeros(b, self.dim, dtype=torch.float32, device=device)
         try:
