@@ -1,10 +1,10 @@
-"""Durable-write primitives of the store: fsync, hashing writes, atomic
-replacement, and the crash-test hook (``dataprobes.attribution.store._TEST_HOOK``)."""
+"""Durable-write primitives of the store: hashing ``.npy`` writes, atomic
+manifest replacement (through :mod:`dataprobes._durable`) and the crash-test
+hook (``dataprobes.attribution.store._TEST_HOOK``)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..._durable import fsync_dir as _fsync_dir  # noqa: F401  (used by the writer)
+from ..._durable import write_json_atomic
 from .format import _TMP
 
 
@@ -19,19 +21,6 @@ def _hook(stage: str) -> None:
     hook = getattr(sys.modules.get(__package__ or ""), "_TEST_HOOK", None)
     if hook is not None:
         hook(stage)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 class _HashingWriter:
@@ -61,16 +50,14 @@ def _save_npy(path: Path, arr: np.ndarray) -> dict[str, Any]:
 
 
 def _write_json_atomic(directory: Path, name: str, obj: Any, *, stage_hooks: bool = False) -> None:
-    tmp = directory / f"{_TMP}{name}"
-    data = json.dumps(obj, indent=1, sort_keys=True).encode()
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    if stage_hooks:
-        _hook("manifest-temp-written")
-    os.replace(tmp, directory / name)
-    _fsync_dir(directory)
+    write_json_atomic(
+        directory / name,
+        obj,
+        tmp=directory / f"{_TMP}{name}",
+        before_rename=(lambda: _hook("manifest-temp-written")) if stage_hooks else None,
+        indent=1,
+        sort_keys=True,
+    )
 
 
 def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:

@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..._durable import write_synced
 from .durable import _fsync_dir, _hook, _save_npy, _write_json_atomic
 from .format import (
     _TMP,
@@ -162,10 +163,7 @@ class StoreWriter:
             # Exclusive, atomic creation: write a private temporary file, then
             # hard-link it to the final name (fails if another rank won).
             tmp = self.path / f"{_TMP}{HEADER_NAME}.rank{self.rank:05d}"
-            with open(tmp, "wb") as f:
-                f.write(json.dumps(header, indent=1, sort_keys=True).encode())
-                f.flush()
-                os.fsync(f.fileno())
+            write_synced(tmp, json.dumps(header, indent=1, sort_keys=True).encode())
             try:
                 os.link(tmp, header_path)
             except FileExistsError:
