@@ -114,3 +114,12 @@ def check_probability(name: str, value: Any) -> float:
     if not 0.0 <= v <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {v}")
     return v
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """``value`` as a Python int >= 1 (``TypeError`` for a non-integer, ``ValueError`` below 1)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)

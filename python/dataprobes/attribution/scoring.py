@@ -33,9 +33,8 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -157,28 +156,6 @@ def _device(device: Any) -> torch.device:
 # streaming
 
 
-def _blocks(store: GradientStore, block: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray | None]]:
-    """(start, stop, data, scales) for consecutive blocks; the next block is read
-    (copied out of the memory map) on a worker thread while this one is scored."""
-    n = len(store)
-    starts = list(range(0, n, block))
-
-    def load(start: int) -> tuple[int, int, np.ndarray, np.ndarray | None]:
-        stop = min(start + block, n)
-        data, scales = store.read_raw(start, stop)
-        return start, stop, np.array(data), (np.array(scales) if scales is not None else None)
-
-    if not starts:
-        return
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        fut = pool.submit(load, starts[0])
-        for i in range(len(starts)):
-            cur = fut.result()
-            if i + 1 < len(starts):
-                fut = pool.submit(load, starts[i + 1])
-            yield cur
-
-
 def _round_block(block_rows: int) -> int:
     return max(1, math.ceil(block_rows / TILE_ROWS)) * TILE_ROWS
 
@@ -235,7 +212,7 @@ def fit_preconditioner(
         raise ValueError(f"store is empty: {st.path} has no rows")
     dev = _device(device)
     gram = torch.zeros((st.dim, st.dim), dtype=torch.float64, device=dev)
-    for _, stop_, data, scales in _blocks(st, block):
+    for _, stop_, data, scales in st.iter_raw_blocks(block):
         raw = torch.from_numpy(data).to(dev)
         sc = torch.from_numpy(scales).to(dev, torch.float64) if scales is not None else None
         for t0 in range(0, raw.shape[0], TILE_ROWS):
@@ -339,7 +316,7 @@ def score(
     out_buf = torch.empty((block, num_q), dtype=torch.float32, device=dev)
     norm_buf = torch.empty(block, dtype=torch.float32, device=dev) if method == "cosine" else None
     best: torch.Tensor | None = None
-    for start, stop, data, scales in _blocks(st, block):
+    for start, stop, data, scales in st.iter_raw_blocks(block):
         b = stop - start
         raw = torch.from_numpy(data).to(dev)
         out = out_buf[:b]

@@ -108,20 +108,22 @@ def _to_numpy(x: Any) -> np.ndarray:
 def quantize_int8(x: Any) -> tuple[np.ndarray, np.ndarray]:
     """Per-row symmetric int8 quantisation: ``x[i] ≈ q[i] * scale[i]``.
 
-    ``scale = max|x[i]| / 127`` (0 for an all-zero row), ``q = round(x / scale)``
-    (half to even), so every entry is within ``scale / 2`` of the input (plus
-    float32 rounding). Accepts a numpy array or a torch tensor of shape
-    [B, dim]; a tensor is quantised on its own device. Returns numpy arrays
-    ``(q int8 [B, dim], scale float32 [B])``.
+    The one int8 row encoding of the store: ``scale = max|x[i]| / 127`` (0 for
+    an all-zero row), ``q = round(x / scale)`` (the correctly rounded float32
+    quotient, rounded half to even), so every entry is within ``scale / 2`` of
+    the input (plus float32 rounding). Accepts a numpy array or a torch tensor
+    of shape [B, dim]; a tensor is quantised on its own device by
+    :func:`dataprobes.attribution.kernels.quantize_int8_reference` (the torch
+    twin of this function, which the Triton kernel matches bit for bit).
+    Returns numpy arrays ``(q int8 [B, dim], scale float32 [B])``.
     """
     if _is_tensor(x):
         import torch
 
-        t = x.detach().to(torch.float32)
-        scale_t = t.abs().amax(dim=1) / 127.0
-        safe = torch.where(scale_t > 0, scale_t, torch.ones_like(scale_t))
-        q_t = torch.round(t / safe[:, None]).clamp_(-127, 127).to(torch.int8)
-        return q_t.cpu().numpy(), scale_t.cpu().numpy().astype(np.float32, copy=False)
+        from ..kernels.quant import quantize_int8_reference
+
+        q_t, scale_t = quantize_int8_reference(x.detach().to(torch.float32))
+        return q_t.cpu().numpy(), scale_t.cpu().numpy()
     a = np.asarray(x, dtype=np.float32)
     scale = (np.abs(a).max(axis=1) / np.float32(127.0)).astype(np.float32) if a.shape[1] else np.zeros(a.shape[0], np.float32)
     divisor = np.where(scale > 0, scale, np.float32(1.0))
@@ -131,8 +133,10 @@ def quantize_int8(x: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def dequantize_int8(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`quantize_int8`: ``q * scale[:, None]`` in float32."""
-    out = np.asarray(q, dtype=np.float32)
+    """The one int8 row decoding (inverse of :func:`quantize_int8`):
+    ``q * scale[:, None]`` in float32 (a new array). Its torch twin is
+    :func:`dataprobes.attribution.kernels.dequantize_int8`."""
+    out = np.array(q, dtype=np.float32)
     out *= np.asarray(scale, dtype=np.float32)[:, None]
     return out
 

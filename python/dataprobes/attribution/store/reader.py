@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 
+from ..._validation import check_positive_int
 from .durable import _sha256_file
 from .format import (
     _PART_RE,
@@ -261,14 +263,45 @@ class GradientStore:
             sel = which == si
             shard = self._shards[int(si)]
             local = rows[sel] - self._offsets[si]
-            block = np.asarray(shard.data[local], dtype=np.float32)
-            if shard.scales is not None:
-                block *= shard.scales[local][:, None]
-            out[sel] = block
+            data = shard.data[local]
+            out[sel] = dequantize_int8(data, shard.scales[local]) if shard.scales is not None else data
         return out
 
+    def iter_raw_blocks(
+        self, block_rows: int = 65536, *, prefetch: bool = True
+    ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray | None]]:
+        """Yield ``(start, stop, data, scales)`` for consecutive blocks of
+        ``block_rows`` stored (not dequantised) rows, copied out of the memory
+        maps (``scales`` is ``None`` for a float16 store).
+
+        With ``prefetch=True`` the next block is read on a worker thread while
+        the caller works on this one (what :func:`~dataprobes.attribution.score`
+        does). Blocks span shard boundaries; only the last may be shorter.
+        """
+        block = check_positive_int("block_rows", block_rows)
+        n = len(self)
+
+        def load(start: int) -> tuple[int, int, np.ndarray, np.ndarray | None]:
+            stop = min(start + block, n)
+            data, scales = self.read_raw(start, stop)
+            return start, stop, np.array(data), (np.array(scales) if scales is not None else None)
+
+        starts = range(0, n, block)
+        if not prefetch:
+            yield from map(load, starts)
+            return
+        if not starts:
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            fut = pool.submit(load, starts[0])
+            for i in range(len(starts)):
+                cur = fut.result()
+                if i + 1 < len(starts):
+                    fut = pool.submit(load, starts[i + 1])
+                yield cur
+
     def iter_blocks(
-        self, block_rows: int = 65536, *, device: "str | torch.device | None" = None, as_tensor: bool = False
+        self, block_rows: int = 65536, *, device: str | torch.device | None = None, as_tensor: bool = False
     ) -> Iterator[tuple[np.ndarray, Any]]:
         """Yield ``(ids, rows)`` for consecutive blocks of ``block_rows`` rows.
 
@@ -277,23 +310,22 @@ class GradientStore:
         moved to the device before dequantising). Blocks span shard boundaries;
         only the last block may be shorter.
         """
-        if isinstance(block_rows, bool) or not isinstance(block_rows, (int, np.integer)) or block_rows < 1:
-            raise ValueError(f"block_rows must be a positive integer, got {block_rows!r}")
         tensor = as_tensor or device is not None
-        for start in range(0, len(self), int(block_rows)):
-            stop = min(start + int(block_rows), len(self))
+        for start, stop, data, scales in self.iter_raw_blocks(block_rows, prefetch=False):
             ids = self._ids[start:stop]
             if not tensor:
-                yield self.read(start, stop)
+                yield ids, (dequantize_int8(data, scales) if scales is not None else data.astype(np.float32))
                 continue
             import torch
 
-            data, scales = self.read_raw(start, stop)
+            from ..kernels.quant import dequantize_int8 as dequantize_int8_torch
+
             dev = torch.device(device) if device is not None else torch.device("cpu")
-            t = torch.from_numpy(np.array(data)).to(dev).to(torch.float32)
+            t = torch.from_numpy(data).to(dev)
             if scales is not None:
-                t *= torch.from_numpy(np.array(scales)).to(dev)[:, None]
-            yield ids, t
+                yield ids, dequantize_int8_torch(t, torch.from_numpy(scales).to(dev))
+            else:
+                yield ids, t.to(torch.float32)
 
     def verify(self) -> int:
         """Recompute every shard file's sha256; raise :class:`CorruptShardError`
