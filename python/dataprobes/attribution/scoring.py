@@ -97,11 +97,11 @@ class GaussNewtonPreconditioner:
 # argument checks
 
 
-def _as_store(store: Any) -> GradientStore:
+def _as_store(store: Any, verify_reads: bool | None = None) -> GradientStore:
     if isinstance(store, GradientStore):
         return store
     if isinstance(store, (str, os.PathLike)):
-        return GradientStore(store)
+        return GradientStore(store, verify_reads=True if verify_reads is None else verify_reads)
     raise TypeError(f"store must be a GradientStore or a path to one, got {type(store).__name__}")
 
 
@@ -196,14 +196,16 @@ def fit_preconditioner(
     *,
     block_rows: int = 16384,
     device: str | torch.device | None = None,
+    verify_reads: bool | None = None,
 ) -> GaussNewtonPreconditioner:
     """Accumulate ``ΦᵀΦ`` over the store in float64 and factorise
     ``H = ΦᵀΦ/n + λI`` with ``λ = damping · tr(ΦᵀΦ/n) / dim``.
 
     Costs one pass over the store and ``O(n · dim²)`` float64 flops; fit once
     and pass it to :func:`score` (``preconditioner=``) to score many query sets.
+    ``verify_reads`` as in :func:`score`.
     """
-    st = _as_store(store)
+    st = _as_store(store, verify_reads)
     block = _round_block(_positive_int(block_rows, "block_rows"))
     if isinstance(damping, bool) or not isinstance(damping, (int, float, np.floating)) or not math.isfinite(damping) or damping <= 0:
         raise ValueError(f"damping must be a positive finite number, got {damping!r}")
@@ -212,7 +214,7 @@ def fit_preconditioner(
         raise ValueError(f"store is empty: {st.path} has no rows")
     dev = _device(device)
     gram = torch.zeros((st.dim, st.dim), dtype=torch.float64, device=dev)
-    for _, stop_, data, scales in st.iter_raw_blocks(block):
+    for _, stop_, data, scales in st.iter_raw_blocks(block, verify=verify_reads):
         raw = torch.from_numpy(data).to(dev)
         sc = torch.from_numpy(scales).to(dev, torch.float64) if scales is not None else None
         for t0 in range(0, raw.shape[0], TILE_ROWS):
@@ -246,6 +248,7 @@ def score(
     return_full: bool = False,
     *,
     preconditioner: GaussNewtonPreconditioner | None = None,
+    verify_reads: bool | None = None,
 ) -> TopK:
     """Top-``top_k`` stored examples for each query, streaming over the store.
 
@@ -279,8 +282,14 @@ def score(
         with the store; meant for small stores and tests.
     preconditioner:
         A :func:`fit_preconditioner` result to reuse (``method="influence"``).
+    verify_reads:
+        Check every block read against the checksums recorded at write time
+        (a corrupt block raises :class:`~dataprobes.attribution.CorruptShardError`
+        naming the shard file and rows). ``None`` (default) follows the store's
+        ``verify_reads`` (on unless it was opened with ``verify_reads=False``);
+        ``False`` skips the checks for this call (trusted media).
     """
-    st = _as_store(store)
+    st = _as_store(store, verify_reads)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     k_req = _positive_int(top_k, "top_k")
@@ -297,7 +306,9 @@ def score(
     k = min(k_req, n)
 
     if method == "influence":
-        pre = preconditioner if preconditioner is not None else fit_preconditioner(st, damping, block_rows=block, device=dev)
+        pre = preconditioner if preconditioner is not None else fit_preconditioner(
+            st, damping, block_rows=block, device=dev, verify_reads=verify_reads
+        )
         if pre.dim != st.dim:
             raise ValueError(f"preconditioner has dim {pre.dim} but the store has dim {st.dim}")
         diff = config_diff(_normalize_config(pre.config), st.config)
@@ -316,7 +327,7 @@ def score(
     out_buf = torch.empty((block, num_q), dtype=torch.float32, device=dev)
     norm_buf = torch.empty(block, dtype=torch.float32, device=dev) if method == "cosine" else None
     best: torch.Tensor | None = None
-    for start, stop, data, scales in st.iter_raw_blocks(block):
+    for start, stop, data, scales in st.iter_raw_blocks(block, verify=verify_reads):
         b = stop - start
         raw = torch.from_numpy(data).to(dev)
         out = out_buf[:b]

@@ -7,10 +7,22 @@ Layout of a store directory (``r`` = writer rank, ``s`` = shard index)::
     manifest.rank{r:05d}.json           one manifest part per writer rank: the
                                         header fields again, then one entry per
                                         complete shard (file names, rows,
-                                        sha256 checksums, rank)
+                                        sha256 checksums, rank, and the
+                                        xxh3_64 checksum of every block of
+                                        ``check_rows`` rows of each file)
     rank{r:05d}-shard{s:06d}.int8.npy   [rows, dim] int8 (or ``.float16.npy``)
     rank{r:05d}-shard{s:06d}.scales.npy [rows] float32 per-row scales (int8 only)
     rank{r:05d}-shard{s:06d}.ids.npy    [rows] int64 example ids
+
+Reads verify what they read. The writer records, next to each file's sha256,
+an ``xxh3_64`` checksum of every block of :data:`CHECK_ROWS` rows (format
+version 2); :class:`GradientStore` checks the blocks covering every row range
+it hands out (and the ids at open) and raises :class:`CorruptShardError`
+naming the shard file and rows on a mismatch, so a flipped byte on disk is
+never scored silently. ``GradientStore(path, verify_reads=False)`` (or
+``score(..., verify_reads=False)``) skips the checks on trusted media. Stores
+of format version 1 (no block checksums) are read unchecked; appending to one
+is refused.
 
 A row of an int8 store dequantises to ``q * scale`` with ``scale = max|row| / 127``
 (so every entry is within ``scale / 2`` of the value that was appended); a
@@ -45,6 +57,10 @@ from typing import Callable
 
 from .durable import _fsync_dir, _HashingWriter, _hook, _save_npy, _sha256_file, _write_json_atomic
 from .format import (
+    CHECK_ROWS,
+    READ_VERSIONS,
+    _block_checksums,
+    _xxh3,
     _PART_RE,
     _TMP,
     DTYPES,
@@ -71,6 +87,7 @@ from .writer import StoreWriter, _default_rank
 
 __all__ = [
     "FORMAT",
+    "CHECK_ROWS",
     "FORMAT_VERSION",
     "CorruptShardError",
     "GradientStore",

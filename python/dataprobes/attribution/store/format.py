@@ -14,9 +14,16 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import xxhash
 
 FORMAT = "dataprobes.gradient_store"
-FORMAT_VERSION = 1
+#: Version written by this code. Version 2 adds per-block ``xxh3_64``
+#: checksums (``check_rows`` rows a block) to every shard file entry.
+FORMAT_VERSION = 2
+#: Versions this code reads (version-1 stores have no block checksums).
+READ_VERSIONS = (1, 2)
+#: Rows per checksummed block of a shard file (a multiple of the scoring tile).
+CHECK_ROWS = 1024
 HEADER_NAME = "manifest.json"
 DTYPES = ("int8", "float16")
 _TMP = ".tmp-"
@@ -149,12 +156,20 @@ def _header(dim: int, dtype: str, config: dict[str, Any]) -> dict[str, Any]:
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "dim": dim, "dtype": dtype, "config": config}
 
 
-def _check_header(found: Mapping[str, Any], dim: int, dtype: str, config: dict[str, Any], where: str) -> None:
+def _check_header(
+    found: Mapping[str, Any], dim: int, dtype: str, config: dict[str, Any], where: str, version: int = FORMAT_VERSION
+) -> None:
     if found.get("format") != FORMAT:
         raise ValueError(f"{where} is not a dataprobes gradient store manifest (format={found.get('format')!r})")
-    if found.get("format_version") != FORMAT_VERSION:
+    if found.get("format_version") != version:
+        hint = (
+            "; version-1 stores are read-only for this dataprobes: write new captures to a new directory"
+            if found.get("format_version") in READ_VERSIONS
+            else ""
+        )
         raise ValueError(
-            f"{where} has format_version {found.get('format_version')!r}; this dataprobes reads and writes version {FORMAT_VERSION}"
+            f"{where} has format_version {found.get('format_version')!r}; expected version {version} "
+            f"(this dataprobes writes version {FORMAT_VERSION} and reads versions {READ_VERSIONS}){hint}"
         )
     if found.get("dim") != dim:
         raise ValueError(f"dim={dim} does not match the existing store ({where}: dim={found.get('dim')})")
@@ -174,3 +189,11 @@ def _read_json(path: Path) -> Any:
         return json.loads(f.read())
 
 
+def _xxh3(rows: np.ndarray) -> str:
+    """``xxh3_64`` of the bytes of a C-contiguous array, as 16 hex digits."""
+    return f"{xxhash.xxh3_64_intdigest(np.ascontiguousarray(rows)):016x}"
+
+
+def _block_checksums(arr: np.ndarray, check_rows: int = CHECK_ROWS) -> list[str]:
+    """Checksums of consecutive blocks of ``check_rows`` rows of ``arr``."""
+    return [_xxh3(arr[i : i + check_rows]) for i in range(0, arr.shape[0], check_rows)]

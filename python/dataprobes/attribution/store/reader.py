@@ -6,16 +6,16 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from ..._validation import check_positive_int
+from ..._validation import check_bool, check_positive_int
 from .durable import _sha256_file
 from .format import (
     _PART_RE,
     FORMAT,
-    FORMAT_VERSION,
+    READ_VERSIONS,
     HEADER_NAME,
     CorruptShardError,
     _check_header,
@@ -24,6 +24,7 @@ from .format import (
     _normalize_config,
     _read_json,
     _to_numpy,
+    _xxh3,
     config_diff,
     dequantize_int8,
 )
@@ -40,6 +41,35 @@ class _Shard:
     files: dict[str, dict[str, Any]]
     data: np.ndarray  # memmap [rows, dim]
     scales: np.ndarray | None  # memmap [rows]
+    check_rows: int  # rows per checksummed block; 0: no block checksums (format version 1)
+
+    def verify_rows(self, lo: int, hi: int, offset: int) -> None:
+        """Check the block checksums of every block overlapping local rows
+        ``[lo, hi)`` of the data and scales files (``offset``: the shard's
+        first store row, for the message)."""
+        r = self.check_rows
+        if not r or hi <= lo:
+            return
+        for c in range(lo // r, (hi - 1) // r + 1):
+            self._verify_block(c, offset)
+
+    def verify_blocks(self, blocks: Iterable[int], offset: int) -> None:
+        if self.check_rows:
+            for c in blocks:
+                self._verify_block(int(c), offset)
+
+    def _verify_block(self, c: int, offset: int, arrays: Mapping[str, np.ndarray | None] | None = None) -> None:
+        a, b = c * self.check_rows, min((c + 1) * self.check_rows, self.rows)
+        for role, arr in (arrays or {"data": self.data, "scales": self.scales}).items():
+            if arr is None:
+                continue
+            found, want = _xxh3(arr[a:b]), self.files[role]["xxh3_64"][c]
+            if found != want:
+                raise CorruptShardError(
+                    f"shard file {self.files[role]['name']} (rank {self.rank}, shard {self.index}, {role}) is corrupt: "
+                    f"rows {a}-{b - 1} of the shard (store rows {offset + a}-{offset + b - 1}) fail their xxh3_64 "
+                    f"checksum ({found} != manifest {want}); restore the file or recapture those examples"
+                )
 
 
 class GradientStore:
@@ -48,18 +78,34 @@ class GradientStore:
     Rows are ordered by rank, then shard index, then append order; ``ids[i]``
     is the example id of row ``i``. Shards are memory-mapped (``np.load(...,
     mmap_mode="r")``); nothing but the ids is read at open.
+
+    Reads verify what they read: every block of rows the store hands out
+    (:meth:`read_raw`, :meth:`read`, :meth:`lookup`, :meth:`iter_blocks`,
+    :meth:`iter_raw_blocks`, hence :func:`~dataprobes.attribution.score`) is
+    checked against the ``xxh3_64`` checksums the writer recorded per block of
+    :data:`~dataprobes.attribution.store.format.CHECK_ROWS` rows, and the ids
+    at open; a mismatch raises :class:`CorruptShardError` naming the shard
+    file and the rows. ``verify_reads=False`` skips these checks (trusted
+    media; :meth:`verify` still recomputes every sha256 on demand). Stores of
+    format version 1 carry no block checksums and are read unchecked.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, verify_reads: bool = True) -> None:
         self.path = Path(path)
+        self.verify_reads = check_bool("verify_reads", verify_reads)
         header_path = self.path / HEADER_NAME
         if not header_path.is_file():
             raise FileNotFoundError(f"{self.path} is not a gradient store: {HEADER_NAME} is missing")
         header = _read_json(header_path)
         if header.get("format") != FORMAT:
             raise ValueError(f"{header_path} is not a dataprobes gradient store manifest")
-        if header.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{header_path} has format_version {header.get('format_version')!r}; expected {FORMAT_VERSION}")
+        if header.get("format_version") not in READ_VERSIONS:
+            raise ValueError(
+                f"{header_path} has format_version {header.get('format_version')!r}; "
+                f"this dataprobes reads versions {READ_VERSIONS}"
+            )
+        #: on-disk format version of the store (1: no block checksums)
+        self.format_version: int = int(header["format_version"])
         self.dim: int = int(header["dim"])
         self.dtype: str = str(header["dtype"])
         self.config: dict[str, Any] = header.get("config", {})
@@ -72,14 +118,16 @@ class GradientStore:
         self._parts: list[dict[str, Any]] = []
         self._shards: list[_Shard] = []
         ids: list[np.ndarray] = []
+        offset = 0
         for rank, name in parts:
             part = _read_json(self.path / name)
-            _check_header(part, self.dim, self.dtype, self.config, str(self.path / name))
+            _check_header(part, self.dim, self.dtype, self.config, str(self.path / name), self.format_version)
             if part.get("rank") != rank:
                 raise ValueError(f"{name} claims rank {part.get('rank')}")
             self._parts.append(part)
             for entry in part["shards"]:
-                shard, shard_ids = self._open_shard(entry, name)
+                shard, shard_ids = self._open_shard(entry, name, offset)
+                offset += shard.rows
                 self._shards.append(shard)
                 ids.append(shard_ids)
         self._ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
@@ -98,7 +146,7 @@ class GradientStore:
                 raise ValueError(f"example id {bad} is stored more than once (in {where[0]} and {where[1]})")
             self._sorter = order
 
-    def _open_shard(self, entry: Mapping[str, Any], part_name: str) -> tuple[_Shard, np.ndarray]:
+    def _open_shard(self, entry: Mapping[str, Any], part_name: str, offset: int) -> tuple[_Shard, np.ndarray]:
         rows = int(entry["rows"])
         files = entry["files"]
         expect = {"data": ((rows, self.dim), np.dtype(self.dtype)), "ids": ((rows,), np.dtype(np.int64))}
@@ -120,7 +168,21 @@ class GradientStore:
                     f"shard file {fname} has shape {arr.shape} and dtype {arr.dtype}; manifest {part_name} expects {shape} {dt}"
                 )
             arrays[role] = arr
-        shard = _Shard(int(entry["rank"]), int(entry["index"]), rows, dict(files), arrays["data"], arrays.get("scales"))
+        check_rows = 0
+        if self.format_version >= 2:
+            check_rows = entry.get("check_rows")
+            if isinstance(check_rows, bool) or not isinstance(check_rows, int) or check_rows < 1:
+                raise CorruptShardError(f"{part_name}: shard {entry.get('index')} has no valid check_rows")
+            for role in expect:
+                sums = files[role].get("xxh3_64")
+                if not isinstance(sums, list) or len(sums) != -(-rows // check_rows):
+                    raise CorruptShardError(f"{part_name}: shard {entry.get('index')} has no valid xxh3_64 list for {role}")
+        shard = _Shard(
+            int(entry["rank"]), int(entry["index"]), rows, dict(files), arrays["data"], arrays.get("scales"), check_rows
+        )
+        if self.verify_reads and check_rows:
+            for c in range(-(-rows // check_rows)):
+                shard._verify_block(c, offset, {"ids": arrays["ids"]})
         return shard, np.array(arrays["ids"])
 
     def _locate(self, pos: int) -> str:
@@ -214,15 +276,22 @@ class GradientStore:
             pos = base + hi
             i += 1
 
-    def read_raw(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def read_raw(
+        self, start: int, stop: int, *, verify: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Stored (not dequantised) rows ``[start, stop)``: (data, scales or None).
 
         A view into the memory map when the range lies in one shard, else a copy.
+        The blocks covering the rows are verified first (see the class
+        docstring; ``verify``: ``None`` follows ``verify_reads``).
         """
         n = len(self)
         if not 0 <= start <= stop <= n:
             raise IndexError(f"row range [{start}, {stop}) outside the store of {n} rows")
         segs = list(self._segments(start, stop))
+        if self.verify_reads if verify is None else verify:
+            for shard, lo, hi, off in segs:
+                shard.verify_rows(lo, hi, start + off - lo)
         if len(segs) == 1:
             shard, lo, hi, _ = segs[0]
             return shard.data[lo:hi], (shard.scales[lo:hi] if shard.scales is not None else None)
@@ -263,12 +332,14 @@ class GradientStore:
             sel = which == si
             shard = self._shards[int(si)]
             local = rows[sel] - self._offsets[si]
+            if self.verify_reads and shard.check_rows:
+                shard.verify_blocks(np.unique(local // shard.check_rows), int(self._offsets[si]))
             data = shard.data[local]
             out[sel] = dequantize_int8(data, shard.scales[local]) if shard.scales is not None else data
         return out
 
     def iter_raw_blocks(
-        self, block_rows: int = 65536, *, prefetch: bool = True
+        self, block_rows: int = 65536, *, prefetch: bool = True, verify: bool | None = None
     ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray | None]]:
         """Yield ``(start, stop, data, scales)`` for consecutive blocks of
         ``block_rows`` stored (not dequantised) rows, copied out of the memory
@@ -276,14 +347,16 @@ class GradientStore:
 
         With ``prefetch=True`` the next block is read on a worker thread while
         the caller works on this one (what :func:`~dataprobes.attribution.score`
-        does). Blocks span shard boundaries; only the last may be shorter.
+        does). Blocks span shard boundaries; only the last may be shorter. Every
+        block is verified as it is read (``verify``: ``None`` follows
+        ``verify_reads``).
         """
         block = check_positive_int("block_rows", block_rows)
         n = len(self)
 
         def load(start: int) -> tuple[int, int, np.ndarray, np.ndarray | None]:
             stop = min(start + block, n)
-            data, scales = self.read_raw(start, stop)
+            data, scales = self.read_raw(start, stop, verify=verify)
             return start, stop, np.array(data), (np.array(scales) if scales is not None else None)
 
         starts = range(0, n, block)

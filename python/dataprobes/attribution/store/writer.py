@@ -14,6 +14,8 @@ import numpy as np
 from ..._durable import write_synced
 from .durable import _fsync_dir, _hook, _save_npy, _write_json_atomic
 from .format import (
+    CHECK_ROWS,
+    _block_checksums,
     _TMP,
     DTYPES,
     HEADER_NAME,
@@ -398,7 +400,7 @@ class StoreWriter:
         files: dict[str, dict[str, Any]] = {}
         for role, arr in arrays.items():
             info = _save_npy(self.path / f"{_TMP}{names[role]}", arr)
-            files[role] = {"name": names[role], **info}
+            files[role] = {"name": names[role], **info, "xxh3_64": _block_checksums(arr)}
         _hook("shard-temp-written")
         for i, role in enumerate(arrays):
             os.replace(self.path / f"{_TMP}{names[role]}", self.path / names[role])
@@ -406,7 +408,7 @@ class StoreWriter:
                 _hook("shard-renamed-partial")
         _fsync_dir(self.path)
         _hook("shard-renamed")
-        entry = {"index": index, "rank": self.rank, "rows": int(ids.shape[0]), "files": files}
+        entry = {"index": index, "rank": self.rank, "rows": int(ids.shape[0]), "check_rows": CHECK_ROWS, "files": files}
         shards = self._shards + [entry]
         part = _header(self.dim, self.dtype, self.config)
         part.update({"rank": self.rank, "num_rows": int(self.num_rows + ids.shape[0]), "shards": shards})
