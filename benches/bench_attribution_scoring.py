@@ -101,19 +101,19 @@ def _run_method(method: str, store, q: np.ndarray, top_k: int, block_rows: int, 
 
     k = min(top_k, len(store))
     if method == "streamed":
-        r = score(store, q, "ip", top_k=k, block_rows=block_rows, device="cpu")
+        r = score(store, q, "ip", top_k=k, block_rows=block_rows, device="cpu", query_config=store.config)
         return r.ids, r.scores
     if method == "streamed-nocheck":
-        r = score(store, q, "ip", top_k=k, block_rows=block_rows, device="cpu", verify_reads=False)
+        r = score(store, q, "ip", top_k=k, block_rows=block_rows, device="cpu", query_config=store.config, verify_reads=False)
         return r.ids, r.scores
     if method == "streamed-cosine":
-        r = score(store, q, "cosine", top_k=k, block_rows=block_rows, device="cpu")
+        r = score(store, q, "cosine", top_k=k, block_rows=block_rows, device="cpu", query_config=store.config)
         return r.ids, r.scores
     if method == "streamed-influence":
         t0 = time.perf_counter()
-        pre = fit_preconditioner(store, 1e-3, block_rows=block_rows, device="cpu")
+        pre = fit_preconditioner(store, 1e-3, block_rows=block_rows, device="cpu", query_config=store.config)
         res["fit_s"] = time.perf_counter() - t0
-        r = score(store, q, "influence", top_k=k, block_rows=block_rows, device="cpu", preconditioner=pre)
+        r = score(store, q, "influence", top_k=k, block_rows=block_rows, device="cpu", query_config=store.config, preconditioner=pre)
         return r.ids, r.scores
     if method == "numpy":
         all_ids, x = store.read()  # dequantise everything: [n, dim] float32

@@ -224,6 +224,28 @@ class GradientCapture:
     # -- public description ---------------------------------------------------
 
     @property
+    def config(self) -> dict[str, Any]:
+        """The JSON description of how this capture compresses gradients (a new
+        dict): what a store written from it records (``capture_to_store``) and
+        what queries must match to be scored against that store
+        (``score(store, queries, capture=cap)``)."""
+        return {
+            "capture": "dataprobes.GradientCapture",
+            "mode": self.mode,
+            "seed": self.seed,
+            "k": self.k,
+            "k_in": self.k_in,
+            "k_out": self.k_out,
+            "dim": self.dim,
+            "normalize": self.normalize,
+            "projection": self.projection,
+            "scheme": self.scheme,
+            "include_bias": self.include_bias,
+            "preconditioned": self.precondition is not None,
+            "modules": [[e.module, e.kind, list(e.shape)] for e in self.layout],
+        }
+
+    @property
     def module_names(self) -> list[str]:
         return [t.name for t in self._specs]
 

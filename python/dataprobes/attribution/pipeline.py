@@ -4,8 +4,7 @@ plain loop, a ``torch.distributed`` job or a Hugging Face ``Trainer``.
 
     cap = GradientCapture(model, mode="factored", k_in=32, k_out=32, seed=0)
     capture_to_store(cap, loss_fn, batches, "grads/train")     # (ids, batch) pairs
-    top = score("grads/train", query_grads, method="influence", top_k=50,
-                query_config=capture_config(cap))
+    top = score("grads/train", query_grads, method="influence", top_k=50, capture=cap)
 
 Each rank of a distributed job passes its own batches; its shards carry its
 rank and readers see one logical store. An interrupted run resumes: examples
@@ -27,23 +26,11 @@ LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 
 
 def capture_config(capture: GradientCapture, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON description of how ``capture`` compresses gradients: what a
-    store records and what queries must match to be scored against it."""
-    cfg: dict[str, Any] = {
-        "capture": "dataprobes.GradientCapture",
-        "mode": capture.mode,
-        "seed": capture.seed,
-        "k": capture.k,
-        "k_in": capture.k_in,
-        "k_out": capture.k_out,
-        "dim": capture.dim,
-        "normalize": capture.normalize,
-        "projection": capture.projection,
-        "scheme": capture.scheme,
-        "include_bias": capture.include_bias,
-        "preconditioned": capture.precondition is not None,
-        "modules": [[e.module, e.kind, list(e.shape)] for e in capture.layout],
-    }
+    """The JSON description of how ``capture`` compresses gradients
+    (:attr:`GradientCapture.config`), plus ``extra`` notes under the key
+    ``"extra"``: what a store records and what queries must match to be
+    scored against it."""
+    cfg = capture.config
     if extra:
         cfg["extra"] = dict(extra)
     return cfg

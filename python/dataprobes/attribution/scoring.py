@@ -39,7 +39,9 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .store import GradientStore, _normalize_config, config_diff
+from .._validation import check_bool
+from .capture import GradientCapture
+from .store import GradientStore, check_same_config
 
 __all__ = ["METHODS", "TILE_ROWS", "GaussNewtonPreconditioner", "TopK", "fit_preconditioner", "score"]
 
@@ -113,11 +115,37 @@ def _positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def _query_config(
+    store: GradientStore, queries: Any, query_config: Mapping[str, Any] | None, capture: Any, check_config: Any
+) -> Mapping[str, Any] | None:
+    """The config the queries must match the store's with, or ``None`` when
+    nothing is to be compared; refuses a bare array against a store that
+    records a capture config unless the caller opts out."""
+    if capture is not None:
+        if not isinstance(capture, GradientCapture):
+            raise TypeError(f"capture must be the GradientCapture that produced the queries, got {type(capture).__name__}")
+        if query_config is not None:
+            raise ValueError("pass either capture= or query_config=, not both")
+        query_config = capture.config
+    if not check_bool("check_config", check_config):
+        if query_config is not None:
+            raise ValueError("check_config=False skips the config check: do not also pass query_config= or capture=")
+        return None
+    if isinstance(queries, GradientStore):
+        return query_config if query_config is not None else queries.config
+    if query_config is None and store.config:
+        raise ValueError(
+            "queries is a bare array but the store records how its rows were captured: pass capture=<the "
+            "GradientCapture that produced the queries> (or query_config=capture_config(capture)) so the two are "
+            "compared, or check_config=False to score without the check"
+        )
+    return query_config
+
+
 def _as_queries(queries: Any, store: GradientStore) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(queries, GradientStore):
         if queries.dim != store.dim:
             raise ValueError(f"queries (a GradientStore) has dim {queries.dim} but the store has dim {store.dim}")
-        store.check_compatible(queries.config, name="queries (a GradientStore) config")
         if len(queries) == 0:
             raise ValueError("queries (a GradientStore) is empty")
         ids, rows = queries.read()
@@ -249,6 +277,8 @@ def score(
     *,
     preconditioner: GaussNewtonPreconditioner | None = None,
     verify_reads: bool | None = None,
+    capture: GradientCapture | None = None,
+    check_config: bool = True,
 ) -> TopK:
     """Top-``top_k`` stored examples for each query, streaming over the store.
 
@@ -259,7 +289,11 @@ def score(
     queries:
         ``[Q, dim]`` float array or tensor of compressed query gradients, or a
         second :class:`GradientStore` (its config must equal the store's; its
-        ids are returned as ``query_ids``).
+        ids are returned as ``query_ids``). An array is scored only once its
+        capture config has been compared with the store's: pass ``capture=``
+        (or ``query_config=``); against a store that records a config, a bare
+        array without either is refused (``ValueError``) unless
+        ``check_config=False``.
     method:
         ``"cosine"``, ``"ip"`` or ``"influence"`` (see the module docstring).
     top_k:
@@ -275,8 +309,9 @@ def score(
     device:
         Torch device for the computation; default CUDA when available, else CPU.
     query_config:
-        Capture config of array/tensor queries; when given it must equal the
-        store's config (``ValueError`` naming the differing keys otherwise).
+        Capture config of array/tensor queries (e.g.
+        ``capture_config(query_capture)``); it must equal the store's config
+        (``ValueError`` naming the differing keys otherwise).
     return_full:
         Also return the ``[Q, n]`` score matrix (``TopK.full``) — memory grows
         with the store; meant for small stores and tests.
@@ -288,6 +323,14 @@ def score(
         naming the shard file and rows). ``None`` (default) follows the store's
         ``verify_reads`` (on unless it was opened with ``verify_reads=False``);
         ``False`` skips the checks for this call (trusted media).
+    capture:
+        The :class:`~dataprobes.attribution.GradientCapture` that produced the
+        array queries: its :attr:`~dataprobes.attribution.GradientCapture.config`
+        must equal the store's (the easy safe path; same as
+        ``query_config=capture_config(capture)``).
+    check_config:
+        ``False`` scores array queries without comparing any config (you vouch
+        that they were captured like the store's rows).
     """
     st = _as_store(store, verify_reads)
     if method not in METHODS:
@@ -300,8 +343,10 @@ def score(
     if n >= 1 << 32:  # pragma: no cover - the id rank must fit the low key word
         raise ValueError("stores of 2**32 rows or more are not supported")
     q_np, query_ids = _as_queries(queries, st)
-    if query_config is not None:
-        st.check_compatible(query_config, name="query_config")
+    cfg = _query_config(st, queries, query_config, capture, check_config)
+    if cfg is not None:
+        name = "queries (a GradientStore) config" if cfg is getattr(queries, "config", None) else "query_config"
+        st.check_compatible(cfg, name=name)
     dev = _device(device)
     k = min(k_req, n)
 
@@ -311,9 +356,13 @@ def score(
         )
         if pre.dim != st.dim:
             raise ValueError(f"preconditioner has dim {pre.dim} but the store has dim {st.dim}")
-        diff = config_diff(_normalize_config(pre.config), st.config)
-        if diff:
-            raise ValueError(f"preconditioner was fitted on a store with a different config (keys: {', '.join(diff)})")
+        check_same_config(
+            pre.config,
+            st.config,
+            name="the preconditioner's config",
+            against="the store's capture config",
+            hint="the preconditioner was fitted on a store with a different config: fit it on this store",
+        )
         q = torch.from_numpy(pre.apply(q_np).astype(np.float32)).to(dev)
     else:
         q = torch.from_numpy(q_np).to(dev)

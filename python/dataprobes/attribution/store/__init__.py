@@ -61,6 +61,7 @@ from .format import (
     READ_VERSIONS,
     _block_checksums,
     _xxh3,
+    check_same_config,
     _PART_RE,
     _TMP,
     DTYPES,

@@ -96,6 +96,21 @@ def _describe_diff(ours: dict[str, Any], theirs: dict[str, Any], keys: list[str]
     return shown + more
 
 
+def check_same_config(
+    config: Mapping[str, Any] | None, reference: dict[str, Any], *, name: str, against: str, hint: str
+) -> dict[str, Any]:
+    """The one comparison of capture configs: normalise ``config`` (JSON
+    round trip; ``TypeError`` if it is not a JSON object) and raise
+    ``ValueError`` "``name`` differs from ``against`` in keys: key (ours vs
+    theirs), ...; ``hint``" unless it equals ``reference``. Returns the
+    normalised config."""
+    cfg = _normalize_config(config, name)
+    diff = config_diff(cfg, reference)
+    if diff:
+        raise ValueError(f"{name} differs from {against} in keys: {_describe_diff(cfg, reference, diff)}; {hint}")
+    return cfg
+
+
 def _is_tensor(x: Any) -> bool:
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(x, torch.Tensor)
@@ -175,13 +190,13 @@ def _check_header(
         raise ValueError(f"dim={dim} does not match the existing store ({where}: dim={found.get('dim')})")
     if found.get("dtype") != dtype:
         raise ValueError(f"dtype={dtype!r} does not match the existing store ({where}: dtype={found.get('dtype')!r})")
-    stored = found.get("config", {})
-    diff = config_diff(config, stored)
-    if diff:
-        raise ValueError(
-            f"config differs from the existing store ({where}) in keys: {_describe_diff(config, stored, diff)}; "
-            "write to a new directory or pass the same config to resume"
-        )
+    check_same_config(
+        config,
+        found.get("config", {}),
+        name="config",
+        against=f"the existing store ({where})",
+        hint="write to a new directory or pass the same config to resume",
+    )
 
 
 def _read_json(path: Path) -> Any:

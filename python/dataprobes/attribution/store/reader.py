@@ -19,13 +19,11 @@ from .format import (
     HEADER_NAME,
     CorruptShardError,
     _check_header,
-    _describe_diff,
+    check_same_config,
     _header,
-    _normalize_config,
     _read_json,
     _to_numpy,
     _xxh3,
-    config_diff,
     dequantize_int8,
 )
 
@@ -233,13 +231,13 @@ class GradientStore:
 
     def check_compatible(self, config: Mapping[str, Any] | None, *, name: str = "query_config") -> None:
         """Raise ``ValueError`` naming the differing keys unless ``config`` equals the store's."""
-        cfg = _normalize_config(config, name)
-        diff = config_diff(cfg, self.config)
-        if diff:
-            raise ValueError(
-                f"{name} differs from the store's capture config in keys: {_describe_diff(cfg, self.config, diff)}; "
-                "queries must be captured with the same projection and model/layer spec as the store"
-            )
+        check_same_config(
+            config,
+            self.config,
+            name=name,
+            against="the store's capture config",
+            hint="queries must be captured with the same projection and model/layer spec as the store",
+        )
 
     @property
     def sorted_ids(self) -> np.ndarray:
