@@ -91,7 +91,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from .._validation import check_int, check_seed
+from .._validation import check_bool, check_choice, check_int, check_seed
 from .exact import compress_flat, flatten_grads, per_example_grads_func
 from .kernels import projection_matrix
 from .precondition import AdamPreconditioner
@@ -163,29 +163,25 @@ class GradientCapture:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        check_choice("mode", mode, _MODES)
         if precondition is not None and not isinstance(precondition, AdamPreconditioner):
             raise TypeError(f"precondition must be an AdamPreconditioner or None, got {type(precondition).__name__}")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-        if projection not in ("gaussian", "rademacher"):
-            raise ValueError(f"projection must be 'gaussian' or 'rademacher', got {projection!r}")
-        if scheme not in ("hash", "block"):
-            raise ValueError(f"scheme must be 'hash' or 'block', got {scheme!r}")
-        if backend not in ("auto", "triton", "torch"):
-            raise ValueError(f"backend must be 'auto', 'triton' or 'torch', got {backend!r}")
+        check_choice("projection", projection, ("gaussian", "rademacher"))
+        check_choice("scheme", scheme, ("hash", "block"))
+        check_choice("backend", backend, ("auto", "triton", "torch"))
         self.model = model
         self.mode = mode
         self.seed = check_seed("seed", seed)
         self.precondition = precondition
-        self.normalize = bool(normalize)
+        self.normalize = check_bool("normalize", normalize)
         self.dtype = dtype
-        self.include_bias = bool(include_bias)
+        self.include_bias = check_bool("include_bias", include_bias)
         self.projection = projection
         self.scheme = scheme
         self.backend = backend
-        self.param_grads = bool(param_grads)
+        self.param_grads = check_bool("param_grads", param_grads)
         self.k: int | None
         self.k_in: int | None
         self.k_out: int | None

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from .._validation import check_bool, check_float, check_nonnegative_float
+
 __all__ = ["AdamPreconditioner"]
 
 
@@ -31,15 +33,21 @@ class AdamPreconditioner:
         bias_correction: float | Mapping[Any, float] = 1.0,
         copy: bool = True,
     ) -> None:
-        if eps < 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
-        self.eps = float(eps)
+        if not isinstance(second_moments, Mapping):
+            raise TypeError(f"second_moments must be a mapping parameter -> tensor, got {type(second_moments).__name__}")
+        self.eps = check_nonnegative_float("eps", eps)
+        copy = check_bool("copy", copy)
+        if not isinstance(bias_correction, Mapping):
+            check_float("bias_correction", bias_correction)
         self._by_id: dict[int, tuple[torch.Tensor, float]] = {}
         self._by_name: dict[str, tuple[torch.Tensor, float]] = {}
         for key, v in second_moments.items():
             if not isinstance(v, torch.Tensor):
                 raise TypeError(f"second moment for {key!r} must be a tensor, got {type(v).__name__}")
-            bc = float(bias_correction[key]) if isinstance(bias_correction, Mapping) else float(bias_correction)
+            bc = check_float(
+                f"bias_correction[{key!r}]" if isinstance(bias_correction, Mapping) else "bias_correction",
+                bias_correction[key] if isinstance(bias_correction, Mapping) else bias_correction,
+            )
             if not 0 < bc <= 1:
                 raise ValueError(f"bias_correction must lie in (0, 1], got {bc} for {key!r}")
             entry = (v.detach().clone() if copy else v.detach(), bc)

@@ -39,7 +39,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .._validation import check_bool
+from .._validation import check_bool, check_choice, check_positive_float, check_positive_int
 from .capture import GradientCapture
 from .store import GradientStore, check_same_config
 
@@ -105,14 +105,6 @@ def _as_store(store: Any, verify_reads: bool | None = None) -> GradientStore:
     if isinstance(store, (str, os.PathLike)):
         return GradientStore(store, verify_reads=True if verify_reads is None else verify_reads)
     raise TypeError(f"store must be a GradientStore or a path to one, got {type(store).__name__}")
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive integer, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return int(value)
 
 
 def _query_config(
@@ -234,9 +226,8 @@ def fit_preconditioner(
     ``verify_reads`` as in :func:`score`.
     """
     st = _as_store(store, verify_reads)
-    block = _round_block(_positive_int(block_rows, "block_rows"))
-    if isinstance(damping, bool) or not isinstance(damping, (int, float, np.floating)) or not math.isfinite(damping) or damping <= 0:
-        raise ValueError(f"damping must be a positive finite number, got {damping!r}")
+    block = _round_block(check_positive_int("block_rows", block_rows))
+    damping = check_positive_float("damping", damping)
     n = len(st)
     if n == 0:
         raise ValueError(f"store is empty: {st.path} has no rows")
@@ -333,10 +324,9 @@ def score(
         that they were captured like the store's rows).
     """
     st = _as_store(store, verify_reads)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    k_req = _positive_int(top_k, "top_k")
-    block = _round_block(_positive_int(block_rows, "block_rows"))
+    check_choice("method", method, METHODS)
+    k_req = check_positive_int("top_k", top_k)
+    block = _round_block(check_positive_int("block_rows", block_rows))
     n = len(st)
     if n == 0:
         raise ValueError(f"store is empty: {st.path} has no rows to score against")

@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..._durable import write_synced
+from ..._validation import check_choice, check_int, check_positive_int
 from .durable import _fsync_dir, _hook, _save_npy, _write_json_atomic
 from .format import (
     CHECK_ROWS,
@@ -96,16 +97,10 @@ class StoreWriter:
         *,
         quantize: Callable[[Any], tuple[Any, Any]] | None = None,
     ) -> None:
-        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-        if isinstance(shard_rows, bool) or not isinstance(shard_rows, (int, np.integer)) or shard_rows < 1:
-            raise ValueError(f"shard_rows must be a positive integer, got {shard_rows!r}")
-        if rank is None:
-            rank = _default_rank()
-        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 0:
-            raise ValueError(f"rank must be a non-negative integer, got {rank!r}")
+        dim = check_positive_int("dim", dim)
+        check_choice("dtype", dtype, DTYPES)
+        shard_rows = check_positive_int("shard_rows", shard_rows)
+        rank = check_int("rank", _default_rank() if rank is None else rank, 0)
         if quantize is not None and dtype != "int8":
             raise ValueError("quantize= applies to dtype='int8' stores only")
         if quantize is not None and not callable(quantize):
