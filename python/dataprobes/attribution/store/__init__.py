@@ -49,50 +49,37 @@ across the whole store.
 The store itself needs only numpy; torch tensors are accepted where noted.
 """
 
-# ruff: noqa: F401
-# (the package re-exports every name of the former single module)
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from .durable import _fsync_dir, _HashingWriter, _hook, _save_npy, _sha256_file, _write_json_atomic
 from .format import (
     CHECK_ROWS,
-    READ_VERSIONS,
-    _block_checksums,
-    _xxh3,
-    check_same_config,
-    _PART_RE,
-    _TMP,
     DTYPES,
     FORMAT,
     FORMAT_VERSION,
     HEADER_NAME,
+    READ_VERSIONS,
     CorruptShardError,
-    _check_header,
-    _describe_diff,
-    _header,
-    _is_tensor,
-    _normalize_config,
-    _part_name,
-    _read_json,
-    _shard_files,
-    _shard_stem,
-    _to_numpy,
+    check_same_config,
     config_diff,
     dequantize_int8,
     quantize_int8,
 )
-from .reader import GradientStore, _Shard
-from .writer import StoreWriter, _default_rank
+from .reader import GradientStore
+from .writer import StoreWriter
 
 __all__ = [
     "FORMAT",
     "CHECK_ROWS",
+    "DTYPES",
     "FORMAT_VERSION",
+    "HEADER_NAME",
+    "READ_VERSIONS",
     "CorruptShardError",
     "GradientStore",
     "StoreWriter",
+    "check_same_config",
     "config_diff",
     "dequantize_int8",
     "quantize_int8",
