@@ -85,6 +85,7 @@ in float32 whatever the model dtype; the result is cast to ``dtype``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -212,12 +213,29 @@ class GradientCapture:
             raise ValueError(f"flat mode sketches at most 2**31 coordinates, the selection has {offset}")
         #: length of each returned vector
         self.dim: int = offset if self.k is None else self.k
+        #: length of the uncompressed per-example gradient of the selection
+        self.raw_dim: int = sum(s.rows * s.width for s in self._specs)
+        if self.dim > self.raw_dim:
+            warnings.warn(
+                f"the compressed dimension ({self.dim}) exceeds the selected modules' own gradient size "
+                f"({self.raw_dim}): compression only adds work and storage here; choose smaller "
+                f"{'k_in/k_out' if mode == 'factored' else 'k'} or more modules",
+                UserWarning,
+                stacklevel=2,
+            )
         self._handles: list[Any] = []
         self._active = False
         self._prepared = False
         self._reset()
 
     # -- public description ---------------------------------------------------
+
+    def __repr__(self) -> str:
+        ks = f"k_in={self.k_in}, k_out={self.k_out}" if self.mode == "factored" else f"k={self.k}"
+        return (
+            f"GradientCapture(mode={self.mode!r}, {ks}, dim={self.dim}, raw_dim={self.raw_dim}, "
+            f"modules={len(self._specs)}, seed={self.seed})"
+        )
 
     @property
     def config(self) -> dict[str, Any]:

@@ -25,6 +25,18 @@ from .store import GradientStore, StoreWriter
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 
 
+def _check_ids(ids: Any) -> np.ndarray:
+    """A batch's example ids as int64, validated before any conversion (float
+    ids and uint64 ids beyond int64 are refused, not truncated or wrapped)."""
+    return StoreWriter._check_ids(ids, "ids", allow_dup=True)
+
+
+def _check_batch(ids: np.ndarray, losses: Any) -> None:
+    n = losses.shape[0] if isinstance(losses, torch.Tensor) and losses.dim() == 1 else None
+    if n is not None and n != ids.shape[0]:
+        raise ValueError(f"a batch has {ids.shape[0]} ids but loss_fn returned {n} per-example losses; they must match")
+
+
 def capture_config(capture: GradientCapture, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The JSON description of how ``capture`` compresses gradients
     (:attr:`GradientCapture.config`), plus ``extra`` notes under the key
@@ -43,8 +55,10 @@ def capture_batches(
     ``loss_fn(model, batch)`` returns per-example losses ``[B]``."""
     with capture:
         for ids, batch in batches:
+            ids_arr = _check_ids(ids)
             losses = loss_fn(capture.model, batch)
-            yield np.asarray(ids, dtype=np.int64), capture.backward(losses)
+            _check_batch(ids_arr, losses)
+            yield ids_arr, capture.backward(losses)
 
 
 def capture_to_store(
@@ -71,11 +85,13 @@ def capture_to_store(
     with StoreWriter(path, capture.dim, dtype, config, rank=rank, shard_rows=shard_rows) as writer:
         with capture:
             for ids, batch in tqdm(batches, desc="capturing", disable=not progress):
-                ids = np.asarray(ids, dtype=np.int64)
+                ids = _check_ids(ids)
                 done = writer.contains(ids)
                 if done.all():
                     continue
-                g = capture.backward(loss_fn(capture.model, batch))
+                losses = loss_fn(capture.model, batch)
+                _check_batch(ids, losses)
+                g = capture.backward(losses)
                 keep = ~done
                 writer.append(ids[keep], g[torch.from_numpy(keep).to(g.device)])
     return GradientStore(path)

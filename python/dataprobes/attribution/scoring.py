@@ -217,6 +217,7 @@ def fit_preconditioner(
     block_rows: int = 16384,
     device: str | torch.device | None = None,
     verify_reads: bool | None = None,
+    max_bytes: int | None = 4 << 30,
 ) -> GaussNewtonPreconditioner:
     """Accumulate ``ΦᵀΦ`` over the store in float64 and factorise
     ``H = ΦᵀΦ/n + λI`` with ``λ = damping · tr(ΦᵀΦ/n) / dim``.
@@ -224,6 +225,13 @@ def fit_preconditioner(
     Costs one pass over the store and ``O(n · dim²)`` float64 flops; fit once
     and pass it to :func:`score` (``preconditioner=``) to score many query sets.
     ``verify_reads`` as in :func:`score`.
+
+    Memory: the float64 ``dim × dim`` Gram matrix, its damped copy and its
+    Cholesky factor, about ``4 · 8 · dim²`` bytes whatever the store size
+    (2 GiB at ``dim = 8192``). It is computed before anything is allocated and
+    a ``ValueError`` is raised when it exceeds ``max_bytes`` (default 4 GiB;
+    ``None`` lifts the bound): compress to a smaller ``dim`` or pass a larger
+    bound knowingly.
     """
     st = _as_store(store, verify_reads)
     block = _round_block(check_positive_int("block_rows", block_rows))
@@ -231,6 +239,13 @@ def fit_preconditioner(
     n = len(st)
     if n == 0:
         raise ValueError(f"store is empty: {st.path} has no rows")
+    need = 4 * 8 * st.dim * st.dim
+    if max_bytes is not None and need > check_positive_int("max_bytes", max_bytes):
+        raise ValueError(
+            f"the influence preconditioner of a dim={st.dim} store needs about {need / 2**30:.1f} GiB "
+            f"(4 float64 {st.dim}x{st.dim} matrices), more than max_bytes={max_bytes}: capture with a smaller "
+            "dim (k_in/k_out or k), use method='cosine' or 'ip', or pass a larger max_bytes (None: no bound)"
+        )
     dev = _device(device)
     gram = torch.zeros((st.dim, st.dim), dtype=torch.float64, device=dev)
     for _, stop_, data, scales in st.iter_raw_blocks(block, verify=verify_reads):

@@ -201,7 +201,14 @@ def _check_header(
 
 def _read_json(path: Path) -> Any:
     with open(path, "rb") as f:
-        return json.loads(f.read())
+        raw = f.read()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptShardError(
+            f"manifest {path} is not valid JSON ({exc}); restore it from a backup, or move the store's shard files "
+            "to a new directory and recapture"
+        ) from exc
 
 
 def _xxh3(rows: np.ndarray) -> str:

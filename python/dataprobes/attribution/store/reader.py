@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,8 @@ from .format import (
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+
+_SHARD_RE = re.compile(r"^rank(\d{5,})-shard(\d{6,})\.")
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,7 @@ class GradientStore:
                 offset += shard.rows
                 self._shards.append(shard)
                 ids.append(shard_ids)
+        self._warn_unlisted()
         self._ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
         self._ids.setflags(write=False)
         self._offsets = np.concatenate([[0], np.cumsum([s.rows for s in self._shards], dtype=np.int64)]).astype(np.int64)
@@ -143,6 +148,33 @@ class GradientStore:
                 where = [self._locate(int(p)) for p in np.flatnonzero(self._ids == bad)[:2]]
                 raise ValueError(f"example id {bad} is stored more than once (in {where[0]} and {where[1]})")
             self._sorter = order
+
+    def _warn_unlisted(self) -> None:
+        """Warn about shard files no manifest part lists, beyond the one shard per
+        rank that a writer killed between renaming it and recording it leaves
+        (the next index of a rank that has a manifest part; the next writer of
+        that rank deletes it)."""
+        listed = {info["name"] for s in self._shards for info in s.files.values()}
+        next_index = {int(p["rank"]): len(p["shards"]) for p in self._parts}
+        unlisted: dict[str, list[str]] = {}
+        for name in sorted(os.listdir(self.path)):
+            m = _SHARD_RE.match(name)
+            if m is None or name in listed:
+                continue
+            rank, index = int(m.group(1)), int(m.group(2))
+            if index != next_index.get(rank, -1):
+                unlisted.setdefault(f"rank {rank}", []).append(name)
+        if unlisted:
+            names = [n for v in unlisted.values() for n in v]
+            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            warnings.warn(
+                f"{self.path}: {len(names)} shard files are listed by no manifest part ({shown}; "
+                f"{', '.join(unlisted)}): their rows are not part of the store (was a manifest.rank*.json deleted?). "
+                "Restore the manifest part from a backup, or recapture: capture_to_store on that rank deletes the "
+                "unlisted files and captures the missing ids again",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _open_shard(self, entry: Mapping[str, Any], part_name: str, offset: int) -> tuple[_Shard, np.ndarray]:
         rows = int(entry["rows"])
