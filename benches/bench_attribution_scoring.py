@@ -15,6 +15,11 @@ For each stored-row count and store dtype:
    * ``torch``: the same with ``torch.topk`` instead of ``argsort`` (the
      strongest naive variant);
 
+   * ``streamed-nocheck`` (with ``--checksums``): ``score(...,
+     verify_reads=False)``, i.e. without verifying the per-block xxh3_64
+     checksums of what is read; its time next to ``streamed`` (which
+     verifies, the default) is the cost of verified reads;
+
 3. assert that the three top-k lists agree (same scores to float32 tolerance,
    every returned id's brute-force score equal to the reported one) before any
    time is reported.
@@ -27,6 +32,7 @@ Run from the repository root after ``maturin develop --release``::
 
     python benches/bench_attribution_scoring.py                 # 200k and 1M rows
     python benches/bench_attribution_scoring.py --rows 200000 --influence
+    python benches/bench_attribution_scoring.py --rows 200000 --dtypes int8 --checksums --repeats 7
 """
 
 from __future__ import annotations
@@ -95,16 +101,19 @@ def _run_method(method: str, store, q: np.ndarray, top_k: int, block_rows: int, 
 
     k = min(top_k, len(store))
     if method == "streamed":
-        r = score(store, q, "ip", top_k=k, block_rows=block_rows, device="cpu")
+        r = score(store, q, "ip", top_k=k, block_rows=block_rows, device="cpu", query_config=store.config)
+        return r.ids, r.scores
+    if method == "streamed-nocheck":
+        r = score(store, q, "ip", top_k=k, block_rows=block_rows, device="cpu", query_config=store.config, verify_reads=False)
         return r.ids, r.scores
     if method == "streamed-cosine":
-        r = score(store, q, "cosine", top_k=k, block_rows=block_rows, device="cpu")
+        r = score(store, q, "cosine", top_k=k, block_rows=block_rows, device="cpu", query_config=store.config)
         return r.ids, r.scores
     if method == "streamed-influence":
         t0 = time.perf_counter()
-        pre = fit_preconditioner(store, 1e-3, block_rows=block_rows, device="cpu")
+        pre = fit_preconditioner(store, 1e-3, block_rows=block_rows, device="cpu", query_config=store.config)
         res["fit_s"] = time.perf_counter() - t0
-        r = score(store, q, "influence", top_k=k, block_rows=block_rows, device="cpu", preconditioner=pre)
+        r = score(store, q, "influence", top_k=k, block_rows=block_rows, device="cpu", query_config=store.config, preconditioner=pre)
         return r.ids, r.scores
     if method == "numpy":
         all_ids, x = store.read()  # dequantise everything: [n, dim] float32
@@ -211,6 +220,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds of all methods; the best time is kept")
     ap.add_argument("--naive-max-gib", type=float, default=10.0, help="skip the naive methods above this estimated memory")
     ap.add_argument("--cosine", action="store_true", help="also time streamed cosine")
+    ap.add_argument("--checksums", action="store_true", help="also time streamed scoring without verified reads")
     ap.add_argument("--influence", action="store_true", help="also time streamed influence (fit + score) at the smallest size")
     ap.add_argument("--dir", default=None, help="scratch directory for the stores (default: a temporary directory)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -234,7 +244,7 @@ def main() -> None:
     q = np.random.default_rng(2).standard_normal((args.queries, args.dim)).astype(np.float32)
     qfile = work / "queries.npy"
     np.save(qfile, q)
-    write_rows, score_rows, extra_rows = [], [], []
+    write_rows, score_rows, extra_rows, check_rows = [], [], [], []
     try:
         for n in args.rows:
             for dtype in args.dtypes:
@@ -245,10 +255,13 @@ def main() -> None:
                       f"store {fmt_bytes(nbytes)}", flush=True)
                 naive_bytes = n * args.dim * 4 + args.queries * n * 12
                 methods = ["streamed"] + (["numpy", "torch"] if naive_bytes / 2**30 <= args.naive_max_gib else [])
+                methods += ["streamed-nocheck"] if args.checksums else []
                 best: dict[str, dict] = {}
+                times: dict[str, list[float]] = {m: [] for m in methods}
                 for _ in range(args.repeats):  # interleaved rounds; best time, largest peak
                     for m in methods:
                         r = run_child(m, sdir, qfile, args.top_k, args.block_rows, work)
+                        times[m].append(r["seconds"])
                         print(f"  {m:>8}: {r['seconds']:7.2f} s wall, {r['cpu_s']:7.2f} s cpu, {r['majflt']} major faults", flush=True)
                         if m in best:
                             r["peak_bytes"] = max(r["peak_bytes"], best[m]["peak_bytes"])
@@ -256,6 +269,15 @@ def main() -> None:
                                 r = {**best[m], "peak_bytes": r["peak_bytes"]}
                         best[m] = r
                 streamed = best.pop("streamed")
+                if args.checksums:
+                    nocheck = best.pop("streamed-nocheck")
+                    check_agree(streamed, nocheck, sdir, q, "streamed without verified reads")
+                    on, off = np.array(times["streamed"]), np.array(times["streamed-nocheck"])
+                    check_rows.append((n, dtype, on, off))
+                    print(f"verify n={n:>8} {dtype:>7}: on median {np.median(on):.3f} s [{on.min():.3f}, {on.max():.3f}], "
+                          f"off median {np.median(off):.3f} s [{off.min():.3f}, {off.max():.3f}]: "
+                          f"cost {100 * (np.median(on) / np.median(off) - 1):+.1f} % (best {100 * (on.min() / off.min() - 1):+.1f} %)",
+                          flush=True)
                 naive = best
                 # correctness before any time is reported
                 same = {m: check_agree(streamed, r, sdir, q, f"{m} vs streamed n={n} {dtype}") for m, r in naive.items()}
@@ -300,6 +322,14 @@ def main() -> None:
     print("|---:|---|---:|---:|---:|")
     for n, dtype, rps, bps, nbytes in write_rows:
         print(f"| {n:,} | {dtype} | {rps:.3e} | {bps / 2**20:.0f} | {fmt_bytes(nbytes)} |")
+    if check_rows:
+        print("\n| stored rows | dtype | runs | verified reads: median (min–max) s | unverified: median (min–max) s | "
+              "cost (medians) | cost (best times) |")
+        print("|---:|---|---:|---:|---:|---:|---:|")
+        for n, dtype, on, off in check_rows:
+            print(f"| {n:,} | {dtype} | {len(on)} | {np.median(on):.3f} ({on.min():.3f}–{on.max():.3f}) | "
+                  f"{np.median(off):.3f} ({off.min():.3f}–{off.max():.3f}) | {100 * (np.median(on) / np.median(off) - 1):+.1f} % | "
+                  f"{100 * (on.min() / off.min() - 1):+.1f} % |")
     if extra_rows:
         print("\n| stored rows | dtype | method | streamed (rows/s) | preconditioner fit (s) | peak mem |")
         print("|---:|---|---|---:|---:|---:|")

@@ -98,12 +98,9 @@ def _make_process(args: argparse.Namespace) -> _ChainProcess:
 def _temp_beside(final: Path) -> Path:
     """A fresh temporary file next to ``final`` (same file system, so that
     ``os.replace`` is atomic), with the permissions a plain ``open`` gives."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return Path(tmp)
+    from ._durable import temp_beside
+
+    return temp_beside(final)
 
 
 def _partial_paths(out: Path) -> tuple[Path, Path]:
@@ -151,12 +148,9 @@ def _new_array_file(path: Path, dtype: np.dtype, shape: tuple[int, int]) -> np.n
 
 
 def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
-    tmp = _temp_beside(path)
-    try:
-        tmp.write_text(json.dumps(obj))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from ._durable import write_json_atomic
+
+    write_json_atomic(path, obj)
 
 
 def _unit(base: float | None) -> str:

@@ -134,8 +134,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _write_json(path: Path, obj: Any) -> None:
+    from ._durable import write_json_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+    write_json_atomic(path, obj, indent=2)

@@ -73,7 +73,7 @@ def test_two_ranks_equal_one_process(tmp_path: Path) -> None:
         np.testing.assert_array_equal(merged.ids, np.concatenate([np.arange(0, N, 2), np.arange(1, N, 2)]))
         np.testing.assert_array_equal(merged.lookup(single.ids), single.read()[1])  # same ids -> same rows
         for method in ("cosine", "ip", "influence"):
-            a = score(single, queries, method, top_k=50, block_rows=1000)
-            b = score(merged, queries, method, top_k=50, block_rows=1000)
+            a = score(single, queries, method, top_k=50, block_rows=1000, query_config=CONFIG)
+            b = score(merged, queries, method, top_k=50, block_rows=1000, query_config=CONFIG)
             np.testing.assert_array_equal(a.ids, b.ids)
             np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6 * np.abs(a.scores).max())

@@ -79,6 +79,38 @@ def test_capture_to_store_matches_direct_capture_and_resumes(tmp_path: Path) -> 
         score(store, direct[:3], "cosine", query_config=capture_config(GradientCapture(model, mode="factored", k_in=4, k_out=4, seed=6)))
 
 
+
+def test_queries_are_checked_against_the_store_config(tmp_path: Path) -> None:
+    model, x = _model(), _data()
+    cap = _capture(model)
+    assert cap.config == capture_config(cap) and "extra" not in cap.config
+    assert capture_config(cap, {"data": "train"}) == {**cap.config, "extra": {"data": "train"}}
+    store = capture_to_store(cap, _loss, _batches(np.arange(N), x), tmp_path / "s")
+    assert store.config == cap.config
+    with GradientCapture(model, mode="factored", k_in=4, k_out=4, seed=5) as qcap:
+        q = qcap.backward(_loss(model, x[:3]))
+    # the easy path is the safe one: the capture that made the queries
+    top = score(store, q, "cosine", top_k=1, capture=qcap)
+    np.testing.assert_array_equal(top.ids[:, 0], [0, 1, 2])
+    np.testing.assert_array_equal(score(store, q, "cosine", top_k=1, query_config=capture_config(qcap)).ids, top.ids)
+    # forgetting the config is refused, with the way out in the message
+    with pytest.raises(ValueError, match=r"bare array.*capture=.*query_config=.*check_config=False"):
+        score(store, q, "cosine", top_k=1)
+    np.testing.assert_array_equal(score(store, q, "cosine", top_k=1, check_config=False).ids, top.ids)
+    # a query capture configured differently cannot be scored silently
+    other = GradientCapture(model, mode="factored", k_in=4, k_out=4, seed=6)
+    with pytest.raises(ValueError, match=r"query_config differs from the store's capture config in keys: seed \(6 vs 5\)"):
+        score(store, q, "cosine", capture=other)
+    with pytest.raises(ValueError, match="not both"):
+        score(store, q, capture=qcap, query_config=capture_config(qcap))
+    with pytest.raises(ValueError, match="check_config=False"):
+        score(store, q, capture=qcap, check_config=False)
+    with pytest.raises(TypeError, match="capture must be the GradientCapture"):
+        score(store, q, capture=capture_config(qcap))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="check_config"):
+        score(store, q, capture=qcap, check_config="no")  # type: ignore[arg-type]
+
+
 def _worker(rank: int, world: int, port: int, root: str) -> None:
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
@@ -107,7 +139,8 @@ def test_distributed_capture_equals_single_process(tmp_path: Path) -> None:
     np.testing.assert_allclose(merged.lookup(single.ids), single.read()[1], atol=1e-6)
     queries = single.read()[1][:4]
     for method in ("cosine", "ip", "influence"):
-        a, b = score(single, queries, method, top_k=10), score(merged, queries, method, top_k=10)
+        cap = _capture(_model())
+        a, b = score(single, queries, method, top_k=10, capture=cap), score(merged, queries, method, top_k=10, capture=cap)
         np.testing.assert_array_equal(a.ids, b.ids)
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
 

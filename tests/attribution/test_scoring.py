@@ -107,8 +107,8 @@ def test_topk_matches_brute_force(n: int, dim: int, nq: int, k_extra: int, block
     with tempfile.TemporaryDirectory() as d:
         s = _store(Path(d), rows, ids, dtype, shard_rows=int(rng.integers(50, 900)))
         np.testing.assert_array_equal(s.read()[1], rows)  # integer rows are stored exactly
-        res = score(s, queries, method, top_k=k, block_rows=block_rows, return_full=True)
-        other = score(s, queries, method, top_k=k, block_rows=TILE_ROWS * 3)
+        res = score(s, queries, method, top_k=k, block_rows=block_rows, return_full=True, query_config=CONFIG)
+        other = score(s, queries, method, top_k=k, block_rows=TILE_ROWS * 3, query_config=CONFIG)
     np.testing.assert_array_equal(res.ids, other.ids)  # bit-identical whatever block_rows
     np.testing.assert_array_equal(res.scores, other.scores)
     full, qt = brute_force(rows, queries, method)
@@ -134,7 +134,7 @@ def test_identical_whatever_block_rows(tmp_path: Path, method: str, dtype: str) 
     ids = rng.permutation(5000).astype(np.int64)
     s = _store(tmp_path, rows, ids, dtype, shard_rows=1234)
     q = rng.standard_normal((6, 48)).astype(np.float32)
-    results = [score(s, q, method, top_k=800, block_rows=b) for b in (1, 1000, 1024, 3000, 4096, 10**6)]
+    results = [score(s, q, method, top_k=800, block_rows=b, query_config=CONFIG) for b in (1, 1000, 1024, 3000, 4096, 10**6)]
     for r in results[1:]:
         np.testing.assert_array_equal(r.ids, results[0].ids)
         np.testing.assert_array_equal(r.scores, results[0].scores)
@@ -154,7 +154,7 @@ def test_influence_equals_explicit_formula(tmp_path: Path) -> None:
         h = phi.T @ phi / n
         lam = damping * np.trace(h) / dim
         explicit = gq @ np.linalg.inv(h + lam * np.eye(dim)) @ phi.T  # g_q^T (Φ^TΦ/n + λI)^-1 g_t
-        res = score(s, gq, "influence", top_k=50, damping=damping, return_full=True, block_rows=700)
+        res = score(s, gq, "influence", top_k=50, damping=damping, return_full=True, block_rows=700, query_config=CONFIG)
         assert res.full is not None
         np.testing.assert_allclose(res.full, explicit, rtol=1e-4, atol=1e-5 * np.abs(explicit).max())
         exp_ids, _ = expected_topk(explicit, s.ids, 50)
@@ -162,7 +162,7 @@ def test_influence_equals_explicit_formula(tmp_path: Path) -> None:
         pre = fit_preconditioner(s, damping)
         assert pre.lam == pytest.approx(lam, rel=1e-6) and pre.num_rows == n
         np.testing.assert_allclose(pre.gram, h, rtol=1e-6, atol=1e-9 * np.abs(h).max())
-        again = score(s, gq, "influence", top_k=50, preconditioner=pre)
+        again = score(s, gq, "influence", top_k=50, preconditioner=pre, query_config=CONFIG)
         np.testing.assert_array_equal(again.ids, res.ids)
         np.testing.assert_array_equal(again.scores, res.scores)
 
@@ -181,7 +181,7 @@ def test_queries_from_a_second_store(tmp_path: Path) -> None:
     other = _store(tmp_path / "other", qrows, np.arange(5), config={**CONFIG, "layers": ["h.1"]})
     with pytest.raises(ValueError, match=r"queries \(a GradientStore\) config differs .* layers"):
         score(s, other)
-    np.testing.assert_array_equal(score(str(tmp_path / "train"), qrows, top_k=3).ids, score(s, qrows, top_k=3).ids)
+    np.testing.assert_array_equal(score(str(tmp_path / "train"), qrows, top_k=3, query_config=CONFIG).ids, score(s, qrows, top_k=3, query_config=CONFIG).ids)
 
 
 # ----------------------------------------------------------------------------
@@ -213,13 +213,13 @@ def _check_memory(s: GradientStore, q: np.ndarray, full_bytes: int) -> None:
 
     def numpy_peak(**kw):
         tracemalloc.start()
-        res = score(s, q, "cosine", top_k=100, block_rows=4096, **kw)
+        res = score(s, q, "cosine", top_k=100, block_rows=4096, query_config=CONFIG, **kw)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         return res, peak
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        res = score(s, q, "cosine", top_k=100, block_rows=4096)
+        res = score(s, q, "cosine", top_k=100, block_rows=4096, query_config=CONFIG)
     torch_peak = max(e.cpu_memory_usage for e in prof.events())
     assert res.ids.shape == (nq, 100)
     assert torch_peak < full_bytes / 8, f"largest torch allocation {torch_peak} bytes"
@@ -237,10 +237,10 @@ def _check_memory(s: GradientStore, q: np.ndarray, full_bytes: int) -> None:
 def test_topk_larger_than_store_returns_everything(tmp_path: Path) -> None:
     rows = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)
     s = _store(tmp_path, rows, np.array([7, 3, 5]), "float16")
-    res = score(s, np.array([[1.0, 1.0]]), "ip", top_k=100)
+    res = score(s, np.array([[1.0, 1.0]]), "ip", top_k=100, query_config=CONFIG)
     np.testing.assert_array_equal(res.ids, [[5, 3, 7]])  # 2, then the tie 1 = 1 broken by id
     np.testing.assert_array_equal(res.scores, [[2.0, 1.0, 1.0]])
-    zero = score(s, np.zeros((1, 2)), "cosine", top_k=2)  # zero query: all scores 0, ids ascending
+    zero = score(s, np.zeros((1, 2)), "cosine", top_k=2, query_config=CONFIG)  # zero query: all scores 0, ids ascending
     np.testing.assert_array_equal(zero.ids, [[3, 5]])
     np.testing.assert_array_equal(zero.scores, [[0.0, 0.0]])
 
@@ -273,7 +273,7 @@ def test_bad_inputs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="block_rows must be a positive integer"):
         score(s, q, block_rows=0)
     with pytest.raises(ValueError, match="damping must be a positive finite number"):
-        score(s, q, "influence", damping=0.0)
+        score(s, q, "influence", damping=0.0, query_config=CONFIG)
     with pytest.raises(TypeError, match="store must be a GradientStore or a path"):
         score(np.ones((10, 4)), q)  # type: ignore[arg-type]
     StoreWriter(tmp_path / "empty", 4, "int8", CONFIG).close()
@@ -281,4 +281,4 @@ def test_bad_inputs(tmp_path: Path) -> None:
         score(GradientStore(tmp_path / "empty"), q)
     other = _store(tmp_path / "o", np.ones((3, 4), np.float32), np.arange(3), config={**CONFIG, "k": 1})
     with pytest.raises(ValueError, match="preconditioner was fitted on a store with a different config"):
-        score(s, q, "influence", preconditioner=fit_preconditioner(other))
+        score(s, q, "influence", preconditioner=fit_preconditioner(other), query_config=CONFIG)

@@ -121,7 +121,7 @@ def test_quantize_hook(tmp_path: Path) -> None:
 def test_manifest_contents(tmp_path: Path) -> None:
     _write(tmp_path, _data(130, 16), np.arange(130), shard_rows=64)
     header = json.loads((tmp_path / "manifest.json").read_text())
-    assert header["format_version"] == 1 and header["dim"] == 16 and header["dtype"] == "int8" and header["config"] == CONFIG
+    assert header["format_version"] == 2 and header["dim"] == 16 and header["dtype"] == "int8" and header["config"] == CONFIG
     part = json.loads((tmp_path / "manifest.rank00000.json").read_text())
     assert [e["rows"] for e in part["shards"]] == [64, 64, 2]
     assert part["shards"][2]["files"]["data"]["name"] == "rank00000-shard000002.int8.npy"

@@ -2,57 +2,80 @@
 PyTorch loop, compressed by Triton kernels (with torch fallbacks), kept in a
 sharded gradient store and scored with streamed top-k.
 
+The package face is the workflow: :class:`GradientCapture` (with an
+:class:`AdamPreconditioner`) → :func:`capture_to_store` / :class:`StoreWriter`
+→ :class:`GradientStore` → :func:`score` (with :func:`fit_preconditioner` for
+influence), and :func:`attribution_callback` for a Hugging Face ``Trainer``.
+The building blocks stay in their submodules: the kernels in
+:mod:`dataprobes.attribution.kernels`, the exact-gradient oracles in
+:mod:`dataprobes.attribution.exact`, the quality metrics in
+:mod:`dataprobes.attribution.quality` (the names this package exported before
+are still importable from it).
+
 Needs PyTorch (``pip install 'dataprobes[torch]'``); Triton is optional.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 try:
     import torch  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError("dataprobes.attribution needs PyTorch: pip install 'dataprobes[torch]'") from exc
 
-from .capture import (
-    AdamPreconditioner,
-    GradientCapture,
-    LayoutEntry,
-    compress_flat,
-    flatten_grads,
-    per_example_grads_func,
-)
-from .kernels import dequantize_int8, factored_project, projection_matrix, quantize_int8, sjlt
+from .capture import GradientCapture
 from .pipeline import attribution_callback, capture_batches, capture_config, capture_to_store
-from .quality import cosine_scores, per_query_spearman, precision_at_k
-from .scoring import METHODS, TILE_ROWS, GaussNewtonPreconditioner, TopK, fit_preconditioner, score
-from .store import CorruptShardError, GradientStore, StoreWriter, config_diff
+from .precondition import AdamPreconditioner
+from .scoring import METHODS, GaussNewtonPreconditioner, TopK, fit_preconditioner, score
+from .store import CorruptShardError, GradientStore, StoreWriter
 
 __all__ = [
     "METHODS",
-    "TILE_ROWS",
     "AdamPreconditioner",
     "CorruptShardError",
     "GaussNewtonPreconditioner",
     "GradientCapture",
     "GradientStore",
-    "LayoutEntry",
     "StoreWriter",
     "TopK",
     "attribution_callback",
     "capture_batches",
     "capture_config",
     "capture_to_store",
-    "compress_flat",
-    "config_diff",
-    "cosine_scores",
-    "dequantize_int8",
-    "factored_project",
     "fit_preconditioner",
-    "flatten_grads",
-    "per_example_grads_func",
-    "per_query_spearman",
-    "precision_at_k",
-    "projection_matrix",
-    "quantize_int8",
     "score",
-    "sjlt",
 ]
+
+# Names this package exported before its face was narrowed to the workflow:
+# still importable from here (resolved on first use), documented in their submodules.
+_MOVED = {
+    "LayoutEntry": "targets",
+    "TILE_ROWS": "scoring",
+    "compress_flat": "exact",
+    "flatten_grads": "exact",
+    "per_example_grads_func": "exact",
+    "config_diff": "store",
+    "dequantize_int8": "kernels",
+    "factored_project": "kernels",
+    "projection_matrix": "kernels",
+    "quantize_int8": "kernels",
+    "sjlt": "kernels",
+    "cosine_scores": "quality",
+    "per_query_spearman": "quality",
+    "precision_at_k": "quality",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MOVED))

@@ -85,17 +85,18 @@ in float32 whatever the model dtype; the result is cast to ``dtype``.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import torch
 from torch import nn
 
-from .._validation import check_int, check_seed
-from .kernels import factored_project, projection_matrix, sjlt
+from .._validation import check_bool, check_choice, check_int, check_seed
+from .exact import compress_flat, flatten_grads, per_example_grads_func
+from .kernels import projection_matrix
+from .precondition import AdamPreconditioner
+from .targets import FactoredTarget, FlatTarget, LayoutEntry, ModuleSpec, _derive_seed, select_modules
 
 __all__ = [
     "AdamPreconditioner",
@@ -107,190 +108,7 @@ __all__ = [
 ]
 
 _MODES = ("factored", "flat")
-_FLAT_CHUNK = 1 << 24  # elements of per-example gradient formed at once (flat mode)
 
-
-def _derive_seed(seed: int, name: str, side: str) -> int:
-    """A 63-bit seed for ``(seed, module name, side)``, stable across runs."""
-    h = hashlib.blake2b(f"{seed}\x00{name}\x00{side}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") >> 1
-
-
-# ----------------------------------------------------------------------------
-# Preconditioning
-# ----------------------------------------------------------------------------
-
-
-class AdamPreconditioner:
-    """Adam/AdamW diagonal second-moment correction ``g / (sqrt(v̂) + eps)``.
-
-    ``second_moments`` maps parameters (the ``nn.Parameter`` objects, or
-    their names in the model as given by ``named_parameters``) to
-    ``exp_avg_sq`` tensors of the same shape. ``bias_correction`` is
-    ``1 - beta2**step`` (``v̂ = v / bias_correction``), per parameter via a
-    mapping or one number for all. Tensors are copied unless ``copy=False``.
-    See the module docstring for what the factored mode can and cannot do.
-    """
-
-    def __init__(
-        self,
-        second_moments: Mapping[Any, torch.Tensor],
-        *,
-        eps: float = 1e-8,
-        bias_correction: float | Mapping[Any, float] = 1.0,
-        copy: bool = True,
-    ) -> None:
-        if eps < 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
-        self.eps = float(eps)
-        self._by_id: dict[int, tuple[torch.Tensor, float]] = {}
-        self._by_name: dict[str, tuple[torch.Tensor, float]] = {}
-        for key, v in second_moments.items():
-            if not isinstance(v, torch.Tensor):
-                raise TypeError(f"second moment for {key!r} must be a tensor, got {type(v).__name__}")
-            bc = float(bias_correction[key]) if isinstance(bias_correction, Mapping) else float(bias_correction)
-            if not 0 < bc <= 1:
-                raise ValueError(f"bias_correction must lie in (0, 1], got {bc} for {key!r}")
-            entry = (v.detach().clone() if copy else v.detach(), bc)
-            if isinstance(key, str):
-                self._by_name[key] = entry
-            elif isinstance(key, torch.Tensor):
-                self._by_id[id(key)] = entry
-            else:
-                raise TypeError(f"keys must be parameters or parameter names, got {type(key).__name__}")
-
-    @classmethod
-    def from_optimizer(cls, optimizer: torch.optim.Optimizer, *, copy: bool = True) -> AdamPreconditioner:
-        """Read ``exp_avg_sq``, ``step``, ``betas`` and ``eps`` from an Adam /
-        AdamW optimizer's state (parameters without state are skipped)."""
-        moments: dict[Any, torch.Tensor] = {}
-        corr: dict[Any, float] = {}
-        eps = None
-        for group in optimizer.param_groups:
-            if "betas" not in group:
-                raise TypeError("from_optimizer needs an Adam-family optimizer (param groups with 'betas')")
-            beta2 = float(group["betas"][1])
-            if eps is not None and float(group.get("eps", 1e-8)) != eps:
-                raise ValueError("param groups with different eps are not supported")
-            eps = float(group.get("eps", 1e-8))
-            for p in group["params"]:
-                st = optimizer.state.get(p, {})
-                if "exp_avg_sq" not in st:
-                    continue
-                step = float(st.get("step", 0))
-                moments[p] = st["exp_avg_sq"]
-                corr[p] = 1.0 - beta2**step if step > 0 else 1.0
-        if not moments:
-            raise ValueError("the optimizer has no 'exp_avg_sq' state yet: take at least one step first")
-        return cls(moments, eps=1e-8 if eps is None else eps, bias_correction=corr, copy=copy)
-
-    def _lookup(self, param: torch.Tensor, name: str) -> tuple[torch.Tensor, float] | None:
-        hit = self._by_id.get(id(param))
-        return hit if hit is not None else self._by_name.get(name)
-
-    def second_moment(self, param: torch.Tensor, name: str) -> torch.Tensor:
-        """Bias-corrected ``v̂`` (float32) for ``param`` (called ``name``)."""
-        hit = self._lookup(param, name)
-        if hit is None:
-            raise KeyError(f"no second moment for parameter {name!r}")
-        v, bc = hit
-        if tuple(v.shape) != tuple(param.shape):
-            raise ValueError(f"second moment for {name!r} has shape {tuple(v.shape)}, parameter {tuple(param.shape)}")
-        return v.to(device=param.device, dtype=torch.float32) / bc
-
-    def denominator(self, param: torch.Tensor, name: str) -> torch.Tensor:
-        """``sqrt(v̂) + eps`` (the exact elementwise divisor, flat mode)."""
-        return self.second_moment(param, name).sqrt() + self.eps
-
-    def factors(self, v_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Row and column divisors ``(a + √eps, b + √eps)`` of the rank-1
-        (Adafactor) fit ``sqrt(v̂) ≈ a bᵀ`` of a 2-D ``v̂`` (factored mode)."""
-        r = v_hat.sum(dim=1)
-        c = v_hat.sum(dim=0)
-        s = r.sum()
-        q = s.clamp_min(torch.finfo(torch.float32).tiny).pow(0.25)
-        a = r.clamp_min(0).sqrt() / q
-        b = c.clamp_min(0).sqrt() / q
-        e = self.eps**0.5
-        tiny = torch.finfo(torch.float32).tiny
-        return (a + e).clamp_min(tiny), (b + e).clamp_min(tiny)
-
-
-# ----------------------------------------------------------------------------
-# Layout
-# ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LayoutEntry:
-    """One block of the captured vector: ``vector[:, start:stop]`` belongs to
-    module ``module`` (kind ``"linear"`` or ``"embedding"``). In flat mode the
-    entry describes the *uncompressed* coordinates (``shape`` = weight shape,
-    plus a bias column when included) that were sketched."""
-
-    module: str
-    kind: str
-    start: int
-    stop: int
-    shape: tuple[int, ...]
-    has_bias: bool
-
-
-@dataclass
-class _Target:
-    name: str
-    module: nn.Module
-    kind: str  # "linear" | "embedding"
-    rows: int  # weight dim 0 (d_out or V)
-    cols: int  # weight dim 1 (d_in or d)
-    bias: bool
-    start: int = 0
-    stop: int = 0
-    # factored: effective (possibly preconditioned) float32 matrices
-    p_in: torch.Tensor | None = None
-    p_out: torch.Tensor | None = None
-    x_bias: torch.Tensor | None = None
-    # flat: elementwise divisors (weight [rows, cols], bias [rows]) or None
-    div_w: torch.Tensor | None = None
-    div_b: torch.Tensor | None = None
-
-
-def _resolve_modules(model: nn.Module, modules: Any) -> list[tuple[str, nn.Module]]:
-    named = list(model.named_modules())
-    out: list[tuple[str, nn.Module]]
-    if modules is None:
-        out = [(n, m) for n, m in named if isinstance(m, nn.Linear) and m.weight.requires_grad]
-        if not out:
-            raise ValueError("the model has no nn.Linear module whose weight requires grad; pass modules=")
-        return out
-    if callable(modules) and not isinstance(modules, nn.Module):
-        out = [(n, m) for n, m in named if modules(n, m)]
-    else:
-        if isinstance(modules, (str, nn.Module)):
-            modules = [modules]
-        by_name = dict(named)
-        by_id = {id(m): n for n, m in named}
-        out = []
-        for item in modules:
-            if isinstance(item, str):
-                if item not in by_name:
-                    raise ValueError(f"model has no module named {item!r}")
-                out.append((item, by_name[item]))
-            elif isinstance(item, nn.Module):
-                if id(item) not in by_id:
-                    raise ValueError(f"module {type(item).__name__} is not a submodule of the model")
-                out.append((by_id[id(item)], item))
-            else:
-                raise TypeError(f"modules must hold module names or nn.Module objects, got {type(item).__name__}")
-    if not out:
-        raise ValueError("no module selected")
-    seen: set[str] = set()
-    uniq: list[tuple[str, nn.Module]] = []
-    for n, m in out:
-        if n not in seen:
-            seen.add(n)
-            uniq.append((n, m))
-    return uniq
 
 
 # ----------------------------------------------------------------------------
@@ -346,29 +164,25 @@ class GradientCapture:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        check_choice("mode", mode, _MODES)
         if precondition is not None and not isinstance(precondition, AdamPreconditioner):
             raise TypeError(f"precondition must be an AdamPreconditioner or None, got {type(precondition).__name__}")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-        if projection not in ("gaussian", "rademacher"):
-            raise ValueError(f"projection must be 'gaussian' or 'rademacher', got {projection!r}")
-        if scheme not in ("hash", "block"):
-            raise ValueError(f"scheme must be 'hash' or 'block', got {scheme!r}")
-        if backend not in ("auto", "triton", "torch"):
-            raise ValueError(f"backend must be 'auto', 'triton' or 'torch', got {backend!r}")
+        check_choice("projection", projection, ("gaussian", "rademacher"))
+        check_choice("scheme", scheme, ("hash", "block"))
+        check_choice("backend", backend, ("auto", "triton", "torch"))
         self.model = model
         self.mode = mode
         self.seed = check_seed("seed", seed)
         self.precondition = precondition
-        self.normalize = bool(normalize)
+        self.normalize = check_bool("normalize", normalize)
         self.dtype = dtype
-        self.include_bias = bool(include_bias)
+        self.include_bias = check_bool("include_bias", include_bias)
         self.projection = projection
         self.scheme = scheme
         self.backend = backend
-        self.param_grads = bool(param_grads)
+        self.param_grads = check_bool("param_grads", param_grads)
         self.k: int | None
         self.k_in: int | None
         self.k_out: int | None
@@ -386,30 +200,29 @@ class GradientCapture:
             self.k = check_int("k", k, 1)
             self.k_in = self.k_out = None
 
-        self._targets: list[_Target] = []
-        offset = 0
-        for name, m in _resolve_modules(model, modules):
-            if isinstance(m, nn.Linear):
-                kind, rows, cols = "linear", m.out_features, m.in_features
-                bias = self.include_bias and m.bias is not None
-            elif isinstance(m, nn.Embedding):
-                kind, rows, cols = "embedding", m.num_embeddings, m.embedding_dim
-                bias = False
-            else:
-                raise TypeError(
-                    f"GradientCapture supports nn.Linear and nn.Embedding modules (and subclasses); "
-                    f"module {name!r} is {type(m).__name__}"
-                )
-            t = _Target(name, m, kind, rows, cols, bias)
-            size = self.k_out * self.k_in if self.k_out is not None and self.k_in is not None else rows * (cols + int(bias))
-            t.start, t.stop = offset, offset + size
-            offset += size
-            self._targets.append(t)
+        if self.k_out is not None and self.k_in is not None:
+            k_out, k_in = self.k_out, self.k_in
+            size = lambda rows, width: k_out * k_in  # noqa: E731
+        else:
+            size = lambda rows, width: rows * width  # noqa: E731
+        self._specs: list[ModuleSpec] = select_modules(model, modules, include_bias=self.include_bias, block_size=size)
+        self._targets: list[FactoredTarget | FlatTarget] = []
+        offset = self._specs[-1].stop
         self._flat_dim = offset  # flat: uncompressed length
         if mode == "flat" and offset > 2**31:
             raise ValueError(f"flat mode sketches at most 2**31 coordinates, the selection has {offset}")
         #: length of each returned vector
         self.dim: int = offset if self.k is None else self.k
+        #: length of the uncompressed per-example gradient of the selection
+        self.raw_dim: int = sum(s.rows * s.width for s in self._specs)
+        if self.dim > self.raw_dim:
+            warnings.warn(
+                f"the compressed dimension ({self.dim}) exceeds the selected modules' own gradient size "
+                f"({self.raw_dim}): compression only adds work and storage here; choose smaller "
+                f"{'k_in/k_out' if mode == 'factored' else 'k'} or more modules",
+                UserWarning,
+                stacklevel=2,
+            )
         self._handles: list[Any] = []
         self._active = False
         self._prepared = False
@@ -417,25 +230,50 @@ class GradientCapture:
 
     # -- public description ---------------------------------------------------
 
+    def __repr__(self) -> str:
+        ks = f"k_in={self.k_in}, k_out={self.k_out}" if self.mode == "factored" else f"k={self.k}"
+        return (
+            f"GradientCapture(mode={self.mode!r}, {ks}, dim={self.dim}, raw_dim={self.raw_dim}, "
+            f"modules={len(self._specs)}, seed={self.seed})"
+        )
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The JSON description of how this capture compresses gradients (a new
+        dict): what a store written from it records (``capture_to_store``) and
+        what queries must match to be scored against that store
+        (``score(store, queries, capture=cap)``)."""
+        return {
+            "capture": "dataprobes.GradientCapture",
+            "mode": self.mode,
+            "seed": self.seed,
+            "k": self.k,
+            "k_in": self.k_in,
+            "k_out": self.k_out,
+            "dim": self.dim,
+            "normalize": self.normalize,
+            "projection": self.projection,
+            "scheme": self.scheme,
+            "include_bias": self.include_bias,
+            "preconditioned": self.precondition is not None,
+            "modules": [[e.module, e.kind, list(e.shape)] for e in self.layout],
+        }
+
     @property
     def module_names(self) -> list[str]:
-        return [t.name for t in self._targets]
+        return [t.name for t in self._specs]
 
     @property
     def layout(self) -> list[LayoutEntry]:
         """Blocks of the output (factored) or of the sketched flat gradient (flat)."""
-        out = []
-        for t in self._targets:
-            shape = (t.rows, t.cols + int(t.bias))
-            out.append(LayoutEntry(t.name, t.kind, t.start, t.stop, shape, t.bias))
-        return out
+        return [t.layout_entry() for t in self._specs]
 
     def projections(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The raw (un-preconditioned) ``(P_in, P_out)`` of module ``name`` in
         factored mode: ``P_in`` [cols (+1 with bias), k_in], ``P_out`` [rows, k_out]."""
         if self.mode != "factored":
             raise ValueError("projections exist in factored mode only")
-        t = self._target(name)
+        t = self._spec(name)
         dev = t.module.weight.device
         p_in = projection_matrix(t.cols + int(t.bias), self.k_in, _derive_seed(self.seed, name, "in"), device=dev, kind=self.projection)  # type: ignore[arg-type]
         p_out = projection_matrix(t.rows, self.k_out, _derive_seed(self.seed, name, "out"), device=dev, kind=self.projection)  # type: ignore[arg-type]
@@ -446,7 +284,7 @@ class GradientCapture:
         mapping ``"<module>.weight"`` / ``"<module>.bias"`` → ``[B, *shape]``
         (e.g. :func:`per_example_grads_func` with ``untie=True``)."""
         parts = []
-        for t in self._targets:
+        for t in self._specs:
             w = grads[f"{t.name}.weight"]
             b = w.shape[0]
             if t.bias:
@@ -455,8 +293,8 @@ class GradientCapture:
                 parts.append(w.reshape(b, -1))
         return torch.cat(parts, dim=1)
 
-    def _target(self, name: str) -> _Target:
-        for t in self._targets:
+    def _spec(self, name: str) -> ModuleSpec:
+        for t in self._specs:
             if t.name == name:
                 return t
         raise KeyError(f"module {name!r} is not captured")
@@ -468,7 +306,7 @@ class GradientCapture:
             raise RuntimeError("GradientCapture is already active")
         self._prepare()
         for t in self._targets:
-            self._handles.append(t.module.register_forward_hook(self._make_forward_hook(t)))
+            self._handles.append(t.spec.module.register_forward_hook(self._make_forward_hook(t)))
         self._active = True
         self._reset()
         return self
@@ -482,10 +320,9 @@ class GradientCapture:
 
     def _reset(self) -> None:
         self._outputs: list[torch.Tensor] = []
-        self._calls: list[tuple[_Target, torch.Tensor, torch.Tensor]] = []  # target, saved input, output
+        self._calls: list[tuple[FactoredTarget | FlatTarget, torch.Tensor, torch.Tensor]] = []  # target, saved input, output
         self._dead: set[str] = set()
         self._acc: torch.Tensor | None = None
-        self._batch = 0
         self._mask: torch.Tensor | None = None
         self._error: BaseException | None = None
 
@@ -494,7 +331,7 @@ class GradientCapture:
         if self._prepared:
             return
         pre = self.precondition
-        for t in self._targets:
+        for t in self._specs:
             w = cast(torch.Tensor, t.module.weight)
             bias = cast(torch.Tensor, getattr(t.module, "bias", None))
             v = None
@@ -509,26 +346,22 @@ class GradientCapture:
                     a, b = pre.factors(v)  # type: ignore[union-attr]
                     p_in = p_in / b[:, None]
                     p_out = p_out / a[:, None]
-                if t.bias:
-                    t.x_bias = p_in[t.cols].contiguous()
-                    p_in = p_in[: t.cols]
-                t.p_in, t.p_out = p_in.contiguous(), p_out.contiguous()
-            elif v is not None:
-                den = v.sqrt() + pre.eps  # type: ignore[union-attr]
-                t.div_w = den[:, : t.cols].contiguous()
-                t.div_b = den[:, t.cols].contiguous() if t.bias else None
+                self._targets.append(FactoredTarget(t, p_in, p_out, self.backend))
+            else:
+                den = None if v is None else v.sqrt() + pre.eps  # type: ignore[union-attr]
+                self._targets.append(FlatTarget(t, den, cast(int, self.k), self.seed, self.scheme, self.backend))
         self._prepared = True
 
     # -- hooks ----------------------------------------------------------------
 
-    def _make_forward_hook(self, t: _Target) -> Callable[..., None]:
+    def _make_forward_hook(self, t: FactoredTarget | FlatTarget) -> Callable[..., None]:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             if not self._active or not torch.is_grad_enabled():
                 return
             if not isinstance(output, torch.Tensor):
                 return
             if not output.requires_grad:
-                self._dead.add(t.name)
+                self._dead.add(t.spec.name)
                 return
             x = inputs[0].detach()
             self._calls.append((t, x, output))
@@ -537,104 +370,16 @@ class GradientCapture:
 
         return hook
 
-    def _make_grad_hook(self, t: _Target, x: torch.Tensor) -> Callable[[torch.Tensor], None]:
+    def _make_grad_hook(self, t: FactoredTarget | FlatTarget, x: torch.Tensor) -> Callable[[torch.Tensor], None]:
         def hook(grad: torch.Tensor) -> None:
             if self._acc is None or self._error is not None:
                 return
             try:
-                self._accumulate(t, x, grad)
+                t.accumulate(self._acc, x, grad, self._mask)
             except BaseException as e:  # re-raised by backward() with context
                 self._error = e
 
         return hook
-
-    def _mask_for(self, t: _Target, shape: torch.Size) -> torch.Tensor | None:
-        m = self._mask
-        if m is None or len(shape) == 1:
-            return None
-        if tuple(shape) != tuple(m.shape):
-            raise ValueError(
-                f"mask has shape {tuple(m.shape)} but module {t.name!r} sees positions of shape {tuple(shape)}; "
-                "a mask applies to modules whose input is [B, T, d]"
-            )
-        return m
-
-    def _accumulate(self, t: _Target, x: torch.Tensor, g: torch.Tensor) -> None:
-        b = self._batch
-        if x.dim() == 0 or x.shape[0] != b:
-            raise ValueError(
-                f"module {t.name!r} ran on an input of shape {tuple(x.shape)} whose first dimension is not the batch "
-                f"({b}); per-example gradients cannot be recovered for it (e.g. a position embedding looked up "
-                "once for the whole batch) — leave it out of modules="
-            )
-        acc = self._acc
-        assert acc is not None
-        if self.mode == "factored" and t.p_in is not None and t.p_in.device != g.device:
-            # the model moved since the matrices were built
-            t.p_in, t.p_out = t.p_in.to(g.device), t.p_out.to(g.device)  # type: ignore[union-attr]
-            t.x_bias = None if t.x_bias is None else t.x_bias.to(g.device)
-        if t.div_w is not None and t.div_w.device != g.device:
-            t.div_w = t.div_w.to(g.device)
-            t.div_b = None if t.div_b is None else t.div_b.to(g.device)
-        if t.kind == "linear":
-            pos_shape = x.shape[:-1]
-            m = self._mask_for(t, pos_shape)
-            x3 = x.reshape(b, -1, t.cols)
-            g3 = g.reshape(b, -1, t.rows)
-            if self.mode == "factored":
-                acc[:, t.start : t.stop] += factored_project(
-                    x3, g3, t.p_in, t.p_out, m if m is None else m.reshape(b, -1),  # type: ignore[arg-type]
-                    x_bias=t.x_bias, backend=self.backend,
-                )
-            else:
-                self._flat_linear(t, x3, g3, None if m is None else m.reshape(b, -1))
-        else:  # embedding
-            idx = x.reshape(b, -1)
-            m = self._mask_for(t, x.shape)
-            g3 = g.reshape(b, -1, t.cols).to(torch.float32)
-            w = torch.ones(idx.shape, dtype=torch.float32, device=g.device) if m is None else m.reshape(b, -1).to(torch.float32)
-            pad = getattr(t.module, "padding_idx", None)
-            if pad is not None:
-                w = w * (idx != pad)
-            if self.mode == "factored":
-                rows = t.p_out[idx] * w[..., None]  # type: ignore[index]  # [B, T, k_out]
-                cols = g3 @ t.p_in  # type: ignore[operator]  # [B, T, k_in]
-                acc[:, t.start : t.stop] += torch.einsum("bto,bti->boi", rows, cols).reshape(b, -1)
-            else:
-                self._flat_embedding(t, idx, g3, w)
-
-    def _flat_linear(self, t: _Target, x: torch.Tensor, g: torch.Tensor, m: torch.Tensor | None) -> None:
-        b = x.shape[0]
-        width = t.cols + int(t.bias)
-        step = max(1, _FLAT_CHUNK // max(1, t.rows * width))
-        for a in range(0, b, step):
-            e = min(b, a + step)
-            xs, gs = x[a:e].to(torch.float32), g[a:e].to(torch.float32)
-            if m is not None:
-                gs = gs * m[a:e, :, None].to(torch.float32)
-            gw = torch.einsum("bto,bti->boi", gs, xs)
-            if t.bias:
-                gw = torch.cat([gw, gs.sum(dim=1)[..., None]], dim=2)
-            if t.div_w is not None:
-                den = t.div_w if t.div_b is None else torch.cat([t.div_w, t.div_b[:, None]], dim=1)
-                gw = gw / den
-            self._sketch_into(a, e, gw, t.start)
-
-    def _flat_embedding(self, t: _Target, idx: torch.Tensor, g: torch.Tensor, w: torch.Tensor) -> None:
-        b = idx.shape[0]
-        step = max(1, _FLAT_CHUNK // max(1, t.rows * t.cols))
-        for a in range(0, b, step):
-            e = min(b, a + step)
-            gw = torch.zeros(e - a, t.rows, t.cols, dtype=torch.float32, device=g.device)
-            gw.scatter_add_(1, idx[a:e, :, None].expand(-1, -1, t.cols), g[a:e] * w[a:e, :, None])
-            if t.div_w is not None:
-                gw = gw / t.div_w
-            self._sketch_into(a, e, gw, t.start)
-
-    def _sketch_into(self, a: int, e: int, gw: torch.Tensor, offset: int) -> None:
-        acc, k = self._acc, self.k
-        assert acc is not None and k is not None
-        acc[a:e] += sjlt(gw.reshape(e - a, -1), k, self.seed, offset=offset, scheme=self.scheme, backend=self.backend)
 
     # -- the call -------------------------------------------------------------
 
@@ -678,7 +423,6 @@ class GradientCapture:
                 )
             raise RuntimeError("no captured module ran in the forward pass since the last backward()")
         device = losses.device
-        self._batch = b
         self._mask = None if mask is None else mask.to(device=device, dtype=torch.float32)
         self._acc = torch.zeros(b, self.dim, dtype=torch.float32, device=device)
         try:
@@ -698,83 +442,3 @@ class GradientCapture:
         return out.to(self.dtype)
 
 
-# ----------------------------------------------------------------------------
-# Flat helpers
-# ----------------------------------------------------------------------------
-
-
-def compress_flat(
-    per_example_grads: torch.Tensor,
-    k: int,
-    seed: int = 0,
-    *,
-    normalize: bool = False,
-    scheme: str = "hash",
-    backend: str = "auto",
-) -> torch.Tensor:
-    """SJLT-compress flat per-example gradients ``[B, D]`` to ``[B, k]``
-    (float32), optionally unit-normalising the rows."""
-    out = sjlt(per_example_grads, k, seed, scheme=scheme, backend=backend)
-    if normalize:
-        n = out.norm(dim=1, keepdim=True)
-        out = torch.where(n > 0, out / torch.where(n > 0, n, 1.0), out)
-    return out
-
-
-def flatten_grads(grads: Mapping[str, torch.Tensor], names: Sequence[str] | None = None) -> torch.Tensor:
-    """Concatenate ``{name: [B, *shape]}`` into ``[B, D]`` (in ``names`` order,
-    default the mapping's order)."""
-    keys = list(grads) if names is None else list(names)
-    if not keys:
-        raise ValueError("no gradients to flatten")
-    b = grads[keys[0]].shape[0]
-    return torch.cat([grads[n].reshape(b, -1) for n in keys], dim=1)
-
-
-def per_example_grads_func(
-    model: nn.Module,
-    loss_fn: Callable[..., torch.Tensor],
-    batch: torch.Tensor | Sequence[torch.Tensor],
-    *,
-    params: Mapping[str, torch.Tensor] | Iterable[str] | None = None,
-    untie: bool = False,
-) -> dict[str, torch.Tensor]:
-    """Exact per-example gradients with ``torch.func`` (``vmap(grad)``): for
-    small models and for checking the compressed captures.
-
-    ``loss_fn(model, *batch) -> [B]`` per-example losses (the same function
-    used with :class:`GradientCapture`; it is called on one example at a time
-    with a batch dimension of 1). ``batch``: a tensor or a sequence of
-    tensors whose first dimension is the batch. ``params``: names (or a
-    name → tensor mapping) to differentiate; default every parameter that
-    requires grad. ``untie=True`` lists tied parameters once per owning
-    module (e.g. both ``tok_emb.weight`` and ``head.weight``) so each gets the
-    gradient through its own use only. Returns ``{name: [B, *shape]}``.
-    """
-    from torch.func import functional_call, grad, vmap
-
-    tensors = (batch,) if isinstance(batch, torch.Tensor) else tuple(batch)
-    if not tensors or tensors[0].shape[0] == 0:
-        raise ValueError("empty batch")
-    all_named = dict(model.named_parameters(remove_duplicate=not untie))
-    if params is None:
-        chosen = {n: p.detach() for n, p in all_named.items() if p.requires_grad}
-    elif isinstance(params, Mapping):
-        chosen = {n: p.detach() for n, p in params.items()}
-    else:
-        chosen = {n: all_named[n].detach() for n in params}
-    buffers = {n: b.detach() for n, b in model.named_buffers()}
-
-    def one(ps: dict[str, torch.Tensor], *example: torch.Tensor) -> torch.Tensor:
-        ex = tuple(e.unsqueeze(0) for e in example)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return functional_call(model, (ps, buffers), args, kwargs, tie_weights=not untie)
-
-        return loss_fn(call, *ex).reshape(())
-
-    with warnings.catch_warnings():
-        # functorch falls back to a loop for some ops (e.g. CPU flash attention): slow, not wrong
-        warnings.filterwarnings("ignore", message="There is a performance drop", category=UserWarning)
-        res = vmap(grad(one), in_dims=(None, *([0] * len(tensors))))(chosen, *tensors)
-    return cast(dict[str, torch.Tensor], res)

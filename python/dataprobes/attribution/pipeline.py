@@ -4,8 +4,7 @@ plain loop, a ``torch.distributed`` job or a Hugging Face ``Trainer``.
 
     cap = GradientCapture(model, mode="factored", k_in=32, k_out=32, seed=0)
     capture_to_store(cap, loss_fn, batches, "grads/train")     # (ids, batch) pairs
-    top = score("grads/train", query_grads, method="influence", top_k=50,
-                query_config=capture_config(cap))
+    top = score("grads/train", query_grads, method="influence", top_k=50, capture=cap)
 
 Each rank of a distributed job passes its own batches; its shards carry its
 rank and readers see one logical store. An interrupted run resumes: examples
@@ -26,24 +25,24 @@ from .store import GradientStore, StoreWriter
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 
 
+def _check_ids(ids: Any) -> np.ndarray:
+    """A batch's example ids as int64, validated before any conversion (float
+    ids and uint64 ids beyond int64 are refused, not truncated or wrapped)."""
+    return StoreWriter._check_ids(ids, "ids", allow_dup=True)
+
+
+def _check_batch(ids: np.ndarray, losses: Any) -> None:
+    n = losses.shape[0] if isinstance(losses, torch.Tensor) and losses.dim() == 1 else None
+    if n is not None and n != ids.shape[0]:
+        raise ValueError(f"a batch has {ids.shape[0]} ids but loss_fn returned {n} per-example losses; they must match")
+
+
 def capture_config(capture: GradientCapture, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON description of how ``capture`` compresses gradients: what a
-    store records and what queries must match to be scored against it."""
-    cfg: dict[str, Any] = {
-        "capture": "dataprobes.GradientCapture",
-        "mode": capture.mode,
-        "seed": capture.seed,
-        "k": capture.k,
-        "k_in": capture.k_in,
-        "k_out": capture.k_out,
-        "dim": capture.dim,
-        "normalize": capture.normalize,
-        "projection": capture.projection,
-        "scheme": capture.scheme,
-        "include_bias": capture.include_bias,
-        "preconditioned": capture.precondition is not None,
-        "modules": [[e.module, e.kind, list(e.shape)] for e in capture.layout],
-    }
+    """The JSON description of how ``capture`` compresses gradients
+    (:attr:`GradientCapture.config`), plus ``extra`` notes under the key
+    ``"extra"``: what a store records and what queries must match to be
+    scored against it."""
+    cfg = capture.config
     if extra:
         cfg["extra"] = dict(extra)
     return cfg
@@ -56,8 +55,10 @@ def capture_batches(
     ``loss_fn(model, batch)`` returns per-example losses ``[B]``."""
     with capture:
         for ids, batch in batches:
+            ids_arr = _check_ids(ids)
             losses = loss_fn(capture.model, batch)
-            yield np.asarray(ids, dtype=np.int64), capture.backward(losses)
+            _check_batch(ids_arr, losses)
+            yield ids_arr, capture.backward(losses)
 
 
 def capture_to_store(
@@ -84,11 +85,13 @@ def capture_to_store(
     with StoreWriter(path, capture.dim, dtype, config, rank=rank, shard_rows=shard_rows) as writer:
         with capture:
             for ids, batch in tqdm(batches, desc="capturing", disable=not progress):
-                ids = np.asarray(ids, dtype=np.int64)
+                ids = _check_ids(ids)
                 done = writer.contains(ids)
                 if done.all():
                     continue
-                g = capture.backward(loss_fn(capture.model, batch))
+                losses = loss_fn(capture.model, batch)
+                _check_batch(ids, losses)
+                g = capture.backward(losses)
                 keep = ~done
                 writer.append(ids[keep], g[torch.from_numpy(keep).to(g.device)])
     return GradientStore(path)

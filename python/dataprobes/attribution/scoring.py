@@ -33,14 +33,15 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from .store import GradientStore, _normalize_config, config_diff
+from .._validation import check_bool, check_choice, check_positive_float, check_positive_int
+from .capture import GradientCapture
+from .store import GradientStore, check_same_config
 
 __all__ = ["METHODS", "TILE_ROWS", "GaussNewtonPreconditioner", "TopK", "fit_preconditioner", "score"]
 
@@ -98,27 +99,45 @@ class GaussNewtonPreconditioner:
 # argument checks
 
 
-def _as_store(store: Any) -> GradientStore:
+def _as_store(store: Any, verify_reads: bool | None = None) -> GradientStore:
     if isinstance(store, GradientStore):
         return store
     if isinstance(store, (str, os.PathLike)):
-        return GradientStore(store)
+        return GradientStore(store, verify_reads=True if verify_reads is None else verify_reads)
     raise TypeError(f"store must be a GradientStore or a path to one, got {type(store).__name__}")
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive integer, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return int(value)
+def _query_config(
+    store: GradientStore, queries: Any, query_config: Mapping[str, Any] | None, capture: Any, check_config: Any
+) -> Mapping[str, Any] | None:
+    """The config the queries must match the store's with, or ``None`` when
+    nothing is to be compared; refuses a bare array against a store that
+    records a capture config unless the caller opts out."""
+    if capture is not None:
+        if not isinstance(capture, GradientCapture):
+            raise TypeError(f"capture must be the GradientCapture that produced the queries, got {type(capture).__name__}")
+        if query_config is not None:
+            raise ValueError("pass either capture= or query_config=, not both")
+        query_config = capture.config
+    if not check_bool("check_config", check_config):
+        if query_config is not None:
+            raise ValueError("check_config=False skips the config check: do not also pass query_config= or capture=")
+        return None
+    if isinstance(queries, GradientStore):
+        return query_config if query_config is not None else queries.config
+    if query_config is None and store.config:
+        raise ValueError(
+            "queries is a bare array but the store records how its rows were captured: pass capture=<the "
+            "GradientCapture that produced the queries> (or query_config=capture_config(capture)) so the two are "
+            "compared, or check_config=False to score without the check"
+        )
+    return query_config
 
 
 def _as_queries(queries: Any, store: GradientStore) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(queries, GradientStore):
         if queries.dim != store.dim:
             raise ValueError(f"queries (a GradientStore) has dim {queries.dim} but the store has dim {store.dim}")
-        store.check_compatible(queries.config, name="queries (a GradientStore) config")
         if len(queries) == 0:
             raise ValueError("queries (a GradientStore) is empty")
         ids, rows = queries.read()
@@ -155,28 +174,6 @@ def _device(device: Any) -> torch.device:
 
 # ----------------------------------------------------------------------------
 # streaming
-
-
-def _blocks(store: GradientStore, block: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray | None]]:
-    """(start, stop, data, scales) for consecutive blocks; the next block is read
-    (copied out of the memory map) on a worker thread while this one is scored."""
-    n = len(store)
-    starts = list(range(0, n, block))
-
-    def load(start: int) -> tuple[int, int, np.ndarray, np.ndarray | None]:
-        stop = min(start + block, n)
-        data, scales = store.read_raw(start, stop)
-        return start, stop, np.array(data), (np.array(scales) if scales is not None else None)
-
-    if not starts:
-        return
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        fut = pool.submit(load, starts[0])
-        for i in range(len(starts)):
-            cur = fut.result()
-            if i + 1 < len(starts):
-                fut = pool.submit(load, starts[i + 1])
-            yield cur
 
 
 def _round_block(block_rows: int) -> int:
@@ -219,23 +216,39 @@ def fit_preconditioner(
     *,
     block_rows: int = 16384,
     device: str | torch.device | None = None,
+    verify_reads: bool | None = None,
+    max_bytes: int | None = 4 << 30,
 ) -> GaussNewtonPreconditioner:
     """Accumulate ``ΦᵀΦ`` over the store in float64 and factorise
     ``H = ΦᵀΦ/n + λI`` with ``λ = damping · tr(ΦᵀΦ/n) / dim``.
 
     Costs one pass over the store and ``O(n · dim²)`` float64 flops; fit once
     and pass it to :func:`score` (``preconditioner=``) to score many query sets.
+    ``verify_reads`` as in :func:`score`.
+
+    Memory: the float64 ``dim × dim`` Gram matrix, its damped copy and its
+    Cholesky factor, about ``4 · 8 · dim²`` bytes whatever the store size
+    (2 GiB at ``dim = 8192``). It is computed before anything is allocated and
+    a ``ValueError`` is raised when it exceeds ``max_bytes`` (default 4 GiB;
+    ``None`` lifts the bound): compress to a smaller ``dim`` or pass a larger
+    bound knowingly.
     """
-    st = _as_store(store)
-    block = _round_block(_positive_int(block_rows, "block_rows"))
-    if isinstance(damping, bool) or not isinstance(damping, (int, float, np.floating)) or not math.isfinite(damping) or damping <= 0:
-        raise ValueError(f"damping must be a positive finite number, got {damping!r}")
+    st = _as_store(store, verify_reads)
+    block = _round_block(check_positive_int("block_rows", block_rows))
+    damping = check_positive_float("damping", damping)
     n = len(st)
     if n == 0:
         raise ValueError(f"store is empty: {st.path} has no rows")
+    need = 4 * 8 * st.dim * st.dim
+    if max_bytes is not None and need > check_positive_int("max_bytes", max_bytes):
+        raise ValueError(
+            f"the influence preconditioner of a dim={st.dim} store needs about {need / 2**30:.1f} GiB "
+            f"(4 float64 {st.dim}x{st.dim} matrices), more than max_bytes={max_bytes}: capture with a smaller "
+            "dim (k_in/k_out or k), use method='cosine' or 'ip', or pass a larger max_bytes (None: no bound)"
+        )
     dev = _device(device)
     gram = torch.zeros((st.dim, st.dim), dtype=torch.float64, device=dev)
-    for _, stop_, data, scales in _blocks(st, block):
+    for _, stop_, data, scales in st.iter_raw_blocks(block, verify=verify_reads):
         raw = torch.from_numpy(data).to(dev)
         sc = torch.from_numpy(scales).to(dev, torch.float64) if scales is not None else None
         for t0 in range(0, raw.shape[0], TILE_ROWS):
@@ -269,6 +282,9 @@ def score(
     return_full: bool = False,
     *,
     preconditioner: GaussNewtonPreconditioner | None = None,
+    verify_reads: bool | None = None,
+    capture: GradientCapture | None = None,
+    check_config: bool = True,
 ) -> TopK:
     """Top-``top_k`` stored examples for each query, streaming over the store.
 
@@ -279,7 +295,11 @@ def score(
     queries:
         ``[Q, dim]`` float array or tensor of compressed query gradients, or a
         second :class:`GradientStore` (its config must equal the store's; its
-        ids are returned as ``query_ids``).
+        ids are returned as ``query_ids``). An array is scored only once its
+        capture config has been compared with the store's: pass ``capture=``
+        (or ``query_config=``); against a store that records a config, a bare
+        array without either is refused (``ValueError``) unless
+        ``check_config=False``.
     method:
         ``"cosine"``, ``"ip"`` or ``"influence"`` (see the module docstring).
     top_k:
@@ -295,37 +315,59 @@ def score(
     device:
         Torch device for the computation; default CUDA when available, else CPU.
     query_config:
-        Capture config of array/tensor queries; when given it must equal the
-        store's config (``ValueError`` naming the differing keys otherwise).
+        Capture config of array/tensor queries (e.g.
+        ``capture_config(query_capture)``); it must equal the store's config
+        (``ValueError`` naming the differing keys otherwise).
     return_full:
         Also return the ``[Q, n]`` score matrix (``TopK.full``) — memory grows
         with the store; meant for small stores and tests.
     preconditioner:
         A :func:`fit_preconditioner` result to reuse (``method="influence"``).
+    verify_reads:
+        Check every block read against the checksums recorded at write time
+        (a corrupt block raises :class:`~dataprobes.attribution.CorruptShardError`
+        naming the shard file and rows). ``None`` (default) follows the store's
+        ``verify_reads`` (on unless it was opened with ``verify_reads=False``);
+        ``False`` skips the checks for this call (trusted media).
+    capture:
+        The :class:`~dataprobes.attribution.GradientCapture` that produced the
+        array queries: its :attr:`~dataprobes.attribution.GradientCapture.config`
+        must equal the store's (the easy safe path; same as
+        ``query_config=capture_config(capture)``).
+    check_config:
+        ``False`` scores array queries without comparing any config (you vouch
+        that they were captured like the store's rows).
     """
-    st = _as_store(store)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    k_req = _positive_int(top_k, "top_k")
-    block = _round_block(_positive_int(block_rows, "block_rows"))
+    st = _as_store(store, verify_reads)
+    check_choice("method", method, METHODS)
+    k_req = check_positive_int("top_k", top_k)
+    block = _round_block(check_positive_int("block_rows", block_rows))
     n = len(st)
     if n == 0:
         raise ValueError(f"store is empty: {st.path} has no rows to score against")
     if n >= 1 << 32:  # pragma: no cover - the id rank must fit the low key word
         raise ValueError("stores of 2**32 rows or more are not supported")
     q_np, query_ids = _as_queries(queries, st)
-    if query_config is not None:
-        st.check_compatible(query_config, name="query_config")
+    cfg = _query_config(st, queries, query_config, capture, check_config)
+    if cfg is not None:
+        name = "queries (a GradientStore) config" if cfg is getattr(queries, "config", None) else "query_config"
+        st.check_compatible(cfg, name=name)
     dev = _device(device)
     k = min(k_req, n)
 
     if method == "influence":
-        pre = preconditioner if preconditioner is not None else fit_preconditioner(st, damping, block_rows=block, device=dev)
+        pre = preconditioner if preconditioner is not None else fit_preconditioner(
+            st, damping, block_rows=block, device=dev, verify_reads=verify_reads
+        )
         if pre.dim != st.dim:
             raise ValueError(f"preconditioner has dim {pre.dim} but the store has dim {st.dim}")
-        diff = config_diff(_normalize_config(pre.config), st.config)
-        if diff:
-            raise ValueError(f"preconditioner was fitted on a store with a different config (keys: {', '.join(diff)})")
+        check_same_config(
+            pre.config,
+            st.config,
+            name="the preconditioner's config",
+            against="the store's capture config",
+            hint="the preconditioner was fitted on a store with a different config: fit it on this store",
+        )
         q = torch.from_numpy(pre.apply(q_np).astype(np.float32)).to(dev)
     else:
         q = torch.from_numpy(q_np).to(dev)
@@ -339,7 +381,7 @@ def score(
     out_buf = torch.empty((block, num_q), dtype=torch.float32, device=dev)
     norm_buf = torch.empty(block, dtype=torch.float32, device=dev) if method == "cosine" else None
     best: torch.Tensor | None = None
-    for start, stop, data, scales in _blocks(st, block):
+    for start, stop, data, scales in st.iter_raw_blocks(block, verify=verify_reads):
         b = stop - start
         raw = torch.from_numpy(data).to(dev)
         out = out_buf[:b]

@@ -139,6 +139,24 @@ def factored_reference(
 
 if HAS_TRITON:
 
+    @triton.jit
+    def _project_tile(
+        src_ptr, stride_t, t64, tm, p_ptr, stride_p, ks, km, d,
+        BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr,
+    ):
+        """``src[t64, :] @ P[:, ks]`` -> [BLOCK_T, BLOCK_K] float32, for the rows
+        ``t64`` (masked by ``tm``) of a [T, d] operand with row stride
+        ``stride_t`` and a projection ``P`` [d, k] with row stride ``stride_p``
+        (columns ``ks`` masked by ``km``), accumulated over ``BLOCK_D`` chunks of ``d``."""
+        out = tl.zeros([BLOCK_T, BLOCK_K], dtype=tl.float32)
+        for c0 in range(0, d, BLOCK_D):
+            cs = c0 + tl.arange(0, BLOCK_D)
+            cm = cs < d
+            st = tl.load(src_ptr + t64[:, None] * stride_t + cs[None, :], mask=tm[:, None] & cm[None, :], other=0.0)
+            pt = tl.load(p_ptr + cs[:, None] * stride_p + ks[None, :], mask=cm[:, None] & km[None, :], other=0.0)
+            out += tl.dot(st.to(tl.float32), pt, input_precision=PREC)
+        return out
+
     @triton.jit(do_not_specialize=["T", "t_per_split", "n_split"])
     def _factored_kernel(
         x_ptr, g_ptr, pin_ptr, pout_ptr, mask_ptr, xb_ptr, out_ptr,
@@ -165,23 +183,11 @@ if HAS_TRITON:
             tm = ts < t_hi
             t64 = ts.to(tl.int64)
             # xp = x_tile @ P_in[:, ki]  -> [BLOCK_T, BLOCK_KI]
-            xp = tl.zeros([BLOCK_T, BLOCK_KI], dtype=tl.float32)
-            for c0 in range(0, d_in, BLOCK_DI):
-                cs = c0 + tl.arange(0, BLOCK_DI)
-                cm = cs < d_in
-                xt = tl.load(x_ptr + b * sxb + t64[:, None] * sxt + cs[None, :], mask=tm[:, None] & cm[None, :], other=0.0)
-                pt = tl.load(pin_ptr + cs[:, None] * spin + ki[None, :], mask=cm[:, None] & kim[None, :], other=0.0)
-                xp += tl.dot(xt.to(tl.float32), pt, input_precision=PREC)
+            xp = _project_tile(x_ptr + b * sxb, sxt, t64, tm, pin_ptr, spin, ki, kim, d_in, BLOCK_T, BLOCK_DI, BLOCK_KI, PREC)
             if HAS_XBIAS:
                 xp += xb[None, :]
             # gp = g_tile @ P_out[:, ko]  -> [BLOCK_T, BLOCK_KO]
-            gp = tl.zeros([BLOCK_T, BLOCK_KO], dtype=tl.float32)
-            for c0 in range(0, d_out, BLOCK_DO):
-                cs = c0 + tl.arange(0, BLOCK_DO)
-                cm = cs < d_out
-                gt = tl.load(g_ptr + b * sgb + t64[:, None] * sgt + cs[None, :], mask=tm[:, None] & cm[None, :], other=0.0)
-                pt = tl.load(pout_ptr + cs[:, None] * spout + ko[None, :], mask=cm[:, None] & kom[None, :], other=0.0)
-                gp += tl.dot(gt.to(tl.float32), pt, input_precision=PREC)
+            gp = _project_tile(g_ptr + b * sgb, sgt, t64, tm, pout_ptr, spout, ko, kom, d_out, BLOCK_T, BLOCK_DO, BLOCK_KO, PREC)
             if HAS_MASK:
                 mv = tl.load(mask_ptr + b * smb + t64 * smt, mask=tm, other=0.0)
                 gp = gp * mv[:, None]

@@ -5,17 +5,24 @@
 
     y_b = x_b / ||x_b||_2   if normalize else x_b      (zero rows stay zero)
     s_b = max_j |y_bj| / 127
-    q_bj = round(y_bj / s_b)                           (half away from zero)
+    q_bj = round(x_bj / (max_j |x_bj| / 127))          (half to even)
 
 and ``dequantize_int8(q, s) = q * s[:, None]``. Error bound, per entry::
 
     |y_bj - q_bj s_b| <= s_b / 2        (= max_j |y_bj| / 254)
 
-up to float32 rounding of the product ``y_bj * (127 / max|y_b|)`` (a
-relative ``~2**-23`` of ``max|y_b|``). The largest entry of each row is
-coded exactly as ±127. Codes do not depend on ``normalize`` (the row norm
-cancels); only the scale does, so normalisation is free in the kernel. NaN or
-infinite inputs give undefined codes.
+up to float32 rounding of the quotient (a relative ``~2**-23`` of
+``max|y_b|``). The largest entry of each row is coded exactly as ±127. Codes
+do not depend on ``normalize`` (the row norm cancels); only the scale does, so
+normalisation is free in the kernel. NaN or infinite inputs give undefined
+codes.
+
+This is the gradient store's int8 row encoding, bit for bit
+(:func:`dataprobes.attribution.store.quantize_int8` is its numpy twin and
+hands torch tensors to :func:`quantize_int8_reference`): the same correctly
+rounded float32 quotient and the same rounding rule (``numpy.rint`` /
+``torch.round``), so a store written with ``quantize=`` set to this kernel
+holds the bytes the default encoder writes.
 
 The Triton kernel runs one program per row: one pass for ``max|x|`` and
 ``||x||²``, one pass to write the codes (two reads of the row, one write of
@@ -40,18 +47,15 @@ def quantize_int8_reference(x: torch.Tensor, normalize: bool = False) -> tuple[t
     check_tensor("x", x, 2, FLOAT_DTYPES)
     xf = x.to(torch.float32)
     maxabs = xf.abs().amax(dim=1) if xf.shape[1] else torch.zeros(xf.shape[0], device=x.device)
-    pos = maxabs > 0
-    inv = torch.where(pos, 127.0 / torch.where(pos, maxabs, 1.0), 0.0)
-    # round half away from zero: trunc(v ± 0.5), bit-identical to the kernel's
-    # floor(v + 0.5) / -floor(0.5 - v)
-    v = xf * inv[:, None]
-    v.add_(torch.copysign(torch.tensor(0.5, device=x.device), v)).trunc_().clamp_(-127, 127)
+    step = maxabs / 127.0
+    # correctly rounded x / step, rounded half to even (as the kernel does)
+    v = torch.round(xf / torch.where(step > 0, step, 1.0)[:, None]).clamp_(-127, 127)
     q = v.to(torch.int8)
     if normalize:
         norm = torch.linalg.vector_norm(xf, dim=1)
         scale = torch.where(norm > 0, (maxabs / torch.where(norm > 0, norm, 1.0)) / 127.0, 0.0)
     else:
-        scale = maxabs / 127.0
+        scale = step
     return q, scale
 
 
@@ -70,13 +74,17 @@ if HAS_TRITON:
             vmax = tl.maximum(vmax, tl.abs(xv))
             vsq += xv * xv
         maxabs = tl.max(vmax, axis=0)
-        pos = maxabs > 0
-        inv = tl.where(pos, tl.div_rn(127.0, tl.where(pos, maxabs, 1.0)), 0.0)
+        step = tl.div_rn(maxabs, 127.0)
+        div = tl.where(step > 0, step, 1.0)
         for c0 in range(0, k, BLOCK):
             cs = c0 + tl.arange(0, BLOCK)
             cm = cs < k
-            v = tl.load(xrow + cs, mask=cm, other=0.0).to(tl.float32) * inv
-            q = tl.where(v >= 0, tl.floor(v + 0.5), -tl.floor(0.5 - v))
+            v = tl.div_rn(tl.load(xrow + cs, mask=cm, other=0.0).to(tl.float32), div)
+            # round half to even with exact operations: v - floor(v) is exact for |v| <= 2**23
+            f = tl.floor(v)
+            d = v - f
+            odd = (f - 2.0 * tl.floor(f * 0.5)) == 1.0
+            q = f + tl.where((d > 0.5) | ((d == 0.5) & odd), 1.0, 0.0)
             q = tl.minimum(tl.maximum(q, -127.0), 127.0)
             tl.store(qrow + cs, q.to(tl.int8), mask=cm)
         if NORMALIZE:
