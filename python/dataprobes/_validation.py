@@ -114,3 +114,47 @@ def check_probability(name: str, value: Any) -> float:
     if not 0.0 <= v <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {v}")
     return v
+
+
+def unit_name(base: Any) -> str:
+    """The name of the unit of logarithms to ``base`` (see :func:`log_base`):
+    ``"nats"`` for ``None`` or e, ``"bits"`` for 2, ``"log base b"`` otherwise."""
+    if base is None or base == math.e:
+        return "nats"
+    if base == 2:
+        return "bits"
+    return f"log base {base:g}"
+
+
+def check_float_in(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """A finite float in the interval from ``low`` to ``high`` (closed ends
+    unless ``low_open`` / ``high_open``; ``None``: unbounded on that side)."""
+    v = check_float(name, value)
+    below = low is not None and (v <= low if low_open else v < low)
+    above = high is not None and (v >= high if high_open else v > high)
+    if below or above:
+        if high is None:
+            bound = f"be {'>' if low_open else '>='} {low:g}"
+        elif low is None:
+            bound = f"be {'<' if high_open else '<='} {high:g}"
+        else:
+            bound = f"lie in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must {bound}, got {value}")
+    return v
+
+
+def check_process(name: str, value: Any) -> Any:
+    """``value`` if it is a :class:`dataprobes.Process` (``TypeError`` otherwise)."""
+    from .processes.base import Process
+
+    if not isinstance(value, Process):
+        raise TypeError(f"{name} must be a dataprobes Process, got {type(value).__name__}")
+    return value

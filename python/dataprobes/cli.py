@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import __version__
+from ._validation import unit_name
 from .processes import IID, MarkovChain, _ChainProcess
 from .stats.typicality import TypicalityReport
 
@@ -159,10 +160,6 @@ def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _unit(base: float | None) -> str:
-    return "nats" if base is None else ("bits" if base == 2 else f"log base {base:g}")
-
-
 def generate(args: argparse.Namespace) -> dict[str, Any]:
     """Runs ``dataprobes generate``; returns the statistics to print."""
     from tqdm import tqdm
@@ -239,7 +236,7 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     state.unlink(missing_ok=True)
 
     _write_process(out.with_name(out.name + ".process.npz"), process, args)
-    report = TypicalityReport(nll, z, process.entropy_rate(args.base), args.eps, _unit(args.base))
+    report = TypicalityReport(nll, z, process.entropy_rate(args.base), args.eps, unit_name(args.base))
     return {
         "process": repr(process),
         "out": str(out),
@@ -247,7 +244,7 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         "dtype": str(dtype),
         "entropy_rate": process.entropy_rate(args.base),
         "varentropy_rate": process.varentropy_rate(args.base),
-        "unit": _unit(args.base),
+        "unit": unit_name(args.base),
         "typicality": report.summary() if n and length else None,
     }
 

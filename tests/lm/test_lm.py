@@ -219,6 +219,31 @@ def test_true_model_generations_are_typical_and_self_typical() -> None:
     assert abs(s["gap"]) < 4 * s["gap_stderr"]
 
 
+def test_generation_report_holds_the_processes_typicality_report() -> None:
+    iid = dp.IID([0.5, 0.25, 0.125, 0.125])
+    model = TrueMarkovModel(dp.MarkovChain(np.tile(iid.probs, (4, 1))))
+    (r,) = generation_typicality(model, iid, num_sequences=64, length=32, temperatures=(1.0,), eps=0.1, seed=4)
+    assert isinstance(r.typicality, dp.TypicalityReport)
+    # i.i.d.: the conditional law of every generated token is the process's own, so the
+    # report equals what the process computes for the generated part alone
+    own = iid.typicality(r.tokens[:, 1:], eps=0.1)
+    np.testing.assert_allclose(r.typicality.nll_per_token, own.nll_per_token, rtol=1e-12)
+    np.testing.assert_allclose(r.typicality.z, own.z, rtol=1e-9, atol=1e-12)
+    assert (r.entropy_rate, r.eps, r.typicality.unit) == (own.entropy_rate, own.eps, own.unit)
+    assert r.fraction_below == own.below.mean() and r.fraction_above == own.above.mean()
+    assert r.true_nll is r.typicality.nll_per_token and r.z is r.typicality.z
+
+
+def test_zero_varentropy_path_on_centre_has_z_zero() -> None:
+    # every conditional law is uniform, so every path has zero varentropy and sits on the
+    # centre: z is 0 (as in TypicalityReport), not +inf
+    uniform = dp.IID(np.full(4, 0.25))
+    (r,) = generation_typicality(UniformModel(4), uniform, num_sequences=16, length=20, temperatures=(1.0,), eps=0.1)
+    assert np.array_equal(r.z, np.zeros(16))
+    assert np.array_equal(uniform.typicality(r.tokens[:, 1:]).z, r.z)
+    assert r.summary()["mean_z"] == 0.0 and r.fraction_typical == 1.0
+
+
 def test_training_approaches_floor_and_temperature_regimes() -> None:
     torch.manual_seed(0)
     chain = dp.MarkovChain.random(24, entropy_rate=1.5, seed=0)

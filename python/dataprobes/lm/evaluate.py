@@ -10,7 +10,7 @@ Because the probe's law is known, a model can be judged against the truth:
   model (greedy, temperature, top-k / top-p), score the generations under the
   true process (NLL per token, path-centred z-scores, below / inside / above
   the typical band around the entropy rate), and decompose the expected score
-  of each step as ``E_q[−log P] = H(q_t) + KL(q_t ‖ P_t)`` (REFERENCES.md).
+  of each step as ``E_q[−log P] = H(q_t) + KL(q_t ‖ P_t)`` (docs/math.md).
 * **Self-typicality** (:func:`self_typicality`): the LM asymptotic
   equipartition property (Mudireddy et al., arXiv 2405.13798) — the
   log-perplexity of a model's own generations against the mean entropy of its
@@ -32,8 +32,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .._validation import as_tokens, check_float, check_int, check_seed
+from .._validation import as_tokens, check_float, check_int, check_seed, unit_name
 from ..processes import IID, MarkovChain, Process
+from ..stats.typicality import TypicalityReport
 from .sampling import LogitsFn, _check_sampling, _sampling_logprobs, as_logits_fn, generate
 
 #: Elements of float64 work tensors per chunk ([batch, time, vocab]).
@@ -254,17 +255,40 @@ class GenerationReport:
     expectation per step decomposes as ``model_entropy + kl_to_truth``
     (H(q_t) + KL(q_t ‖ P_t)). ``self_nll`` and ``model_entropy`` compare the
     model with itself (LM-AEP): equal in expectation.
+
+    ``typicality`` is the generations' :class:`~dataprobes.TypicalityReport`
+    under the true process (NLL/token, path-centred z-scores, the band
+    ``entropy_rate ± eps``, in nats), built by the same code as the processes'
+    own ``typicality``; ``true_nll``, ``z``, ``entropy_rate`` and ``eps`` are
+    its fields.
     """
 
     temperature: float
     tokens: np.ndarray
-    true_nll: np.ndarray
-    z: np.ndarray
+    typicality: TypicalityReport
     model_entropy: np.ndarray
     kl_to_truth: np.ndarray
     self_nll: np.ndarray
-    entropy_rate: float
-    eps: float
+
+    @property
+    def true_nll(self) -> np.ndarray:
+        """−(1/L) Σ log P(y_t | y_<t) of each generation under the true process (nats)."""
+        return self.typicality.nll_per_token
+
+    @property
+    def z(self) -> np.ndarray:
+        """Path-centred z-score of each generation under the true process."""
+        return self.typicality.z
+
+    @property
+    def entropy_rate(self) -> float:
+        """The true process's entropy rate, the centre of the band (nats/token)."""
+        return self.typicality.entropy_rate
+
+    @property
+    def eps(self) -> float:
+        """Half-width of the typical band (nats/token)."""
+        return self.typicality.eps
 
     @property
     def label(self) -> str:
@@ -276,11 +300,11 @@ class GenerationReport:
 
     @property
     def fraction_below(self) -> float:
-        return float((self.true_nll < self.entropy_rate - self.eps).mean())
+        return float(self.typicality.below.mean())
 
     @property
     def fraction_above(self) -> float:
-        return float((self.true_nll > self.entropy_rate + self.eps).mean())
+        return float(self.typicality.above.mean())
 
     @property
     def fraction_typical(self) -> float:
@@ -417,19 +441,17 @@ def generation_typicality(
                 parts.setdefault(k, []).append(val.cpu().numpy())
             tokens.append(x.cpu().numpy())
         cat = {k: np.concatenate(v) for k, v in parts.items()}
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.where(cat["var"] > 0, cat["centred"] / np.sqrt(cat["var"]), np.copysign(np.inf, cat["centred"]))
+        typ = TypicalityReport.from_path_stats(
+            cat["true_nll"], cat["centred"], cat["var"], length, entropy_rate=rate, eps=band, unit=unit_name(None)
+        )
         reports.append(
             GenerationReport(
                 temperature=float(temp),
                 tokens=np.concatenate(tokens),
-                true_nll=cat["true_nll"],
-                z=z,
+                typicality=typ,
                 model_entropy=cat["model_entropy"],
                 kl_to_truth=cat["kl_to_truth"],
                 self_nll=cat["self_nll"],
-                entropy_rate=rate,
-                eps=band,
             )
         )
     return reports

@@ -13,9 +13,9 @@ from typing import Any, Sequence, overload
 import numpy as np
 
 from .. import _core
-from .._validation import as_indices, as_tokens, check_float, check_probability, check_seed, log_base, start_indices
+from .._validation import as_indices, as_tokens, check_probability, check_seed, log_base, start_indices, unit_name
 from ..stats.estimate import Estimate
-from .base import Process, _unit
+from .base import Process, _typicality_input
 from .markov import ROW_SUM_TOL
 from ..stats.typicality import TypicalityReport
 
@@ -169,11 +169,7 @@ class Mixture(Process):
         """NLL/token under the mixture against ``Σ_c w_c H_c`` ± eps; z-scores
         are those of each sequence under its most probable component (the
         component it almost surely came from, for long sequences)."""
-        e = check_float("eps", eps, positive=True)
-        tokens, _ = as_tokens(x)
-        length = tokens.shape[1]
-        if length == 0:
-            raise ValueError("tokens: typicality needs sequences of length >= 1")
+        tokens, length, e = _typicality_input(x, eps)
         best = np.argmax(self.posterior(tokens), axis=1)
         z = np.empty(len(tokens))
         for c, comp in enumerate(self._components):
@@ -185,7 +181,7 @@ class Mixture(Process):
             z=z,
             entropy_rate=float(self.entropy_rate(base)),
             eps=e,
-            unit=_unit(base),
+            unit=unit_name(base),
         )
 
     def __repr__(self) -> str:

@@ -34,10 +34,9 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from .. import _core
-from .._validation import as_float_array, as_indices, as_tokens, check_float, check_int, check_seed, log_base
+from .._validation import as_float_array, as_indices, check_float, check_int, check_seed, log_base
 from ..stats.estimate import Estimate
-from .base import Process, _unit
-from ..stats.typicality import TypicalityReport, z_scores
+from .base import _CoreScored
 
 __all__ = ["HMM"]
 
@@ -48,7 +47,7 @@ def _check_bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
-class HMM(Process):
+class HMM(_CoreScored):
     """Hidden Markov model with ``S`` hidden states and ``V`` tokens.
 
     Args:
@@ -218,40 +217,10 @@ class HMM(Process):
 
     # ------------------------------------------------------------ exact scores
 
-    def log_prob(self, x: Any) -> np.ndarray:
-        """Exact ``log p(x)`` in nats of each sequence (``[N]``; a scalar for
-        1-D input), by the scaled forward algorithm. ``-inf`` for a sequence
-        containing a token of conditional probability 0."""
-        tokens, single = as_tokens(x)
-        out = self._core.log_prob(tokens)
-        return out[0] if single else out
-
-    def token_log_probs(self, x: Any) -> np.ndarray:
-        """``log c_t = log p(x_t | x_<t)`` in nats at every position (the shape
-        of ``x``); the rows sum to :meth:`log_prob`."""
-        tokens, single = as_tokens(x)
-        out = self._core.token_log_probs(tokens)
-        return out[0] if single else out
-
-    def predictive(self, x: Any) -> np.ndarray:
-        """The next-token law ``p(x_t = · | x_<t)`` at every position:
-        ``[N, T, V]`` float64 (``[T, V]`` for 1-D input).
-
-        This is what a perfect model outputs after reading ``x_<t``; row
-        ``t = 0`` is the initial emission marginal ``initial @ emission``, and
-        ``predictive(x)[i, t, x[i, t]] == exp(token_log_probs(x)[i, t])``.
-        Memory is ``N·T·V·8`` bytes: score long inputs in chunks.
-        """
-        tokens, single = as_tokens(x)
-        out = self._core.predictive(tokens)
-        return out[0] if single else out
-
     def filtered_states(self, x: Any) -> np.ndarray:
         """The filter ``p(s_t = · | x_≤t)`` at every position: ``[N, T, S]``
         float64 (``[T, S]`` for 1-D input)."""
-        tokens, single = as_tokens(x)
-        out = self._core.filtered_states(tokens)
-        return out[0] if single else out
+        return self._per_sequence("filtered_states", x)
 
     # ------------------------------------------------------------ entropy rate
 
@@ -301,50 +270,6 @@ class HMM(Process):
             cached = (est.value, est.stderr)
             self._rates[key] = cached
         return Estimate(cached[0] / scale, cached[1] / scale)
-
-    # ------------------------------------------------------------ typicality
-
-    def typicality(
-        self,
-        x: Any,
-        eps: float = 0.05,
-        base: float | None = None,
-        *,
-        entropy_rate: float | Estimate | None = None,
-    ) -> TypicalityReport:
-        """Typical-set membership and path-centred z-scores of each sequence.
-
-        ``nll_per_token`` is ``-(1/T) log p(x)``, compared with the entropy
-        rate ``H`` (``entropy_rate`` if given, in the units of ``base``;
-        otherwise :meth:`entropy_rate` with its defaults) and the band
-        ``H ± eps`` (``eps`` in the units of ``base``).
-
-        The z-score uses the predictive laws ``q_t = p(x_t = · | x_<t)`` along
-        the path: ``Z = Σ_t [-log q_t(x_t) - H(q_t)] / sqrt(Σ_t V(q_t))``
-        with ``H`` and ``V`` the entropy and varentropy of ``q_t``. The
-        centred surprisals are martingale differences under the true process
-        (their conditional mean given ``x_<t`` is 0 and conditional variance
-        ``V(q_t)``), so ``Z`` is ≈ N(0, 1) for long sequences drawn from the
-        HMM, whatever its entropy-rate estimate. Costs O(S·V) a token.
-        """
-        e = check_float("eps", eps, positive=True)
-        scale = log_base(base)
-        tokens, _ = as_tokens(x)
-        _, length = tokens.shape
-        if length == 0:
-            raise ValueError("tokens: typicality needs sequences of length >= 1")
-        logp, centred, var = self._core.path_stats(tokens)
-        if entropy_rate is None:
-            h = float(self.entropy_rate(base))
-        else:
-            h = check_float("entropy_rate", float(entropy_rate))
-        return TypicalityReport(
-            nll_per_token=-logp / length / scale,
-            z=z_scores(centred, var, length),
-            entropy_rate=h,
-            eps=e,
-            unit=_unit(base),
-        )
 
     def __repr__(self) -> str:
         return f"HMM(num_states={self.num_states}, vocab_size={self.vocab_size})"

@@ -28,13 +28,11 @@ from .._validation import (
     check_float,
     check_int,
     check_seed,
-    log_base,
     start_indices,
 )
 from ..stats.estimate import Estimate
-from .base import _CoreScored, _unit
+from .base import _CoreScored
 from .markov import MarkovChain
-from ..stats.typicality import TypicalityReport, z_scores
 
 __all__ = [
     "InContextMarkov",
@@ -148,26 +146,6 @@ class InContextMarkov(_CoreScored):
         v, k = self.vocab_size, self.order
         chains = rng.dirichlet(np.full(v, self.concentration), size=(m, v**k))
         return Estimate.from_samples(self.chain_entropy_rates(chains, base))
-
-    def typicality(self, x: Any, eps: float = 0.05, base: float | None = None) -> TypicalityReport:
-        """NLL/token of each sequence under the marginal law against the
-        expected entropy rate (±eps), and z-scores centred on the entropies of
-        the Bayes predictive distributions along the path (exactly calibrated:
-        the centred surprisals are martingale differences under the marginal)."""
-        e = check_float("eps", eps, positive=True)
-        scale = log_base(base)
-        tokens, _ = as_tokens(x)
-        length = tokens.shape[1]
-        if length == 0:
-            raise ValueError("tokens: typicality needs sequences of length >= 1")
-        logp, centred, var = self._core.path_stats(tokens)
-        return TypicalityReport(
-            nll_per_token=-logp / length / scale,
-            z=z_scores(centred, var, length),
-            entropy_rate=self.entropy_rate(base).value,
-            eps=e,
-            unit=_unit(base),
-        )
 
     def __repr__(self) -> str:
         return f"InContextMarkov(vocab_size={self.vocab_size}, order={self.order}, concentration={self.concentration:g})"

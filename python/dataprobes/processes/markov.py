@@ -1,7 +1,7 @@
 """Probe processes with exactly known laws: i.i.d. and order-k Markov chains.
 
 All sampling and scoring runs in the Rust core (``dataprobes._core``) with the
-GIL released and in parallel over sequences. Conventions (DESIGN.md §4):
+GIL released and in parallel over sequences. Conventions (docs/architecture.md, determinism):
 
 * ``sample(n, T, seed=s, start=k)`` returns rows ``k .. k+n`` of the
   conceptually infinite sample for seed ``s``: row ``i`` depends only on
@@ -17,25 +17,13 @@ GIL released and in parallel over sequences. Conventions (DESIGN.md §4):
 
 from __future__ import annotations
 
-import abc
-import math
 from typing import Any
 
 import numpy as np
 
 from .. import _core
-from .._validation import (
-    as_float_array,
-    as_indices,
-    as_tokens,
-    check_float,
-    check_int,
-    check_seed,
-    log_base,
-)
-from ..stats.estimate import Estimate
-from ..stats.typicality import TypicalityReport, z_scores
-from .base import Process, _CoreScored, _unit
+from .._validation import as_float_array, as_indices, check_float, check_int, check_seed, log_base
+from .base import _CoreScored
 
 __all__ = ["MarkovChain", "IID", "ROW_SUM_TOL"]
 
@@ -84,23 +72,6 @@ class _ChainProcess(_CoreScored):
         """
         return float(self._core.varentropy_rate()) / log_base(base) ** 2
 
-    def typicality(self, x: Any, eps: float = 0.05, base: float | None = None) -> TypicalityReport:
-        """Typical-set membership and path-centred z-scores (see
-        :mod:`dataprobes.stats.typicality`). ``eps`` is in the units of ``base``."""
-        e = check_float("eps", eps, positive=True)
-        scale = log_base(base)
-        tokens, _ = as_tokens(x)
-        n, length = tokens.shape
-        if length == 0:
-            raise ValueError("tokens: typicality needs sequences of length >= 1")
-        logp, centred, var = self._core.path_stats(tokens)
-        return TypicalityReport(
-            nll_per_token=-logp / length / scale,
-            z=z_scores(centred, var, length),
-            entropy_rate=self.entropy_rate(base),
-            eps=e,
-            unit=_unit(base),
-        )
 
 
 class MarkovChain(_ChainProcess):
