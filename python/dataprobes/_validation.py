@@ -158,3 +158,26 @@ def check_process(name: str, value: Any) -> Any:
     if not isinstance(value, Process):
         raise TypeError(f"{name} must be a dataprobes Process, got {type(value).__name__}")
     return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` as a bool (a Python or numpy bool only: ``TypeError`` otherwise)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def check_optional_int(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int | None:
+    """``None``, or ``value`` checked by :func:`check_int`."""
+    return None if value is None else check_int(name, value, minimum, maximum)
+
+
+def check_float_sequence(name: str, value: Any) -> list[float]:
+    """A non-empty sequence of finite floats (a bare number or a string is
+    the wrong kind)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of numbers, got {type(value).__name__}")
+    out = [check_float(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    if not out:
+        raise ValueError(f"{name} must not be empty")
+    return out

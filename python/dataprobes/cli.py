@@ -93,7 +93,7 @@ def _make_process(args: argparse.Namespace) -> _ChainProcess:
         )
     if args.order != 1:
         raise ValueError("--order applies to markov only")
-    return IID.random(args.vocab_size, entropy=h, concentration=args.concentration, seed=args.process_seed)
+    return IID.random(args.vocab_size, entropy_rate=h, concentration=args.concentration, seed=args.process_seed)
 
 
 def _temp_beside(final: Path) -> Path:
@@ -160,8 +160,11 @@ def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def generate(args: argparse.Namespace) -> dict[str, Any]:
-    """Runs ``dataprobes generate``; returns the statistics to print."""
+def run_generate(args: argparse.Namespace) -> dict[str, Any]:
+    """Runs ``dataprobes generate``; returns the statistics to print.
+
+    (Named apart from :func:`dataprobes.lm.generate`, which decodes from a
+    model; ``dataprobes.cli.generate`` is its deprecated old name.)"""
     from tqdm import tqdm
 
     out: Path = args.out
@@ -297,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "generate":
-            stats = generate(args)
+            stats = run_generate(args)
             if args.json:
                 print(json.dumps(stats, indent=2))
             else:
@@ -310,6 +313,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dataprobes: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def __getattr__(name: str) -> Any:
+    if name == "generate":
+        import warnings
+
+        warnings.warn(
+            "dataprobes.cli.generate is deprecated; use dataprobes.cli.run_generate", DeprecationWarning, stacklevel=2
+        )
+        return run_generate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

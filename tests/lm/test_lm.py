@@ -244,6 +244,36 @@ def test_zero_varentropy_path_on_centre_has_z_zero() -> None:
     assert r.summary()["mean_z"] == 0.0 and r.fraction_typical == 1.0
 
 
+def test_argument_checks_name_the_argument() -> None:
+    chain = dp.MarkovChain.random(5, seed=0)
+    model = TrueMarkovModel(chain)
+    x = chain.sample(4, 6, seed=0)
+    with pytest.raises(TypeError, match="process must be a dataprobes Process, got str"):
+        excess_loss(model, "chain", x)
+    with pytest.raises(TypeError, match="process must be a dataprobes Process"):
+        generation_typicality(model, object())
+    with pytest.raises(TypeError, match="process must be a dataprobes Process"):
+        ProbeDataset(chain.transition, seq_len=4, batch_size=2)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        excess_loss(model, chain, x, batch_size=0)
+    with pytest.raises(TypeError, match="batch_size must be an integer"):
+        generation_typicality(model, chain, batch_size=2.5)
+    with pytest.raises(TypeError, match="score_first must be a bool"):
+        excess_loss(model, chain, x, score_first="yes")
+    with pytest.raises(TypeError, match="temperatures must be a sequence of numbers, got float"):
+        generation_typicality(model, chain, temperatures=1.0)
+    with pytest.raises(ValueError, match="temperatures must not be empty"):
+        generation_typicality(model, chain, temperatures=())
+    with pytest.raises(ValueError, match=r"temperatures\[1\] must be finite"):
+        generation_typicality(model, chain, temperatures=(1.0, math.nan))
+    with pytest.raises(TypeError, match="temperature must be a real number"):
+        generate(model, x[:, :1], 3, temperature="hot")
+    with pytest.raises(ValueError, match=r"top_p must lie in \(0, 1\], got 1.5"):
+        generate(model, x[:, :1], 3, top_p=1.5)
+    with pytest.raises(ValueError, match=r"dropout must lie in \[0, 1\), got 1.0"):
+        TinyGPT(vocab_size=5, dropout=1.0)
+
+
 def test_training_approaches_floor_and_temperature_regimes() -> None:
     torch.manual_seed(0)
     chain = dp.MarkovChain.random(24, entropy_rate=1.5, seed=0)

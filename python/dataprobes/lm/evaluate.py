@@ -32,7 +32,17 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .._validation import as_tokens, check_float, check_int, check_seed, unit_name
+from .._validation import (
+    as_tokens,
+    check_bool,
+    check_float,
+    check_float_sequence,
+    check_int,
+    check_optional_int,
+    check_process,
+    check_seed,
+    unit_name,
+)
 from ..processes import IID, MarkovChain, Process
 from ..stats.typicality import TypicalityReport
 from .sampling import LogitsFn, _check_sampling, _sampling_logprobs, as_logits_fn, generate
@@ -205,6 +215,9 @@ def excess_loss(
             default: a causal LM has no prediction for the first token).
     """
     fn, device = as_logits_fn(model)
+    check_process("process", process)
+    batch_size = check_optional_int("batch_size", batch_size, 1)
+    score_first = check_bool("score_first", score_first)
     x_np, _ = as_tokens(tokens)
     n, t = x_np.shape
     if t < 2:
@@ -418,13 +431,16 @@ def generation_typicality(
     sequences of the same length, so ~95% of true samples fall inside.
     """
     fn, device = as_logits_fn(model)
+    check_process("process", process)
     n = check_int("num_sequences", num_sequences, 1)
     length = check_int("length", length, 1)
     s = check_seed("seed", seed)
     if prompt_len is None:
         prompt_len = max(getattr(process, "order", 1), 1)
     prompt_len = check_int("prompt_len", prompt_len, 1)
-    for temp in temperatures:
+    batch_size = check_optional_int("batch_size", batch_size, 1)
+    temps = check_float_sequence("temperatures", temperatures)
+    for temp in temps:
         _check_sampling(temp, top_k, top_p)
     rate = float(process.entropy_rate())
     band = _typical_band(process, prompt_len, length, n, s + 1) if eps is None else check_float("eps", eps, positive=True)
@@ -432,7 +448,7 @@ def generation_typicality(
     truth = TrueLaw(process, device)
     bs = batch_size or _batches(n, (prompt_len + length) * process.vocab_size * 4)
     reports = []
-    for temp in temperatures:
+    for temp in temps:
         parts: dict[str, list[np.ndarray]] = {}
         tokens = []
         for lo in range(0, n, bs):

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._torch.counter_hash import hash32_torch, stream_key, uniform53
-from .._validation import as_tokens, check_float, check_int, check_seed
+from .._validation import as_tokens, check_float_in, check_int, check_seed
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -71,12 +71,11 @@ def _sampling_logprobs(logits: torch.Tensor, temperature: float, top_k: int | No
 
 
 def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if check_float("temperature", temperature) < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    check_float_in("temperature", temperature, 0.0)  # 0 = greedy
     if top_k is not None:
         check_int("top_k", top_k, 1)
-    if top_p is not None and not 0 < check_float("top_p", top_p) <= 1:
-        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    if top_p is not None:
+        check_float_in("top_p", top_p, 0.0, 1.0, low_open=True)
 
 
 @torch.no_grad()

@@ -86,6 +86,18 @@ class _CoreScored(Process):
 
     _core: Any
 
+    def _table(self, name: str) -> np.ndarray:
+        """The core's table ``name`` (a law: transition, initial, stationary,
+        ...), computed once and exposed read-only: callers share it, so no one
+        may write into it."""
+        cache = self.__dict__.setdefault("_tables", {})
+        arr = cache.get(name)
+        if arr is None:
+            arr = getattr(self._core, name)()
+            arr.flags.writeable = False
+            cache[name] = arr
+        return arr
+
     def _per_sequence(self, method: str, x: Any) -> np.ndarray:
         tokens, single = as_tokens(x)
         out = getattr(self._core, method)(tokens)

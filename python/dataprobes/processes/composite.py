@@ -8,12 +8,21 @@ repetition in training data, and reports which row each copy repeats.
 
 from __future__ import annotations
 
-from typing import Any, Sequence, overload
+from typing import Any, Literal, Sequence, overload
 
 import numpy as np
 
 from .. import _core
-from .._validation import as_indices, as_tokens, check_probability, check_seed, log_base, start_indices, unit_name
+from .._validation import (
+    as_indices,
+    as_tokens,
+    check_probability,
+    check_process,
+    check_seed,
+    log_base,
+    start_indices,
+    unit_name,
+)
 from ..stats.estimate import Estimate
 from .base import Process, _typicality_input
 from .markov import ROW_SUM_TOL
@@ -55,8 +64,7 @@ class Mixture(Process):
         if not comps:
             raise ValueError("processes must be a non-empty sequence of processes")
         for i, p in enumerate(comps):
-            if not isinstance(p, Process):
-                raise TypeError(f"processes[{i}] must be a dataprobes Process, got {type(p).__name__}")
+            check_process(f"processes[{i}]", p)
         v = comps[0].vocab_size
         for i, p in enumerate(comps):
             if p.vocab_size != v:
@@ -89,14 +97,38 @@ class Mixture(Process):
         return self._weights
 
     @overload
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0) -> np.ndarray: ...
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_labels: Literal[False] = False
+    ) -> np.ndarray: ...
     @overload
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_labels: bool) -> Any: ...
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_labels: bool = False) -> Any:
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_labels: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_labels: bool
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_labels: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """``[N, T]`` tokens (and the ``[N]`` component labels if ``return_labels``)."""
         return self.sample_at(start_indices(num_sequences, start), length, seed, return_labels=return_labels)
 
-    def sample_at(self, indices: Any, length: int, seed: int = 0, *, return_labels: bool = False) -> Any:
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_labels: Literal[False] = False
+    ) -> np.ndarray: ...
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_labels: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_labels: bool
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_labels: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         idx = as_indices(indices)
         s = check_seed("seed", seed)
         labels = self.labels_at(idx, s)
@@ -200,8 +232,7 @@ class Duplicated(Process):
     """
 
     def __init__(self, process: Process, fraction: float) -> None:
-        if not isinstance(process, Process):
-            raise TypeError(f"process must be a dataprobes Process, got {type(process).__name__}")
+        check_process("process", process)
         self._process = process
         self._fraction = check_probability("fraction", fraction)
 
@@ -218,13 +249,37 @@ class Duplicated(Process):
         return self._fraction
 
     @overload
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0) -> np.ndarray: ...
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_sources: Literal[False] = False
+    ) -> np.ndarray: ...
     @overload
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_sources: bool) -> Any: ...
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_sources: bool = False) -> Any:
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_sources: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_sources: bool
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_sources: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         return self.sample_at(start_indices(num_sequences, start), length, seed, return_sources=return_sources)
 
-    def sample_at(self, indices: Any, length: int, seed: int = 0, *, return_sources: bool = False) -> Any:
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_sources: Literal[False] = False
+    ) -> np.ndarray: ...
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_sources: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_sources: bool
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_sources: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         idx = as_indices(indices)
         s = check_seed("seed", seed)
         sources = self.sources_at(idx, s)

@@ -34,17 +34,11 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from .. import _core
-from .._validation import as_float_array, as_indices, check_float, check_int, check_seed, log_base
+from .._validation import as_float_array, as_indices, check_bool, check_float, check_int, check_seed, log_base
 from ..stats.estimate import Estimate
 from .base import _CoreScored
 
 __all__ = ["HMM"]
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return bool(value)
 
 
 class HMM(_CoreScored):
@@ -83,7 +77,6 @@ class HMM(_CoreScored):
         e = as_float_array("emission", emission, 2)
         init = None if initial is None else as_float_array("initial", initial, 1)
         self._core = _core.HmmCore(a, e, init, bool(normalize))
-        self._arrays: dict[str, np.ndarray] = {}
         # Monte-Carlo entropy-rate estimates (nats) by their arguments; they
         # are deterministic, so caching them is exact.
         self._rates: dict[tuple[int, int, int, int], tuple[float, float]] = {}
@@ -121,32 +114,24 @@ class HMM(_CoreScored):
         """Number of hidden states S."""
         return int(self._core.n_states)
 
-    def _frozen(self, name: str) -> np.ndarray:
-        arr = self._arrays.get(name)
-        if arr is None:
-            arr = getattr(self._core, name)()
-            arr.flags.writeable = False
-            self._arrays[name] = arr
-        return arr
-
     @property
     def transition(self) -> np.ndarray:
         """The row-normalised ``[S, S]`` transition matrix (read-only)."""
-        return self._frozen("transition")
+        return self._table("transition")
 
     @property
     def emission(self) -> np.ndarray:
         """The row-normalised ``[S, V]`` emission matrix (read-only)."""
-        return self._frozen("emission")
+        return self._table("emission")
 
     @property
     def initial(self) -> np.ndarray:
         """Law of the first hidden state ``[S]`` (read-only)."""
-        return self._frozen("initial")
+        return self._table("initial")
 
     def stationary_distribution(self) -> np.ndarray:
-        """Stationary law of the hidden chain ``[S]`` (``πA = π``)."""
-        return self._core.stationary()
+        """Stationary law of the hidden chain ``[S]`` (``πA = π``; read-only)."""
+        return self._table("stationary")
 
     # ------------------------------------------------------------ sampling
 
@@ -185,12 +170,16 @@ class HMM(_CoreScored):
         t = check_int("length", length)
         s = check_seed("seed", seed)
         k = check_int("start", start, 0, 2**64 - 1)
-        return self._unpack(self._core.sample(n, t, s, k, _check_bool("return_states", return_states)))
+        return self._unpack(self._core.sample(n, t, s, k, check_bool("return_states", return_states)))
 
     @overload
-    def sample_at(self, indices: Any, length: int, seed: int = 0, *, return_states: Literal[False] = False) -> np.ndarray: ...
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_states: Literal[False] = False
+    ) -> np.ndarray: ...
     @overload
-    def sample_at(self, indices: Any, length: int, seed: int = 0, *, return_states: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_states: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
     @overload
     def sample_at(
         self, indices: Any, length: int, seed: int = 0, *, return_states: bool = False
@@ -206,7 +195,7 @@ class HMM(_CoreScored):
         idx = as_indices(indices)
         t = check_int("length", length)
         s = check_seed("seed", seed)
-        return self._unpack(self._core.sample_at(idx, t, s, _check_bool("return_states", return_states)))
+        return self._unpack(self._core.sample_at(idx, t, s, check_bool("return_states", return_states)))
 
     @staticmethod
     def _unpack(out: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray]:

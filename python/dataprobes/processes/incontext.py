@@ -16,7 +16,7 @@ pass through the in-context *unigram* and *bigram* stages before reaching it;
 
 from __future__ import annotations
 
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -78,18 +78,38 @@ class InContextMarkov(_CoreScored):
         return float(self._core.concentration)
 
     @overload
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0) -> np.ndarray: ...
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_chains: Literal[False] = False
+    ) -> np.ndarray: ...
+    @overload
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_chains: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
     @overload
     def sample(
         self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_chains: bool
-    ) -> Any: ...
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
     def sample(
         self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_chains: bool = False
-    ) -> Any:
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """``[N, T]`` tokens (and ``[N, V**k, V]`` chains if ``return_chains``)."""
         return self.sample_at(start_indices(num_sequences, start), length, seed, return_chains=return_chains)
 
-    def sample_at(self, indices: Any, length: int, seed: int = 0, *, return_chains: bool = False) -> Any:
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_chains: Literal[False] = False
+    ) -> np.ndarray: ...
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_chains: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_chains: bool
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_chains: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         idx = as_indices(indices)
         s = check_seed("seed", seed)
         x = self._core.sample_at(idx, check_int("length", length), s)

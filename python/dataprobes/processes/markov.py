@@ -17,6 +17,7 @@ GIL released and in parallel over sequences. Conventions (docs/architecture.md, 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -111,7 +112,6 @@ class MarkovChain(_ChainProcess):
             init_arr = np.asarray(initial)
             init = as_float_array("initial", init_arr.reshape(-1) if init_arr.ndim > 1 else init_arr, 1)
         self._core = _core.MarkovCore(p, k, init, bool(normalize))
-        self._transition: np.ndarray | None = None
 
     @classmethod
     def random(
@@ -157,20 +157,16 @@ class MarkovChain(_ChainProcess):
     @property
     def transition(self) -> np.ndarray:
         """The row-normalised ``[V**order, V]`` transition matrix (read-only)."""
-        if self._transition is None:
-            t = self._core.transition()
-            t.flags.writeable = False
-            self._transition = t
-        return self._transition
+        return self._table("transition")
 
     @property
     def initial(self) -> np.ndarray:
-        """Law of the first ``order`` tokens over the ``V**order`` states."""
-        return self._core.initial()
+        """Law of the first ``order`` tokens over the ``V**order`` states (read-only)."""
+        return self._table("initial")
 
     def stationary_distribution(self) -> np.ndarray:
-        """Stationary law π over the ``V**order`` states (``πP = π``)."""
-        return self._core.stationary()
+        """Stationary law π over the ``V**order`` states (``πP = π``; read-only)."""
+        return self._table("stationary")
 
     def row_entropies(self, base: float | None = None) -> np.ndarray:
         """``H(P(·|s))`` of every state's next-token law."""
@@ -207,19 +203,27 @@ class IID(_ChainProcess):
         cls,
         vocab_size: int,
         *,
-        entropy: float | None = None,
+        entropy_rate: float | None = None,
         concentration: float | None = None,
         seed: int = 0,
+        entropy: float | None = None,
     ) -> "IID":
         """Random law: Dirichlet(``concentration``) or ``softmax(G/τ)`` tuned to
-        ``entropy`` nats (one knob; default ``concentration=1``)."""
+        ``entropy_rate`` nats (one knob, as in :meth:`MarkovChain.random`;
+        default ``concentration=1``). ``entropy=`` is the deprecated old name
+        of ``entropy_rate=``."""
         v = check_int("vocab_size", vocab_size, 1, 2**32 - 1)
         s = check_seed("seed", seed)
-        if entropy is not None and concentration is not None:
-            raise ValueError("pass exactly one of entropy= and concentration=")
-        rng = np.random.default_rng(s)
         if entropy is not None:
-            h = check_float("entropy", entropy, positive=True)
+            warnings.warn("IID.random(entropy=) is deprecated; use entropy_rate=", DeprecationWarning, stacklevel=2)
+            if entropy_rate is not None:
+                raise ValueError("pass entropy_rate= only (entropy= is its deprecated old name)")
+            entropy_rate = entropy
+        if entropy_rate is not None and concentration is not None:
+            raise ValueError("pass exactly one of entropy_rate= and concentration=")
+        rng = np.random.default_rng(s)
+        if entropy_rate is not None:
+            h = check_float("entropy_rate", entropy_rate, positive=True)
             _, probs, _ = _core.tune_temperature(rng.standard_normal((1, v)), 0, h, 1e-9)
             return cls(probs[0])
         alpha = 1.0 if concentration is None else check_float("concentration", concentration, positive=True)
@@ -227,8 +231,8 @@ class IID(_ChainProcess):
 
     @property
     def probs(self) -> np.ndarray:
-        """The normalised law ``[V]``."""
-        return self._core.transition()[0]
+        """The normalised law ``[V]`` (read-only)."""
+        return self._table("transition")[0]
 
     def __repr__(self) -> str:
-        return f"IID(vocab_size={self.vocab_size}, entropy={self.entropy_rate():.6f} nats)"
+        return f"IID(vocab_size={self.vocab_size}, entropy_rate={self.entropy_rate():.6f} nats)"
