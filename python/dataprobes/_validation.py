@@ -181,3 +181,20 @@ def check_float_sequence(name: str, value: Any) -> list[float]:
     if not out:
         raise ValueError(f"{name} must not be empty")
     return out
+
+
+def rescale_huge_rows(arr: np.ndarray) -> np.ndarray:
+    """``arr`` (rows of non-negative weights, last axis) with every row whose
+    sum could overflow divided by its maximum first, so that normalising it
+    cannot turn it into zeros (``[1e308, 1e308]`` sums to inf). Rows whose
+    largest entry is at most ``DBL_MAX / n`` cannot overflow in any summation
+    order and are returned bit for bit, so ordinary inputs are untouched;
+    non-finite entries are left for the caller's checks to reject."""
+    n = arr.shape[-1] if arr.ndim else 1
+    if arr.size == 0 or not np.isfinite(arr).all():
+        return arr
+    peak = arr.max(axis=-1, keepdims=True)
+    huge = peak > np.finfo(np.float64).max / max(n, 1)
+    if not huge.any():
+        return arr
+    return np.where(huge, arr / np.where(huge, peak, 1.0), arr)

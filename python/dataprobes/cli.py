@@ -25,6 +25,7 @@ import numpy as np
 from . import __version__
 from ._validation import unit_name
 from .processes import IID, MarkovChain, _ChainProcess
+from .processes.serialize import to_arrays
 from .stats.typicality import TypicalityReport
 
 _CHUNK_TOKENS = 1 << 24  # tokens per generation chunk (16 MiB at uint8)
@@ -254,7 +255,9 @@ def run_generate(args: argparse.Namespace) -> dict[str, Any]:
 
 def _write_process(path: Path, process: _ChainProcess, args: argparse.Namespace) -> None:
     """Saves the exact law next to the data (atomically), so the data set can
-    be scored again later: ``MarkovChain(np.load(path)["transition"], order)``."""
+    be scored again later: ``dp.Process.load(path)`` gives the process back
+    bit-identical (``MarkovChain(np.load(path)["transition"], order)`` the
+    same law from its readable table)."""
     arrays: dict[str, Any]
     if isinstance(process, MarkovChain):
         arrays = {"transition": process.transition}
@@ -265,7 +268,7 @@ def _write_process(path: Path, process: _ChainProcess, args: argparse.Namespace)
     tmp = _temp_beside(path)
     try:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays, config=np.array(json.dumps(config)))
+            np.savez(f, **arrays, **to_arrays(process), config=np.array(json.dumps(config)))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -318,3 +318,17 @@ def test_demo_runs_with_a_reduced_budget(tmp_path: Path, capsys: pytest.CaptureF
     assert results["entropy_rate"] == pytest.approx(2.0)
     assert (out / "learning_curve.png").stat().st_size > 1000
     assert (out / "generation_nll.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn", "forkserver"])
+def test_probe_dataset_gives_the_same_batches_under_every_start_method(context: str) -> None:
+    import multiprocessing
+
+    if context not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"{context} is not available on this platform")
+    process = dp.Mixture([dp.MarkovChain.random(7, seed=0), dp.HMM.random(3, 7, seed=1)], [0.4, 0.6])
+    ds = ProbeDataset(process, seq_len=12, batch_size=4, seed=3, num_batches=6)
+    want = sorted(tuple(b.flatten().tolist()) for b in ds)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=context)
+    got = sorted(tuple(b.flatten().tolist()) for b in loader)
+    assert got == want

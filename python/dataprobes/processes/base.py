@@ -18,6 +18,21 @@ __all__ = ["Process"]
 _unit = unit_name
 
 
+def _owned(arr: np.ndarray, source: Any) -> np.ndarray:
+    """``arr`` (a checked copy of the argument ``source``) as an array no caller
+    can change any more: copied when it is ``source`` itself or a view of
+    someone's memory, then made read-only."""
+    if arr is source or not arr.flags.owndata:
+        arr = arr.copy()
+    arr.flags.writeable = False
+    return arr
+
+
+def _rebuild(cls: type, law: dict[str, Any]) -> Any:
+    """Unpickles a process: its constructor called on its exact law."""
+    return cls(**law)
+
+
 def _typicality_input(x: Any, eps: Any) -> tuple[np.ndarray, int, float]:
     """The checked arguments of every ``typicality``: 2-D tokens, their length
     (at least 1) and the band half-width ``eps`` (> 0)."""
@@ -30,7 +45,41 @@ def _typicality_input(x: Any, eps: Any) -> tuple[np.ndarray, int, float]:
 
 
 class Process(abc.ABC):
-    """A random process over tokens ``0 .. vocab_size - 1`` with a known law."""
+    """A random process over tokens ``0 .. vocab_size - 1`` with a known law.
+
+    The library's processes keep the keyword arguments of their constructor
+    (``_law``: the law exactly as given, before normalisation), so that they
+    pickle, deep-copy and :meth:`save` by that law and are rebuilt
+    bit-identical: equal samples for every seed and equal scores (DataLoader
+    workers under ``spawn`` or ``forkserver`` receive them this way).
+    """
+
+    _law: dict[str, Any]
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        law = self.__dict__.get("_law")
+        if law is None:  # a user's own subclass: the default protocol
+            return super().__reduce_ex__(protocol)
+        return (_rebuild, (type(self), law))
+
+    def save(self, path: Any) -> None:
+        """Writes the exact law to ``path`` (an ``.npz`` archive without
+        pickled objects); :meth:`load` rebuilds the process bit-identical."""
+        from .serialize import save
+
+        save(self, path)
+
+    @classmethod
+    def load(cls, path: Any) -> Any:
+        """The process saved at ``path`` by :meth:`save`, or written by the
+        command line (``<out>.process.npz``). ``MarkovChain.load`` (and so on)
+        also checks that the file holds that class."""
+        from .serialize import load
+
+        out = load(path)
+        if not isinstance(out, cls):
+            raise TypeError(f"{path} holds a {type(out).__name__}, not a {cls.__name__}")
+        return out
 
     @property
     @abc.abstractmethod

@@ -20,11 +20,12 @@ from .._validation import (
     check_process,
     check_seed,
     log_base,
+    rescale_huge_rows,
     start_indices,
     unit_name,
 )
 from ..stats.estimate import Estimate
-from .base import Process, _typicality_input
+from .base import Process, _owned, _typicality_input
 from .markov import ROW_SUM_TOL
 from ..stats.typicality import TypicalityReport
 
@@ -71,18 +72,22 @@ class Mixture(Process):
                 raise ValueError(f"processes[{i}] has vocab_size {p.vocab_size}, processes[0] has {v}")
         if weights is None:
             w = np.full(len(comps), 1.0 / len(comps))
+            given = None
         else:
             w = np.asarray(weights, dtype=np.float64)
+            given = _owned(w, weights)
             if w.shape != (len(comps),):
                 raise ValueError(f"weights must have one entry per process ({len(comps)}), got shape {w.shape}")
             if not np.isfinite(w).all() or (w <= 0).any():
                 raise ValueError(f"weights must be finite and > 0 (drop zero-weight components), got {w.tolist()}")
             if not normalize and abs(w.sum() - 1.0) > ROW_SUM_TOL:
                 raise ValueError(f"weights sum to {w.sum()}, not 1; pass normalize=True to rescale them")
+            w = rescale_huge_rows(w) if normalize else w
             w = w / w.sum()
         self._components = comps
         self._weights = w
         self._weights.flags.writeable = False
+        self._law = {"processes": comps, "weights": given, "normalize": bool(normalize)}
 
     @property
     def vocab_size(self) -> int:
@@ -235,6 +240,7 @@ class Duplicated(Process):
         check_process("process", process)
         self._process = process
         self._fraction = check_probability("fraction", fraction)
+        self._law = {"process": process, "fraction": self._fraction}
 
     @property
     def vocab_size(self) -> int:

@@ -34,9 +34,18 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from .. import _core
-from .._validation import as_float_array, as_indices, check_bool, check_float, check_int, check_seed, log_base
+from .._validation import (
+    as_float_array,
+    as_indices,
+    check_bool,
+    check_float,
+    check_int,
+    check_seed,
+    log_base,
+    rescale_huge_rows,
+)
 from ..stats.estimate import Estimate
-from .base import _CoreScored
+from .base import _CoreScored, _owned
 
 __all__ = ["HMM"]
 
@@ -76,7 +85,16 @@ class HMM(_CoreScored):
         a = as_float_array("transition", transition, 2)
         e = as_float_array("emission", emission, 2)
         init = None if initial is None else as_float_array("initial", initial, 1)
+        if normalize:
+            a, e = rescale_huge_rows(a), rescale_huge_rows(e)
+            init = None if init is None else rescale_huge_rows(init)
         self._core = _core.HmmCore(a, e, init, bool(normalize))
+        self._law = {
+            "transition": _owned(a, transition),
+            "emission": _owned(e, emission),
+            "initial": None if init is None else _owned(init, initial),
+            "normalize": bool(normalize),
+        }
         # Monte-Carlo entropy-rate estimates (nats) by their arguments; they
         # are deterministic, so caching them is exact.
         self._rates: dict[tuple[int, int, int, int], tuple[float, float]] = {}

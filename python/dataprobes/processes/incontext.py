@@ -64,6 +64,7 @@ class InContextMarkov(_CoreScored):
         k = check_int("order", order, 0)
         a = check_float("concentration", concentration, positive=True)
         self._core = _core.InContextCore(v, k, a)
+        self._law = {"vocab_size": v, "order": k, "concentration": a}
 
     @property
     def vocab_size(self) -> int:

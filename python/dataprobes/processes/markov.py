@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from .._validation import as_float_array, as_indices, check_float, check_int, check_seed, log_base
-from .base import _CoreScored
+from .._validation import as_float_array, as_indices, check_float, check_int, check_seed, log_base, rescale_huge_rows
+from .base import _CoreScored, _owned
 
 __all__ = ["MarkovChain", "IID", "ROW_SUM_TOL"]
 
@@ -111,7 +111,15 @@ class MarkovChain(_ChainProcess):
         if initial is not None:
             init_arr = np.asarray(initial)
             init = as_float_array("initial", init_arr.reshape(-1) if init_arr.ndim > 1 else init_arr, 1)
+        if normalize:
+            p, init = rescale_huge_rows(p), None if init is None else rescale_huge_rows(init)
         self._core = _core.MarkovCore(p, k, init, bool(normalize))
+        self._law = {
+            "transition": _owned(p, transition),
+            "order": k,
+            "initial": None if init is None else _owned(init, initial),
+            "normalize": bool(normalize),
+        }
 
     @classmethod
     def random(
@@ -194,9 +202,10 @@ class IID(_ChainProcess):
     def __init__(self, probs: Any, *, normalize: bool = False) -> None:
         p = as_float_array("probs", probs, 1)
         try:
-            self._core = _core.MarkovCore(p[None, :], 0, None, bool(normalize))
+            self._core = _core.MarkovCore((rescale_huge_rows(p) if normalize else p)[None, :], 0, None, bool(normalize))
         except ValueError as exc:
             raise ValueError(str(exc).replace("transition row 0", "probs")) from None
+        self._law = {"probs": _owned(p, probs), "normalize": bool(normalize)}
 
     @classmethod
     def random(

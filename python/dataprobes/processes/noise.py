@@ -65,6 +65,7 @@ class TokenNoise(Process):
         self._rho = check_probability("rho", rho)
         self._process = process
         self._exact = noisy_equivalent(process, self._rho)
+        self._law = {"process": process, "rho": self._rho}
 
     @property
     def vocab_size(self) -> int:
