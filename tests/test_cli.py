@@ -215,3 +215,22 @@ def test_generation_resumes_after_sigkill(tmp_path: Path) -> None:
     assert f"resuming big.npy: {done} of 2048" in run.stderr
     p = dp.IID.random(200, seed=0)
     np.testing.assert_array_equal(np.load(out, mmap_mode="r")[::97], p.sample(2048, 65536, seed=3)[::97])
+
+
+def test_cli_generate_function_is_named_apart_from_lm_generate() -> None:
+    import dataprobes.cli as cli
+
+    assert cli.run_generate.__name__ == "run_generate"
+    with pytest.warns(DeprecationWarning, match="run_generate"):
+        assert cli.generate is cli.run_generate
+    with pytest.raises(AttributeError):
+        cli.no_such_name  # noqa: B018
+
+
+def test_demo_process_is_called_incontext(tmp_path: Path) -> None:
+    from dataprobes.cli import build_parser
+    from dataprobes.demo import _make_process
+
+    for name in ("incontext", "icl"):  # icl: the old spelling, still accepted
+        args = build_parser().parse_args(["demo", "--process", name, "--vocab-size", "5"])
+        assert isinstance(_make_process(args), dp.InContextMarkov)

@@ -143,3 +143,27 @@ def test_bad_iid() -> None:
     with pytest.raises(ValueError, match="probs must be 1-D"):
         dp.IID([[0.5, 0.5]])
     np.testing.assert_allclose(dp.IID([1, 3], normalize=True).probs, [0.25, 0.75])
+
+
+def test_normalize_does_not_overflow_huge_rows() -> None:
+    # [1e308, 1e308] sums to inf: dividing by the sum gave [0, 0], accepted,
+    # and then sampled an impossible token forever
+    big = 1e308
+    chain = dp.MarkovChain([[big, big], [1.0, 3.0]], normalize=True)
+    np.testing.assert_array_equal(chain.transition, [[0.5, 0.5], [0.25, 0.75]])
+    assert set(np.unique(chain.sample(200, 20, seed=0))) == {0, 1}
+    chain = dp.MarkovChain([[0.5, 0.5], [0.5, 0.5]], initial=[big, big], normalize=True)
+    np.testing.assert_array_equal(chain.initial, [0.5, 0.5])
+    np.testing.assert_array_equal(dp.IID([big, big, big, big], normalize=True).probs, np.full(4, 0.25))
+    hmm = dp.HMM([[big, big], [1.0, 1.0]], [[big, 0.0, big], [1.0, 1.0, 2.0]], [big, big], normalize=True)
+    np.testing.assert_array_equal(hmm.transition, np.full((2, 2), 0.5))
+    np.testing.assert_array_equal(hmm.emission, [[0.5, 0.0, 0.5], [0.25, 0.25, 0.5]])
+    np.testing.assert_array_equal(hmm.initial, [0.5, 0.5])
+    mix = dp.Mixture([dp.IID([0.5, 0.5]), dp.IID([0.9, 0.1])], [big, big], normalize=True)
+    np.testing.assert_array_equal(mix.weights, [0.5, 0.5])
+    # without normalize the sum is out of tolerance, as before
+    with pytest.raises(ValueError, match="sums to inf"):
+        dp.MarkovChain([[big, big], [0.5, 0.5]])
+    # ordinary rows are normalised bit for bit as before (no rescaling)
+    rows = np.random.default_rng(0).dirichlet(np.ones(7), size=7) * 3.0
+    np.testing.assert_array_equal(dp.MarkovChain(rows, normalize=True).transition, rows / rows.sum(1, keepdims=True))

@@ -116,6 +116,83 @@ def check_probability(name: str, value: Any) -> float:
     return v
 
 
+def unit_name(base: Any) -> str:
+    """The name of the unit of logarithms to ``base`` (see :func:`log_base`):
+    ``"nats"`` for ``None`` or e, ``"bits"`` for 2, ``"log base b"`` otherwise."""
+    if base is None or base == math.e:
+        return "nats"
+    if base == 2:
+        return "bits"
+    return f"log base {base:g}"
+
+
+def check_float_in(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """A finite float in the interval from ``low`` to ``high`` (closed ends
+    unless ``low_open`` / ``high_open``; ``None``: unbounded on that side)."""
+    v = check_float(name, value)
+    below = low is not None and (v <= low if low_open else v < low)
+    above = high is not None and (v >= high if high_open else v > high)
+    if below or above:
+        if high is None:
+            bound = f"be {'>' if low_open else '>='} {low:g}"
+        elif low is None:
+            bound = f"be {'<' if high_open else '<='} {high:g}"
+        else:
+            bound = f"lie in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must {bound}, got {value}")
+    return v
+
+
+def check_process(name: str, value: Any) -> Any:
+    """``value`` if it is a :class:`dataprobes.Process` (``TypeError`` otherwise)."""
+    from .processes.base import Process
+
+    if not isinstance(value, Process):
+        raise TypeError(f"{name} must be a dataprobes Process, got {type(value).__name__}")
+    return value
+
+
+def check_optional_int(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int | None:
+    """``None``, or ``value`` checked by :func:`check_int`."""
+    return None if value is None else check_int(name, value, minimum, maximum)
+
+
+def check_float_sequence(name: str, value: Any) -> list[float]:
+    """A non-empty sequence of finite floats (a bare number or a string is
+    the wrong kind)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of numbers, got {type(value).__name__}")
+    out = [check_float(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    if not out:
+        raise ValueError(f"{name} must not be empty")
+    return out
+
+
+def rescale_huge_rows(arr: np.ndarray) -> np.ndarray:
+    """``arr`` (rows of non-negative weights, last axis) with every row whose
+    sum could overflow divided by its maximum first, so that normalising it
+    cannot turn it into zeros (``[1e308, 1e308]`` sums to inf). Rows whose
+    largest entry is at most ``DBL_MAX / n`` cannot overflow in any summation
+    order and are returned bit for bit, so ordinary inputs are untouched;
+    non-finite entries are left for the caller's checks to reject."""
+    n = arr.shape[-1] if arr.ndim else 1
+    if arr.size == 0 or not np.isfinite(arr).all():
+        return arr
+    peak = arr.max(axis=-1, keepdims=True)
+    huge = peak > np.finfo(np.float64).max / max(n, 1)
+    if not huge.any():
+        return arr
+    return np.where(huge, arr / np.where(huge, peak, 1.0), arr)
+
+
 def check_positive_int(name: str, value: Any) -> int:
     """``value`` as a Python int >= 1 (``TypeError`` for a non-integer, ``ValueError`` below 1)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
@@ -143,10 +220,7 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 def check_nonnegative_float(name: str, value: Any) -> float:
     """A finite float >= 0 (NaN and infinities are refused)."""
-    v = check_float(name, value)
-    if v < 0:
-        raise ValueError(f"{name} must be >= 0, got {v}")
-    return v
+    return check_float_in(name, value, 0.0)
 
 
 def check_positive_float(name: str, value: Any) -> float:

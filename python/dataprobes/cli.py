@@ -23,7 +23,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import __version__
+from ._validation import unit_name
 from .processes import IID, MarkovChain, _ChainProcess
+from .processes.serialize import to_arrays
 from .stats.typicality import TypicalityReport
 
 _CHUNK_TOKENS = 1 << 24  # tokens per generation chunk (16 MiB at uint8)
@@ -92,7 +94,7 @@ def _make_process(args: argparse.Namespace) -> _ChainProcess:
         )
     if args.order != 1:
         raise ValueError("--order applies to markov only")
-    return IID.random(args.vocab_size, entropy=h, concentration=args.concentration, seed=args.process_seed)
+    return IID.random(args.vocab_size, entropy_rate=h, concentration=args.concentration, seed=args.process_seed)
 
 
 def _temp_beside(final: Path) -> Path:
@@ -153,12 +155,11 @@ def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
     write_json_atomic(path, obj)
 
 
-def _unit(base: float | None) -> str:
-    return "nats" if base is None else ("bits" if base == 2 else f"log base {base:g}")
+def run_generate(args: argparse.Namespace) -> dict[str, Any]:
+    """Runs ``dataprobes generate``; returns the statistics to print.
 
-
-def generate(args: argparse.Namespace) -> dict[str, Any]:
-    """Runs ``dataprobes generate``; returns the statistics to print."""
+    (Named apart from :func:`dataprobes.lm.generate`, which decodes from a
+    model; ``dataprobes.cli.generate`` is its deprecated old name.)"""
     from tqdm import tqdm
 
     out: Path = args.out
@@ -233,7 +234,7 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     state.unlink(missing_ok=True)
 
     _write_process(out.with_name(out.name + ".process.npz"), process, args)
-    report = TypicalityReport(nll, z, process.entropy_rate(args.base), args.eps, _unit(args.base))
+    report = TypicalityReport(nll, z, process.entropy_rate(args.base), args.eps, unit_name(args.base))
     return {
         "process": repr(process),
         "out": str(out),
@@ -241,14 +242,16 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         "dtype": str(dtype),
         "entropy_rate": process.entropy_rate(args.base),
         "varentropy_rate": process.varentropy_rate(args.base),
-        "unit": _unit(args.base),
+        "unit": unit_name(args.base),
         "typicality": report.summary() if n and length else None,
     }
 
 
 def _write_process(path: Path, process: _ChainProcess, args: argparse.Namespace) -> None:
     """Saves the exact law next to the data (atomically), so the data set can
-    be scored again later: ``MarkovChain(np.load(path)["transition"], order)``."""
+    be scored again later: ``dp.Process.load(path)`` gives the process back
+    bit-identical (``MarkovChain(np.load(path)["transition"], order)`` the
+    same law from its readable table)."""
     arrays: dict[str, Any]
     if isinstance(process, MarkovChain):
         arrays = {"transition": process.transition}
@@ -259,7 +262,7 @@ def _write_process(path: Path, process: _ChainProcess, args: argparse.Namespace)
     tmp = _temp_beside(path)
     try:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays, config=np.array(json.dumps(config)))
+            np.savez(f, **arrays, **to_arrays(process), config=np.array(json.dumps(config)))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -294,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "generate":
-            stats = generate(args)
+            stats = run_generate(args)
             if args.json:
                 print(json.dumps(stats, indent=2))
             else:
@@ -307,6 +310,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dataprobes: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def __getattr__(name: str) -> Any:
+    if name == "generate":
+        import warnings
+
+        warnings.warn(
+            "dataprobes.cli.generate is deprecated; use dataprobes.cli.run_generate", DeprecationWarning, stacklevel=2
+        )
+        return run_generate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

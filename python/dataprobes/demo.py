@@ -21,7 +21,12 @@ from .processes import MarkovChain, Process
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--process", choices=["markov", "icl", "hmm"], default="markov", help="probe family (default markov)")
+    p.add_argument(
+        "--process",
+        choices=["markov", "incontext", "hmm", "icl"],
+        default="markov",
+        help="probe family (default markov; icl is the old name of incontext)",
+    )
     p.add_argument("--vocab-size", type=int, default=128, help="tokens (default 128; hmm: 16 hidden states)")
     p.add_argument("--order", type=int, default=1, help="Markov order (default 1)")
     p.add_argument("--entropy-rate", type=float, default=2.0, help="target entropy rate, nats/token (default 2.0)")
@@ -50,7 +55,7 @@ def _make_process(args: argparse.Namespace) -> Process:
 
     if args.process == "markov":
         return MarkovChain.random(args.vocab_size, args.order, entropy_rate=args.entropy_rate, seed=args.process_seed)
-    if args.process == "icl":
+    if args.process in ("incontext", "icl"):
         return InContextMarkov(args.vocab_size, args.order, 1.0)
     from . import HMM
 

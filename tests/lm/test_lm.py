@@ -219,6 +219,61 @@ def test_true_model_generations_are_typical_and_self_typical() -> None:
     assert abs(s["gap"]) < 4 * s["gap_stderr"]
 
 
+def test_generation_report_holds_the_processes_typicality_report() -> None:
+    iid = dp.IID([0.5, 0.25, 0.125, 0.125])
+    model = TrueMarkovModel(dp.MarkovChain(np.tile(iid.probs, (4, 1))))
+    (r,) = generation_typicality(model, iid, num_sequences=64, length=32, temperatures=(1.0,), eps=0.1, seed=4)
+    assert isinstance(r.typicality, dp.TypicalityReport)
+    # i.i.d.: the conditional law of every generated token is the process's own, so the
+    # report equals what the process computes for the generated part alone
+    own = iid.typicality(r.tokens[:, 1:], eps=0.1)
+    np.testing.assert_allclose(r.typicality.nll_per_token, own.nll_per_token, rtol=1e-12)
+    np.testing.assert_allclose(r.typicality.z, own.z, rtol=1e-9, atol=1e-12)
+    assert (r.entropy_rate, r.eps, r.typicality.unit) == (own.entropy_rate, own.eps, own.unit)
+    assert r.fraction_below == own.below.mean() and r.fraction_above == own.above.mean()
+    assert r.true_nll is r.typicality.nll_per_token and r.z is r.typicality.z
+
+
+def test_zero_varentropy_path_on_centre_has_z_zero() -> None:
+    # every conditional law is uniform, so every path has zero varentropy and sits on the
+    # centre: z is 0 (as in TypicalityReport), not +inf
+    uniform = dp.IID(np.full(4, 0.25))
+    (r,) = generation_typicality(UniformModel(4), uniform, num_sequences=16, length=20, temperatures=(1.0,), eps=0.1)
+    assert np.array_equal(r.z, np.zeros(16))
+    assert np.array_equal(uniform.typicality(r.tokens[:, 1:]).z, r.z)
+    assert r.summary()["mean_z"] == 0.0 and r.fraction_typical == 1.0
+
+
+def test_argument_checks_name_the_argument() -> None:
+    chain = dp.MarkovChain.random(5, seed=0)
+    model = TrueMarkovModel(chain)
+    x = chain.sample(4, 6, seed=0)
+    with pytest.raises(TypeError, match="process must be a dataprobes Process, got str"):
+        excess_loss(model, "chain", x)
+    with pytest.raises(TypeError, match="process must be a dataprobes Process"):
+        generation_typicality(model, object())
+    with pytest.raises(TypeError, match="process must be a dataprobes Process"):
+        ProbeDataset(chain.transition, seq_len=4, batch_size=2)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        excess_loss(model, chain, x, batch_size=0)
+    with pytest.raises(TypeError, match="batch_size must be an integer"):
+        generation_typicality(model, chain, batch_size=2.5)
+    with pytest.raises(TypeError, match="score_first must be a bool"):
+        excess_loss(model, chain, x, score_first="yes")
+    with pytest.raises(TypeError, match="temperatures must be a sequence of numbers, got float"):
+        generation_typicality(model, chain, temperatures=1.0)
+    with pytest.raises(ValueError, match="temperatures must not be empty"):
+        generation_typicality(model, chain, temperatures=())
+    with pytest.raises(ValueError, match=r"temperatures\[1\] must be finite"):
+        generation_typicality(model, chain, temperatures=(1.0, math.nan))
+    with pytest.raises(TypeError, match="temperature must be a real number"):
+        generate(model, x[:, :1], 3, temperature="hot")
+    with pytest.raises(ValueError, match=r"top_p must lie in \(0, 1\], got 1.5"):
+        generate(model, x[:, :1], 3, top_p=1.5)
+    with pytest.raises(ValueError, match=r"dropout must lie in \[0, 1\), got 1.0"):
+        TinyGPT(vocab_size=5, dropout=1.0)
+
+
 def test_training_approaches_floor_and_temperature_regimes() -> None:
     torch.manual_seed(0)
     chain = dp.MarkovChain.random(24, entropy_rate=1.5, seed=0)
@@ -263,3 +318,17 @@ def test_demo_runs_with_a_reduced_budget(tmp_path: Path, capsys: pytest.CaptureF
     assert results["entropy_rate"] == pytest.approx(2.0)
     assert (out / "learning_curve.png").stat().st_size > 1000
     assert (out / "generation_nll.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn", "forkserver"])
+def test_probe_dataset_gives_the_same_batches_under_every_start_method(context: str) -> None:
+    import multiprocessing
+
+    if context not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"{context} is not available on this platform")
+    process = dp.Mixture([dp.MarkovChain.random(7, seed=0), dp.HMM.random(3, 7, seed=1)], [0.4, 0.6])
+    ds = ProbeDataset(process, seq_len=12, batch_size=4, seed=3, num_batches=6)
+    want = sorted(tuple(b.flatten().tolist()) for b in ds)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=context)
+    got = sorted(tuple(b.flatten().tolist()) for b in loader)
+    assert got == want

@@ -369,6 +369,53 @@ def test_concentration_controls_entropy() -> None:
 
 
 def test_iid_random_entropy() -> None:
-    p = dp.IID.random(50, entropy=2.2, seed=0)
+    p = dp.IID.random(50, entropy_rate=2.2, seed=0)
     assert p.entropy_rate() == pytest.approx(2.2, abs=1e-6)
     assert p.probs.shape == (50,)
+
+
+def test_iid_random_old_entropy_keyword_is_a_deprecated_alias() -> None:
+    with pytest.warns(DeprecationWarning, match="entropy_rate="):
+        old = dp.IID.random(50, entropy=2.2, seed=0)
+    assert np.array_equal(old.probs, dp.IID.random(50, entropy_rate=2.2, seed=0).probs)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="entropy_rate= only"):
+        dp.IID.random(50, entropy=2.2, entropy_rate=2.2)
+    with pytest.raises(ValueError, match="exactly one of entropy_rate= and concentration="):
+        dp.IID.random(50, entropy_rate=2.2, concentration=1.0)
+
+
+def test_exposed_tables_are_read_only() -> None:
+    chain = dp.MarkovChain.random(6, 2, seed=0)
+    iid = dp.IID.random(6, seed=0)
+    hmm = dp.HMM.random(3, 6, seed=0)
+    mix = dp.Mixture([iid, dp.IID.random(6, seed=1)])
+    tables = {
+        "MarkovChain.transition": chain.transition,
+        "MarkovChain.initial": chain.initial,
+        "MarkovChain.stationary_distribution": chain.stationary_distribution(),
+        "IID.probs": iid.probs,
+        "HMM.transition": hmm.transition,
+        "HMM.emission": hmm.emission,
+        "HMM.initial": hmm.initial,
+        "HMM.stationary_distribution": hmm.stationary_distribution(),
+        "Mixture.weights": mix.weights,
+    }
+    for name, table in tables.items():
+        assert not table.flags.writeable, name
+        with pytest.raises(ValueError, match="read-only"):
+            table[...] = 0
+    # nothing was written: the laws still sample and score as before
+    assert np.allclose(chain.transition.sum(1), 1) and np.allclose(iid.probs.sum(), 1)
+    assert np.allclose(hmm.stationary_distribution() @ hmm.transition, hmm.stationary_distribution())
+
+
+def test_one_unit_name_for_every_report() -> None:
+    from dataprobes._validation import unit_name
+
+    chain = dp.MarkovChain.random(5, seed=0)
+    x = chain.sample(10, 20, seed=0)
+    for base, name in ((None, "nats"), (math.e, "nats"), (2, "bits"), (2.0, "bits"), (10, "log base 10"), (10.0, "log base 10")):
+        assert unit_name(base) == name
+        assert chain.typicality(x, base=base).unit == name
+        assert dp.conditional_entropy(x, order=1, base=base).unit == name
+        assert dp.Mixture([chain]).typicality(x, base=base).unit == name

@@ -282,7 +282,7 @@ def test_miller_madow_reduces_small_sample_bias() -> None:
 
 
 def test_iid_order_zero_matches_exact_entropy_with_calibrated_stderr() -> None:
-    q = dp.IID.random(20, entropy=2.0, seed=3)
+    q = dp.IID.random(20, entropy_rate=2.0, seed=3)
     h = q.entropy_rate()
     big = dp.conditional_entropy(q.sample(10, 200_000, seed=0), 0)
     assert abs(big.value - h) < 5 * big.stderr < 5e-3

@@ -6,6 +6,7 @@ al., ICML 2026), reusable in your own loop:
 * :class:`ProbeDataset` / :class:`ProbeTensorDataset`: stream or fix probe
   batches, deterministic per (seed, worker, rank) with no overlap;
 * :class:`TinyGPT`: a small decoder-only transformer;
+* :func:`generate`: counter-based decoding (greedy, temperature, top-k / top-p);
 * :func:`excess_loss`: per-position KL(truth ‖ model) against the exact law;
 * :func:`generation_typicality` / :func:`self_typicality`: score a model's
   generations under the true process and against itself;
@@ -28,11 +29,11 @@ from .evaluate import (
     GenerationReport,
     SelfTypicality,
     excess_loss,
-    generate,
     generation_typicality,
     self_typicality,
 )
 from .model import TinyGPT, TinyGPTConfig
+from .sampling import generate
 from .train import TrainResult, train
 
 __all__ = [

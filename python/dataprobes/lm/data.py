@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from .._validation import check_int, check_seed
+from .._validation import check_int, check_process, check_seed
 from ..processes import Process
 
 
@@ -51,8 +51,7 @@ class ProbeDataset(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
-        if not isinstance(process, Process):
-            raise TypeError(f"process must be a dataprobes Process, got {type(process).__name__}")
+        check_process("process", process)
         self.process = process
         self.seq_len = check_int("seq_len", seq_len, 1)
         self.batch_size = check_int("batch_size", batch_size, 1)
@@ -96,8 +95,7 @@ class ProbeTensorDataset(Dataset):
     for ``seed``, held as one int64 tensor (map-style; item i is row i)."""
 
     def __init__(self, process: Process, num_sequences: int, seq_len: int, seed: int = 0) -> None:
-        if not isinstance(process, Process):
-            raise TypeError(f"process must be a dataprobes Process, got {type(process).__name__}")
+        check_process("process", process)
         n = check_int("num_sequences", num_sequences, 1)
         t = check_int("seq_len", seq_len, 1)
         self.process = process

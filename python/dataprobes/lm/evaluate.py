@@ -10,7 +10,7 @@ Because the probe's law is known, a model can be judged against the truth:
   model (greedy, temperature, top-k / top-p), score the generations under the
   true process (NLL per token, path-centred z-scores, below / inside / above
   the typical band around the entropy rate), and decompose the expected score
-  of each step as ``E_q[−log P] = H(q_t) + KL(q_t ‖ P_t)`` (REFERENCES.md).
+  of each step as ``E_q[−log P] = H(q_t) + KL(q_t ‖ P_t)`` (docs/math.md).
 * **Self-typicality** (:func:`self_typicality`): the LM asymptotic
   equipartition property (Mudireddy et al., arXiv 2405.13798) — the
   log-perplexity of a model's own generations against the mean entropy of its
@@ -26,46 +26,29 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-from .._torch.counter_hash import hash32_torch, stream_key, uniform53
-from .._validation import as_tokens, check_float, check_int, check_seed
+from .._validation import (
+    as_tokens,
+    check_bool,
+    check_float,
+    check_float_sequence,
+    check_int,
+    check_optional_int,
+    check_process,
+    check_seed,
+    unit_name,
+)
 from ..processes import IID, MarkovChain, Process
-
-LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+from ..stats.typicality import TypicalityReport
+from .sampling import LogitsFn, _check_sampling, _sampling_logprobs, as_logits_fn, generate
 
 #: Elements of float64 work tensors per chunk ([batch, time, vocab]).
 _CHUNK_ELEMENTS = 1 << 22
-
-
-def as_logits_fn(model: Any) -> tuple[LogitsFn, torch.device]:
-    """A function ``[B, T] int64 -> [B, T, V] float64 logits`` and the device
-    to run it on, for a TinyGPT, a ``transformers`` causal LM (its
-    ``.logits``), or any callable returning logits."""
-    if isinstance(model, nn.Module):
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-    elif callable(model):
-        device = getattr(model, "device", torch.device("cpu"))
-    else:
-        raise TypeError(f"model must be a torch Module or a callable returning logits, got {type(model).__name__}")
-
-    def fn(idx: torch.Tensor) -> torch.Tensor:
-        out = model(idx)
-        if hasattr(out, "logits"):
-            out = out.logits
-        elif isinstance(out, (tuple, list)):
-            out = out[0]
-        if not isinstance(out, torch.Tensor) or out.dim() != 3 or out.shape[:2] != idx.shape:
-            raise ValueError(f"model must return logits of shape [batch, time, vocab] for input {tuple(idx.shape)}")
-        return out.to(torch.float64)
-
-    return fn, torch.device(device)
 
 
 class TrueLaw:
@@ -232,6 +215,9 @@ def excess_loss(
             default: a causal LM has no prediction for the first token).
     """
     fn, device = as_logits_fn(model)
+    check_process("process", process)
+    batch_size = check_optional_int("batch_size", batch_size, 1)
+    score_first = check_bool("score_first", score_first)
     x_np, _ = as_tokens(tokens)
     n, t = x_np.shape
     if t < 2:
@@ -273,96 +259,6 @@ def excess_loss(
     )
 
 
-def _sampling_logprobs(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
-    """Log of the distribution actually sampled from: greedy (temperature 0)
-    is one-hot on the argmax; otherwise softmax(logits / T) restricted to the
-    top-k tokens and to the smallest nucleus of mass >= top_p, renormalised."""
-    if temperature == 0:
-        out = torch.full_like(logits, -math.inf)
-        return out.scatter(-1, logits.argmax(-1, keepdim=True), 0.0)
-    z = logits / temperature
-    if top_k is not None and top_k < z.shape[-1]:
-        kth = torch.topk(z, top_k, dim=-1).values[..., -1:]
-        z = z.masked_fill(z < kth, -math.inf)
-    if top_p is not None and top_p < 1.0:
-        sorted_z, order = torch.sort(z, dim=-1, descending=True)
-        probs = F.softmax(sorted_z, dim=-1)
-        before = probs.cumsum(-1) - probs  # mass strictly before each token
-        drop = before >= top_p
-        z = z.masked_fill(drop.scatter(-1, order, drop), -math.inf)
-    return F.log_softmax(z, dim=-1)
-
-
-def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if check_float("temperature", temperature) < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    if top_k is not None:
-        check_int("top_k", top_k, 1)
-    if top_p is not None and not 0 < check_float("top_p", top_p) <= 1:
-        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
-
-
-@torch.no_grad()
-def generate(
-    model: Any,
-    prompt: Any,
-    length: int,
-    *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int = 0,
-    first_row: int = 0,
-) -> torch.Tensor:
-    """Continue ``prompt`` [B, P] by ``length`` tokens; returns [B, P + length].
-
-    ``temperature=0`` is greedy decoding. Sampling is counter-based: the
-    token of row ``i`` at step ``t`` is the inverse-CDF draw of the uniform
-    ``U(seed, first_row + i, t)`` (:func:`dataprobes._torch.counter_hash.uniform53`)
-    from the sampled distribution, so a sequence's continuation depends on its
-    index and the seed, not on the batch it was generated in or its size
-    (given the same logits; batched matmuls on some devices differ in the
-    last bits between batch sizes, which can flip a near-tie).
-    """
-    _check_sampling(temperature, top_k, top_p)
-    fn, device = as_logits_fn(model)
-    x_np, _ = as_tokens(prompt)
-    if x_np.shape[1] < 1:
-        raise ValueError("prompt must hold at least one token per sequence")
-    n_steps = check_int("length", length)
-    if n_steps >= 2**32:
-        raise ValueError(f"length must be below 2**32, got {length}")
-    first = check_int("first_row", first_row, 0)
-    if first + x_np.shape[0] > 2**32:
-        raise ValueError(f"first_row + batch size must not exceed 2**32, got {first} + {x_np.shape[0]}")
-    s = check_seed("seed", seed)
-    x = torch.from_numpy(x_np.astype(np.int64)).to(device)
-    rows = torch.arange(first, first + x.shape[0], dtype=torch.int64, device=device)
-    keys = (hash32_torch(rows, stream_key(s, 0)), hash32_torch(rows, stream_key(s, 1)))
-    # TinyGPT decodes incrementally with its key/value cache; other models
-    # re-read the whole prefix each step.
-    from .model import TinyGPT
-
-    cache = model.new_cache() if isinstance(model, TinyGPT) else None
-    step_in = x
-    for t in range(n_steps):
-        if cache is not None:
-            logits = model(step_in, cache)[:, -1].to(torch.float64)
-        else:
-            logits = fn(x)[:, -1].to(torch.float64)
-        logq = _sampling_logprobs(logits, temperature, top_k, top_p)
-        if temperature > 0:
-            cdf = logq.exp().cumsum(-1)
-            target = uniform53(keys, t) * cdf[:, -1]
-            # first token whose cumulative mass exceeds the target: never a zero-probability token
-            nxt = torch.searchsorted(cdf, target[:, None], right=True).clamp_(max=cdf.shape[-1] - 1)
-        else:
-            nxt = logq.argmax(-1, keepdim=True)
-        x = torch.cat([x, nxt], dim=1)
-        step_in = nxt
-    return x
-
-
 @dataclass(frozen=True)
 class GenerationReport:
     """Generations at one decoding setting, scored under the true process.
@@ -372,17 +268,40 @@ class GenerationReport:
     expectation per step decomposes as ``model_entropy + kl_to_truth``
     (H(q_t) + KL(q_t ‖ P_t)). ``self_nll`` and ``model_entropy`` compare the
     model with itself (LM-AEP): equal in expectation.
+
+    ``typicality`` is the generations' :class:`~dataprobes.TypicalityReport`
+    under the true process (NLL/token, path-centred z-scores, the band
+    ``entropy_rate ± eps``, in nats), built by the same code as the processes'
+    own ``typicality``; ``true_nll``, ``z``, ``entropy_rate`` and ``eps`` are
+    its fields.
     """
 
     temperature: float
     tokens: np.ndarray
-    true_nll: np.ndarray
-    z: np.ndarray
+    typicality: TypicalityReport
     model_entropy: np.ndarray
     kl_to_truth: np.ndarray
     self_nll: np.ndarray
-    entropy_rate: float
-    eps: float
+
+    @property
+    def true_nll(self) -> np.ndarray:
+        """−(1/L) Σ log P(y_t | y_<t) of each generation under the true process (nats)."""
+        return self.typicality.nll_per_token
+
+    @property
+    def z(self) -> np.ndarray:
+        """Path-centred z-score of each generation under the true process."""
+        return self.typicality.z
+
+    @property
+    def entropy_rate(self) -> float:
+        """The true process's entropy rate, the centre of the band (nats/token)."""
+        return self.typicality.entropy_rate
+
+    @property
+    def eps(self) -> float:
+        """Half-width of the typical band (nats/token)."""
+        return self.typicality.eps
 
     @property
     def label(self) -> str:
@@ -394,11 +313,11 @@ class GenerationReport:
 
     @property
     def fraction_below(self) -> float:
-        return float((self.true_nll < self.entropy_rate - self.eps).mean())
+        return float(self.typicality.below.mean())
 
     @property
     def fraction_above(self) -> float:
-        return float((self.true_nll > self.entropy_rate + self.eps).mean())
+        return float(self.typicality.above.mean())
 
     @property
     def fraction_typical(self) -> float:
@@ -512,13 +431,16 @@ def generation_typicality(
     sequences of the same length, so ~95% of true samples fall inside.
     """
     fn, device = as_logits_fn(model)
+    check_process("process", process)
     n = check_int("num_sequences", num_sequences, 1)
     length = check_int("length", length, 1)
     s = check_seed("seed", seed)
     if prompt_len is None:
         prompt_len = max(getattr(process, "order", 1), 1)
     prompt_len = check_int("prompt_len", prompt_len, 1)
-    for temp in temperatures:
+    batch_size = check_optional_int("batch_size", batch_size, 1)
+    temps = check_float_sequence("temperatures", temperatures)
+    for temp in temps:
         _check_sampling(temp, top_k, top_p)
     rate = float(process.entropy_rate())
     band = _typical_band(process, prompt_len, length, n, s + 1) if eps is None else check_float("eps", eps, positive=True)
@@ -526,7 +448,7 @@ def generation_typicality(
     truth = TrueLaw(process, device)
     bs = batch_size or _batches(n, (prompt_len + length) * process.vocab_size * 4)
     reports = []
-    for temp in temperatures:
+    for temp in temps:
         parts: dict[str, list[np.ndarray]] = {}
         tokens = []
         for lo in range(0, n, bs):
@@ -535,19 +457,17 @@ def generation_typicality(
                 parts.setdefault(k, []).append(val.cpu().numpy())
             tokens.append(x.cpu().numpy())
         cat = {k: np.concatenate(v) for k, v in parts.items()}
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.where(cat["var"] > 0, cat["centred"] / np.sqrt(cat["var"]), np.copysign(np.inf, cat["centred"]))
+        typ = TypicalityReport.from_path_stats(
+            cat["true_nll"], cat["centred"], cat["var"], length, entropy_rate=rate, eps=band, unit=unit_name(None)
+        )
         reports.append(
             GenerationReport(
                 temperature=float(temp),
                 tokens=np.concatenate(tokens),
-                true_nll=cat["true_nll"],
-                z=z,
+                typicality=typ,
                 model_entropy=cat["model_entropy"],
                 kl_to_truth=cat["kl_to_truth"],
                 self_nll=cat["self_nll"],
-                entropy_rate=rate,
-                eps=band,
             )
         )
     return reports

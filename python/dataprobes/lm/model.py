@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import check_float, check_int
+from .._validation import check_float_in, check_int
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,7 @@ class TinyGPTConfig:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.d_ff is not None:
             check_int("d_ff", self.d_ff, 1)
-        if not 0.0 <= check_float("dropout", self.dropout) < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        check_float_in("dropout", self.dropout, 0.0, 1.0, high_open=True)
 
 
 class _Block(nn.Module):

@@ -8,14 +8,24 @@ repetition in training data, and reports which row each copy repeats.
 
 from __future__ import annotations
 
-from typing import Any, Sequence, overload
+from typing import Any, Literal, Sequence, overload
 
 import numpy as np
 
 from .. import _core
-from .._validation import as_indices, as_tokens, check_float, check_probability, check_seed, log_base, start_indices
+from .._validation import (
+    as_indices,
+    as_tokens,
+    check_probability,
+    check_process,
+    check_seed,
+    log_base,
+    rescale_huge_rows,
+    start_indices,
+    unit_name,
+)
 from ..stats.estimate import Estimate
-from .base import Process, _unit
+from .base import Process, _owned, _typicality_input
 from .markov import ROW_SUM_TOL
 from ..stats.typicality import TypicalityReport
 
@@ -55,26 +65,29 @@ class Mixture(Process):
         if not comps:
             raise ValueError("processes must be a non-empty sequence of processes")
         for i, p in enumerate(comps):
-            if not isinstance(p, Process):
-                raise TypeError(f"processes[{i}] must be a dataprobes Process, got {type(p).__name__}")
+            check_process(f"processes[{i}]", p)
         v = comps[0].vocab_size
         for i, p in enumerate(comps):
             if p.vocab_size != v:
                 raise ValueError(f"processes[{i}] has vocab_size {p.vocab_size}, processes[0] has {v}")
         if weights is None:
             w = np.full(len(comps), 1.0 / len(comps))
+            given = None
         else:
             w = np.asarray(weights, dtype=np.float64)
+            given = _owned(w, weights)
             if w.shape != (len(comps),):
                 raise ValueError(f"weights must have one entry per process ({len(comps)}), got shape {w.shape}")
             if not np.isfinite(w).all() or (w <= 0).any():
                 raise ValueError(f"weights must be finite and > 0 (drop zero-weight components), got {w.tolist()}")
             if not normalize and abs(w.sum() - 1.0) > ROW_SUM_TOL:
                 raise ValueError(f"weights sum to {w.sum()}, not 1; pass normalize=True to rescale them")
+            w = rescale_huge_rows(w) if normalize else w
             w = w / w.sum()
         self._components = comps
         self._weights = w
         self._weights.flags.writeable = False
+        self._law = {"processes": comps, "weights": given, "normalize": bool(normalize)}
 
     @property
     def vocab_size(self) -> int:
@@ -89,14 +102,38 @@ class Mixture(Process):
         return self._weights
 
     @overload
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0) -> np.ndarray: ...
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_labels: Literal[False] = False
+    ) -> np.ndarray: ...
     @overload
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_labels: bool) -> Any: ...
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_labels: bool = False) -> Any:
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_labels: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_labels: bool
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_labels: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """``[N, T]`` tokens (and the ``[N]`` component labels if ``return_labels``)."""
         return self.sample_at(start_indices(num_sequences, start), length, seed, return_labels=return_labels)
 
-    def sample_at(self, indices: Any, length: int, seed: int = 0, *, return_labels: bool = False) -> Any:
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_labels: Literal[False] = False
+    ) -> np.ndarray: ...
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_labels: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_labels: bool
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_labels: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         idx = as_indices(indices)
         s = check_seed("seed", seed)
         labels = self.labels_at(idx, s)
@@ -169,11 +206,7 @@ class Mixture(Process):
         """NLL/token under the mixture against ``Σ_c w_c H_c`` ± eps; z-scores
         are those of each sequence under its most probable component (the
         component it almost surely came from, for long sequences)."""
-        e = check_float("eps", eps, positive=True)
-        tokens, _ = as_tokens(x)
-        length = tokens.shape[1]
-        if length == 0:
-            raise ValueError("tokens: typicality needs sequences of length >= 1")
+        tokens, length, e = _typicality_input(x, eps)
         best = np.argmax(self.posterior(tokens), axis=1)
         z = np.empty(len(tokens))
         for c, comp in enumerate(self._components):
@@ -185,7 +218,7 @@ class Mixture(Process):
             z=z,
             entropy_rate=float(self.entropy_rate(base)),
             eps=e,
-            unit=_unit(base),
+            unit=unit_name(base),
         )
 
     def __repr__(self) -> str:
@@ -204,10 +237,10 @@ class Duplicated(Process):
     """
 
     def __init__(self, process: Process, fraction: float) -> None:
-        if not isinstance(process, Process):
-            raise TypeError(f"process must be a dataprobes Process, got {type(process).__name__}")
+        check_process("process", process)
         self._process = process
         self._fraction = check_probability("fraction", fraction)
+        self._law = {"process": process, "fraction": self._fraction}
 
     @property
     def vocab_size(self) -> int:
@@ -222,13 +255,37 @@ class Duplicated(Process):
         return self._fraction
 
     @overload
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0) -> np.ndarray: ...
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_sources: Literal[False] = False
+    ) -> np.ndarray: ...
     @overload
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_sources: bool) -> Any: ...
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_sources: bool = False) -> Any:
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_sources: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_sources: bool
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_sources: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         return self.sample_at(start_indices(num_sequences, start), length, seed, return_sources=return_sources)
 
-    def sample_at(self, indices: Any, length: int, seed: int = 0, *, return_sources: bool = False) -> Any:
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_sources: Literal[False] = False
+    ) -> np.ndarray: ...
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_sources: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_sources: bool
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_sources: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         idx = as_indices(indices)
         s = check_seed("seed", seed)
         sources = self.sources_at(idx, s)

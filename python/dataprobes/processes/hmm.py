@@ -34,21 +34,23 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from .. import _core
-from .._validation import as_float_array, as_indices, as_tokens, check_float, check_int, check_seed, log_base
+from .._validation import (
+    as_float_array,
+    as_indices,
+    check_bool,
+    check_float,
+    check_int,
+    check_seed,
+    log_base,
+    rescale_huge_rows,
+)
 from ..stats.estimate import Estimate
-from .base import Process, _unit
-from ..stats.typicality import TypicalityReport, z_scores
+from .base import _CoreScored, _owned
 
 __all__ = ["HMM"]
 
 
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return bool(value)
-
-
-class HMM(Process):
+class HMM(_CoreScored):
     """Hidden Markov model with ``S`` hidden states and ``V`` tokens.
 
     Args:
@@ -83,8 +85,16 @@ class HMM(Process):
         a = as_float_array("transition", transition, 2)
         e = as_float_array("emission", emission, 2)
         init = None if initial is None else as_float_array("initial", initial, 1)
+        if normalize:
+            a, e = rescale_huge_rows(a), rescale_huge_rows(e)
+            init = None if init is None else rescale_huge_rows(init)
         self._core = _core.HmmCore(a, e, init, bool(normalize))
-        self._arrays: dict[str, np.ndarray] = {}
+        self._law = {
+            "transition": _owned(a, transition),
+            "emission": _owned(e, emission),
+            "initial": None if init is None else _owned(init, initial),
+            "normalize": bool(normalize),
+        }
         # Monte-Carlo entropy-rate estimates (nats) by their arguments; they
         # are deterministic, so caching them is exact.
         self._rates: dict[tuple[int, int, int, int], tuple[float, float]] = {}
@@ -122,32 +132,24 @@ class HMM(Process):
         """Number of hidden states S."""
         return int(self._core.n_states)
 
-    def _frozen(self, name: str) -> np.ndarray:
-        arr = self._arrays.get(name)
-        if arr is None:
-            arr = getattr(self._core, name)()
-            arr.flags.writeable = False
-            self._arrays[name] = arr
-        return arr
-
     @property
     def transition(self) -> np.ndarray:
         """The row-normalised ``[S, S]`` transition matrix (read-only)."""
-        return self._frozen("transition")
+        return self._table("transition")
 
     @property
     def emission(self) -> np.ndarray:
         """The row-normalised ``[S, V]`` emission matrix (read-only)."""
-        return self._frozen("emission")
+        return self._table("emission")
 
     @property
     def initial(self) -> np.ndarray:
         """Law of the first hidden state ``[S]`` (read-only)."""
-        return self._frozen("initial")
+        return self._table("initial")
 
     def stationary_distribution(self) -> np.ndarray:
-        """Stationary law of the hidden chain ``[S]`` (``πA = π``)."""
-        return self._core.stationary()
+        """Stationary law of the hidden chain ``[S]`` (``πA = π``; read-only)."""
+        return self._table("stationary")
 
     # ------------------------------------------------------------ sampling
 
@@ -186,12 +188,16 @@ class HMM(Process):
         t = check_int("length", length)
         s = check_seed("seed", seed)
         k = check_int("start", start, 0, 2**64 - 1)
-        return self._unpack(self._core.sample(n, t, s, k, _check_bool("return_states", return_states)))
+        return self._unpack(self._core.sample(n, t, s, k, check_bool("return_states", return_states)))
 
     @overload
-    def sample_at(self, indices: Any, length: int, seed: int = 0, *, return_states: Literal[False] = False) -> np.ndarray: ...
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_states: Literal[False] = False
+    ) -> np.ndarray: ...
     @overload
-    def sample_at(self, indices: Any, length: int, seed: int = 0, *, return_states: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_states: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
     @overload
     def sample_at(
         self, indices: Any, length: int, seed: int = 0, *, return_states: bool = False
@@ -207,7 +213,7 @@ class HMM(Process):
         idx = as_indices(indices)
         t = check_int("length", length)
         s = check_seed("seed", seed)
-        return self._unpack(self._core.sample_at(idx, t, s, _check_bool("return_states", return_states)))
+        return self._unpack(self._core.sample_at(idx, t, s, check_bool("return_states", return_states)))
 
     @staticmethod
     def _unpack(out: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -218,40 +224,10 @@ class HMM(Process):
 
     # ------------------------------------------------------------ exact scores
 
-    def log_prob(self, x: Any) -> np.ndarray:
-        """Exact ``log p(x)`` in nats of each sequence (``[N]``; a scalar for
-        1-D input), by the scaled forward algorithm. ``-inf`` for a sequence
-        containing a token of conditional probability 0."""
-        tokens, single = as_tokens(x)
-        out = self._core.log_prob(tokens)
-        return out[0] if single else out
-
-    def token_log_probs(self, x: Any) -> np.ndarray:
-        """``log c_t = log p(x_t | x_<t)`` in nats at every position (the shape
-        of ``x``); the rows sum to :meth:`log_prob`."""
-        tokens, single = as_tokens(x)
-        out = self._core.token_log_probs(tokens)
-        return out[0] if single else out
-
-    def predictive(self, x: Any) -> np.ndarray:
-        """The next-token law ``p(x_t = · | x_<t)`` at every position:
-        ``[N, T, V]`` float64 (``[T, V]`` for 1-D input).
-
-        This is what a perfect model outputs after reading ``x_<t``; row
-        ``t = 0`` is the initial emission marginal ``initial @ emission``, and
-        ``predictive(x)[i, t, x[i, t]] == exp(token_log_probs(x)[i, t])``.
-        Memory is ``N·T·V·8`` bytes: score long inputs in chunks.
-        """
-        tokens, single = as_tokens(x)
-        out = self._core.predictive(tokens)
-        return out[0] if single else out
-
     def filtered_states(self, x: Any) -> np.ndarray:
         """The filter ``p(s_t = · | x_≤t)`` at every position: ``[N, T, S]``
         float64 (``[T, S]`` for 1-D input)."""
-        tokens, single = as_tokens(x)
-        out = self._core.filtered_states(tokens)
-        return out[0] if single else out
+        return self._per_sequence("filtered_states", x)
 
     # ------------------------------------------------------------ entropy rate
 
@@ -301,50 +277,6 @@ class HMM(Process):
             cached = (est.value, est.stderr)
             self._rates[key] = cached
         return Estimate(cached[0] / scale, cached[1] / scale)
-
-    # ------------------------------------------------------------ typicality
-
-    def typicality(
-        self,
-        x: Any,
-        eps: float = 0.05,
-        base: float | None = None,
-        *,
-        entropy_rate: float | Estimate | None = None,
-    ) -> TypicalityReport:
-        """Typical-set membership and path-centred z-scores of each sequence.
-
-        ``nll_per_token`` is ``-(1/T) log p(x)``, compared with the entropy
-        rate ``H`` (``entropy_rate`` if given, in the units of ``base``;
-        otherwise :meth:`entropy_rate` with its defaults) and the band
-        ``H ± eps`` (``eps`` in the units of ``base``).
-
-        The z-score uses the predictive laws ``q_t = p(x_t = · | x_<t)`` along
-        the path: ``Z = Σ_t [-log q_t(x_t) - H(q_t)] / sqrt(Σ_t V(q_t))``
-        with ``H`` and ``V`` the entropy and varentropy of ``q_t``. The
-        centred surprisals are martingale differences under the true process
-        (their conditional mean given ``x_<t`` is 0 and conditional variance
-        ``V(q_t)``), so ``Z`` is ≈ N(0, 1) for long sequences drawn from the
-        HMM, whatever its entropy-rate estimate. Costs O(S·V) a token.
-        """
-        e = check_float("eps", eps, positive=True)
-        scale = log_base(base)
-        tokens, _ = as_tokens(x)
-        _, length = tokens.shape
-        if length == 0:
-            raise ValueError("tokens: typicality needs sequences of length >= 1")
-        logp, centred, var = self._core.path_stats(tokens)
-        if entropy_rate is None:
-            h = float(self.entropy_rate(base))
-        else:
-            h = check_float("entropy_rate", float(entropy_rate))
-        return TypicalityReport(
-            nll_per_token=-logp / length / scale,
-            z=z_scores(centred, var, length),
-            entropy_rate=h,
-            eps=e,
-            unit=_unit(base),
-        )
 
     def __repr__(self) -> str:
         return f"HMM(num_states={self.num_states}, vocab_size={self.vocab_size})"

@@ -16,7 +16,7 @@ pass through the in-context *unigram* and *bigram* stages before reaching it;
 
 from __future__ import annotations
 
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -28,13 +28,11 @@ from .._validation import (
     check_float,
     check_int,
     check_seed,
-    log_base,
     start_indices,
 )
 from ..stats.estimate import Estimate
-from .base import _CoreScored, _unit
+from .base import _CoreScored
 from .markov import MarkovChain
-from ..stats.typicality import TypicalityReport, z_scores
 
 __all__ = [
     "InContextMarkov",
@@ -66,6 +64,7 @@ class InContextMarkov(_CoreScored):
         k = check_int("order", order, 0)
         a = check_float("concentration", concentration, positive=True)
         self._core = _core.InContextCore(v, k, a)
+        self._law = {"vocab_size": v, "order": k, "concentration": a}
 
     @property
     def vocab_size(self) -> int:
@@ -80,18 +79,38 @@ class InContextMarkov(_CoreScored):
         return float(self._core.concentration)
 
     @overload
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0) -> np.ndarray: ...
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_chains: Literal[False] = False
+    ) -> np.ndarray: ...
+    @overload
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_chains: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
     @overload
     def sample(
         self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_chains: bool
-    ) -> Any: ...
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
     def sample(
         self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_chains: bool = False
-    ) -> Any:
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """``[N, T]`` tokens (and ``[N, V**k, V]`` chains if ``return_chains``)."""
         return self.sample_at(start_indices(num_sequences, start), length, seed, return_chains=return_chains)
 
-    def sample_at(self, indices: Any, length: int, seed: int = 0, *, return_chains: bool = False) -> Any:
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_chains: Literal[False] = False
+    ) -> np.ndarray: ...
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_chains: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_chains: bool
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_chains: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         idx = as_indices(indices)
         s = check_seed("seed", seed)
         x = self._core.sample_at(idx, check_int("length", length), s)
@@ -148,26 +167,6 @@ class InContextMarkov(_CoreScored):
         v, k = self.vocab_size, self.order
         chains = rng.dirichlet(np.full(v, self.concentration), size=(m, v**k))
         return Estimate.from_samples(self.chain_entropy_rates(chains, base))
-
-    def typicality(self, x: Any, eps: float = 0.05, base: float | None = None) -> TypicalityReport:
-        """NLL/token of each sequence under the marginal law against the
-        expected entropy rate (±eps), and z-scores centred on the entropies of
-        the Bayes predictive distributions along the path (exactly calibrated:
-        the centred surprisals are martingale differences under the marginal)."""
-        e = check_float("eps", eps, positive=True)
-        scale = log_base(base)
-        tokens, _ = as_tokens(x)
-        length = tokens.shape[1]
-        if length == 0:
-            raise ValueError("tokens: typicality needs sequences of length >= 1")
-        logp, centred, var = self._core.path_stats(tokens)
-        return TypicalityReport(
-            nll_per_token=-logp / length / scale,
-            z=z_scores(centred, var, length),
-            entropy_rate=self.entropy_rate(base).value,
-            eps=e,
-            unit=_unit(base),
-        )
 
     def __repr__(self) -> str:
         return f"InContextMarkov(vocab_size={self.vocab_size}, order={self.order}, concentration={self.concentration:g})"

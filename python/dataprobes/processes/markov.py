@@ -1,7 +1,7 @@
 """Probe processes with exactly known laws: i.i.d. and order-k Markov chains.
 
 All sampling and scoring runs in the Rust core (``dataprobes._core``) with the
-GIL released and in parallel over sequences. Conventions (DESIGN.md §4):
+GIL released and in parallel over sequences. Conventions (docs/architecture.md, determinism):
 
 * ``sample(n, T, seed=s, start=k)`` returns rows ``k .. k+n`` of the
   conceptually infinite sample for seed ``s``: row ``i`` depends only on
@@ -17,25 +17,14 @@ GIL released and in parallel over sequences. Conventions (DESIGN.md §4):
 
 from __future__ import annotations
 
-import abc
-import math
+import warnings
 from typing import Any
 
 import numpy as np
 
 from .. import _core
-from .._validation import (
-    as_float_array,
-    as_indices,
-    as_tokens,
-    check_float,
-    check_int,
-    check_seed,
-    log_base,
-)
-from ..stats.estimate import Estimate
-from ..stats.typicality import TypicalityReport, z_scores
-from .base import Process, _CoreScored, _unit
+from .._validation import as_float_array, as_indices, check_float, check_int, check_seed, log_base, rescale_huge_rows
+from .base import _CoreScored, _owned
 
 __all__ = ["MarkovChain", "IID", "ROW_SUM_TOL"]
 
@@ -84,23 +73,6 @@ class _ChainProcess(_CoreScored):
         """
         return float(self._core.varentropy_rate()) / log_base(base) ** 2
 
-    def typicality(self, x: Any, eps: float = 0.05, base: float | None = None) -> TypicalityReport:
-        """Typical-set membership and path-centred z-scores (see
-        :mod:`dataprobes.stats.typicality`). ``eps`` is in the units of ``base``."""
-        e = check_float("eps", eps, positive=True)
-        scale = log_base(base)
-        tokens, _ = as_tokens(x)
-        n, length = tokens.shape
-        if length == 0:
-            raise ValueError("tokens: typicality needs sequences of length >= 1")
-        logp, centred, var = self._core.path_stats(tokens)
-        return TypicalityReport(
-            nll_per_token=-logp / length / scale,
-            z=z_scores(centred, var, length),
-            entropy_rate=self.entropy_rate(base),
-            eps=e,
-            unit=_unit(base),
-        )
 
 
 class MarkovChain(_ChainProcess):
@@ -139,8 +111,15 @@ class MarkovChain(_ChainProcess):
         if initial is not None:
             init_arr = np.asarray(initial)
             init = as_float_array("initial", init_arr.reshape(-1) if init_arr.ndim > 1 else init_arr, 1)
+        if normalize:
+            p, init = rescale_huge_rows(p), None if init is None else rescale_huge_rows(init)
         self._core = _core.MarkovCore(p, k, init, bool(normalize))
-        self._transition: np.ndarray | None = None
+        self._law = {
+            "transition": _owned(p, transition),
+            "order": k,
+            "initial": None if init is None else _owned(init, initial),
+            "normalize": bool(normalize),
+        }
 
     @classmethod
     def random(
@@ -186,20 +165,16 @@ class MarkovChain(_ChainProcess):
     @property
     def transition(self) -> np.ndarray:
         """The row-normalised ``[V**order, V]`` transition matrix (read-only)."""
-        if self._transition is None:
-            t = self._core.transition()
-            t.flags.writeable = False
-            self._transition = t
-        return self._transition
+        return self._table("transition")
 
     @property
     def initial(self) -> np.ndarray:
-        """Law of the first ``order`` tokens over the ``V**order`` states."""
-        return self._core.initial()
+        """Law of the first ``order`` tokens over the ``V**order`` states (read-only)."""
+        return self._table("initial")
 
     def stationary_distribution(self) -> np.ndarray:
-        """Stationary law π over the ``V**order`` states (``πP = π``)."""
-        return self._core.stationary()
+        """Stationary law π over the ``V**order`` states (``πP = π``; read-only)."""
+        return self._table("stationary")
 
     def row_entropies(self, base: float | None = None) -> np.ndarray:
         """``H(P(·|s))`` of every state's next-token law."""
@@ -227,28 +202,37 @@ class IID(_ChainProcess):
     def __init__(self, probs: Any, *, normalize: bool = False) -> None:
         p = as_float_array("probs", probs, 1)
         try:
-            self._core = _core.MarkovCore(p[None, :], 0, None, bool(normalize))
+            self._core = _core.MarkovCore((rescale_huge_rows(p) if normalize else p)[None, :], 0, None, bool(normalize))
         except ValueError as exc:
             raise ValueError(str(exc).replace("transition row 0", "probs")) from None
+        self._law = {"probs": _owned(p, probs), "normalize": bool(normalize)}
 
     @classmethod
     def random(
         cls,
         vocab_size: int,
         *,
-        entropy: float | None = None,
+        entropy_rate: float | None = None,
         concentration: float | None = None,
         seed: int = 0,
+        entropy: float | None = None,
     ) -> "IID":
         """Random law: Dirichlet(``concentration``) or ``softmax(G/τ)`` tuned to
-        ``entropy`` nats (one knob; default ``concentration=1``)."""
+        ``entropy_rate`` nats (one knob, as in :meth:`MarkovChain.random`;
+        default ``concentration=1``). ``entropy=`` is the deprecated old name
+        of ``entropy_rate=``."""
         v = check_int("vocab_size", vocab_size, 1, 2**32 - 1)
         s = check_seed("seed", seed)
-        if entropy is not None and concentration is not None:
-            raise ValueError("pass exactly one of entropy= and concentration=")
-        rng = np.random.default_rng(s)
         if entropy is not None:
-            h = check_float("entropy", entropy, positive=True)
+            warnings.warn("IID.random(entropy=) is deprecated; use entropy_rate=", DeprecationWarning, stacklevel=2)
+            if entropy_rate is not None:
+                raise ValueError("pass entropy_rate= only (entropy= is its deprecated old name)")
+            entropy_rate = entropy
+        if entropy_rate is not None and concentration is not None:
+            raise ValueError("pass exactly one of entropy_rate= and concentration=")
+        rng = np.random.default_rng(s)
+        if entropy_rate is not None:
+            h = check_float("entropy_rate", entropy_rate, positive=True)
             _, probs, _ = _core.tune_temperature(rng.standard_normal((1, v)), 0, h, 1e-9)
             return cls(probs[0])
         alpha = 1.0 if concentration is None else check_float("concentration", concentration, positive=True)
@@ -256,8 +240,8 @@ class IID(_ChainProcess):
 
     @property
     def probs(self) -> np.ndarray:
-        """The normalised law ``[V]``."""
-        return self._core.transition()[0]
+        """The normalised law ``[V]`` (read-only)."""
+        return self._table("transition")[0]
 
     def __repr__(self) -> str:
-        return f"IID(vocab_size={self.vocab_size}, entropy={self.entropy_rate():.6f} nats)"
+        return f"IID(vocab_size={self.vocab_size}, entropy_rate={self.entropy_rate():.6f} nats)"

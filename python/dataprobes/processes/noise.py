@@ -10,12 +10,12 @@ is the clean token, and an HMM keeps its dynamics with emission
 
 from __future__ import annotations
 
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 
 from .. import _core
-from .._validation import as_indices, check_int, check_probability, check_seed, start_indices
+from .._validation import as_indices, check_int, check_probability, check_process, check_seed, start_indices
 from .composite import Duplicated, Mixture
 from ..stats.estimate import Estimate
 from .hmm import HMM
@@ -61,11 +61,11 @@ class TokenNoise(Process):
     """
 
     def __init__(self, process: Process, rho: float) -> None:
-        if not isinstance(process, Process):
-            raise TypeError(f"process must be a dataprobes Process, got {type(process).__name__}")
+        check_process("process", process)
         self._rho = check_probability("rho", rho)
         self._process = process
         self._exact = noisy_equivalent(process, self._rho)
+        self._law = {"process": process, "rho": self._rho}
 
     @property
     def vocab_size(self) -> int:
@@ -85,15 +85,39 @@ class TokenNoise(Process):
         return self._exact
 
     @overload
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0) -> np.ndarray: ...
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_clean: Literal[False] = False
+    ) -> np.ndarray: ...
     @overload
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_clean: bool) -> Any: ...
-    def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_clean: bool = False) -> Any:
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_clean: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    @overload
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_clean: bool
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    def sample(
+        self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_clean: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Noisy ``[N, T]`` tokens (and the clean tokens and the redrawn-position
         mask if ``return_clean``)."""
         return self.sample_at(start_indices(num_sequences, start), length, seed, return_clean=return_clean)
 
-    def sample_at(self, indices: Any, length: int, seed: int = 0, *, return_clean: bool = False) -> Any:
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_clean: Literal[False] = False
+    ) -> np.ndarray: ...
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_clean: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    @overload
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_clean: bool
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    def sample_at(
+        self, indices: Any, length: int, seed: int = 0, *, return_clean: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
         idx = as_indices(indices)
         s = check_seed("seed", seed)
         clean = self._process.sample_at(idx, check_int("length", length), s)

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from .._validation import as_tokens, check_int, log_base
+from .._validation import as_tokens, check_int, log_base, unit_name
 
 __all__ = [
     "DEFAULT_MAX_DENSE_ENTRIES",
@@ -64,14 +64,6 @@ DEFAULT_MAX_DENSE_ENTRIES: int = int(_core.DEFAULT_MAX_DENSE_ENTRIES)
 
 _CORRECTIONS = ("miller-madow", "none")
 _U64 = 2**64
-
-
-def _unit(base: Any) -> str:
-    if base is None or base == math.e:
-        return "nats"
-    if base == 2:
-        return "bits"
-    return f"log base {base}"
 
 
 def _tokens(tokens: Any) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -314,7 +306,7 @@ def _estimate(stats: tuple[float, float, float, int, int, int, int], k: int, cor
         num_contexts=int(contexts),
         num_distinct=int(distinct),
         vocab_size=int(v),
-        unit=_unit(base),
+        unit=unit_name(base),
     )
 
 

@@ -3,7 +3,7 @@
 For a process with entropy rate H, the ε-typical set of length-n sequences is
 ``A_ε = { x : |-(1/n) log p(x) - H| <= ε }`` (Cover & Thomas, ch. 3). A fixed ε
 is blunt for short sequences, so each sequence also gets the path-centred
-statistic (REFERENCES.md)
+statistic (docs/math.md)
 
     Z = Σ_t [-log p(x_t | s_t) - H(p(· | s_t))] / sqrt(Σ_t V(p(· | s_t)))
 
@@ -40,6 +40,31 @@ class TypicalityReport:
     entropy_rate: float
     eps: float
     unit: str
+
+    @classmethod
+    def from_path_stats(
+        cls,
+        nll_per_token: np.ndarray,
+        centred: np.ndarray,
+        var: np.ndarray,
+        length: int,
+        *,
+        entropy_rate: float,
+        eps: float,
+        unit: str,
+    ) -> "TypicalityReport":
+        """The report of sequences of ``length`` scored tokens from their
+        NLL/token, centred surprisal sums ``Σ_t [-log q_t(x_t) - H(q_t)]`` and
+        varentropy sums ``Σ_t V(q_t)`` (nats): the z-scores are
+        :func:`z_scores` of the two sums. The one constructor of the
+        processes' and the language-model evaluations' reports."""
+        return cls(
+            nll_per_token=np.asarray(nll_per_token),
+            z=z_scores(centred, var, length),
+            entropy_rate=float(entropy_rate),
+            eps=float(eps),
+            unit=unit,
+        )
 
     @property
     def below(self) -> np.ndarray:
