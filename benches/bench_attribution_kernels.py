@@ -40,7 +40,8 @@ import math
 import os
 import platform
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -149,7 +150,11 @@ def check_capture(model: torch.nn.Module, idx: torch.Tensor, k: int) -> None:
 
 
 def capture_overhead(
-    model: torch.nn.Module, idx: torch.Tensor, k: int, time_fn: Callable[[Callable[[], Any]], float] | None, rounds: int = 10
+    model: torch.nn.Module,
+    idx: torch.Tensor,
+    k: int,
+    time_fn: Callable[[Callable[[], Any]], float] | None,
+    rounds: int = 10,
 ) -> dict[str, float]:
     def plain() -> None:
         model.zero_grad(set_to_none=True)
@@ -203,13 +208,17 @@ def cpu_part(args: argparse.Namespace) -> None:
     idx = torch.randint(0, cfg["vocab_size"], (b, t + 1))
     check_capture(model, idx, 16)
     tm = capture_overhead(model, idx, 16, None, rounds=3 * reps)
-    print(f"Capture overhead: TinyGPT {cfg}, batch {b} × {t} tokens, factored k_in = k_out = 16 on every Linear "
-          f"({sum(1 for m in model.modules() if isinstance(m, torch.nn.Linear))} modules), torch reference path\n")
+    print(
+        f"Capture overhead: TinyGPT {cfg}, batch {b} × {t} tokens, factored k_in = k_out = 16 on every Linear "
+        f"({sum(1 for m in model.modules() if isinstance(m, torch.nn.Linear))} modules), torch reference path\n"
+    )
     print("| step | time (ms) | ratio vs plain fwd+bwd |")
     print("|---|---:|---:|")
     print(f"| plain forward + backward | {tm['plain'] * 1e3:.1f} | 1.00× |")
     print(f"| capture (param_grads=False) | {tm['capture'] * 1e3:.1f} | {tm['capture'] / tm['plain']:.2f}× |")
-    print(f"| capture (param_grads=True) | {tm['capture_train'] * 1e3:.1f} | {tm['capture_train'] / tm['plain']:.2f}× |")
+    print(
+        f"| capture (param_grads=True) | {tm['capture_train'] * 1e3:.1f} | {tm['capture_train'] / tm['plain']:.2f}× |"
+    )
     print()
 
     # -- sketch vs dense
@@ -227,7 +236,7 @@ def cpu_part(args: argparse.Namespace) -> None:
             check_sjlt(x, k, scheme, "torch")
         tms = interleaved(
             {
-                "dense x @ P": lambda: x @ p,
+                "dense x @ P": lambda: x @ p,  # noqa: F821 (bound in this loop)
                 "sjlt hash": lambda: sjlt_reference(x, k, 0, scheme="hash"),
                 "sjlt block": lambda: sjlt_reference(x, k, 0, scheme="block"),
             },
@@ -246,8 +255,10 @@ def cpu_part(args: argparse.Namespace) -> None:
     err = (xq.double() - q.double() * s.double()[:, None]).abs()
     assert bool((err <= s.double()[:, None] / 2 + 2.0**-22 * xq.double().abs().amax(1, keepdim=True)).all())
     tq = best_time(lambda: quantize_int8_reference(xq, normalize=True), reps)
-    print(f"int8 quantisation (normalize=True), float32 [{bq}, {kq}], torch reference: "
-          f"{tq * 1e3:.2f} ms, {xq.numel() * 4 / 1e9 / tq:.2f} GB/s of input\n")
+    print(
+        f"int8 quantisation (normalize=True), float32 [{bq}, {kq}], torch reference: "
+        f"{tq * 1e3:.2f} ms, {xq.numel() * 4 / 1e9 / tq:.2f} GB/s of input\n"
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -277,16 +288,29 @@ def trak_on_device(x: torch.Tensor, ks: list[int], device: str, tfn: Callable[[C
     print("| k | TRAK BasicProjector (ms) | TRAK CudaProjector (ms) | SJLT block (ms) | SJLT speed-up vs best TRAK |")
     print("|---:|---:|---:|---:|---:|")
     for k in ks:
-        basic = BasicProjector(grad_dim=d, proj_dim=k, seed=0, proj_type=ProjectionType.rademacher,
-                               device=device, dtype=torch.float32, block_size=128)
+        basic = BasicProjector(
+            grad_dim=d,
+            proj_dim=k,
+            seed=0,
+            proj_type=ProjectionType.rademacher,
+            device=device,
+            dtype=torch.float32,
+            block_size=128,
+        )
         t_basic = tfn(lambda: basic.project(xf, model_id=0))
         t_cuda = math.nan
         if device == "cuda":
             try:
                 from trak.projectors import CudaProjector
 
-                cp = CudaProjector(grad_dim=d, proj_dim=k, seed=0, proj_type=ProjectionType.rademacher,
-                                   device=device, max_batch_size=max(8, b))
+                cp = CudaProjector(
+                    grad_dim=d,
+                    proj_dim=k,
+                    seed=0,
+                    proj_type=ProjectionType.rademacher,
+                    device=device,
+                    max_batch_size=max(8, b),
+                )
                 t_cuda = tfn(lambda: cp.project(xf, model_id=0))
             except Exception as exc:  # fast_jl missing or unsupported shape
                 print(f"(CudaProjector unavailable: {type(exc).__name__}: {str(exc)[:80]})")
@@ -308,7 +332,7 @@ def gpu_part(args: argparse.Namespace, device: str) -> None:
     n = (1 << 28) if on_gpu else (1 << 12)
     buf = torch.empty(n, dtype=dt, device=device)
     dst = torch.empty_like(buf)
-    t_copy = tfn(lambda: dst.copy_(buf))
+    t_copy = tfn(lambda: dst.copy_(buf))  # noqa: F821 (deleted after timing)
     copy_gbps = 2 * n * 2 / 1e9 / t_copy
     peak = peak_gbps(name) if on_gpu else None
     print(f"Device copy: {copy_gbps:.0f} GB/s (read + write); nominal peak: {peak or 'unknown'} GB/s\n")
@@ -323,7 +347,7 @@ def gpu_part(args: argparse.Namespace, device: str) -> None:
     print("|---:|---|---:|---:|---:|---:|---:|")
     for k in ks:
         p = projection_matrix(d, k, 0, dtype=dt, device=device) if d * k <= (1 << 31) else None
-        t_dense = tfn(lambda: x @ p) if p is not None else math.nan
+        t_dense = tfn(lambda: x @ p) if p is not None else math.nan  # noqa: F821 (bound in this loop)
         for scheme in ("hash", "block"):
             got = sjlt(x[:, : min(d, 1 << 16)], k, 0, scheme=scheme, backend="triton")
             want = sjlt_reference(x[:, : min(d, 1 << 16)], k, 0, scheme=scheme)
@@ -332,7 +356,9 @@ def gpu_part(args: argparse.Namespace, device: str) -> None:
             bytes_ = x.numel() * 2 + b * k * 4
             gbps = bytes_ / 1e9 / tt
             pk = f"{100 * gbps / peak:.0f}%" if peak else "n/a"
-            print(f"| {k} | {scheme} | {tt * 1e6:.0f} | {gbps:.0f} | {pk} | {100 * gbps / copy_gbps:.0f}% | {t_dense / tt:.1f}× |")
+            print(
+                f"| {k} | {scheme} | {tt * 1e6:.0f} | {gbps:.0f} | {pk} | {100 * gbps / copy_gbps:.0f}% | {t_dense / tt:.1f}× |"
+            )
         del p
     print()
     trak_on_device(x, ks[:2], device, tfn)
@@ -345,7 +371,9 @@ def gpu_part(args: argparse.Namespace, device: str) -> None:
     assert int((q.int() - qr.int()).abs().max()) <= 1
     tq = tfn(lambda: quantize_int8(xq, normalize=True, backend="triton"))
     gbq = (2 * xq.numel() * 4 + xq.numel() + bq * 4) / 1e9 / tq
-    print(f"int8 quantisation kernel, float32 [{bq}, {kq}]: {tq * 1e6:.0f} µs, {gbq:.0f} GB/s (two reads + int8 write)\n")
+    print(
+        f"int8 quantisation kernel, float32 [{bq}, {kq}]: {tq * 1e6:.0f} µs, {gbq:.0f} GB/s (two reads + int8 write)\n"
+    )
 
     # -- factored kernel vs reference
     bt, tt_, din, dout, kk = (8, 1024, 4096, 4096, 32) if on_gpu else (2, 40, 48, 40, 16)
@@ -358,8 +386,10 @@ def gpu_part(args: argparse.Namespace, device: str) -> None:
     t_k = tfn(lambda: factored_project(xx, gg, pin, pout, backend="triton", input_precision="ieee"))
     t_k32 = tfn(lambda: factored_project(xx, gg, pin, pout, backend="triton", input_precision="tf32"))
     t_r = tfn(lambda: factored_project(xx, gg, pin, pout, backend="torch"))
-    print(f"factored_project bf16 x [{bt}, {tt_}, {din}], g [.., {dout}], k_in = k_out = {kk}: "
-          f"Triton ieee {t_k * 1e6:.0f} µs, Triton tf32 {t_k32 * 1e6:.0f} µs, torch reference {t_r * 1e6:.0f} µs\n")
+    print(
+        f"factored_project bf16 x [{bt}, {tt_}, {din}], g [.., {dout}], k_in = k_out = {kk}: "
+        f"Triton ieee {t_k * 1e6:.0f} µs, Triton tf32 {t_k32 * 1e6:.0f} µs, torch reference {t_r * 1e6:.0f} µs\n"
+    )
 
     # -- capture overhead on a larger TinyGPT
     if on_gpu:
@@ -371,10 +401,12 @@ def gpu_part(args: argparse.Namespace, device: str) -> None:
     model = TinyGPT(**cfg).to(device=device, dtype=dt)
     idx = torch.randint(0, cfg["vocab_size"], (b, t + 1), device=device)
     tm = capture_overhead(model, idx, 16, tfn)
-    print(f"Capture overhead, TinyGPT {cfg} in bf16, batch {b} × {t}, factored k = 16 (Triton): "
-          f"plain {tm['plain'] * 1e3:.2f} ms; capture {tm['capture'] * 1e3:.2f} ms "
-          f"({tm['capture'] / tm['plain']:.2f}×); capture during training step {tm['capture_train'] * 1e3:.2f} ms "
-          f"({tm['capture_train'] / tm['plain']:.2f}×; target ≤ 1.3×)\n")
+    print(
+        f"Capture overhead, TinyGPT {cfg} in bf16, batch {b} × {t}, factored k = 16 (Triton): "
+        f"plain {tm['plain'] * 1e3:.2f} ms; capture {tm['capture'] * 1e3:.2f} ms "
+        f"({tm['capture'] / tm['plain']:.2f}×); capture during training step {tm['capture_train'] * 1e3:.2f} ms "
+        f"({tm['capture_train'] / tm['plain']:.2f}×; target ≤ 1.3×)\n"
+    )
 
 
 def main() -> None:
@@ -382,7 +414,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     ap.add_argument("--skip-cpu", action="store_true")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--gpu-part-on-cpu", action="store_true", help="run the GPU code path on CPU tensors (needs TRITON_INTERPRET=1)")
+    ap.add_argument(
+        "--gpu-part-on-cpu", action="store_true", help="run the GPU code path on CPU tensors (needs TRITON_INTERPRET=1)"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -395,8 +429,10 @@ def main() -> None:
             raise SystemExit("--gpu-part-on-cpu needs TRITON_INTERPRET=1 set before the run")
         gpu_part(args, "cpu")
     else:
-        print("## GPU part\n\nSkipped: no CUDA device (or TRITON_INTERPRET=1). Run on a GPU machine for kernel bandwidth "
-              "and capture overhead with the Triton kernels.")
+        print(
+            "## GPU part\n\nSkipped: no CUDA device (or TRITON_INTERPRET=1). Run on a GPU machine for kernel bandwidth "
+            "and capture overhead with the Triton kernels."
+        )
 
 
 if __name__ == "__main__":

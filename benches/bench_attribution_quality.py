@@ -65,17 +65,23 @@ def main() -> None:
     d = flat.shape[1]
     q, t = slice(0, n_query), slice(n_query, None)
     exact = cosine_scores(flat[q], flat[t])
-    print(f"# {comps}-component Markov mixture, V={v}; TinyGPT {model.num_parameters():,} params; "
-          f"{len(names)} Linear layers, exact gradient dim {d:,}; {n_query} queries x {n_train} train\n")
+    print(
+        f"# {comps}-component Markov mixture, V={v}; TinyGPT {model.num_parameters():,} params; "
+        f"{len(names)} Linear layers, exact gradient dim {d:,}; {n_query} queries x {n_train} train\n"
+    )
 
     from trak.projectors import BasicProjector, ProjectionType
 
     ks = [256, 1024] if args.quick else [256, 512, 1024, 2048, 4096, 8192]
-    print("| k | SJLT (dataprobes) | factored (dataprobes) | TRAK BasicProjector | dense Gaussian | SJLT time | TRAK time | dense time |")
+    print(
+        "| k | SJLT (dataprobes) | factored (dataprobes) | TRAK BasicProjector | dense Gaussian | SJLT time | TRAK time | dense time |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k in ks:
         sj, t_sj = timed(lambda: compress_flat(flat, k, seed=1))
-        proj = BasicProjector(grad_dim=d, proj_dim=k, seed=1, proj_type=ProjectionType.rademacher, device="cpu", block_size=min(k, 100))
+        proj = BasicProjector(
+            grad_dim=d, proj_dim=k, seed=1, proj_type=ProjectionType.rademacher, device="cpu", block_size=min(k, 100)
+        )
         tr, t_tr = timed(lambda: proj.project(flat, model_id=0))
         g = torch.Generator().manual_seed(1)
         dense_mat = torch.randn(d, k, generator=g) / math.sqrt(k)
@@ -84,8 +90,10 @@ def main() -> None:
         with GradientCapture(model, modules=names, mode="factored", k_in=kk, k_out=kk, seed=1) as cap:
             fa = cap.backward(loss_fn(model, xt))
         rows = [per_query_spearman(exact, cosine_scores(z[q], z[t])).mean() for z in (sj, fa, tr, dn)]
-        print(f"| {k} | {rows[0]:.3f} | {rows[1]:.3f} (k={fa.shape[1]}) | {rows[2]:.3f} | {rows[3]:.3f} | "
-              f"{t_sj * 1e3:.1f} ms | {t_tr * 1e3:.1f} ms | {t_dn * 1e3:.1f} ms |")
+        print(
+            f"| {k} | {rows[0]:.3f} | {rows[1]:.3f} (k={fa.shape[1]}) | {rows[2]:.3f} | {rows[3]:.3f} | "
+            f"{t_sj * 1e3:.1f} ms | {t_tr * 1e3:.1f} ms | {t_dn * 1e3:.1f} ms |"
+        )
 
     print("\n| scoring | precision@10 | chance |")
     print("|---|---:|---:|")

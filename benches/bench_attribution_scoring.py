@@ -76,7 +76,7 @@ class PeakSampler:
             self.peak = max(self.peak, _rss_anon())
             time.sleep(0.002)
 
-    def __enter__(self) -> "PeakSampler":
+    def __enter__(self) -> PeakSampler:
         self._t.start()
         return self
 
@@ -94,7 +94,9 @@ class PeakSampler:
 # child: one method, one store
 
 
-def _run_method(method: str, store, q: np.ndarray, top_k: int, block_rows: int, res: dict) -> tuple[np.ndarray, np.ndarray]:
+def _run_method(
+    method: str, store, q: np.ndarray, top_k: int, block_rows: int, res: dict
+) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
     from dataprobes.attribution import fit_preconditioner, score
@@ -104,7 +106,9 @@ def _run_method(method: str, store, q: np.ndarray, top_k: int, block_rows: int, 
         r = score(store, q, "ip", top_k=k, block_rows=block_rows, device="cpu", query_config=store.config)
         return r.ids, r.scores
     if method == "streamed-nocheck":
-        r = score(store, q, "ip", top_k=k, block_rows=block_rows, device="cpu", query_config=store.config, verify_reads=False)
+        r = score(
+            store, q, "ip", top_k=k, block_rows=block_rows, device="cpu", query_config=store.config, verify_reads=False
+        )
         return r.ids, r.scores
     if method == "streamed-cosine":
         r = score(store, q, "cosine", top_k=k, block_rows=block_rows, device="cpu", query_config=store.config)
@@ -113,7 +117,16 @@ def _run_method(method: str, store, q: np.ndarray, top_k: int, block_rows: int, 
         t0 = time.perf_counter()
         pre = fit_preconditioner(store, 1e-3, block_rows=block_rows, device="cpu", query_config=store.config)
         res["fit_s"] = time.perf_counter() - t0
-        r = score(store, q, "influence", top_k=k, block_rows=block_rows, device="cpu", query_config=store.config, preconditioner=pre)
+        r = score(
+            store,
+            q,
+            "influence",
+            top_k=k,
+            block_rows=block_rows,
+            device="cpu",
+            query_config=store.config,
+            preconditioner=pre,
+        )
         return r.ids, r.scores
     if method == "numpy":
         all_ids, x = store.read()  # dequantise everything: [n, dim] float32
@@ -158,8 +171,22 @@ def child(method: str, store_dir: str, queries_file: str, top_k: int, block_rows
 def run_child(method: str, store_dir: Path, queries_file: Path, top_k: int, block_rows: int, work: Path) -> dict:
     out = str(work / f"res-{method}")
     env = {**os.environ, **{v: str(THREADS) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
-    cmd = [sys.executable, __file__, "--child", method, "--store", str(store_dir), "--queries-file", str(queries_file),
-           "--top-k", str(top_k), "--block-rows", str(block_rows), "--out", out]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        method,
+        "--store",
+        str(store_dir),
+        "--queries-file",
+        str(queries_file),
+        "--top-k",
+        str(top_k),
+        "--block-rows",
+        str(block_rows),
+        "--out",
+        out,
+    ]
     subprocess.run(cmd, check=True, env=env)
     with open(out + ".json") as f:
         res = json.load(f)
@@ -172,7 +199,9 @@ def run_child(method: str, store_dir: Path, queries_file: Path, top_k: int, bloc
 # parent
 
 
-def write_store(path: Path, n: int, dim: int, dtype: str, batch: int = 8192, shard_rows: int = 65536) -> tuple[float, int]:
+def write_store(
+    path: Path, n: int, dim: int, dtype: str, batch: int = 8192, shard_rows: int = 65536
+) -> tuple[float, int]:
     from dataprobes.attribution import StoreWriter
 
     rng = np.random.default_rng(1)
@@ -218,10 +247,14 @@ def main() -> None:
     ap.add_argument("--dtypes", nargs="+", default=["int8", "float16"])
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch/BLAS threads for every method")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds of all methods; the best time is kept")
-    ap.add_argument("--naive-max-gib", type=float, default=10.0, help="skip the naive methods above this estimated memory")
+    ap.add_argument(
+        "--naive-max-gib", type=float, default=10.0, help="skip the naive methods above this estimated memory"
+    )
     ap.add_argument("--cosine", action="store_true", help="also time streamed cosine")
     ap.add_argument("--checksums", action="store_true", help="also time streamed scoring without verified reads")
-    ap.add_argument("--influence", action="store_true", help="also time streamed influence (fit + score) at the smallest size")
+    ap.add_argument(
+        "--influence", action="store_true", help="also time streamed influence (fit + score) at the smallest size"
+    )
     ap.add_argument("--dir", default=None, help="scratch directory for the stores (default: a temporary directory)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--store", default=None, help=argparse.SUPPRESS)
@@ -237,10 +270,14 @@ def main() -> None:
     import torch
 
     work = Path(tempfile.mkdtemp(prefix="bench-attr-", dir=args.dir))
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
-          f"numpy {np.__version__}, torch {torch.__version__}; {args.threads} threads per method")
-    print(f"# dim={args.dim} queries={args.queries} top_k={args.top_k} block_rows={args.block_rows} "
-          f"repeats={args.repeats}; scratch {work}")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+        f"numpy {np.__version__}, torch {torch.__version__}; {args.threads} threads per method"
+    )
+    print(
+        f"# dim={args.dim} queries={args.queries} top_k={args.top_k} block_rows={args.block_rows} "
+        f"repeats={args.repeats}; scratch {work}"
+    )
     q = np.random.default_rng(2).standard_normal((args.queries, args.dim)).astype(np.float32)
     qfile = work / "queries.npy"
     np.save(qfile, q)
@@ -251,8 +288,11 @@ def main() -> None:
                 sdir = work / f"store-{dtype}-{n}"
                 secs, nbytes = write_store(sdir, n, args.dim, dtype)
                 write_rows.append((n, dtype, n / secs, n * args.dim * 4 / secs, nbytes))
-                print(f"write  n={n:>8} {dtype:>7}: {n / secs:10.3e} rows/s  {n * args.dim * 4 / secs / 2**20:7.0f} MiB/s in, "
-                      f"store {fmt_bytes(nbytes)}", flush=True)
+                print(
+                    f"write  n={n:>8} {dtype:>7}: {n / secs:10.3e} rows/s  {n * args.dim * 4 / secs / 2**20:7.0f} MiB/s in, "
+                    f"store {fmt_bytes(nbytes)}",
+                    flush=True,
+                )
                 naive_bytes = n * args.dim * 4 + args.queries * n * 12
                 methods = ["streamed"] + (["numpy", "torch"] if naive_bytes / 2**30 <= args.naive_max_gib else [])
                 methods += ["streamed-nocheck"] if args.checksums else []
@@ -262,7 +302,10 @@ def main() -> None:
                     for m in methods:
                         r = run_child(m, sdir, qfile, args.top_k, args.block_rows, work)
                         times[m].append(r["seconds"])
-                        print(f"  {m:>8}: {r['seconds']:7.2f} s wall, {r['cpu_s']:7.2f} s cpu, {r['majflt']} major faults", flush=True)
+                        print(
+                            f"  {m:>8}: {r['seconds']:7.2f} s wall, {r['cpu_s']:7.2f} s cpu, {r['majflt']} major faults",
+                            flush=True,
+                        )
                         if m in best:
                             r["peak_bytes"] = max(r["peak_bytes"], best[m]["peak_bytes"])
                             if r["seconds"] > best[m]["seconds"]:
@@ -274,21 +317,29 @@ def main() -> None:
                     check_agree(streamed, nocheck, sdir, q, "streamed without verified reads")
                     on, off = np.array(times["streamed"]), np.array(times["streamed-nocheck"])
                     check_rows.append((n, dtype, on, off))
-                    print(f"verify n={n:>8} {dtype:>7}: on median {np.median(on):.3f} s [{on.min():.3f}, {on.max():.3f}], "
-                          f"off median {np.median(off):.3f} s [{off.min():.3f}, {off.max():.3f}]: "
-                          f"cost {100 * (np.median(on) / np.median(off) - 1):+.1f} % (best {100 * (on.min() / off.min() - 1):+.1f} %)",
-                          flush=True)
+                    print(
+                        f"verify n={n:>8} {dtype:>7}: on median {np.median(on):.3f} s [{on.min():.3f}, {on.max():.3f}], "
+                        f"off median {np.median(off):.3f} s [{off.min():.3f}, {off.max():.3f}]: "
+                        f"cost {100 * (np.median(on) / np.median(off) - 1):+.1f} % (best {100 * (on.min() / off.min() - 1):+.1f} %)",
+                        flush=True,
+                    )
                 naive = best
                 # correctness before any time is reported
-                same = {m: check_agree(streamed, r, sdir, q, f"{m} vs streamed n={n} {dtype}") for m, r in naive.items()}
+                same = {
+                    m: check_agree(streamed, r, sdir, q, f"{m} vs streamed n={n} {dtype}") for m, r in naive.items()
+                }
                 check_agree(streamed, streamed, sdir, q, "streamed self-check")
                 row = {"n": n, "dtype": dtype, "streamed": streamed, **naive, "same": same}
                 score_rows.append(row)
-                line = (f"score  n={n:>8} {dtype:>7}: streamed {n / streamed['seconds']:10.3e} rows/s peak {fmt_bytes(streamed['peak_bytes'])} "
-                        f"(cpu/wall {streamed['cpu_s'] / streamed['seconds']:.2f}, majflt {streamed['majflt']})")
+                line = (
+                    f"score  n={n:>8} {dtype:>7}: streamed {n / streamed['seconds']:10.3e} rows/s peak {fmt_bytes(streamed['peak_bytes'])} "
+                    f"(cpu/wall {streamed['cpu_s'] / streamed['seconds']:.2f}, majflt {streamed['majflt']})"
+                )
                 for m, r in naive.items():
-                    line += (f" | {m} {n / r['seconds']:10.3e} rows/s peak {fmt_bytes(r['peak_bytes'])} "
-                             f"(ids equal {same[m]:.4f})")
+                    line += (
+                        f" | {m} {n / r['seconds']:10.3e} rows/s peak {fmt_bytes(r['peak_bytes'])} "
+                        f"(ids equal {same[m]:.4f})"
+                    )
                 print(line, flush=True)
                 if args.cosine:
                     r = run_child("streamed-cosine", sdir, qfile, args.top_k, args.block_rows, work)
@@ -296,15 +347,22 @@ def main() -> None:
                     print(f"score  n={n:>8} {dtype:>7}: streamed cosine {n / r['seconds']:10.3e} rows/s", flush=True)
                 if args.influence and n == min(args.rows):
                     r = run_child("streamed-influence", sdir, qfile, args.top_k, args.block_rows, work)
-                    extra_rows.append((n, dtype, "influence", n / (r["seconds"] - r["fit_s"]), r["fit_s"], r["peak_bytes"]))
-                    print(f"score  n={n:>8} {dtype:>7}: influence fit {r['fit_s']:.1f} s, score "
-                          f"{n / (r['seconds'] - r['fit_s']):10.3e} rows/s", flush=True)
+                    extra_rows.append(
+                        (n, dtype, "influence", n / (r["seconds"] - r["fit_s"]), r["fit_s"], r["peak_bytes"])
+                    )
+                    print(
+                        f"score  n={n:>8} {dtype:>7}: influence fit {r['fit_s']:.1f} s, score "
+                        f"{n / (r['seconds'] - r['fit_s']):10.3e} rows/s",
+                        flush=True,
+                    )
                 shutil.rmtree(sdir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print("\n| stored rows | dtype | streamed (rows/s) | numpy naive (rows/s) | torch naive (rows/s) | speed vs numpy | "
-          "speed vs torch | peak mem streamed | peak mem numpy | peak mem torch | memory ratio (numpy/streamed) |")
+    print(
+        "\n| stored rows | dtype | streamed (rows/s) | numpy naive (rows/s) | torch naive (rows/s) | speed vs numpy | "
+        "speed vs torch | peak mem streamed | peak mem numpy | peak mem torch | memory ratio (numpy/streamed) |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in score_rows:
         s = row["streamed"]
@@ -323,13 +381,17 @@ def main() -> None:
     for n, dtype, rps, bps, nbytes in write_rows:
         print(f"| {n:,} | {dtype} | {rps:.3e} | {bps / 2**20:.0f} | {fmt_bytes(nbytes)} |")
     if check_rows:
-        print("\n| stored rows | dtype | runs | verified reads: median (min–max) s | unverified: median (min–max) s | "
-              "cost (medians) | cost (best times) |")
+        print(
+            "\n| stored rows | dtype | runs | verified reads: median (min–max) s | unverified: median (min–max) s | "
+            "cost (medians) | cost (best times) |"
+        )
         print("|---:|---|---:|---:|---:|---:|---:|")
         for n, dtype, on, off in check_rows:
-            print(f"| {n:,} | {dtype} | {len(on)} | {np.median(on):.3f} ({on.min():.3f}–{on.max():.3f}) | "
-                  f"{np.median(off):.3f} ({off.min():.3f}–{off.max():.3f}) | {100 * (np.median(on) / np.median(off) - 1):+.1f} % | "
-                  f"{100 * (on.min() / off.min() - 1):+.1f} % |")
+            print(
+                f"| {n:,} | {dtype} | {len(on)} | {np.median(on):.3f} ({on.min():.3f}–{on.max():.3f}) | "
+                f"{np.median(off):.3f} ({off.min():.3f}–{off.max():.3f}) | {100 * (np.median(on) / np.median(off) - 1):+.1f} % | "
+                f"{100 * (on.min() / off.min() - 1):+.1f} % |"
+            )
     if extra_rows:
         print("\n| stored rows | dtype | method | streamed (rows/s) | preconditioner fit (s) | peak mem |")
         print("|---:|---|---|---:|---:|---:|")

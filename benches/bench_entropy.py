@@ -68,15 +68,23 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=1_000_000, help="tokens per sequence")
     ap.add_argument("--vocab", type=int, default=128)
     ap.add_argument("--entropy-rate", type=float, default=2.0)
-    ap.add_argument("--zipf", type=float, default=None,
-                    help="instead of the Markov probe: i.i.d. Zipf(s) tokens over --vocab (a tokenised corpus's "
-                         "unigram shape; with V = 50257 order 1 takes the sparse path)")
+    ap.add_argument(
+        "--zipf",
+        type=float,
+        default=None,
+        help="instead of the Markov probe: i.i.d. Zipf(s) tokens over --vocab (a tokenised corpus's "
+        "unigram shape; with V = 50257 order 1 takes the sparse path)",
+    )
     ap.add_argument("--orders", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--profile", type=int, default=2, help="also time entropy_profile up to this order (-1: skip)")
     ap.add_argument("--repeats", type=int, default=7, help="timed numpy runs per case")
-    ap.add_argument("--repeats-ours", type=int, default=21,
-                    help="timed dataprobes runs per case (interleaved with the numpy runs; they are "
-                         "short, and a 2-thread call needs both cores free to show its time)")
+    ap.add_argument(
+        "--repeats-ours",
+        type=int,
+        default=21,
+        help="timed dataprobes runs per case (interleaved with the numpy runs; they are "
+        "short, and a 2-thread call needs both cores free to show its time)",
+    )
     args = ap.parse_args()
 
     v = args.vocab
@@ -90,20 +98,30 @@ def main() -> None:
     ntok = x.size
     threads = os.environ.get("RAYON_NUM_THREADS", str(os.cpu_count()))
     print(f"load average (1, 5, 15 min) at the start: {os.getloadavg()}")
-    print(f"# {ntok:,} tokens ({rows} x {args.length}, {x.dtype}), {process!r}, exact entropy rate "
-          f"{process.entropy_rate():.6f} nats; CPU: {cpu_model()}, {os.cpu_count()} cores, "
-          f"rayon threads: {threads}; numpy {np.__version__}")
+    print(
+        f"# {ntok:,} tokens ({rows} x {args.length}, {x.dtype}), {process!r}, exact entropy rate "
+        f"{process.entropy_rate():.6f} nats; CPU: {cpu_model()}, {os.cpu_count()} cores, "
+        f"rayon threads: {threads}; numpy {np.__version__}"
+    )
 
     cases = []
     for k in args.orders:
-        cases.append((f"conditional_entropy, order {k}",
-                      lambda k=k: dp.conditional_entropy(x, k, correction="none").value,
-                      lambda k=k: numpy_conditional_entropy(x, k, v)))
+        cases.append(
+            (
+                f"conditional_entropy, order {k}",
+                lambda k=k: dp.conditional_entropy(x, k, correction="none").value,
+                lambda k=k: numpy_conditional_entropy(x, k, v),
+            )
+        )
     if args.profile >= 0:
         m = args.profile
-        cases.append((f"entropy_profile, orders 0..{m}",
-                      lambda m=m: dp.entropy_profile(x, m, correction="none"),
-                      lambda m=m: numpy_profile(x, m, v)))
+        cases.append(
+            (
+                f"entropy_profile, orders 0..{m}",
+                lambda m=m: dp.entropy_profile(x, m, correction="none"),
+                lambda m=m: numpy_profile(x, m, v),
+            )
+        )
 
     rows_out = []
     for name, ours, base in cases:
@@ -126,20 +144,27 @@ def main() -> None:
         tom, tbm = statistics.median(t_ours), statistics.median(t_base)
         co, cb = statistics.median(c_ours), statistics.median(c_base)
         rows_out.append((name, float(np.ravel(a)[-1]), err, to, tom, co, tb, tbm, cb))
-        print(f"{name}: dataprobes {to*1e3:.1f} ms (median {tom*1e3:.1f}, cpu {co*1e3:.0f}), "
-              f"numpy {tb*1e3:.1f} ms (median {tbm*1e3:.1f}, cpu {cb*1e3:.0f}), ratio {tb/to:.1f}x, "
-              f"max |diff| {err:.1e}", flush=True)
+        print(
+            f"{name}: dataprobes {to * 1e3:.1f} ms (median {tom * 1e3:.1f}, cpu {co * 1e3:.0f}), "
+            f"numpy {tb * 1e3:.1f} ms (median {tbm * 1e3:.1f}, cpu {cb * 1e3:.0f}), ratio {tb / to:.1f}x, "
+            f"max |diff| {err:.1e}",
+            flush=True,
+        )
 
     print()
     print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
     print()
-    print("| case | estimate (nats) | max \\|diff\\| vs numpy | dataprobes: wall min (median); cpu | tokens/s | "
-          "numpy: wall min (median); cpu | tokens/s | speed-up, wall min / median |")
+    print(
+        "| case | estimate (nats) | max \\|diff\\| vs numpy | dataprobes: wall min (median); cpu | tokens/s | "
+        "numpy: wall min (median); cpu | tokens/s | speed-up, wall min / median |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, est, err, to, tom, co, tb, tbm, cb in rows_out:
-        print(f"| {name} | {est:.6f} | {err:.1e} | {to*1e3:.0f} ms ({tom*1e3:.0f}); {co*1e3:.0f} ms | "
-              f"{ntok/to/1e9:.2f} G | {tb*1e3:.0f} ms ({tbm*1e3:.0f}); {cb*1e3:.0f} ms | {ntok/tb/1e6:.0f} M | "
-              f"**{tb/to:.0f}x** / {tbm/tom:.0f}x |")
+        print(
+            f"| {name} | {est:.6f} | {err:.1e} | {to * 1e3:.0f} ms ({tom * 1e3:.0f}); {co * 1e3:.0f} ms | "
+            f"{ntok / to / 1e9:.2f} G | {tb * 1e3:.0f} ms ({tbm * 1e3:.0f}); {cb * 1e3:.0f} ms | {ntok / tb / 1e6:.0f} M | "
+            f"**{tb / to:.0f}x** / {tbm / tom:.0f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ import platform
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -115,9 +116,25 @@ def main() -> None:
         return
 
     env = dict(os.environ, RAYON_NUM_THREADS="1")
-    cmd = [sys.executable, __file__, "--worker", "--states", *map(str, args.states), "--vocab", str(args.vocab),
-           "--sequences", str(args.sequences), "--length", str(args.length), "--repeats", str(args.repeats)]
-    one_core = {int(k): v for k, v in json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout).items()}
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--states",
+        *map(str, args.states),
+        "--vocab",
+        str(args.vocab),
+        "--sequences",
+        str(args.sequences),
+        "--length",
+        str(args.length),
+        "--repeats",
+        str(args.repeats),
+    ]
+    one_core = {
+        int(k): v
+        for k, v in json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout).items()
+    }
 
     n, t, v = args.sequences, args.length, args.vocab
     tokens = n * t
@@ -165,15 +182,23 @@ def main() -> None:
     import hmmlearn
 
     simd = make_hmm(4, 4, 0)._core.simd
-    print(f"machine: {cpu}, {os.cpu_count()} logical cores; Python {platform.python_version()}, numpy {np.__version__}, "
-          f"hmmlearn {hmmlearn.__version__}, dataprobes {dp.__version__} (AVX2 forward path: {simd})")
-    print(f"data: V = {v}, {n} sequences x {t} tokens = {tokens:,} tokens; log_prob agreement with hmmlearn asserted (rel 1e-9)\n")
+    print(
+        f"machine: {cpu}, {os.cpu_count()} logical cores; Python {platform.python_version()}, numpy {np.__version__}, "
+        f"hmmlearn {hmmlearn.__version__}, dataprobes {dp.__version__} (AVX2 forward path: {simd})"
+    )
+    print(
+        f"data: V = {v}, {n} sequences x {t} tokens = {tokens:,} tokens; log_prob agreement with hmmlearn asserted (rel 1e-9)\n"
+    )
     print("Forward log-likelihood (tokens/s; higher is better)\n")
-    print("| S | dataprobes log_prob (all cores) | dataprobes (1 core) | hmmlearn score, log | hmmlearn score, scaling | ratio vs log | ratio vs scaling | 1-core ratio vs log |")
+    print(
+        "| S | dataprobes log_prob (all cores) | dataprobes (1 core) | hmmlearn score, log | hmmlearn score, scaling | ratio vs log | ratio vs scaling | 1-core ratio vs log |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s, dp_all, dp_one, hl_log, hl_scale in fwd_rows:
-        print(f"| {s} | {dp_all:.3g} | {dp_one:.3g} | {hl_log:.3g} | {hl_scale:.3g} | {dp_all / hl_log:.0f}x | "
-              f"{dp_all / hl_scale:.0f}x | {dp_one / hl_log:.0f}x |")
+        print(
+            f"| {s} | {dp_all:.3g} | {dp_one:.3g} | {hl_log:.3g} | {hl_scale:.3g} | {dp_all / hl_log:.0f}x | "
+            f"{dp_all / hl_scale:.0f}x | {dp_one / hl_log:.0f}x |"
+        )
     print("\nSampling (tokens/s; hmmlearn: one sequence of T tokens per call)\n")
     print("| S | dataprobes sample (all cores) | hmmlearn sample | ratio | hmmlearn tokens timed |")
     print("|---:|---:|---:|---:|---:|")

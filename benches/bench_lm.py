@@ -81,8 +81,15 @@ def _measure(args: tuple[str, str, bool]) -> dict:
         value = fn(process, x, model)
         best = min(best, time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"case": case, "method": method, "kl": value, "seconds": best, "tokens": int(x.shape[0] * (x.shape[1] - 1)),
-            "peak_mb": peak / 1024, "extra_mb": (peak - base) / 1024}
+    return {
+        "case": case,
+        "method": method,
+        "kl": value,
+        "seconds": best,
+        "tokens": int(x.shape[0] * (x.shape[1] - 1)),
+        "peak_mb": peak / 1024,
+        "extra_mb": (peak - base) / 1024,
+    }
 
 
 def main() -> None:
@@ -101,11 +108,15 @@ def main() -> None:
         assert abs(a["kl"] - b["kl"]) <= 1e-9 * max(1.0, abs(b["kl"])), (a["kl"], b["kl"])
         rows.append((case, a, b))
     print(f"# excess_loss vs naive full-truth PyTorch ({platform.processor() or platform.machine()}, 2 threads)\n")
-    print("| case | tokens | dataprobes tok/s | naive tok/s | speed ratio | dataprobes peak RSS | naive peak RSS | memory ratio |")
+    print(
+        "| case | tokens | dataprobes tok/s | naive tok/s | speed ratio | dataprobes peak RSS | naive peak RSS | memory ratio |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for case, a, b in rows:
         ta, tb = a["tokens"] / a["seconds"], b["tokens"] / b["seconds"]
-        print(f"| {case} | {a['tokens']:,} | {ta:,.0f} | {tb:,.0f} | {ta / tb:.2f}x | {a['peak_mb']:,.0f} MB | {b['peak_mb']:,.0f} MB | {b['peak_mb'] / a['peak_mb']:.1f}x |")
+        print(
+            f"| {case} | {a['tokens']:,} | {ta:,.0f} | {tb:,.0f} | {ta / tb:.2f}x | {a['peak_mb']:,.0f} MB | {b['peak_mb']:,.0f} MB | {b['peak_mb'] / a['peak_mb']:.1f}x |"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump([{"case": c, "dataprobes": a, "naive": b} for c, a, b in rows], f, indent=2)

@@ -66,7 +66,8 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # Nothing timed here uses BLAS; keep its thread pool from competing with rayon.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -419,12 +420,14 @@ def bench_vocab(v: int, cfg: dict, threads: list[int], main_threads: int, tmpdir
     # flat searchsorted misses cache on every probe at large V: time fewer steps
     ts = t if v <= 1024 else min(t, cfg["searchsorted_steps"])
     fns = dict(dataprobes_fns(p, n, t))
-    fns.update({
-        "numpy_guide": lambda: nps.sample_guide(n, t, seed=1),
-        "numpy_searchsorted": lambda: nps.sample_searchsorted(n, ts, seed=1),
-        "numpy_compare": lambda: nps.sample_compare(n, tc, seed=1),
-        "numpy_log_prob": lambda: numpy_log_prob(x, log_pi, log_p),
-    })
+    fns.update(
+        {
+            "numpy_guide": lambda: nps.sample_guide(n, t, seed=1),
+            "numpy_searchsorted": lambda: nps.sample_searchsorted(n, ts, seed=1),
+            "numpy_compare": lambda: nps.sample_compare(n, tc, seed=1),
+            "numpy_log_prob": lambda: numpy_log_prob(x, log_pi, log_p),
+        }
+    )
     best: dict[str, float] = {}
     try:
         for _ in range(k):
@@ -498,42 +501,75 @@ def fmt_rate(x: float) -> str:
 
 def markdown(results: list[dict], threads: list[int]) -> str:
     lines = []
-    hdr = "| V | method | " + " | ".join(f"tokens/s ({c} thr)" for c in threads) + " | " + " | ".join(
-        f"dataprobes ÷ method ({c} thr)" for c in threads
-    ) + " |"
+    hdr = (
+        "| V | method | "
+        + " | ".join(f"tokens/s ({c} thr)" for c in threads)
+        + " | "
+        + " | ".join(f"dataprobes ÷ method ({c} thr)" for c in threads)
+        + " |"
+    )
     lines += ["### Sampling (tokens/s; ratio = dataprobes ÷ method, rng-only row: rng-only ÷ dataprobes)", "", hdr]
     lines.append("|" + "---|" * (2 + 2 * len(threads)))
     for r in results:
         v, tok, byt = r["V"], r["tokens_per_s_main"], r["dataprobes_by_threads"]
         dps = [byt[str(c)]["sample"] for c in threads]
-        lines.append(f"| {v} | **dataprobes `sample`** | " + " | ".join(f"**{fmt_rate(x)}**" for x in dps)
-                     + " | " + " | ".join("1" for _ in threads) + " |")
-        lines.append(f"| {v} | rng-only limit (`rng_only_fill`) | "
-                     + " | ".join(fmt_rate(byt[str(c)]["rng_only"]) for c in threads) + " | "
-                     + " | ".join(f"rng-only is {byt[str(c)]['rng_only'] / byt[str(c)]['sample']:.1f}× faster"
-                                  for c in threads) + " |")
+        lines.append(
+            f"| {v} | **dataprobes `sample`** | "
+            + " | ".join(f"**{fmt_rate(x)}**" for x in dps)
+            + " | "
+            + " | ".join("1" for _ in threads)
+            + " |"
+        )
+        lines.append(
+            f"| {v} | rng-only limit (`rng_only_fill`) | "
+            + " | ".join(fmt_rate(byt[str(c)]["rng_only"]) for c in threads)
+            + " | "
+            + " | ".join(f"rng-only is {byt[str(c)]['rng_only'] / byt[str(c)]['sample']:.1f}× faster" for c in threads)
+            + " |"
+        )
         h_n, h_t = r["hmmlearn_sequences_timed"]
         rows = [
             ("numpy_guide", "numpy inverse-CDF, guide table (fastest numpy)"),
-            ("numpy_searchsorted", "numpy inverse-CDF, flat `searchsorted`"
-             + (f" ({r['numpy_searchsorted_steps_timed']} steps timed)"
-                if r["numpy_searchsorted_steps_timed"] != r["T"] else "")),
+            (
+                "numpy_searchsorted",
+                "numpy inverse-CDF, flat `searchsorted`"
+                + (
+                    f" ({r['numpy_searchsorted_steps_timed']} steps timed)"
+                    if r["numpy_searchsorted_steps_timed"] != r["T"]
+                    else ""
+                ),
+            ),
             ("numpy_compare", f"numpy inverse-CDF, compare-sum ({r['numpy_compare_steps_timed']} steps timed)"),
             ("hmmlearn", f"hmmlearn `CategoricalHMM.sample` ({h_n}×{h_t} tokens timed)"),
         ]
         for key, label in rows:
             rate = tok[key]
-            lines.append(f"| {v} | {label} | " + " | ".join(fmt_rate(rate) for _ in threads) + " | "
-                         + " | ".join(f"{d / rate:,.1f}×" for d in dps) + " |")
+            lines.append(
+                f"| {v} | {label} | "
+                + " | ".join(fmt_rate(rate) for _ in threads)
+                + " | "
+                + " | ".join(f"{d / rate:,.1f}×" for d in dps)
+                + " |"
+            )
     lines += ["", "### Scoring: `log_prob` (tokens/s; ratio = dataprobes ÷ numpy gather)", ""]
-    lines.append("| V | numpy gather | " + " | ".join(f"dataprobes ({c} thr)" for c in threads) + " | "
-                 + " | ".join(f"ratio ({c} thr)" for c in threads) + " |")
+    lines.append(
+        "| V | numpy gather | "
+        + " | ".join(f"dataprobes ({c} thr)" for c in threads)
+        + " | "
+        + " | ".join(f"ratio ({c} thr)" for c in threads)
+        + " |"
+    )
     lines.append("|" + "---|" * (2 + 2 * len(threads)))
     for r in results:
         base = r["tokens_per_s_main"]["numpy_log_prob"]
         lps = [r["dataprobes_by_threads"][str(c)]["log_prob"] for c in threads]
-        lines.append(f"| {r['V']} | {fmt_rate(base)} | " + " | ".join(fmt_rate(x) for x in lps) + " | "
-                     + " | ".join(f"{x / base:.1f}×" for x in lps) + " |")
+        lines.append(
+            f"| {r['V']} | {fmt_rate(base)} | "
+            + " | ".join(fmt_rate(x) for x in lps)
+            + " | "
+            + " | ".join(f"{x / base:.1f}×" for x in lps)
+            + " |"
+        )
     # targets
     c_max = str(max(threads))
     lines += ["", f"### Targets ({c_max} threads)", "", "| target | V | measured | met |", "|---|---|---|---|"]
@@ -558,8 +594,9 @@ def main() -> None:
     ap.add_argument("--threads", default=None, help="comma-separated RAYON_NUM_THREADS values (default: 1,nproc)")
     ap.add_argument("--vocab", default=None, help="comma-separated vocabulary sizes (default: 128,4096)")
     ap.add_argument("--repeats", type=int, default=None, help="best-of-k rounds (default 9; quick: 2)")
-    ap.add_argument("--entropy-frac", type=float, default=0.5,
-                    help="entropy rate of the chain as a fraction of log V (default 0.5)")
+    ap.add_argument(
+        "--entropy-frac", type=float, default=0.5, help="entropy rate of the chain as a fraction of log V (default 0.5)"
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -585,8 +622,9 @@ def main() -> None:
         hmm_max_seqs=4 if args.quick else 512,
         hmm_repeats=1 if args.quick else 2,
     )
-    import dataprobes
     import hmmlearn
+
+    import dataprobes
 
     warnings.filterwarnings("ignore", module="hmmlearn")
     try:

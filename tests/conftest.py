@@ -29,7 +29,9 @@ settings.register_profile("thorough", max_examples=500, deadline=None, suppress_
 settings.load_profile(os.environ.get("DATAPROBES_HYPOTHESIS_PROFILE", "dev"))
 
 
-def random_stochastic(rng: np.random.Generator, rows: int, cols: int, alpha: float = 1.0, zeros: float = 0.0) -> np.ndarray:
+def random_stochastic(
+    rng: np.random.Generator, rows: int, cols: int, alpha: float = 1.0, zeros: float = 0.0
+) -> np.ndarray:
     """Random row-stochastic matrix; a fraction ``zeros`` of entries set to 0
     (each row keeps at least one positive entry)."""
     p = rng.dirichlet(np.full(cols, alpha), size=rows)

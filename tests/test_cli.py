@@ -43,7 +43,28 @@ def test_generate_shards_concatenate(tmp_path: Path) -> None:
 
 def test_generate_json_in_bits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "x.npy"
-    assert main(["generate", "iid", "--vocab-size", "8", "--entropy-rate", "2", "--base", "2", "-n", "500", "-T", "200", "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "iid",
+                "--vocab-size",
+                "8",
+                "--entropy-rate",
+                "2",
+                "--base",
+                "2",
+                "-n",
+                "500",
+                "-T",
+                "200",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     stats = json.loads(capsys.readouterr().out)
     assert stats["unit"] == "bits"
     assert stats["entropy_rate"] == pytest.approx(2.0, abs=1e-6)
@@ -82,7 +103,19 @@ def test_parquet(tmp_path: Path) -> None:
 
 def test_console_script_entry_point(tmp_path: Path) -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "dataprobes.cli", "generate", "markov", "-n", "3", "-T", "4", "--out", str(tmp_path / "p.npy")],
+        [
+            sys.executable,
+            "-m",
+            "dataprobes.cli",
+            "generate",
+            "markov",
+            "-n",
+            "3",
+            "-T",
+            "4",
+            "--out",
+            str(tmp_path / "p.npy"),
+        ],
         capture_output=True,
         text=True,
     )
@@ -94,8 +127,26 @@ def test_console_script_entry_point(tmp_path: Path) -> None:
 
 
 def _gen_args(out: Path, *extra: str) -> list[str]:
-    return ["generate", "markov", "--vocab-size", "30", "--entropy-rate", "2.0", "--process-seed", "1",
-            "-n", "40", "-T", "50", "--seed", "5", "--out", str(out), "--no-progress", *extra]
+    return [
+        "generate",
+        "markov",
+        "--vocab-size",
+        "30",
+        "--entropy-rate",
+        "2.0",
+        "--process-seed",
+        "1",
+        "-n",
+        "40",
+        "-T",
+        "50",
+        "--seed",
+        "5",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".parquet"])
@@ -147,8 +198,9 @@ def _read_parquet(path: Path) -> np.ndarray:
     return np.asarray(col.flatten()).reshape(len(col), -1)
 
 
-def test_partial_output_of_other_settings_is_not_resumed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_partial_output_of_other_settings_is_not_resumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import dataprobes.cli as cli
 
     out = tmp_path / "x.npy"
@@ -193,8 +245,21 @@ def test_generation_resumes_after_sigkill(tmp_path: Path) -> None:
     import signal
     import time
 
-    common = ["-m", "dataprobes.cli", "generate", "iid", "--vocab-size", "200", "-n", "2048", "-T", "65536",
-              "--seed", "3", "--no-progress"]  # 2**27 uint8 tokens: 8 chunks of 2**24
+    common = [
+        "-m",
+        "dataprobes.cli",
+        "generate",
+        "iid",
+        "--vocab-size",
+        "200",
+        "-n",
+        "2048",
+        "-T",
+        "65536",
+        "--seed",
+        "3",
+        "--no-progress",
+    ]  # 2**27 uint8 tokens: 8 chunks of 2**24
     out = tmp_path / "big.npy"
     state = tmp_path / ".big.npy.partial.json"
     proc = subprocess.Popen([sys.executable, *common, "--out", str(out)], stdout=subprocess.DEVNULL)

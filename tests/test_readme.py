@@ -32,5 +32,7 @@ def test_readme_example_runs(index: int, tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(code, encoding="utf-8")
     env = dict(os.environ, MPLBACKEND="Agg")
-    res = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
     assert res.returncode == 0, f"README example {index} failed:\n{code}\n--- stderr ---\n{res.stderr[-4000:]}"

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import sys as _sys
 
-from . import processes, stats
+from . import processes as processes
+from . import stats as stats
 from .processes import (
     HMM,
     IID,

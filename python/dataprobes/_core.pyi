@@ -142,6 +142,7 @@ def duplicate_sources(fraction: float, indices: npt.NDArray[np.uint64], seed: in
 def corrupt_tokens(
     tokens: npt.NDArray[np.unsignedinteger], vocab_size: int, rho: float, seed: int, indices: npt.NDArray[np.uint64]
 ) -> npt.NDArray[np.bool_]: ...
+
 # (plugin, miller_madow, variance, samples, contexts, distinct, vocab_size); nats.
 _EntropyStats = tuple[float, float, float, int, int, int, int]
 

@@ -25,7 +25,7 @@ __all__ = ["fsync_dir", "temp_beside", "write_atomic", "write_json_atomic", "wri
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
-    """fsync a directory so that renames and creations in it are durable
+    """Fsync a directory so that renames and creations in it are durable
     (a no-op where directories cannot be opened)."""
     try:
         fd = os.open(path, os.O_RDONLY)

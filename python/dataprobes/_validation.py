@@ -205,7 +205,7 @@ def check_positive_int(name: str, value: Any) -> int:
 def check_bool(name: str, value: Any) -> bool:
     """``value`` as a bool (``TypeError`` for anything but a Python or numpy bool)."""
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
+        raise TypeError(f"{name} must be a bool (True or False), got {type(value).__name__}")
     return bool(value)
 
 

@@ -10,9 +10,6 @@ repetition loops), T ≈ 1 inside it, high temperatures above it.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -74,7 +71,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     temps = [float(t) for t in str(args.temperatures).split(",") if t.strip()]
     if not temps:
         raise ValueError("--temperatures must list at least one temperature")
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     torch.manual_seed(args.seed)
     process = _make_process(args)
     model = TinyGPT(
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     train_s = time.perf_counter() - t0
     print(f"\nlearning curve (held-out, nats/token; entropy-rate floor {rate:.4f}):")
     print(f"{'step':>7} {'NLL':>9} {'excess (KL)':>12}")
-    for step, nll, kl in zip(result.eval_steps, result.eval_nll, result.eval_kl):
+    for step, nll, kl in zip(result.eval_steps, result.eval_nll, result.eval_kl, strict=True):
         print(f"{step:>7} {nll:>9.4f} {kl:>12.4f}")
     t1 = time.perf_counter()
     reports = generation_typicality(
@@ -110,9 +111,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     gen_s = time.perf_counter() - t1
     eps = reports[0].eps
-    print(f"\ngenerations of {args.gen_length} tokens scored under the true process "
-          f"(typical band {rate:.4f} ± {eps:.4f} nats/token):")
-    print(f"{'decoding':>9} {'mean NLL':>9} {'H(q)':>7} {'KL(q||P)':>9} {'below':>6} {'typical':>8} {'above':>6}  regime")
+    print(
+        f"\ngenerations of {args.gen_length} tokens scored under the true process "
+        f"(typical band {rate:.4f} ± {eps:.4f} nats/token):"
+    )
+    print(
+        f"{'decoding':>9} {'mean NLL':>9} {'H(q)':>7} {'KL(q||P)':>9} {'below':>6} {'typical':>8} {'above':>6}  regime"
+    )
     for r in reports:
         s = r.summary()
         print(

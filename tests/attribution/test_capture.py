@@ -334,7 +334,11 @@ def test_low_precision_model(dtype):
 
     def losses(m, i):  # loss in float32 on top of the low-precision model
         logits = m(i[:, :-1]).float()
-        return F.cross_entropy(logits.reshape(-1, 11), i[:, 1:].reshape(-1), reduction="none").reshape(i.shape[0], -1).sum(1)
+        return (
+            F.cross_entropy(logits.reshape(-1, 11), i[:, 1:].reshape(-1), reduction="none")
+            .reshape(i.shape[0], -1)
+            .sum(1)
+        )
 
     with GradientCapture(model, k=6, dtype=dtype) as cap:
         got = cap.backward(losses(model, idx))

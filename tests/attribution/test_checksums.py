@@ -56,7 +56,9 @@ def test_flipped_byte_is_caught_by_score(tmp_path, dtype):
     q = x[:2]
     good = score(tmp_path / "s", q, "ip", top_k=5, device="cpu", query_config=CONFIG)
     _flip(tmp_path / "s" / f"rank00000-shard000001.{dtype}.npy", row=300, col=3)
-    with pytest.raises(CorruptShardError, match=r"rank00000-shard000001\.\w+\.npy .*rows 0-499 of the shard \(store rows 2500-2999\)"):
+    with pytest.raises(
+        CorruptShardError, match=r"rank00000-shard000001\.\w+\.npy .*rows 0-499 of the shard \(store rows 2500-2999\)"
+    ):
         score(tmp_path / "s", q, "ip", top_k=5, device="cpu", query_config=CONFIG)
     store = GradientStore(tmp_path / "s")
     with pytest.raises(CorruptShardError, match="shard000001"):

@@ -12,8 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from dataprobes.attribution import kernels as K  # noqa: E402
-from dataprobes.attribution.kernels import quantize_int8, quantize_int8_reference  # noqa: E402
 from dataprobes.attribution.kernels import dequantize_int8 as dequantize_torch  # noqa: E402
+from dataprobes.attribution.kernels import quantize_int8, quantize_int8_reference  # noqa: E402
 from dataprobes.attribution.store import GradientStore, StoreWriter, dequantize_int8  # noqa: E402
 from dataprobes.attribution.store import quantize_int8 as quantize_store  # noqa: E402
 
@@ -73,7 +73,9 @@ def test_every_encoder_writes_the_same_bytes(backend):
 def test_one_decoder():
     q, s = quantize_store(TIES)
     np.testing.assert_array_equal(dequantize_int8(q, s), q.astype(np.float32) * s[:, None])
-    np.testing.assert_array_equal(dequantize_torch(torch.from_numpy(q), torch.from_numpy(s)).numpy(), dequantize_int8(q, s))
+    np.testing.assert_array_equal(
+        dequantize_torch(torch.from_numpy(q), torch.from_numpy(s)).numpy(), dequantize_int8(q, s)
+    )
     f = np.ones((2, 3), np.float32)
     out = dequantize_int8(f, np.array([2.0, 3.0], np.float32))
     assert f[0, 0] == 1.0 and out[1, 0] == 3.0  # never scales its input in place

@@ -12,16 +12,37 @@ pytest.importorskip("torch")
 import dataprobes.attribution as A  # noqa: E402
 
 WORKFLOW = {
-    "GradientCapture", "AdamPreconditioner", "GaussNewtonPreconditioner", "fit_preconditioner", "GradientStore",
-    "StoreWriter", "CorruptShardError", "score", "TopK", "METHODS", "capture_to_store", "capture_batches",
-    "capture_config", "attribution_callback",
+    "GradientCapture",
+    "AdamPreconditioner",
+    "GaussNewtonPreconditioner",
+    "fit_preconditioner",
+    "GradientStore",
+    "StoreWriter",
+    "CorruptShardError",
+    "score",
+    "TopK",
+    "METHODS",
+    "capture_to_store",
+    "capture_batches",
+    "capture_config",
+    "attribution_callback",
 }
 # name -> submodule it lives in
 MOVED = {
-    "LayoutEntry": "targets", "TILE_ROWS": "scoring", "compress_flat": "exact", "flatten_grads": "exact",
-    "per_example_grads_func": "exact", "config_diff": "store", "dequantize_int8": "kernels",
-    "factored_project": "kernels", "projection_matrix": "kernels", "quantize_int8": "kernels", "sjlt": "kernels",
-    "cosine_scores": "quality", "per_query_spearman": "quality", "precision_at_k": "quality",
+    "LayoutEntry": "targets",
+    "TILE_ROWS": "scoring",
+    "compress_flat": "exact",
+    "flatten_grads": "exact",
+    "per_example_grads_func": "exact",
+    "config_diff": "store",
+    "dequantize_int8": "kernels",
+    "factored_project": "kernels",
+    "projection_matrix": "kernels",
+    "quantize_int8": "kernels",
+    "sjlt": "kernels",
+    "cosine_scores": "quality",
+    "per_query_spearman": "quality",
+    "precision_at_k": "quality",
 }
 
 

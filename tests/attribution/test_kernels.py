@@ -15,7 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hypothesis import assume, given, settings  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from dataprobes.attribution import kernels as K  # noqa: E402
@@ -38,7 +38,8 @@ if K.HAS_TRITON and K.INTERPRET:
 elif K.HAS_TRITON and torch.cuda.is_available():
     TRITON_DEVICES.append("cuda")
 triton_device = pytest.mark.parametrize(
-    "device", TRITON_DEVICES or [pytest.param("none", marks=pytest.mark.skip(reason="no GPU and no Triton interpreter"))]
+    "device",
+    TRITON_DEVICES or [pytest.param("none", marks=pytest.mark.skip(reason="no GPU and no Triton interpreter"))],
 )
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -62,7 +63,9 @@ def _close(a: torch.Tensor, b: torch.Tensor, rtol: float, atol: float) -> None:
 @triton_device
 @pytest.mark.parametrize("scheme", ["hash", "block"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(3, 37, 13, 0), (1, 100, 7, 5), (5, 33, 64, 1000), (2, 1, 1, 0), (4, 129, 31, 2**31 - 129)])
+@pytest.mark.parametrize(
+    "shape", [(3, 37, 13, 0), (1, 100, 7, 5), (5, 33, 64, 1000), (2, 1, 1, 0), (4, 129, 31, 2**31 - 129)]
+)
 def test_sjlt_kernel_matches_reference(device, scheme, dtype, shape):
     b, d, k, offset = shape
     g = torch.Generator().manual_seed(b * 1000 + d)
@@ -135,7 +138,9 @@ def test_sjlt_offset_pieces_sum_to_whole():
     x = torch.randn(3, 70, generator=torch.Generator().manual_seed(4))
     for scheme in ("hash", "block"):
         whole = sjlt(x, 8, 3, scheme=scheme, backend="torch")
-        parts = sjlt(x[:, :25], 8, 3, scheme=scheme, backend="torch") + sjlt(x[:, 25:], 8, 3, offset=25, scheme=scheme, backend="torch")
+        parts = sjlt(x[:, :25], 8, 3, scheme=scheme, backend="torch") + sjlt(
+            x[:, 25:], 8, 3, offset=25, scheme=scheme, backend="torch"
+        )
         _close(parts, whole, 1e-6, 1e-6)
 
 
@@ -182,7 +187,10 @@ def test_sjlt_preserves_inner_products_in_expectation(d, k, scheme, data):
     y = torch.tensor(data.draw(st.lists(vals, min_size=d, max_size=d)), dtype=torch.float64)
     xy = torch.stack([x, y]).float()
     n = 300
-    z = torch.tensor([float((lambda s: s[0] @ s[1])(sjlt(xy, k, seed, scheme=scheme, backend="torch"))) for seed in range(n)], dtype=torch.float64)
+    z = torch.tensor(
+        [float((lambda s: s[0] @ s[1])(sjlt(xy, k, seed, scheme=scheme, backend="torch"))) for seed in range(n)],
+        dtype=torch.float64,
+    )
     nx2, ny2, ip = float(x @ x), float(y @ y), float(x @ y)
     bound = (nx2 * ny2 + ip * ip) / k
     tiny = 1e-4 * (nx2 * ny2) ** 0.5 + 1e-9
@@ -240,7 +248,9 @@ def test_factored_kernel_matches_reference(device, dtype, shape):
     # tensor-core precisions (exact fp32 under the interpreter); on a GPU tf32
     # rounds operands to a 10-bit mantissa, tf32x3 recovers about fp32
     for prec, tol in (("tf32", 5e-3), ("tf32x3", 1e-4)):
-        fast = factored_project(x, g, p_in, p_out, mask, x_bias=xb, backend="triton", input_precision=prec, _splits=splits)
+        fast = factored_project(
+            x, g, p_in, p_out, mask, x_bias=xb, backend="triton", input_precision=prec, _splits=splits
+        )
         _close(fast, factored_reference(x, g, p_in, p_out, mask, x_bias=xb), tol, 2 * tol)
 
 
@@ -260,8 +270,14 @@ def test_factored_kernel_2d_inputs_and_strides(device):
 
 @settings(max_examples=15)
 @given(
-    st.integers(1, 3), st.integers(1, 5), st.integers(1, 9), st.integers(1, 7),
-    st.integers(1, 5), st.integers(1, 5), st.booleans(), st.integers(0, 2**32),
+    st.integers(1, 3),
+    st.integers(1, 5),
+    st.integers(1, 9),
+    st.integers(1, 7),
+    st.integers(1, 5),
+    st.integers(1, 5),
+    st.booleans(),
+    st.integers(0, 2**32),
 )
 def test_factored_equals_projected_exact_gradient(b, t, d_in, d_out, k_in, k_out, with_mask, seed):
     gen = torch.Generator().manual_seed(seed)
@@ -277,8 +293,12 @@ def test_factored_equals_projected_exact_gradient(b, t, d_in, d_out, k_in, k_out
     dev = TRITON_DEVICES[0] if TRITON_DEVICES else "cpu"
     for backend in backends:
         got = factored_project(
-            x.float().to(dev), g.float().to(dev), p_in.to(dev), p_out.to(dev),
-            m.float().to(dev) if with_mask else None, backend=backend,
+            x.float().to(dev),
+            g.float().to(dev),
+            p_in.to(dev),
+            p_out.to(dev),
+            m.float().to(dev) if with_mask else None,
+            backend=backend,
         )
         _close(got, want, 1e-4, 1e-5)
 
@@ -346,8 +366,12 @@ def test_quant_error_bound(b, k, normalize, backend, data):
     if backend == "triton" and not TRITON_DEVICES:
         backend = "torch"
     dev = TRITON_DEVICES[0] if backend == "triton" else "cpu"
-    vals = st.one_of(st.just(0.0), st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False).filter(lambda v: abs(v) > 1e-20))
-    x = torch.tensor(data.draw(st.lists(st.lists(vals, min_size=k, max_size=k), min_size=b, max_size=b)), dtype=torch.float32)
+    vals = st.one_of(
+        st.just(0.0), st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False).filter(lambda v: abs(v) > 1e-20)
+    )
+    x = torch.tensor(
+        data.draw(st.lists(st.lists(vals, min_size=k, max_size=k), min_size=b, max_size=b)), dtype=torch.float32
+    )
     q, s = quantize_int8(x.to(dev), normalize, backend=backend)
     q, s = q.cpu(), s.cpu()
     xd = x.double()

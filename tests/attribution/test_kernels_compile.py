@@ -65,7 +65,9 @@ def test_factored_tensor_core_paths_use_mma(builds):
 def test_aligned_rows_get_vector_loads(builds):
     _, rows = builds
     for r in rows:
-        aligned = ("k=4096" in r["case"] or "k=8192" in r["case"]) if r["kernel"] == "_quant_kernel" else "d=768" in r["case"]
+        aligned = (
+            ("k=4096" in r["case"] or "k=8192" in r["case"]) if r["kernel"] == "_quant_kernel" else "d=768" in r["case"]
+        )
         if r["kernel"] in ("_quant_kernel", "_factored_kernel") and aligned:
             assert r["vector_loads"] > 0, f"no 64/128-bit loads: {r}"
         if r["kernel"] == "_sjlt_hash_kernel" and "d=4096" in r["case"]:

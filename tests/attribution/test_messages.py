@@ -37,7 +37,9 @@ def test_deleted_manifest_part_is_reported(tmp_path: Path):
     _store(tmp_path, rank=0)
     _store(tmp_path, rank=1)
     (tmp_path / "manifest.rank00001.json").unlink()
-    with pytest.warns(UserWarning, match=r"9 shard files are listed by no manifest part .*rank00001-shard000000.*rank 1.*recapture"):
+    with pytest.warns(
+        UserWarning, match=r"9 shard files are listed by no manifest part .*rank00001-shard000000.*rank 1.*recapture"
+    ):
         store = GradientStore(tmp_path)
     assert len(store) == 12
     # the repair path: a writer of that rank removes the unlisted files, the store opens cleanly

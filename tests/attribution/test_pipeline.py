@@ -66,7 +66,9 @@ def test_capture_to_store_matches_direct_capture_and_resumes(tmp_path: Path) -> 
         calls.append(len(batch))
         return _loss(m, batch)
 
-    store = capture_to_store(_capture(model), counting_loss, _batches(ids, x), tmp_path / "s", dtype="float16", shard_rows=8)
+    store = capture_to_store(
+        _capture(model), counting_loss, _batches(ids, x), tmp_path / "s", dtype="float16", shard_rows=8
+    )
     # fully stored batches are skipped without a forward pass; the batch that
     # straddles the interruption (ids 16..23) runs and writes only 20..23
     assert calls == [8, 8, 8]
@@ -76,8 +78,12 @@ def test_capture_to_store_matches_direct_capture_and_resumes(tmp_path: Path) -> 
     top = score(store, direct[:3], "cosine", top_k=1, query_config=capture_config(_capture(model)))
     np.testing.assert_array_equal(top.ids[:, 0], [0, 1, 2])
     with pytest.raises(ValueError, match="seed"):
-        score(store, direct[:3], "cosine", query_config=capture_config(GradientCapture(model, mode="factored", k_in=4, k_out=4, seed=6)))
-
+        score(
+            store,
+            direct[:3],
+            "cosine",
+            query_config=capture_config(GradientCapture(model, mode="factored", k_in=4, k_out=4, seed=6)),
+        )
 
 
 def test_queries_are_checked_against_the_store_config(tmp_path: Path) -> None:
@@ -99,7 +105,9 @@ def test_queries_are_checked_against_the_store_config(tmp_path: Path) -> None:
     np.testing.assert_array_equal(score(store, q, "cosine", top_k=1, check_config=False).ids, top.ids)
     # a query capture configured differently cannot be scored silently
     other = GradientCapture(model, mode="factored", k_in=4, k_out=4, seed=6)
-    with pytest.raises(ValueError, match=r"query_config differs from the store's capture config in keys: seed \(6 vs 5\)"):
+    with pytest.raises(
+        ValueError, match=r"query_config differs from the store's capture config in keys: seed \(6 vs 5\)"
+    ):
         score(store, q, "cosine", capture=other)
     with pytest.raises(ValueError, match="not both"):
         score(store, q, capture=qcap, query_config=capture_config(qcap))
@@ -133,14 +141,19 @@ def _free_port() -> int:
 
 def test_distributed_capture_equals_single_process(tmp_path: Path) -> None:
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "dist")), nprocs=2, join=True)
-    single = capture_to_store(_capture(_model()), _loss, _batches(np.arange(N), _data()), tmp_path / "single", shard_rows=8)
+    single = capture_to_store(
+        _capture(_model()), _loss, _batches(np.arange(N), _data()), tmp_path / "single", shard_rows=8
+    )
     merged = GradientStore(tmp_path / "dist")
     assert merged.ranks == [0, 1]
     np.testing.assert_allclose(merged.lookup(single.ids), single.read()[1], atol=1e-6)
     queries = single.read()[1][:4]
     for method in ("cosine", "ip", "influence"):
         cap = _capture(_model())
-        a, b = score(single, queries, method, top_k=10, capture=cap), score(merged, queries, method, top_k=10, capture=cap)
+        a, b = (
+            score(single, queries, method, top_k=10, capture=cap),
+            score(merged, queries, method, top_k=10, capture=cap),
+        )
         np.testing.assert_array_equal(a.ids, b.ids)
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
 
@@ -173,8 +186,13 @@ def test_trainer_callback(tmp_path: Path) -> None:
         every_n_steps=2,
     )
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "out"), max_steps=4, per_device_train_batch_size=4, report_to=[],
-        use_cpu=True, save_strategy="no", logging_strategy="no",
+        output_dir=str(tmp_path / "out"),
+        max_steps=4,
+        per_device_train_batch_size=4,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        logging_strategy="no",
     )
     transformers.Trainer(model=model, args=args, train_dataset=DS(), callbacks=[cb]).train()
     names = sorted(p.name for p in (tmp_path / "ckpt").iterdir())

@@ -62,7 +62,10 @@ def test_compressed_gradients_are_faithful_and_planted_truth_is_retrieved() -> N
     flat = flatten_grads(grads)
     q, t = flat[:16], flat[16:]
     exact = cosine_scores(q, t)
-    rho = {k: per_query_spearman(exact, cosine_scores(compress_flat(q, k, seed=3), compress_flat(t, k, seed=3))).mean() for k in (32, 2048)}
+    rho = {
+        k: per_query_spearman(exact, cosine_scores(compress_flat(q, k, seed=3), compress_flat(t, k, seed=3))).mean()
+        for k in (32, 2048)
+    }
     assert rho[2048] > 0.9 and rho[2048] > rho[32]
     with GradientCapture(model, modules=names, mode="factored", k_in=8, k_out=8, seed=1) as cap:
         g = cap.backward(_loss(model, xt))

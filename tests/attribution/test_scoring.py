@@ -25,7 +25,14 @@ from dataprobes.attribution import (  # noqa: E402
 CONFIG = {"projection": {"kind": "sjlt", "seed": 11}, "k": 0, "model": "tiny-gpt", "layers": ["h.0"]}
 
 
-def _store(path: Path, rows: np.ndarray, ids: np.ndarray, dtype: str = "int8", shard_rows: int = 700, config: dict | None = None) -> GradientStore:
+def _store(
+    path: Path,
+    rows: np.ndarray,
+    ids: np.ndarray,
+    dtype: str = "int8",
+    shard_rows: int = 700,
+    config: dict | None = None,
+) -> GradientStore:
     with StoreWriter(path, rows.shape[1], dtype, config or CONFIG, shard_rows=shard_rows) as w:
         for i in range(0, len(ids), 97):
             w.append(ids[i : i + 97], rows[i : i + 97])
@@ -44,7 +51,9 @@ def _integer_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     return x
 
 
-def brute_force(rows: np.ndarray, queries: np.ndarray, method: str, damping: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+def brute_force(
+    rows: np.ndarray, queries: np.ndarray, method: str, damping: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray]:
     """Full [Q, n] score matrix in float64 and the preconditioned queries."""
     r = rows.astype(np.float64)
     q = queries.astype(np.float64)
@@ -98,7 +107,9 @@ def check_topk(res, full: np.ndarray, ids: np.ndarray, k: int, tol: np.ndarray) 
     dtype=st.sampled_from(["int8", "float16"]),
     seed=st.integers(0, 2**31),
 )
-def test_topk_matches_brute_force(n: int, dim: int, nq: int, k_extra: int, block_rows: int, method: str, dtype: str, seed: int) -> None:
+def test_topk_matches_brute_force(
+    n: int, dim: int, nq: int, k_extra: int, block_rows: int, method: str, dtype: str, seed: int
+) -> None:
     rng = np.random.default_rng(seed)
     rows = _integer_rows(rng, n, dim)
     ids = rng.permutation(4 * n)[:n].astype(np.int64) - n  # id order unrelated to store order
@@ -134,19 +145,27 @@ def test_identical_whatever_block_rows(tmp_path: Path, method: str, dtype: str) 
     ids = rng.permutation(5000).astype(np.int64)
     s = _store(tmp_path, rows, ids, dtype, shard_rows=1234)
     q = rng.standard_normal((6, 48)).astype(np.float32)
-    results = [score(s, q, method, top_k=800, block_rows=b, query_config=CONFIG) for b in (1, 1000, 1024, 3000, 4096, 10**6)]
+    results = [
+        score(s, q, method, top_k=800, block_rows=b, query_config=CONFIG) for b in (1, 1000, 1024, 3000, 4096, 10**6)
+    ]
     for r in results[1:]:
         np.testing.assert_array_equal(r.ids, results[0].ids)
         np.testing.assert_array_equal(r.scores, results[0].scores)
     full, qt = brute_force(s.read()[1], q, method)
-    tol = np.full(6, 1e-5) if method == "cosine" else 1e-5 * np.linalg.norm(qt, axis=1) * np.linalg.norm(s.read()[1], axis=1).max()
+    tol = (
+        np.full(6, 1e-5)
+        if method == "cosine"
+        else 1e-5 * np.linalg.norm(qt, axis=1) * np.linalg.norm(s.read()[1], axis=1).max()
+    )
     check_topk(results[0], full, s.ids, 800, tol)
 
 
 def test_influence_equals_explicit_formula(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     n, dim = 3000, 32
-    rows = rng.standard_normal((n, dim)).astype(np.float32) * rng.uniform(0.1, 10, dim).astype(np.float32)  # anisotropic
+    rows = rng.standard_normal((n, dim)).astype(np.float32) * rng.uniform(0.1, 10, dim).astype(
+        np.float32
+    )  # anisotropic
     s = _store(tmp_path, rows, np.arange(n), "int8")
     phi = s.read()[1].astype(np.float64)  # the dequantised rows Φ
     gq = rng.standard_normal((4, dim))
@@ -154,7 +173,9 @@ def test_influence_equals_explicit_formula(tmp_path: Path) -> None:
         h = phi.T @ phi / n
         lam = damping * np.trace(h) / dim
         explicit = gq @ np.linalg.inv(h + lam * np.eye(dim)) @ phi.T  # g_q^T (Φ^TΦ/n + λI)^-1 g_t
-        res = score(s, gq, "influence", top_k=50, damping=damping, return_full=True, block_rows=700, query_config=CONFIG)
+        res = score(
+            s, gq, "influence", top_k=50, damping=damping, return_full=True, block_rows=700, query_config=CONFIG
+        )
         assert res.full is not None
         np.testing.assert_allclose(res.full, explicit, rtol=1e-4, atol=1e-5 * np.abs(explicit).max())
         exp_ids, _ = expected_topk(explicit, s.ids, 50)
@@ -181,7 +202,10 @@ def test_queries_from_a_second_store(tmp_path: Path) -> None:
     other = _store(tmp_path / "other", qrows, np.arange(5), config={**CONFIG, "layers": ["h.1"]})
     with pytest.raises(ValueError, match=r"queries \(a GradientStore\) config differs .* layers"):
         score(s, other)
-    np.testing.assert_array_equal(score(str(tmp_path / "train"), qrows, top_k=3, query_config=CONFIG).ids, score(s, qrows, top_k=3, query_config=CONFIG).ids)
+    np.testing.assert_array_equal(
+        score(str(tmp_path / "train"), qrows, top_k=3, query_config=CONFIG).ids,
+        score(s, qrows, top_k=3, query_config=CONFIG).ids,
+    )
 
 
 # ----------------------------------------------------------------------------

@@ -39,7 +39,9 @@ def _expected(x: np.ndarray, dtype: str) -> np.ndarray:
     return x.astype(np.float16).astype(np.float32)
 
 
-def _write(path: Path, x: np.ndarray, ids: np.ndarray, dtype: str = "int8", shard_rows: int = 64, batch: int = 10, **kw) -> None:
+def _write(
+    path: Path, x: np.ndarray, ids: np.ndarray, dtype: str = "int8", shard_rows: int = 64, batch: int = 10, **kw
+) -> None:
     with StoreWriter(path, x.shape[1], dtype, CONFIG, shard_rows=shard_rows, **kw) as w:
         for i in range(0, len(ids), batch):
             w.append(ids[i : i + batch], x[i : i + batch])
@@ -121,7 +123,12 @@ def test_quantize_hook(tmp_path: Path) -> None:
 def test_manifest_contents(tmp_path: Path) -> None:
     _write(tmp_path, _data(130, 16), np.arange(130), shard_rows=64)
     header = json.loads((tmp_path / "manifest.json").read_text())
-    assert header["format_version"] == 2 and header["dim"] == 16 and header["dtype"] == "int8" and header["config"] == CONFIG
+    assert (
+        header["format_version"] == 2
+        and header["dim"] == 16
+        and header["dtype"] == "int8"
+        and header["config"] == CONFIG
+    )
     part = json.loads((tmp_path / "manifest.rank00000.json").read_text())
     assert [e["rows"] for e in part["shards"]] == [64, 64, 2]
     assert part["shards"][2]["files"]["data"]["name"] == "rank00000-shard000002.int8.npy"
@@ -259,7 +266,9 @@ def test_corruption_detected(tmp_path: Path) -> None:
     raw = bytearray(target.read_bytes())
     raw[200] ^= 0x01  # a data byte, past the .npy header
     target.write_bytes(bytes(raw))
-    with pytest.raises(CorruptShardError, match=r"rank00000-shard000001\.int8\.npy \(rank 0, shard 1, data\) is corrupt"):
+    with pytest.raises(
+        CorruptShardError, match=r"rank00000-shard000001\.int8\.npy \(rank 0, shard 1, data\) is corrupt"
+    ):
         s.verify()
     with pytest.raises(CorruptShardError, match="shard000001"):
         GradientStore(tmp_path).verify()
@@ -350,7 +359,9 @@ _CHILD = textwrap.dedent(
 def _run_child(path: Path, dtype: str, stage: str, stop_at: int, kill_after_line: str, delay: float = 0.0) -> None:
     script = path.parent / "child.py"
     script.write_text(_CHILD)
-    proc = subprocess.Popen([sys.executable, str(script), str(path), dtype, stage, str(stop_at)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(path), dtype, stage, str(stop_at)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None
         while True:

@@ -54,7 +54,10 @@ def test_true_model_has_zero_excess_loss() -> None:
 
 
 def test_true_model_zero_excess_for_in_context_and_mixture_probes() -> None:
-    for process in [dp.InContextMarkov(6, 1, 0.5), dp.Mixture([dp.MarkovChain.random(6, seed=1), dp.IID.random(6, seed=2)])]:
+    for process in [
+        dp.InContextMarkov(6, 1, 0.5),
+        dp.Mixture([dp.MarkovChain.random(6, seed=1), dp.IID.random(6, seed=2)]),
+    ]:
         x = process.sample(8, 30, seed=3)
         pred = torch.tensor(process.predictive(x))
 
@@ -67,7 +70,11 @@ def test_true_model_zero_excess_for_in_context_and_mixture_probes() -> None:
 
 @pytest.mark.parametrize(
     "process",
-    [dp.IID.random(30, seed=0), dp.MarkovChain.random(30, entropy_rate=2.0, seed=1), dp.MarkovChain.random(30, order=3, seed=2)],
+    [
+        dp.IID.random(30, seed=0),
+        dp.MarkovChain.random(30, entropy_rate=2.0, seed=1),
+        dp.MarkovChain.random(30, order=3, seed=2),
+    ],
     ids=["iid", "markov", "markov-order3"],
 )
 def test_uniform_model_excess_is_log_v_minus_h(process: dp.Process) -> None:
@@ -208,7 +215,9 @@ def test_sampled_tokens_follow_the_sampled_law() -> None:
 
 def test_true_model_generations_are_typical_and_self_typical() -> None:
     chain = dp.MarkovChain.random(16, entropy_rate=1.5, seed=3)
-    reps = generation_typicality(TrueMarkovModel(chain), chain, num_sequences=400, length=64, temperatures=(1.0,), seed=1)
+    reps = generation_typicality(
+        TrueMarkovModel(chain), chain, num_sequences=400, length=64, temperatures=(1.0,), seed=1
+    )
     r = reps[0]
     assert abs(r.mean_nll - 1.5) < 4 * r.true_nll.std() / math.sqrt(400) + 0.01
     assert r.fraction_typical > 0.9  # the band holds ~95% of true sequences
@@ -310,7 +319,22 @@ def test_demo_runs_with_a_reduced_budget(tmp_path: Path, capsys: pytest.CaptureF
     from dataprobes.cli import main
 
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--vocab-size", "16", "--out-dir", str(out), "--json", str(out / "r.json"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--quick",
+                "--vocab-size",
+                "16",
+                "--out-dir",
+                str(out),
+                "--json",
+                str(out / "r.json"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "learning curve" in text and "greedy" in text and "T=1.5" in text
     results = json.loads((out / "r.json").read_text())

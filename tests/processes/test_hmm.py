@@ -122,7 +122,9 @@ def test_markov_chain_as_hmm_with_identity_emissions() -> None:
         finite = np.isfinite(want)
         np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12)
         assert (got[~finite] == -np.inf).all()
-        np.testing.assert_allclose(h.token_log_probs(x)[finite], chain.token_log_probs(x)[finite], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(
+            h.token_log_probs(x)[finite], chain.token_log_probs(x)[finite], rtol=1e-12, atol=1e-14
+        )
     x = chain.sample(5, 50, seed=2)
     np.testing.assert_allclose(h.predictive(x)[:, 1:], p[x[:, :-1]], rtol=1e-12, atol=1e-15)
 
@@ -213,7 +215,10 @@ def test_zero_probability_events_never_sampled() -> None:
     assert np.isfinite(h.log_prob(x)).all()
 
 
-@pytest.mark.parametrize(("s", "v", "tok_dtype", "state_dtype"), [(2, 2, np.uint8, np.uint8), (256, 257, np.uint16, np.uint8), (300, 3, np.uint8, np.uint16)])
+@pytest.mark.parametrize(
+    ("s", "v", "tok_dtype", "state_dtype"),
+    [(2, 2, np.uint8, np.uint8), (256, 257, np.uint16, np.uint8), (300, 3, np.uint8, np.uint16)],
+)
 def test_smallest_dtypes(s: int, v: int, tok_dtype: type, state_dtype: type) -> None:
     a = np.zeros((s, s))
     a[:, -1] = 1.0
@@ -255,7 +260,9 @@ def test_bit_identical_across_thread_counts() -> None:
     digests = set()
     for threads in ["1", "3"]:
         env = dict(os.environ, RAYON_NUM_THREADS=threads)
-        out = subprocess.run([sys.executable, "-c", _DETERMINISM_SCRIPT], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _DETERMINISM_SCRIPT], env=env, capture_output=True, text=True, check=True
+        )
         digests.add(out.stdout.strip())
     assert len(digests) == 1
 
@@ -393,7 +400,11 @@ E2 = np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]])
         ({"transition": [[0.5, 0.5], [0.5, 0.6]]}, ValueError, r"transition row 1 sums to 1\.1.*normalize=True"),
         ({"emission": [[0.5, 0.5, 0.5], [0.1, 0.1, 0.8]]}, ValueError, r"emission row 0 sums to 1\.5"),
         ({"initial": [0.5, 0.6]}, ValueError, r"initial sums to 1\.1"),
-        ({"emission": [[0.5, np.nan, 0.5], [0.1, 0.1, 0.8]]}, ValueError, "emission row 0: entry 1 is NaN.*finite and non-negative"),
+        (
+            {"emission": [[0.5, np.nan, 0.5], [0.1, 0.1, 0.8]]},
+            ValueError,
+            "emission row 0: entry 1 is NaN.*finite and non-negative",
+        ),
         ({"transition": [[-0.1, 1.1], [0.5, 0.5]]}, ValueError, r"transition row 0: entry 0 is -0\.1"),
         ({"transition": [[np.inf, 1.0], [0.5, 0.5]]}, ValueError, "transition row 0: entry 0 is inf"),
         ({"initial": [np.nan, 1.0]}, ValueError, "initial: entry 0 is NaN"),

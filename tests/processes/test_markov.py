@@ -111,7 +111,9 @@ def test_order_3_counts_match() -> None:
     assert stats.chi2.sf(chi2, v**k * (v - 1)) > 1e-4
 
 
-@pytest.mark.parametrize(("vocab", "dtype"), [(2, np.uint8), (256, np.uint8), (257, np.uint16), (65536, np.uint16), (65537, np.uint32)])
+@pytest.mark.parametrize(
+    ("vocab", "dtype"), [(2, np.uint8), (256, np.uint8), (257, np.uint16), (65536, np.uint16), (65537, np.uint32)]
+)
 def test_smallest_dtype(vocab: int, dtype: type) -> None:
     probs = np.zeros(vocab)
     probs[-1] = 1.0
@@ -160,7 +162,9 @@ def test_bit_identical_across_thread_counts() -> None:
     digests = set()
     for threads in ["1", "2", "7"]:
         env = dict(os.environ, RAYON_NUM_THREADS=threads)
-        out = subprocess.run([sys.executable, "-c", _DETERMINISM_SCRIPT], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _DETERMINISM_SCRIPT], env=env, capture_output=True, text=True, check=True
+        )
         digests.add(out.stdout.strip())
     assert len(digests) == 1
 
@@ -227,7 +231,9 @@ def test_accepts_any_integer_dtype_and_1d() -> None:
     np.testing.assert_array_equal(chain.log_prob(x.tolist()), want)
     assert chain.log_prob(x[1]) == want[1]
     np.testing.assert_array_equal(chain.log_prob(np.asfortranarray(x)), want)
-    np.testing.assert_array_equal(chain.token_log_probs(x[:, ::2]), chain.token_log_probs(np.ascontiguousarray(x[:, ::2])))
+    np.testing.assert_array_equal(
+        chain.token_log_probs(x[:, ::2]), chain.token_log_probs(np.ascontiguousarray(x[:, ::2]))
+    )
 
 
 def test_zero_probability_transition_gives_neg_inf() -> None:
@@ -295,7 +301,9 @@ def test_aep_mean_nll_within_four_standard_errors(order: int) -> None:
 
 def test_typical_fraction_grows_with_length() -> None:
     chain = dp.MarkovChain.random(64, entropy_rate=2.5, seed=3)
-    fractions = [chain.typicality(chain.sample(400, t, seed=t), eps=0.1).fraction_typical for t in [16, 128, 1024, 8192]]
+    fractions = [
+        chain.typicality(chain.sample(400, t, seed=t), eps=0.1).fraction_typical for t in [16, 128, 1024, 8192]
+    ]
     assert all(a < b for a, b in zip(fractions, fractions[1:])), fractions
     assert fractions[-1] > 0.99
 
@@ -339,7 +347,9 @@ def test_deterministic_uniform_paths_have_zero_z() -> None:
 # ---------------------------------------------------------------- random chains
 
 
-@pytest.mark.parametrize(("vocab", "order", "h"), [(128, 1, 2.0), (128, 1, 0.3), (16, 2, 1.7), (4096, 1, 6.0), (2, 1, 0.69)])
+@pytest.mark.parametrize(
+    ("vocab", "order", "h"), [(128, 1, 2.0), (128, 1, 0.3), (16, 2, 1.7), (4096, 1, 6.0), (2, 1, 0.69)]
+)
 def test_random_hits_entropy_rate(vocab: int, order: int, h: float) -> None:
     chain = dp.MarkovChain.random(vocab, order=order, entropy_rate=h, seed=1)
     assert abs(chain.entropy_rate() - h) < 1e-6
@@ -414,7 +424,14 @@ def test_one_unit_name_for_every_report() -> None:
 
     chain = dp.MarkovChain.random(5, seed=0)
     x = chain.sample(10, 20, seed=0)
-    for base, name in ((None, "nats"), (math.e, "nats"), (2, "bits"), (2.0, "bits"), (10, "log base 10"), (10.0, "log base 10")):
+    for base, name in (
+        (None, "nats"),
+        (math.e, "nats"),
+        (2, "bits"),
+        (2.0, "bits"),
+        (10, "log base 10"),
+        (10.0, "log base 10"),
+    ):
         assert unit_name(base) == name
         assert chain.typicality(x, base=base).unit == name
         assert dp.conditional_entropy(x, order=1, base=base).unit == name

@@ -75,7 +75,10 @@ def test_noise_on_hmm_and_mixture() -> None:
     m = dp.Mixture([h, dp.IID.random(5, seed=1)], [0.5, 0.5])
     nm = dp.TokenNoise(m, 0.1)
     z = nm.sample(4, 6, seed=1)
-    want = np.logaddexp(np.log(0.5) + dp.TokenNoise(h, 0.1).log_prob(z), np.log(0.5) + dp.TokenNoise(dp.IID.random(5, seed=1), 0.1).log_prob(z))
+    want = np.logaddexp(
+        np.log(0.5) + dp.TokenNoise(h, 0.1).log_prob(z),
+        np.log(0.5) + dp.TokenNoise(dp.IID.random(5, seed=1), 0.1).log_prob(z),
+    )
     np.testing.assert_allclose(nm.log_prob(z), want, rtol=1e-12)
 
 

@@ -234,7 +234,9 @@ def test_bit_identical_across_thread_counts() -> None:
     outs = []
     for threads in ("1", "3"):
         env = dict(os.environ, RAYON_NUM_THREADS=threads)
-        out = subprocess.run([sys.executable, "-c", _DETERMINISM_SCRIPT], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _DETERMINISM_SCRIPT], env=env, capture_output=True, text=True, check=True
+        )
         outs.append(out.stdout)
     assert outs[0] == outs[1]
 
@@ -300,13 +302,21 @@ def test_iid_order_zero_matches_exact_entropy_with_calibrated_stderr() -> None:
 @pytest.mark.parametrize(
     ("call", "exc", "match"),
     [
-        (lambda: dp.ngram_counts(np.array([[0, 1], [2, -3]]), 2), ValueError, r"value -3 at position \[1, 1\] is negative"),
+        (
+            lambda: dp.ngram_counts(np.array([[0, 1], [2, -3]]), 2),
+            ValueError,
+            r"value -3 at position \[1, 1\] is negative",
+        ),
         (
             lambda: dp.ngram_counts(np.array([[0, 1, 7]]), 1, vocab_size=5),
             ValueError,
             r"value 7 at position \[0, 2\] is outside the vocabulary \[0, 5\)",
         ),
-        (lambda: dp.conditional_entropy(np.array([0, 9]), 0, vocab_size=3), ValueError, r"value 9 at position \[0, 1\]"),
+        (
+            lambda: dp.conditional_entropy(np.array([0, 9]), 0, vocab_size=3),
+            ValueError,
+            r"value 9 at position \[0, 1\]",
+        ),
         (lambda: dp.ngram_counts(np.array([[0.0, 1.0]]), 1), TypeError, "tokens must be an integer array"),
         (lambda: dp.ngram_counts(np.array([[True]]), 1), TypeError, "tokens must be an integer array"),
         (lambda: dp.ngram_counts(np.zeros((1, 2, 3), dtype=int), 1), ValueError, "tokens must be 1-D"),
@@ -314,21 +324,41 @@ def test_iid_order_zero_matches_exact_entropy_with_calibrated_stderr() -> None:
         (lambda: dp.ngram_counts(np.array([[0, 1]]), 1.5), TypeError, "n must be an integer"),
         (lambda: dp.ngram_counts(np.zeros((3, 0), dtype=int), 1), ValueError, "pass vocab_size"),
         (lambda: dp.ngram_counts(np.array([[0, 1]]), 1, vocab_size=0), ValueError, "vocab_size must be >= 1"),
-        (lambda: dp.ngram_counts(np.array([[0, 1]]), 1, max_dense_entries=-1), ValueError, "max_dense_entries must be >= 0"),
-        (lambda: dp.ngram_counts(np.array([[0, 1]]), 3, vocab_size=2**30), ValueError, r"n: vocab_size\^3 = .* exceeds 2\^64"),
+        (
+            lambda: dp.ngram_counts(np.array([[0, 1]]), 1, max_dense_entries=-1),
+            ValueError,
+            "max_dense_entries must be >= 0",
+        ),
+        (
+            lambda: dp.ngram_counts(np.array([[0, 1]]), 3, vocab_size=2**30),
+            ValueError,
+            r"n: vocab_size\^3 = .* exceeds 2\^64",
+        ),
         (lambda: dp.conditional_entropy(np.array([[0, 1]]), 2, vocab_size=2**30), ValueError, "order = 2 is too large"),
         (
             lambda: dp.conditional_entropy(np.zeros((4, 10), dtype=int), 2, vocab_size=2**30),
             ValueError,
             r"order: vocab_size\^3 = .* exceeds 2\^64",
         ),
-        (lambda: dp.conditional_entropy(np.zeros((4, 3), dtype=int), 3), ValueError, r"order = 3 is too large for tokens of shape \(4, 3\)"),
+        (
+            lambda: dp.conditional_entropy(np.zeros((4, 3), dtype=int), 3),
+            ValueError,
+            r"order = 3 is too large for tokens of shape \(4, 3\)",
+        ),
         (lambda: dp.conditional_entropy(np.zeros(3, dtype=int), 3), ValueError, r"shape \(3,\)"),
         (lambda: dp.conditional_entropy(np.zeros((0, 5), dtype=int), 0), ValueError, "order = 0 is too large"),
         (lambda: dp.conditional_entropy(np.zeros((2, 5), dtype=int), -1), ValueError, "order must be >= 0"),
         (lambda: dp.conditional_entropy(np.zeros((2, 5), dtype=int), 1.0), TypeError, "order must be an integer"),
-        (lambda: dp.conditional_entropy(np.zeros((2, 5), dtype=int), 1, correction="jackknife"), ValueError, "correction must be one of"),
-        (lambda: dp.conditional_entropy(np.zeros((2, 5), dtype=int), 1, correction=None), TypeError, "correction must be one of"),
+        (
+            lambda: dp.conditional_entropy(np.zeros((2, 5), dtype=int), 1, correction="jackknife"),
+            ValueError,
+            "correction must be one of",
+        ),
+        (
+            lambda: dp.conditional_entropy(np.zeros((2, 5), dtype=int), 1, correction=None),
+            TypeError,
+            "correction must be one of",
+        ),
         (lambda: dp.conditional_entropy(np.zeros((2, 5), dtype=int), 1, base=1), ValueError, "base must not be 1"),
         (lambda: dp.conditional_entropy(np.zeros((2, 5), dtype=int), 1, base=-2), ValueError, "base must be > 0"),
         (lambda: dp.entropy_profile(np.zeros((2, 5), dtype=int), 5), ValueError, "max_order = 5 is too large"),

@@ -110,7 +110,6 @@ __all__ = [
 _MODES = ("factored", "flat")
 
 
-
 # ----------------------------------------------------------------------------
 # Capture
 # ----------------------------------------------------------------------------
@@ -275,8 +274,12 @@ class GradientCapture:
             raise ValueError("projections exist in factored mode only")
         t = self._spec(name)
         dev = t.module.weight.device
-        p_in = projection_matrix(t.cols + int(t.bias), self.k_in, _derive_seed(self.seed, name, "in"), device=dev, kind=self.projection)  # type: ignore[arg-type]
-        p_out = projection_matrix(t.rows, self.k_out, _derive_seed(self.seed, name, "out"), device=dev, kind=self.projection)  # type: ignore[arg-type]
+        p_in = projection_matrix(
+            t.cols + int(t.bias), self.k_in, _derive_seed(self.seed, name, "in"), device=dev, kind=self.projection
+        )  # type: ignore[arg-type]
+        p_out = projection_matrix(
+            t.rows, self.k_out, _derive_seed(self.seed, name, "out"), device=dev, kind=self.projection
+        )  # type: ignore[arg-type]
         return p_in, p_out
 
     def flatten(self, grads: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -288,7 +291,11 @@ class GradientCapture:
             w = grads[f"{t.name}.weight"]
             b = w.shape[0]
             if t.bias:
-                parts.append(torch.cat([w.reshape(b, t.rows, t.cols), grads[f"{t.name}.bias"].reshape(b, t.rows, 1)], dim=2).reshape(b, -1))
+                parts.append(
+                    torch.cat(
+                        [w.reshape(b, t.rows, t.cols), grads[f"{t.name}.bias"].reshape(b, t.rows, 1)], dim=2
+                    ).reshape(b, -1)
+                )
             else:
                 parts.append(w.reshape(b, -1))
         return torch.cat(parts, dim=1)
@@ -320,7 +327,9 @@ class GradientCapture:
 
     def _reset(self) -> None:
         self._outputs: list[torch.Tensor] = []
-        self._calls: list[tuple[FactoredTarget | FlatTarget, torch.Tensor, torch.Tensor]] = []  # target, saved input, output
+        self._calls: list[
+            tuple[FactoredTarget | FlatTarget, torch.Tensor, torch.Tensor]
+        ] = []  # target, saved input, output
         self._dead: set[str] = set()
         self._acc: torch.Tensor | None = None
         self._mask: torch.Tensor | None = None
@@ -405,7 +414,9 @@ class GradientCapture:
             raise ValueError("empty batch: losses has no examples")
         if not losses.requires_grad:
             self._reset()
-            raise ValueError("losses do not require grad: run the forward pass with autograd enabled inside the context")
+            raise ValueError(
+                "losses do not require grad: run the forward pass with autograd enabled inside the context"
+            )
         if mask is not None:
             if not isinstance(mask, torch.Tensor):
                 self._reset()
@@ -440,5 +451,3 @@ class GradientCapture:
             n = out.norm(dim=1, keepdim=True)
             out = torch.where(n > 0, out / torch.where(n > 0, n, 1.0), out)
         return out.to(self.dtype)
-
-

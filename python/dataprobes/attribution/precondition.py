@@ -34,7 +34,9 @@ class AdamPreconditioner:
         copy: bool = True,
     ) -> None:
         if not isinstance(second_moments, Mapping):
-            raise TypeError(f"second_moments must be a mapping parameter -> tensor, got {type(second_moments).__name__}")
+            raise TypeError(
+                f"second_moments must be a mapping parameter -> tensor, got {type(second_moments).__name__}"
+            )
         self.eps = check_nonnegative_float("eps", eps)
         copy = check_bool("copy", copy)
         if not isinstance(bias_correction, Mapping):
@@ -113,4 +115,3 @@ class AdamPreconditioner:
         e = self.eps**0.5
         tiny = torch.finfo(torch.float32).tiny
         return (a + e).clamp_min(tiny), (b + e).clamp_min(tiny)
-

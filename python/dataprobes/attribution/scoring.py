@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,7 +116,9 @@ def _query_config(
     records a capture config unless the caller opts out."""
     if capture is not None:
         if not isinstance(capture, GradientCapture):
-            raise TypeError(f"capture must be the GradientCapture that produced the queries, got {type(capture).__name__}")
+            raise TypeError(
+                f"capture must be the GradientCapture that produced the queries, got {type(capture).__name__}"
+            )
         if query_config is not None:
             raise ValueError("pass either capture= or query_config=, not both")
         query_config = capture.config
@@ -152,10 +155,14 @@ def _as_queries(queries: Any, store: GradientStore) -> tuple[np.ndarray, np.ndar
         except Exception as exc:  # ragged lists and the like
             raise TypeError(f"queries must be a [Q, dim] float array or tensor, or a GradientStore: {exc}") from exc
         if arr.dtype.kind not in "fiub":
-            raise TypeError(f"queries must be a real-valued [Q, dim] array or tensor, or a GradientStore; got dtype {arr.dtype}")
+            raise TypeError(
+                f"queries must be a real-valued [Q, dim] array or tensor, or a GradientStore; got dtype {arr.dtype}"
+            )
         arr = arr.astype(np.float32)
     if arr.ndim != 2:
-        raise ValueError(f"queries must be 2-D [Q, dim], got shape {list(arr.shape)} (wrap a single query as queries[None])")
+        raise ValueError(
+            f"queries must be 2-D [Q, dim], got shape {list(arr.shape)} (wrap a single query as queries[None])"
+        )
     if arr.shape[1] != store.dim:
         raise ValueError(f"queries has dim {arr.shape[1]} but the store has dim {store.dim}")
     if arr.shape[0] == 0:
@@ -248,7 +255,7 @@ def fit_preconditioner(
         )
     dev = _device(device)
     gram = torch.zeros((st.dim, st.dim), dtype=torch.float64, device=dev)
-    for _, stop_, data, scales in st.iter_raw_blocks(block, verify=verify_reads):
+    for _, _stop, data, scales in st.iter_raw_blocks(block, verify=verify_reads):
         raw = torch.from_numpy(data).to(dev)
         sc = torch.from_numpy(scales).to(dev, torch.float64) if scales is not None else None
         for t0 in range(0, raw.shape[0], TILE_ROWS):
@@ -262,7 +269,9 @@ def fit_preconditioner(
     h = g + lam * torch.eye(st.dim, dtype=torch.float64)
     chol, info = torch.linalg.cholesky_ex(h)
     if int(info) != 0:
-        raise ValueError(f"the damped Gauss-Newton matrix is not positive definite (damping={damping}); increase damping")
+        raise ValueError(
+            f"the damped Gauss-Newton matrix is not positive definite (damping={damping}); increase damping"
+        )
     return GaussNewtonPreconditioner(g.numpy(), n, float(damping), lam, dict(st.config), chol)
 
 
@@ -356,8 +365,10 @@ def score(
     k = min(k_req, n)
 
     if method == "influence":
-        pre = preconditioner if preconditioner is not None else fit_preconditioner(
-            st, damping, block_rows=block, device=dev, verify_reads=verify_reads
+        pre = (
+            preconditioner
+            if preconditioner is not None
+            else fit_preconditioner(st, damping, block_rows=block, device=dev, verify_reads=verify_reads)
         )
         if pre.dim != st.dim:
             raise ValueError(f"preconditioner has dim {pre.dim} but the store has dim {st.dim}")

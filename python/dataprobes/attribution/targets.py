@@ -33,7 +33,6 @@ def _derive_seed(seed: int, name: str, side: str) -> int:
     return int.from_bytes(h, "little") >> 1
 
 
-
 @dataclass(frozen=True)
 class LayoutEntry:
     """One block of the captured vector: ``vector[:, start:stop]`` belongs to
@@ -137,7 +136,11 @@ class _Target:
             idx = x.reshape(b, -1)
             m = self._mask_for(mask, x.shape)
             g3 = g.reshape(b, -1, s.cols).to(torch.float32)
-            w = torch.ones(idx.shape, dtype=torch.float32, device=g.device) if m is None else m.reshape(b, -1).to(torch.float32)
+            w = (
+                torch.ones(idx.shape, dtype=torch.float32, device=g.device)
+                if m is None
+                else m.reshape(b, -1).to(torch.float32)
+            )
             pad = getattr(s.module, "padding_idx", None)
             if pad is not None:
                 w = w * (idx != pad)
@@ -169,7 +172,9 @@ class FactoredTarget(_Target):
 
     def _linear(self, acc: torch.Tensor, x: torch.Tensor, g: torch.Tensor, m: torch.Tensor | None) -> None:
         s = self.spec
-        acc[:, s.start : s.stop] += factored_project(x, g, self.p_in, self.p_out, m, x_bias=self.x_bias, backend=self.backend)
+        acc[:, s.start : s.stop] += factored_project(
+            x, g, self.p_in, self.p_out, m, x_bias=self.x_bias, backend=self.backend
+        )
 
     def _embedding(self, acc: torch.Tensor, idx: torch.Tensor, g: torch.Tensor, w: torch.Tensor) -> None:
         s, b = self.spec, acc.shape[0]
@@ -264,4 +269,3 @@ def _resolve_modules(model: nn.Module, modules: Any) -> list[tuple[str, nn.Modul
             seen.add(n)
             uniq.append((n, m))
     return uniq
-

@@ -9,7 +9,7 @@ overlap and their union is exactly the single-process stream.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

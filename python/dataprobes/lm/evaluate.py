@@ -25,8 +25,9 @@ is ever formed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,7 +97,7 @@ class TrueLaw:
         if k == x.shape[1]:
             return head
         tail = self._from_rows(self._tail_rows(x), logq[:, k - first :], target[:, k - first :])
-        return tuple(torch.cat([a, b], dim=1) for a, b in zip(head, tail))  # type: ignore[return-value]
+        return tuple(torch.cat([a, b], dim=1) for a, b in zip(head, tail, strict=True))  # type: ignore[return-value]
 
     @staticmethod
     def _from_rows(
@@ -443,7 +444,9 @@ def generation_typicality(
     for temp in temps:
         _check_sampling(temp, top_k, top_p)
     rate = float(process.entropy_rate())
-    band = _typical_band(process, prompt_len, length, n, s + 1) if eps is None else check_float("eps", eps, positive=True)
+    band = (
+        _typical_band(process, prompt_len, length, n, s + 1) if eps is None else check_float("eps", eps, positive=True)
+    )
     prompts = process.sample(n, prompt_len, seed=s)
     truth = TrueLaw(process, device)
     bs = batch_size or _batches(n, (prompt_len + length) * process.vocab_size * 4)
@@ -452,7 +455,9 @@ def generation_typicality(
         parts: dict[str, list[np.ndarray]] = {}
         tokens = []
         for lo in range(0, n, bs):
-            x = generate(model, prompts[lo : lo + bs], length, temperature=temp, top_k=top_k, top_p=top_p, seed=s, first_row=lo)
+            x = generate(
+                model, prompts[lo : lo + bs], length, temperature=temp, top_k=top_k, top_p=top_p, seed=s, first_row=lo
+            )
             for k, val in _score_generations(fn, truth, x, prompt_len, temp, top_k, top_p).items():
                 parts.setdefault(k, []).append(val.cpu().numpy())
             tokens.append(x.cpu().numpy())

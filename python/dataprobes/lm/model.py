@@ -66,7 +66,9 @@ class _Block(nn.Module):
                 if causal:
                     raise ValueError("with a non-empty cache, feed one new position at a time")
             cache[:] = [k, v]
-        att = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
+        att = F.scaled_dot_product_attention(
+            q, k, v, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
+        )
         h = h + F.dropout(self.proj(att.transpose(1, 2).reshape(b, t, d)), self.dropout, self.training)
         return h + F.dropout(self.mlp(self.ln2(h)), self.dropout, self.training)
 

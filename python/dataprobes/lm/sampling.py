@@ -50,7 +50,9 @@ def as_logits_fn(model: Any) -> tuple[LogitsFn, torch.device]:
     return fn, torch.device(device)
 
 
-def _sampling_logprobs(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
+def _sampling_logprobs(
+    logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None
+) -> torch.Tensor:
     """Log of the distribution actually sampled from: greedy (temperature 0)
     is one-hot on the argmax; otherwise softmax(logits / T) restricted to the
     top-k tokens and to the smallest nucleus of mass >= top_p, renormalised."""

@@ -8,7 +8,9 @@ the other families.
 
 from __future__ import annotations
 
-from .base import Process, _CoreScored, _unit
+from .base import Process
+from .base import _CoreScored as _CoreScored
+from .base import _unit as _unit
 from .composite import Duplicated, Mixture
 from .hmm import HMM
 from .incontext import (
@@ -17,7 +19,8 @@ from .incontext import (
     incontext_ngram_log_probs,
     incontext_unigram_log_probs,
 )
-from .markov import IID, ROW_SUM_TOL, MarkovChain, _ChainProcess
+from .markov import IID, ROW_SUM_TOL, MarkovChain
+from .markov import _ChainProcess as _ChainProcess
 from .noise import TokenNoise, noisy_equivalent
 
 __all__ = [

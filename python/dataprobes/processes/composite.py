@@ -8,7 +8,8 @@ repetition in training data, and reports which row each copy repeats.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence, overload
+from collections.abc import Sequence
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -25,9 +26,9 @@ from .._validation import (
     unit_name,
 )
 from ..stats.estimate import Estimate
+from ..stats.typicality import TypicalityReport
 from .base import Process, _owned, _typicality_input
 from .markov import ROW_SUM_TOL
-from ..stats.typicality import TypicalityReport
 
 __all__ = ["Mixture", "Duplicated"]
 
@@ -41,9 +42,9 @@ def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
 
 def _combine(rates: list[float | Estimate], weights: np.ndarray) -> float | Estimate:
     if all(not isinstance(r, Estimate) for r in rates):
-        return float(sum(w * float(r) for w, r in zip(weights, rates)))
-    value = sum(w * float(r) for w, r in zip(weights, rates))
-    var = sum((w * r.stderr) ** 2 for w, r in zip(weights, rates) if isinstance(r, Estimate))
+        return float(sum(w * float(r) for w, r in zip(weights, rates, strict=True)))
+    value = sum(w * float(r) for w, r in zip(weights, rates, strict=True))
+    var = sum((w * r.stderr) ** 2 for w, r in zip(weights, rates, strict=True) if isinstance(r, Estimate))
     return Estimate(float(value), float(np.sqrt(var)))
 
 

@@ -108,7 +108,7 @@ class HMM(_CoreScored):
         transition_concentration: float = 1.0,
         emission_concentration: float = 0.1,
         seed: int = 0,
-    ) -> "HMM":
+    ) -> HMM:
         """A random HMM: transition rows ~ Dirichlet(``transition_concentration``),
         emission rows ~ Dirichlet(``emission_concentration``) (small values give
         peaked emissions, so the hidden state is partly visible), stationary

@@ -157,9 +157,7 @@ class InContextMarkov(_CoreScored):
             return np.array([IID(row[0], normalize=True).entropy_rate(base) for row in c])
         return np.array([MarkovChain(row, order=k, normalize=True).entropy_rate(base) for row in c])
 
-    def entropy_rate(
-        self, base: float | None = None, *, num_chains: int = 256, seed: int = 0
-    ) -> Estimate:
+    def entropy_rate(self, base: float | None = None, *, num_chains: int = 256, seed: int = 0) -> Estimate:
         """Expected entropy rate of a sequence's chain under the prior,
         E_P[H(P)], by Monte Carlo over ``num_chains`` chains (exact rate each)."""
         m = check_int("num_chains", num_chains, 2)
@@ -169,7 +167,9 @@ class InContextMarkov(_CoreScored):
         return Estimate.from_samples(self.chain_entropy_rates(chains, base))
 
     def __repr__(self) -> str:
-        return f"InContextMarkov(vocab_size={self.vocab_size}, order={self.order}, concentration={self.concentration:g})"
+        return (
+            f"InContextMarkov(vocab_size={self.vocab_size}, order={self.order}, concentration={self.concentration:g})"
+        )
 
 
 def incontext_ngram_log_probs(x: Any, vocab_size: int, order: int, beta: float = 1.0) -> np.ndarray:

@@ -74,7 +74,6 @@ class _ChainProcess(_CoreScored):
         return float(self._core.varentropy_rate()) / log_base(base) ** 2
 
 
-
 class MarkovChain(_ChainProcess):
     """Stationary order-k Markov chain over ``vocab_size`` tokens.
 
@@ -130,7 +129,7 @@ class MarkovChain(_ChainProcess):
         entropy_rate: float | None = None,
         concentration: float | None = None,
         seed: int = 0,
-    ) -> "MarkovChain":
+    ) -> MarkovChain:
         """A random order-k chain with one knob set.
 
         * ``concentration=α``: every row drawn from a symmetric Dirichlet(α)
@@ -216,7 +215,7 @@ class IID(_ChainProcess):
         concentration: float | None = None,
         seed: int = 0,
         entropy: float | None = None,
-    ) -> "IID":
+    ) -> IID:
         """Random law: Dirichlet(``concentration``) or ``softmax(G/τ)`` tuned to
         ``entropy_rate`` nats (one knob, as in :meth:`MarkovChain.random`;
         default ``concentration=1``). ``entropy=`` is the deprecated old name

@@ -16,12 +16,12 @@ import numpy as np
 
 from .. import _core
 from .._validation import as_indices, check_int, check_probability, check_process, check_seed, start_indices
-from .composite import Duplicated, Mixture
 from ..stats.estimate import Estimate
-from .hmm import HMM
-from .base import Process
-from .markov import IID, MarkovChain
 from ..stats.typicality import TypicalityReport
+from .base import Process
+from .composite import Duplicated, Mixture
+from .hmm import HMM
+from .markov import IID, MarkovChain
 
 __all__ = ["TokenNoise", "noisy_equivalent"]
 
@@ -35,7 +35,9 @@ def noisy_equivalent(process: Process, rho: float) -> Process:
         return IID((1 - r) * process.probs + r / v, normalize=True)
     if isinstance(process, MarkovChain):
         if process.order != 1:
-            raise ValueError("token noise keeps an exact likelihood for order-1 Markov chains only (order > 1: use an HMM)")
+            raise ValueError(
+                "token noise keeps an exact likelihood for order-1 Markov chains only (order > 1: use an HMM)"
+            )
         emission = (1 - r) * np.eye(v) + r / v
         return HMM(process.transition, emission, process.initial, normalize=True)
     if isinstance(process, HMM):

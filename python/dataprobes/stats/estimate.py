@@ -20,7 +20,7 @@ class Estimate:
     stderr: float
 
     @classmethod
-    def from_samples(cls, samples: np.ndarray) -> "Estimate":
+    def from_samples(cls, samples: np.ndarray) -> Estimate:
         """Mean of i.i.d. samples and its standard error ``sd / sqrt(n)``."""
         s = np.asarray(samples, dtype=np.float64)
         if s.size == 0:

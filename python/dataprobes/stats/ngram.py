@@ -170,7 +170,7 @@ class NgramCounts:
         """``{(x_0, .., x_{n-1}): count}`` for every n-gram that occurs (one
         Python object per distinct n-gram: for inspection, not for big data)."""
         codes, counts = self.sparse()
-        return {tuple(int(t) for t in row): int(c) for row, c in zip(self.decode(codes), counts)}
+        return {tuple(int(t) for t in row): int(c) for row, c in zip(self.decode(codes), counts, strict=True)}
 
     def to_dense(self) -> np.ndarray:
         """The ``(vocab_size,) * n`` ``uint64`` table (built from the sparse

@@ -52,7 +52,7 @@ class TypicalityReport:
         entropy_rate: float,
         eps: float,
         unit: str,
-    ) -> "TypicalityReport":
+    ) -> TypicalityReport:
         """The report of sequences of ``length`` scored tokens from their
         NLL/token, centred surprisal sums ``Σ_t [-log q_t(x_t) - H(q_t)]`` and
         varentropy sums ``Σ_t V(q_t)`` (nats): the z-scores are

@@ -89,7 +89,9 @@ def _cubin_facts(cubin: bytes) -> dict[str, int]:
         path = os.path.join(tmp, "k.cubin")
         with open(path, "wb") as f:
             f.write(cubin)
-        usage = subprocess.run([_tool("cuobjdump"), "--dump-resource-usage", path], capture_output=True, text=True, check=True).stdout
+        usage = subprocess.run(
+            [_tool("cuobjdump"), "--dump-resource-usage", path], capture_output=True, text=True, check=True
+        ).stdout
         sass = subprocess.run([_tool("cuobjdump"), "-sass", path], capture_output=True, text=True, check=True).stdout
     reg = re.search(r"REG:(\d+)", usage)
     local = re.search(r"LOCAL:(\d+)", usage)
@@ -192,12 +194,16 @@ def _sjlt_case(dt: torch.dtype, b: int, d: int, k: int, scheme: str) -> Any:
     return _mod("sjlt")._sjlt_triton(torch.zeros(b, d, dtype=dt), k, 7, 0, scheme, None)
 
 
-def _factored_case(dt: torch.dtype, t_len: int, d_in: int, d_out: int, k_in: int, k_out: int, masked: bool, prec: str) -> Any:
+def _factored_case(
+    dt: torch.dtype, t_len: int, d_in: int, d_out: int, k_in: int, k_out: int, masked: bool, prec: str
+) -> Any:
     x = torch.zeros(2, t_len, d_in, dtype=dt)
     g = torch.zeros(2, t_len, d_out, dtype=dt)
     m = torch.ones(2, t_len) if masked else None
     xb = torch.zeros(k_in) if masked else None
-    return _mod("factored")._factored_triton(x, g, torch.zeros(d_in, k_in), torch.zeros(d_out, k_out), m, xb, prec, None)
+    return _mod("factored")._factored_triton(
+        x, g, torch.zeros(d_in, k_in), torch.zeros(d_out, k_out), m, xb, prec, None
+    )
 
 
 def _quant_case(dt: torch.dtype, k: int, normalize: bool) -> Any:

@@ -33,7 +33,6 @@ from typing import Any
 
 import torch
 
-from ..._torch.counter_hash import GOLDEN32, hash32_torch, splitmix64, stream_key
 from ..._validation import check_int, check_seed
 
 __all__ = ["HAS_TRITON", "INTERPRET", "check_int", "check_seed", "resolve_backend"]
@@ -90,7 +89,9 @@ def resolve_backend(backend: str, *tensors: torch.Tensor) -> str:
     return "triton" if usable else "torch"
 
 
-def check_tensor(name: str, t: Any, ndim: int | tuple[int, ...], dtypes: tuple[torch.dtype, ...] | None = None) -> torch.Tensor:
+def check_tensor(
+    name: str, t: Any, ndim: int | tuple[int, ...], dtypes: tuple[torch.dtype, ...] | None = None
+) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     dims = (ndim,) if isinstance(ndim, int) else ndim

@@ -85,7 +85,12 @@ def projection_matrix(
 
 
 def _check(
-    x: torch.Tensor, g: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor, mask: torch.Tensor | None, x_bias: torch.Tensor | None
+    x: torch.Tensor,
+    g: torch.Tensor,
+    p_in: torch.Tensor,
+    p_out: torch.Tensor,
+    mask: torch.Tensor | None,
+    x_bias: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Validate; return x, g as [B, T, d] and the mask as float32 [B, T]."""
     check_tensor("x", x, (2, 3), FLOAT_DTYPES)
@@ -93,7 +98,9 @@ def _check(
     check_tensor("P_in", p_in, 2, FLOAT_DTYPES)
     check_tensor("P_out", p_out, 2, FLOAT_DTYPES)
     if x.dim() != g.dim() or x.shape[:-1] != g.shape[:-1]:
-        raise ValueError(f"x {tuple(x.shape)} and g {tuple(g.shape)} must share their leading (batch[, time]) dimensions")
+        raise ValueError(
+            f"x {tuple(x.shape)} and g {tuple(g.shape)} must share their leading (batch[, time]) dimensions"
+        )
     if p_in.shape[0] != x.shape[-1]:
         raise ValueError(f"P_in has {p_in.shape[0]} rows but x has d_in={x.shape[-1]}")
     if p_out.shape[0] != g.shape[-1]:
@@ -141,8 +148,19 @@ if HAS_TRITON:
 
     @triton.jit
     def _project_tile(
-        src_ptr, stride_t, t64, tm, p_ptr, stride_p, ks, km, d,
-        BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr,
+        src_ptr,
+        stride_t,
+        t64,
+        tm,
+        p_ptr,
+        stride_p,
+        ks,
+        km,
+        d,
+        BLOCK_T: tl.constexpr,
+        BLOCK_D: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        PREC: tl.constexpr,
     ):
         """``src[t64, :] @ P[:, ks]`` -> [BLOCK_T, BLOCK_K] float32, for the rows
         ``t64`` (masked by ``tm``) of a [T, d] operand with row stride
@@ -159,12 +177,38 @@ if HAS_TRITON:
 
     @triton.jit(do_not_specialize=["T", "t_per_split", "n_split"])
     def _factored_kernel(
-        x_ptr, g_ptr, pin_ptr, pout_ptr, mask_ptr, xb_ptr, out_ptr,
-        T, d_in, d_out, k_in, k_out, t_per_split, n_split,
-        sxb, sxt, sgb, sgt, smb, smt, spin, spout, sos, sob,
-        HAS_MASK: tl.constexpr, HAS_XBIAS: tl.constexpr,
-        BLOCK_T: tl.constexpr, BLOCK_DI: tl.constexpr, BLOCK_DO: tl.constexpr,
-        BLOCK_KI: tl.constexpr, BLOCK_KO: tl.constexpr, PREC: tl.constexpr,
+        x_ptr,
+        g_ptr,
+        pin_ptr,
+        pout_ptr,
+        mask_ptr,
+        xb_ptr,
+        out_ptr,
+        T,
+        d_in,
+        d_out,
+        k_in,
+        k_out,
+        t_per_split,
+        n_split,
+        sxb,
+        sxt,
+        sgb,
+        sgt,
+        smb,
+        smt,
+        spin,
+        spout,
+        sos,
+        sob,
+        HAS_MASK: tl.constexpr,
+        HAS_XBIAS: tl.constexpr,
+        BLOCK_T: tl.constexpr,
+        BLOCK_DI: tl.constexpr,
+        BLOCK_DO: tl.constexpr,
+        BLOCK_KI: tl.constexpr,
+        BLOCK_KO: tl.constexpr,
+        PREC: tl.constexpr,
     ):
         pid0 = tl.program_id(0)
         b = (pid0 // n_split).to(tl.int64)
@@ -183,11 +227,15 @@ if HAS_TRITON:
             tm = ts < t_hi
             t64 = ts.to(tl.int64)
             # xp = x_tile @ P_in[:, ki]  -> [BLOCK_T, BLOCK_KI]
-            xp = _project_tile(x_ptr + b * sxb, sxt, t64, tm, pin_ptr, spin, ki, kim, d_in, BLOCK_T, BLOCK_DI, BLOCK_KI, PREC)
+            xp = _project_tile(
+                x_ptr + b * sxb, sxt, t64, tm, pin_ptr, spin, ki, kim, d_in, BLOCK_T, BLOCK_DI, BLOCK_KI, PREC
+            )
             if HAS_XBIAS:
                 xp += xb[None, :]
             # gp = g_tile @ P_out[:, ko]  -> [BLOCK_T, BLOCK_KO]
-            gp = _project_tile(g_ptr + b * sgb, sgt, t64, tm, pout_ptr, spout, ko, kom, d_out, BLOCK_T, BLOCK_DO, BLOCK_KO, PREC)
+            gp = _project_tile(
+                g_ptr + b * sgb, sgt, t64, tm, pout_ptr, spout, ko, kom, d_out, BLOCK_T, BLOCK_DO, BLOCK_KO, PREC
+            )
             if HAS_MASK:
                 mv = tl.load(mask_ptr + b * smb + t64 * smt, mask=tm, other=0.0)
                 gp = gp * mv[:, None]
@@ -220,8 +268,14 @@ def _factored_config(d_in: int, d_out: int, k_in: int, k_out: int, precision: st
 
 
 def _factored_triton(
-    x: torch.Tensor, g: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor,
-    mask: torch.Tensor | None, x_bias: torch.Tensor | None, precision: str, splits: int | None,
+    x: torch.Tensor,
+    g: torch.Tensor,
+    p_in: torch.Tensor,
+    p_out: torch.Tensor,
+    mask: torch.Tensor | None,
+    x_bias: torch.Tensor | None,
+    precision: str,
+    splits: int | None,
 ) -> torch.Tensor:
     """Launcher: x, g [B, T, d] with unit last stride; P fp32 row-major."""
     for name, t in (("x", x), ("g", g)):
@@ -249,13 +303,34 @@ def _factored_triton(
     xb = x_bias.to(torch.float32).contiguous() if x_bias is not None else out
     grid = (b * splits, n_ko, n_ki)
     _factored_kernel[grid](
-        x, g, p_in, p_out, m, xb, out,
-        t_len, d_in, d_out, k_in, k_out, per, splits,
-        x.stride(0), x.stride(1), g.stride(0), g.stride(1),
-        m.stride(0) if mask is not None else 0, m.stride(1) if mask is not None else 0,
-        p_in.stride(0), p_out.stride(0), out.stride(0), out.stride(1),
-        HAS_MASK=mask is not None, HAS_XBIAS=x_bias is not None,
-        PREC=precision, **cfg,
+        x,
+        g,
+        p_in,
+        p_out,
+        m,
+        xb,
+        out,
+        t_len,
+        d_in,
+        d_out,
+        k_in,
+        k_out,
+        per,
+        splits,
+        x.stride(0),
+        x.stride(1),
+        g.stride(0),
+        g.stride(1),
+        m.stride(0) if mask is not None else 0,
+        m.stride(1) if mask is not None else 0,
+        p_in.stride(0),
+        p_out.stride(0),
+        out.stride(0),
+        out.stride(1),
+        HAS_MASK=mask is not None,
+        HAS_XBIAS=x_bias is not None,
+        PREC=precision,
+        **cfg,
     )
     return out[0] if splits == 1 else out.sum(0)
 

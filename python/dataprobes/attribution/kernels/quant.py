@@ -108,14 +108,18 @@ def _quant_triton(x: torch.Tensor, normalize: bool) -> tuple[torch.Tensor, torch
     return q, scale
 
 
-def quantize_int8(x: torch.Tensor, normalize: bool = False, *, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_int8(
+    x: torch.Tensor, normalize: bool = False, *, backend: str = "auto"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row int8 codes ``q`` [B, k] and float32 scales [B] of ``x`` [B, k],
     optionally unit-normalising each row first (fused). See the module
     docstring for the rounding rule and the error bound ``scale / 2``."""
     check_tensor("x", x, 2, FLOAT_DTYPES)
     b, k = x.shape
     if b == 0 or k == 0:
-        return torch.zeros(b, k, dtype=torch.int8, device=x.device), torch.zeros(b, dtype=torch.float32, device=x.device)
+        return torch.zeros(b, k, dtype=torch.int8, device=x.device), torch.zeros(
+            b, dtype=torch.float32, device=x.device
+        )
     if resolve_backend(backend, x) == "torch":
         return quantize_int8_reference(x, normalize)
     if x.stride(1) != 1:

@@ -143,8 +143,18 @@ if HAS_TRITON:
 
     @triton.jit(do_not_specialize=["k", "offset", "key_sign", "key_bucket"])
     def _sjlt_hash_kernel(
-        x_ptr, out_ptr, B, d, k, offset, stride_x, stride_o, key_sign, key_bucket,
-        BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr,
+        x_ptr,
+        out_ptr,
+        B,
+        d,
+        k,
+        offset,
+        stride_x,
+        stride_o,
+        key_sign,
+        key_bucket,
+        BLOCK_B: tl.constexpr,
+        BLOCK_D: tl.constexpr,
     ):
         pid_d = tl.program_id(0)
         pid_b = tl.program_id(1)
@@ -164,9 +174,22 @@ if HAS_TRITON:
 
     @triton.jit(do_not_specialize=["d", "k", "offset", "key_sign", "key_bucket", "m_first", "m_end", "m_per_split"])
     def _sjlt_block_kernel(
-        x_ptr, out_ptr, B, d, k, offset, stride_x, stride_os, stride_o, key_sign, key_bucket,
-        m_first, m_end, m_per_split,
-        BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
+        x_ptr,
+        out_ptr,
+        B,
+        d,
+        k,
+        offset,
+        stride_x,
+        stride_os,
+        stride_o,
+        key_sign,
+        key_bucket,
+        m_first,
+        m_end,
+        m_per_split,
+        BLOCK_B: tl.constexpr,
+        BLOCK_K: tl.constexpr,
     ):
         pid0 = tl.program_id(0)
         pid_b = tl.program_id(1)
@@ -225,7 +248,9 @@ def _sjlt_triton(x: torch.Tensor, k: int, seed: int, offset: int, scheme: str, s
     b, d = x.shape
     rows_max = _ROWS_PER_LAUNCH
     if b > rows_max:
-        return torch.cat([_sjlt_triton(x[a : a + rows_max], k, seed, offset, scheme, splits) for a in range(0, b, rows_max)])
+        return torch.cat(
+            [_sjlt_triton(x[a : a + rows_max], k, seed, offset, scheme, splits) for a in range(0, b, rows_max)]
+        )
     key_sign, key_bucket = (as_i32(v) for v in _keys(seed))
     if scheme == "hash":
         out = torch.zeros(b, k, dtype=torch.float32, device=x.device)
@@ -233,8 +258,18 @@ def _sjlt_triton(x: torch.Tensor, k: int, seed: int, offset: int, scheme: str, s
         block_d = max(16, 2048 // block_b)
         grid = (triton.cdiv(d, block_d), triton.cdiv(b, block_b))
         _sjlt_hash_kernel[grid](
-            x, out, b, d, k, offset, x.stride(0), out.stride(0), key_sign, key_bucket,
-            BLOCK_B=block_b, BLOCK_D=block_d,
+            x,
+            out,
+            b,
+            d,
+            k,
+            offset,
+            x.stride(0),
+            out.stride(0),
+            key_sign,
+            key_bucket,
+            BLOCK_B=block_b,
+            BLOCK_D=block_d,
         )
         return out
     block_b = min(next_pow2(b), 4)
@@ -253,9 +288,22 @@ def _sjlt_triton(x: torch.Tensor, k: int, seed: int, offset: int, scheme: str, s
     part = torch.empty(splits, b, k, dtype=torch.float32, device=x.device)
     grid = (n_kb * splits, n_rb)
     _sjlt_block_kernel[grid](
-        x, part, b, d, k, offset, x.stride(0), part.stride(0), part.stride(1), key_sign, key_bucket,
-        m_first, m_end, per,
-        BLOCK_B=block_b, BLOCK_K=block_k,
+        x,
+        part,
+        b,
+        d,
+        k,
+        offset,
+        x.stride(0),
+        part.stride(0),
+        part.stride(1),
+        key_sign,
+        key_bucket,
+        m_first,
+        m_end,
+        per,
+        BLOCK_B=block_b,
+        BLOCK_K=block_k,
     )
     return part[0] if splits == 1 else part.sum(0)
 

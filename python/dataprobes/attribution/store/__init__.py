@@ -91,5 +91,3 @@ __all__ = [
 #: "manifest-temp-written", "manifest-written"). Lets the crash tests stop a
 #: writer at an exact point. ``None`` in normal use.
 _TEST_HOOK: Callable[[str], None] | None = None
-
-

@@ -69,5 +69,3 @@ def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
                 break
             h.update(b)
     return h.hexdigest()
-
-

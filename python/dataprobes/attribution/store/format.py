@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import xxhash
@@ -60,11 +61,15 @@ def _normalize_config(config: Mapping[str, Any] | None, name: str = "config") ->
     if config is None:
         return {}
     if not isinstance(config, Mapping):
-        raise TypeError(f"{name} must be a dict (JSON object) describing the projection/capture, got {type(config).__name__}")
+        raise TypeError(
+            f"{name} must be a dict (JSON object) describing the projection/capture, got {type(config).__name__}"
+        )
     try:
         out = json.loads(json.dumps(dict(config), sort_keys=True, allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be JSON-serialisable (str keys; str/int/float/bool/None/list/dict values): {exc}") from exc
+        raise TypeError(
+            f"{name} must be JSON-serialisable (str keys; str/int/float/bool/None/list/dict values): {exc}"
+        ) from exc
     assert isinstance(out, dict)
     return out
 
@@ -122,7 +127,6 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-
 # ----------------------------------------------------------------------------
 # quantisation
 
@@ -147,7 +151,11 @@ def quantize_int8(x: Any) -> tuple[np.ndarray, np.ndarray]:
         q_t, scale_t = quantize_int8_reference(x.detach().to(torch.float32))
         return q_t.cpu().numpy(), scale_t.cpu().numpy()
     a = np.asarray(x, dtype=np.float32)
-    scale = (np.abs(a).max(axis=1) / np.float32(127.0)).astype(np.float32) if a.shape[1] else np.zeros(a.shape[0], np.float32)
+    scale = (
+        (np.abs(a).max(axis=1) / np.float32(127.0)).astype(np.float32)
+        if a.shape[1]
+        else np.zeros(a.shape[0], np.float32)
+    )
     divisor = np.where(scale > 0, scale, np.float32(1.0))
     q = np.rint(a / divisor[:, None])
     np.clip(q, -127, 127, out=q)
@@ -213,7 +221,7 @@ def _read_json(path: Path) -> Any:
 
 def _xxh3(rows: np.ndarray) -> str:
     """``xxh3_64`` of the bytes of a C-contiguous array, as 16 hex digits."""
-    return f"{xxhash.xxh3_64_intdigest(np.ascontiguousarray(rows)):016x}"
+    return f"{xxhash.xxh3_64_intdigest(memoryview(np.ascontiguousarray(rows))):016x}"
 
 
 def _block_checksums(arr: np.ndarray, check_rows: int = CHECK_ROWS) -> list[str]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,15 +18,15 @@ from .durable import _sha256_file
 from .format import (
     _PART_RE,
     FORMAT,
-    READ_VERSIONS,
     HEADER_NAME,
+    READ_VERSIONS,
     CorruptShardError,
     _check_header,
-    check_same_config,
     _header,
     _read_json,
     _to_numpy,
     _xxh3,
+    check_same_config,
     dequantize_int8,
 )
 
@@ -135,7 +136,9 @@ class GradientStore:
         self._warn_unlisted()
         self._ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
         self._ids.setflags(write=False)
-        self._offsets = np.concatenate([[0], np.cumsum([s.rows for s in self._shards], dtype=np.int64)]).astype(np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum([s.rows for s in self._shards], dtype=np.int64)]).astype(
+            np.int64
+        )
         self._sorter: np.ndarray | None = None
         self._id_rank: np.ndarray | None = None
         self._sorted_ids: np.ndarray | None = None
@@ -195,18 +198,22 @@ class GradientStore:
                 raise CorruptShardError(f"shard file {fname} (listed in {part_name}) is unreadable: {exc}") from exc
             if arr.shape != shape or arr.dtype != dt:
                 raise CorruptShardError(
-                    f"shard file {fname} has shape {arr.shape} and dtype {arr.dtype}; manifest {part_name} expects {shape} {dt}"
+                    f"shard file {fname} has shape {arr.shape} and dtype {arr.dtype}; "
+                    f"manifest {part_name} expects {shape} {dt}"
                 )
             arrays[role] = arr
         check_rows = 0
         if self.format_version >= 2:
-            check_rows = entry.get("check_rows")
-            if isinstance(check_rows, bool) or not isinstance(check_rows, int) or check_rows < 1:
+            recorded = entry.get("check_rows")
+            if isinstance(recorded, bool) or not isinstance(recorded, int) or recorded < 1:
                 raise CorruptShardError(f"{part_name}: shard {entry.get('index')} has no valid check_rows")
+            check_rows = recorded
             for role in expect:
                 sums = files[role].get("xxh3_64")
                 if not isinstance(sums, list) or len(sums) != -(-rows // check_rows):
-                    raise CorruptShardError(f"{part_name}: shard {entry.get('index')} has no valid xxh3_64 list for {role}")
+                    raise CorruptShardError(
+                        f"{part_name}: shard {entry.get('index')} has no valid xxh3_64 list for {role}"
+                    )
         shard = _Shard(
             int(entry["rank"]), int(entry["index"]), rows, dict(files), arrays["data"], arrays.get("scales"), check_rows
         )
@@ -306,9 +313,7 @@ class GradientStore:
             pos = base + hi
             i += 1
 
-    def read_raw(
-        self, start: int, stop: int, *, verify: bool | None = None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    def read_raw(self, start: int, stop: int, *, verify: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Stored (not dequantised) rows ``[start, stop)``: (data, scales or None).
 
         A view into the memory map when the range lies in one shard, else a copy.

@@ -6,8 +6,9 @@ import errno
 import json
 import os
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -15,12 +16,12 @@ from ..._durable import write_synced
 from ..._validation import check_choice, check_int, check_positive_int
 from .durable import _fsync_dir, _hook, _save_npy, _write_json_atomic
 from .format import (
-    CHECK_ROWS,
-    _block_checksums,
     _TMP,
+    CHECK_ROWS,
     DTYPES,
     HEADER_NAME,
     CorruptShardError,
+    _block_checksums,
     _check_header,
     _header,
     _is_tensor,
@@ -49,7 +50,6 @@ def _default_rank() -> int:
     if dist.is_available() and dist.is_initialized():
         return int(dist.get_rank())
     return 0
-
 
 
 class StoreWriter:
@@ -190,7 +190,10 @@ class StoreWriter:
                         raise CorruptShardError(f"shard file {f.name} ({role}) listed in {part_path.name} is missing")
                 ids = np.load(self.path / entry["files"]["ids"]["name"], mmap_mode="r")
                 if ids.shape != (entry["rows"],):
-                    raise CorruptShardError(f"shard file {entry['files']['ids']['name']} has shape {ids.shape}, manifest says {entry['rows']} rows")
+                    raise CorruptShardError(
+                        f"shard file {entry['files']['ids']['name']} has shape {ids.shape}, "
+                        f"manifest says {entry['rows']} rows"
+                    )
                 done.append(np.asarray(ids))
                 self._shards.append(entry)
         self._done_ids = np.concatenate(done) if done else np.empty(0, np.int64)
@@ -203,8 +206,12 @@ class StoreWriter:
         for name in os.listdir(self.path):
             stray = False
             if name.startswith(_TMP):
-                rest = name[len(_TMP):]
-                stray = rest.startswith(own) or rest == _part_name(self.rank) or rest == f"{HEADER_NAME}.rank{self.rank:05d}"
+                rest = name[len(_TMP) :]
+                stray = (
+                    rest.startswith(own)
+                    or rest == _part_name(self.rank)
+                    or rest == f"{HEADER_NAME}.rank{self.rank:05d}"
+                )
             elif name.startswith(own) and name not in listed:
                 stray = True
             if stray:
@@ -341,7 +348,10 @@ class StoreWriter:
                 raise TypeError("quantize must return a pair (q int8 [B, dim], scale float32 [B])")
             q, scale = _to_numpy(out[0]), _to_numpy(out[1]).reshape(-1)
             if q.dtype != np.int8 or q.shape != (grads.shape[0], self.dim):
-                raise TypeError(f"quantize returned q with dtype {q.dtype} and shape {q.shape}; expected int8 {[grads.shape[0], self.dim]}")
+                raise TypeError(
+                    f"quantize returned q with dtype {q.dtype} and shape {q.shape}; "
+                    f"expected int8 {[grads.shape[0], self.dim]}"
+                )
             if scale.shape != (grads.shape[0],):
                 raise TypeError(f"quantize returned scale with shape {scale.shape}; expected [{grads.shape[0]}]")
             scale = scale.astype(np.float32, copy=False)
@@ -426,7 +436,7 @@ class StoreWriter:
             self._buf_data = self._buf_scales = None
             self._release_lock()
 
-    def __enter__(self) -> "StoreWriter":
+    def __enter__(self) -> StoreWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -443,5 +453,3 @@ class StoreWriter:
             f"StoreWriter({str(self.path)!r}, dim={self.dim}, dtype={self.dtype!r}, rank={self.rank}, "
             f"rows={self.num_rows}, pending={self.num_pending}, shards={self.num_shards})"
         )
-
-
