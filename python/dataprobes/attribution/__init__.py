@@ -20,10 +20,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-try:
-    import torch  # noqa: F401
-except ImportError as exc:  # pragma: no cover - exercised only without torch
-    raise ImportError("dataprobes.attribution needs PyTorch: pip install 'dataprobes[torch]'") from exc
+from .._torch import require_torch
+
+require_torch("dataprobes.attribution")
 
 from .capture import GradientCapture
 from .pipeline import attribution_callback, capture_batches, capture_config, capture_to_store

@@ -2,7 +2,7 @@
 
 * **Fidelity** (:func:`per_query_spearman`): how well compressed-gradient
   scores reproduce the exact-gradient scores, as the Spearman rank
-  correlation per query over the training examples (REFERENCES.md: agreement
+  correlation per query over the training examples (docs/math.md, Attribution: agreement
   with exact-gradient scores).
 * **Planted ground truth** (:func:`precision_at_k`): a model trained on a
   :class:`~dataprobes.Mixture` of processes; a query from component c should

@@ -18,10 +18,9 @@ any callable mapping ``[B, T]`` token ids to ``[B, T, V]`` logits.
 
 from __future__ import annotations
 
-try:
-    import torch  # noqa: F401
-except ImportError as exc:  # pragma: no cover - exercised only without torch
-    raise ImportError("dataprobes.lm needs PyTorch: pip install 'dataprobes[torch]'") from exc
+from .._torch import require_torch
+
+require_torch("dataprobes.lm")
 
 from .data import ProbeDataset, ProbeTensorDataset
 from .evaluate import (

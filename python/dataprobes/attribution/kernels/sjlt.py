@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import torch
 
+from ..._torch.counter_hash import hash32_torch, stream_key
 from ._common import (
     FLOAT_DTYPES,
     HAS_TRITON,
@@ -62,10 +63,8 @@ from ._common import (
     check_int,
     check_seed,
     check_tensor,
-    hash32_torch,
     next_pow2,
     resolve_backend,
-    stream_key,
 )
 
 if HAS_TRITON:
