@@ -289,6 +289,7 @@ def test_corruption_detected(tmp_path: Path) -> None:
         GradientStore(tmp_path)
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # a live writer's newest shard is not "unlisted"
 def test_readers_never_see_partial_shards(tmp_path: Path) -> None:
     x = _data(3000, 64)
     seen: list[int] = []

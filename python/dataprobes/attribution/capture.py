@@ -273,13 +273,13 @@ class GradientCapture:
         if self.mode != "factored":
             raise ValueError("projections exist in factored mode only")
         t = self._spec(name)
-        dev = t.module.weight.device
+        weight, k_in, k_out = t.module.weight, self.k_in, self.k_out
+        assert isinstance(weight, torch.Tensor) and k_in is not None and k_out is not None  # factored mode
+        dev = weight.device
         p_in = projection_matrix(
-            t.cols + int(t.bias), self.k_in, _derive_seed(self.seed, name, "in"), device=dev, kind=self.projection
-        )  # type: ignore[arg-type]
-        p_out = projection_matrix(
-            t.rows, self.k_out, _derive_seed(self.seed, name, "out"), device=dev, kind=self.projection
-        )  # type: ignore[arg-type]
+            t.cols + int(t.bias), k_in, _derive_seed(self.seed, name, "in"), device=dev, kind=self.projection
+        )
+        p_out = projection_matrix(t.rows, k_out, _derive_seed(self.seed, name, "out"), device=dev, kind=self.projection)
         return p_in, p_out
 
     def flatten(self, grads: Mapping[str, torch.Tensor]) -> torch.Tensor:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..._validation import check_bool, check_positive_int
-from .durable import _sha256_file
+from .durable import _sha256_file, rank_writer_active
 from .format import (
     _PART_RE,
     FORMAT,
@@ -156,7 +156,8 @@ class GradientStore:
         """Warn about shard files no manifest part lists, beyond the one shard per
         rank that a writer killed between renaming it and recording it leaves
         (the next index of a rank that has a manifest part; the next writer of
-        that rank deletes it)."""
+        that rank deletes it), and about none of a rank a live writer holds (its
+        newest shard is renamed into place just before its part lists it)."""
         listed = {info["name"] for s in self._shards for info in s.files.values()}
         next_index = {int(p["rank"]): len(p["shards"]) for p in self._parts}
         unlisted: dict[str, list[str]] = {}
@@ -165,7 +166,7 @@ class GradientStore:
             if m is None or name in listed:
                 continue
             rank, index = int(m.group(1)), int(m.group(2))
-            if index != next_index.get(rank, -1):
+            if index != next_index.get(rank, -1) and not rank_writer_active(self.path, rank):
                 unlisted.setdefault(f"rank {rank}", []).append(name)
         if unlisted:
             names = [n for v in unlisted.values() for n in v]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import sys
@@ -14,7 +13,7 @@ import numpy as np
 
 from ..._durable import write_synced
 from ..._validation import check_choice, check_int, check_positive_int
-from .durable import _fsync_dir, _hook, _save_npy, _write_json_atomic
+from .durable import _fsync_dir, _hook, _save_npy, _write_json_atomic, acquire_rank_lock
 from .format import (
     _TMP,
     CHECK_ROWS,
@@ -32,11 +31,6 @@ from .format import (
     _to_numpy,
     quantize_int8,
 )
-
-try:  # POSIX advisory locks keep two writers off the same rank
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 
 def _default_rank() -> int:
@@ -134,19 +128,7 @@ class StoreWriter:
     # -- opening ---------------------------------------------------------------
 
     def _acquire_lock(self) -> None:
-        if fcntl is None:  # pragma: no cover
-            return
-        fd = os.open(self.path / f".lock.rank{self.rank:05d}", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise RuntimeError(
-                    f"another StoreWriter holds rank {self.rank} of {self.path}; close it first or use a different rank"
-                ) from exc
-            raise
-        self._lock_fd = fd
+        self._lock_fd = acquire_rank_lock(self.path, self.rank)
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
