@@ -343,7 +343,7 @@ class GenerationReport:
             "fraction_below": self.fraction_below,
             "fraction_typical": self.fraction_typical,
             "fraction_above": self.fraction_above,
-            "mean_z": float(np.nanmean(np.where(np.isfinite(self.z), self.z, np.nan))),
+            "mean_z": self.typicality.summary()["mean_z"],
             "model_entropy": float(self.model_entropy.mean()),
             "kl_to_truth": float(self.kl_to_truth.mean()),
             "self_nll": float(self.self_nll.mean()),

@@ -45,9 +45,27 @@ def as_logits_fn(model: Any) -> tuple[LogitsFn, torch.device]:
             out = out[0]
         if not isinstance(out, torch.Tensor) or out.dim() != 3 or out.shape[:2] != idx.shape:
             raise ValueError(f"model must return logits of shape [batch, time, vocab] for input {tuple(idx.shape)}")
-        return out.to(torch.float64)
+        return check_logits(out.to(torch.float64))
 
     return fn, torch.device(device)
+
+
+def check_logits(logits: torch.Tensor) -> torch.Tensor:
+    """``logits`` if no entry is NaN or ``+inf`` and no row is all ``-inf``
+    (``-inf`` alone masks a token and is allowed); otherwise ``ValueError``
+    naming the model output, so that no evaluation turns a broken model into
+    NaN scores."""
+    if torch.isnan(logits).any():
+        problem = f"NaN at {int(torch.isnan(logits).sum())} of {logits.numel()} entries"
+    elif torch.isposinf(logits).any():
+        problem = f"+inf at {int(torch.isposinf(logits).sum())} of {logits.numel()} entries"
+    elif logits.shape[-1] and torch.isneginf(logits).all(-1).any():
+        problem = "a row that is -inf for every token (no token possible)"
+    else:
+        return logits
+    raise ValueError(
+        f"model output: the logits contain {problem}; a model must return finite logits (-inf masks a token)"
+    )
 
 
 def _sampling_logprobs(
@@ -125,7 +143,7 @@ def generate(
     step_in = x
     for t in range(n_steps):
         if cache is not None:
-            logits = model(step_in, cache)[:, -1].to(torch.float64)
+            logits = check_logits(model(step_in, cache)[:, -1:].to(torch.float64))[:, -1]
         else:
             logits = fn(x)[:, -1].to(torch.float64)
         logq = _sampling_logprobs(logits, temperature, top_k, top_p)
