@@ -299,3 +299,16 @@ def test_demo_process_is_called_incontext(tmp_path: Path) -> None:
     for name in ("incontext", "icl"):  # icl: the old spelling, still accepted
         args = build_parser().parse_args(["demo", "--process", name, "--vocab-size", "5"])
         assert isinstance(_make_process(args), dp.InContextMarkov)
+
+
+def test_generate_start_past_2_64_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "x.npy"
+    args = ["generate", "iid", "--vocab-size", "4", "-n", "3", "-T", "4", "--no-progress", "--out", str(out)]
+    assert main(args + ["--start", str(2**64 - 2)]) == 2
+    err = capsys.readouterr().err
+    assert "--start + --num-sequences must be <= 2**64" in err
+    assert not list(tmp_path.iterdir())  # nothing written
+    assert main(args + ["--start", str(2**64 - 3)]) == 0
+    np.testing.assert_array_equal(np.load(out), dp.IID.random(4).sample(3, 4, start=2**64 - 3))

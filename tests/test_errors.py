@@ -167,3 +167,32 @@ def test_normalize_does_not_overflow_huge_rows() -> None:
     # ordinary rows are normalised bit for bit as before (no rescaling)
     rows = np.random.default_rng(0).dirichlet(np.ones(7), size=7) * 3.0
     np.testing.assert_array_equal(dp.MarkovChain(rows, normalize=True).transition, rows / rows.sum(1, keepdims=True))
+
+
+# ---------------------------------------------------------------- rows past 2**64
+
+
+def _every_family() -> list[dp.Process]:
+    chain = dp.MarkovChain(GOOD)
+    return [
+        chain,
+        dp.IID([0.5, 0.5]),
+        dp.HMM(GOOD, GOOD),
+        dp.InContextMarkov(2, 1),
+        dp.Mixture([chain, dp.IID([0.5, 0.5])]),
+        dp.Duplicated(chain, 0.5),
+        dp.TokenNoise(chain, 0.1),
+    ]
+
+
+@pytest.mark.parametrize("process", _every_family(), ids=lambda p: type(p).__name__)
+def test_rows_past_2_64_are_refused_not_wrapped(process: dp.Process) -> None:
+    # sequence indices are 64-bit: rows past 2**64 - 1 would wrap to row 0
+    with pytest.raises(ValueError, match=r"start \+ num_sequences must be <= 2\*\*64.*start=18446744073709551614"):
+        process.sample(3, 4, seed=1, start=2**64 - 2)
+    with pytest.raises(ValueError, match="start must be <= 18446744073709551615"):
+        process.sample(0, 4, seed=1, start=2**64)
+    # the last rows that exist are the rows at those indices
+    last = process.sample(2, 4, seed=1, start=2**64 - 2)
+    np.testing.assert_array_equal(last, process.sample_at(np.array([2**64 - 2, 2**64 - 1], np.uint64), 4, seed=1))
+    assert process.sample(0, 4, seed=1, start=2**64 - 1).shape == (0, 4)

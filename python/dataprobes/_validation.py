@@ -99,12 +99,24 @@ def as_indices(indices: Any, name: str = "indices") -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.uint64)
 
 
+def check_rows(num_sequences: Any, start: Any, *, name: str = "start", count: str = "num_sequences") -> tuple[int, int]:
+    """``(num_sequences, start)`` checked for every sampler: sequence indices
+    are 64-bit, so rows ``start .. start+num_sequences-1`` must all lie below
+    ``2**64`` (``start + num_sequences <= 2**64``); past it the indices would
+    wrap around and silently repeat rows. ``name``/``count`` name the
+    arguments in messages (the command line passes ``--start``)."""
+    n = check_int(count, num_sequences)
+    k = check_int(name, start, 0, _U64 - 1)
+    if k + n > _U64:
+        raise ValueError(
+            f"{name} + {count} must be <= 2**64 (sequence indices are 64-bit), got {name}={k} and {count}={n}"
+        )
+    return n, k
+
+
 def start_indices(num_sequences: Any, start: Any) -> np.ndarray:
-    """``start, start+1, ..., start+num_sequences-1`` as uint64 (validated)."""
-    n = check_int("num_sequences", num_sequences)
-    k = check_int("start", start, 0, 2**64 - 1)
-    if k + n > 2**64:
-        raise ValueError("start + num_sequences must be <= 2**64")
+    """``start, start+1, ..., start+num_sequences-1`` as uint64 (validated by :func:`check_rows`)."""
+    n, k = check_rows(num_sequences, start)
     return np.arange(n, dtype=np.uint64) + np.uint64(k)
 
 

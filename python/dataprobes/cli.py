@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._validation import unit_name
+from ._validation import check_rows, unit_name
 from .processes import IID, MarkovChain, _ChainProcess
 from .processes.serialize import to_arrays
 from .stats.typicality import TypicalityReport
@@ -175,6 +175,7 @@ def run_generate(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--eps must be > 0, got {args.eps}")
     if args.base is not None and not (args.base > 0 and args.base != 1):
         raise ValueError(f"--base must be > 0 and != 1, got {args.base}")
+    check_rows(args.num_sequences, args.start, name="--start", count="--num-sequences")
     out.parent.mkdir(parents=True, exist_ok=True)
 
     process = _make_process(args)
