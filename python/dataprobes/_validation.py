@@ -69,10 +69,16 @@ def as_float_array(name: str, value: Any, ndim: int) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
+def _native(arr: np.ndarray) -> np.ndarray:
+    """``arr`` in native byte order (big-endian data from a file or another
+    machine is converted, values unchanged)."""
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
+
+
 def as_tokens(x: Any) -> tuple[np.ndarray, bool]:
     """Token data as a C-contiguous 2-D integer array, and whether the input
     was a single 1-D sequence (so results can be squeezed back)."""
-    arr = np.asarray(x)
+    arr = _native(np.asarray(x))
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         if arr.size == 0 and arr.dtype == np.float64:
             arr = arr.astype(np.int64)  # np.asarray([]) is float64
@@ -87,7 +93,7 @@ def as_tokens(x: Any) -> tuple[np.ndarray, bool]:
 
 def as_indices(indices: Any, name: str = "indices") -> np.ndarray:
     """Sequence indices as a C-contiguous 1-D uint64 array."""
-    arr = np.asarray(indices)
+    arr = _native(np.asarray(indices))
     if arr.size == 0:
         return np.zeros(0, dtype=np.uint64)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):

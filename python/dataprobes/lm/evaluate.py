@@ -46,7 +46,7 @@ from .._validation import (
 )
 from ..processes import IID, MarkovChain, Process
 from ..stats.typicality import TypicalityReport
-from .sampling import LogitsFn, _check_sampling, _sampling_logprobs, as_logits_fn, generate
+from .sampling import LogitsFn, _check_sampling, _sampling_logprobs, as_logits_fn, check_model_vocab, generate
 
 #: Elements of float64 work tensors per chunk ([batch, time, vocab]).
 _CHUNK_ELEMENTS = 1 << 22
@@ -221,8 +221,11 @@ def excess_loss(
     score_first = check_bool("score_first", score_first)
     x_np, _ = as_tokens(tokens)
     n, t = x_np.shape
+    if n == 0:
+        raise ValueError("tokens: need at least one sequence, got none")
     if t < 2:
         raise ValueError("tokens: need sequences of length >= 2")
+    check_model_vocab(model, process.vocab_size)
     if x_np.size and (x_np.min() < 0 or x_np.max() >= process.vocab_size):
         raise ValueError(f"tokens must lie in [0, {process.vocab_size})")
     truth = TrueLaw(process, device)
@@ -443,6 +446,7 @@ def generation_typicality(
     temps = check_float_sequence("temperatures", temperatures)
     for temp in temps:
         _check_sampling(temp, top_k, top_p)
+    check_model_vocab(model, process.vocab_size)
     rate = float(process.entropy_rate())
     band = (
         _typical_band(process, prompt_len, length, n, s + 1) if eps is None else check_float("eps", eps, positive=True)

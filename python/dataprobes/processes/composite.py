@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import _core
 from .._validation import (
+    as_float_array,
     as_indices,
     as_tokens,
     check_probability,
@@ -69,7 +70,9 @@ class Mixture(Process):
     """
 
     def __init__(self, processes: Sequence[Process], weights: Any = None, *, normalize: bool = False) -> None:
-        comps = list(processes) if not isinstance(processes, Process) else None
+        if isinstance(processes, (Process, str, bytes)) or not hasattr(processes, "__iter__"):
+            raise TypeError(f"processes must be a sequence of processes, got {type(processes).__name__}")
+        comps = list(processes)
         if not comps:
             raise ValueError("processes must be a non-empty sequence of processes")
         for i, p in enumerate(comps):
@@ -82,7 +85,7 @@ class Mixture(Process):
             w = np.full(len(comps), 1.0 / len(comps))
             given = None
         else:
-            w = np.asarray(weights, dtype=np.float64)
+            w = as_float_array("weights", weights, 1)
             given = _owned(w, weights)
             if w.shape != (len(comps),):
                 raise ValueError(f"weights must have one entry per process ({len(comps)}), got shape {w.shape}")

@@ -114,6 +114,10 @@ class MarkovChain(_ChainProcess):
     ) -> None:
         k = check_int("order", order, 1)
         p = as_float_array("transition", transition, 2)
+        if p.shape[1] == 0:
+            raise ValueError(
+                f"transition must have at least one column (vocab_size must be at least 1), got shape {p.shape}"
+            )
         init = None
         if initial is not None:
             init_arr = np.asarray(initial)
@@ -208,6 +212,8 @@ class IID(_ChainProcess):
 
     def __init__(self, probs: Any, *, normalize: bool = False) -> None:
         p = as_float_array("probs", probs, 1)
+        if p.size == 0:
+            raise ValueError("probs must not be empty (vocab_size must be at least 1)")
         try:
             self._core = _core.MarkovCore((rescale_huge_rows(p) if normalize else p)[None, :], 0, None, bool(normalize))
         except ValueError as exc:
