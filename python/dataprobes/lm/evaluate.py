@@ -426,6 +426,7 @@ def generation_typicality(
     eps: float | None = None,
     seed: int = 0,
     batch_size: int | None = None,
+    progress: bool = False,
 ) -> list[GenerationReport]:
     """Sample from the model at each temperature and score under the truth.
 
@@ -433,7 +434,10 @@ def generation_typicality(
     at least 1) of true samples. The typical band is ``entropy_rate ± eps``;
     by default eps is two standard deviations of the NLL/token of true
     sequences of the same length, so ~95% of true samples fall inside.
+    ``progress`` shows a progress bar over the generated sequences.
     """
+    from tqdm.auto import tqdm
+
     fn, device = as_logits_fn(model)
     check_process("process", process)
     n = check_int("num_sequences", num_sequences, 1)
@@ -443,6 +447,7 @@ def generation_typicality(
         prompt_len = max(getattr(process, "order", 1), 1)
     prompt_len = check_int("prompt_len", prompt_len, 1)
     batch_size = check_optional_int("batch_size", batch_size, 1)
+    progress = check_bool("progress", progress)
     temps = check_float_sequence("temperatures", temperatures)
     for temp in temps:
         _check_sampling(temp, top_k, top_p)
@@ -455,7 +460,9 @@ def generation_typicality(
     truth = TrueLaw(process, device)
     bs = batch_size or _batches(n, (prompt_len + length) * process.vocab_size * 4)
     reports = []
+    bar = tqdm(total=len(temps) * n, unit="seq", desc="generating", disable=not progress)
     for temp in temps:
+        bar.set_postfix(decoding="greedy" if temp == 0 else f"T={temp:g}")
         parts: dict[str, list[np.ndarray]] = {}
         tokens = []
         for lo in range(0, n, bs):
@@ -465,6 +472,7 @@ def generation_typicality(
             for k, val in _score_generations(fn, truth, x, prompt_len, temp, top_k, top_p).items():
                 parts.setdefault(k, []).append(val.cpu().numpy())
             tokens.append(x.cpu().numpy())
+            bar.update(x.shape[0])
         cat = {k: np.concatenate(v) for k, v in parts.items()}
         typ = TypicalityReport.from_path_stats(
             cat["true_nll"], cat["centred"], cat["var"], length, entropy_rate=rate, eps=band, unit=unit_name(None)
@@ -479,6 +487,7 @@ def generation_typicality(
                 self_nll=cat["self_nll"],
             )
         )
+    bar.close()
     return reports
 
 
