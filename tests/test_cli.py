@@ -174,8 +174,8 @@ def test_interrupted_generation_resumes_to_identical_bytes(
 
     monkeypatch.setattr(dp.MarkovChain, "sample", flaky)
     out = tmp_path / f"run{suffix}"
-    with pytest.raises(KeyboardInterrupt):
-        main(_gen_args(out))
+    assert main(_gen_args(out)) == 130  # Ctrl-C: a one-line message, not a traceback
+    assert "run the same command again to resume" in capsys.readouterr().err
     assert not out.exists()
     assert json.loads((tmp_path / f".run{suffix}.partial.json").read_text())["rows_done"] == 14
     calls.clear()
@@ -206,8 +206,7 @@ def test_partial_output_of_other_settings_is_not_resumed(
     out = tmp_path / "x.npy"
     monkeypatch.setattr(cli, "_CHUNK_TOKENS", 10 * 50)
     monkeypatch.setattr(dp.MarkovChain, "sample", _raise_on_second(dp.MarkovChain.sample))
-    with pytest.raises(KeyboardInterrupt):
-        main(_gen_args(out))
+    assert main(_gen_args(out)) == 130
     monkeypatch.undo()
     # another seed: the partial rows belong to a different data set and are regenerated
     assert main(_gen_args(out, "--seed", "6")) == 0
@@ -217,10 +216,9 @@ def test_partial_output_of_other_settings_is_not_resumed(
     # --restart ignores a matching partial output
     monkeypatch.setattr(cli, "_CHUNK_TOKENS", 10 * 50)
     monkeypatch.setattr(dp.MarkovChain, "sample", _raise_on_second(dp.MarkovChain.sample))
-    with pytest.raises(KeyboardInterrupt):
-        main(_gen_args(out))
+    assert main(_gen_args(out, "--force")) == 130  # out exists now: --force to replace it
     monkeypatch.undo()
-    assert main(_gen_args(out, "--restart")) == 0
+    assert main(_gen_args(out, "--restart", "--force")) == 0
     assert "resuming" not in capsys.readouterr().err
     np.testing.assert_array_equal(np.load(out), chain.sample(40, 50, seed=5))
 
@@ -299,3 +297,157 @@ def test_demo_process_is_called_incontext(tmp_path: Path) -> None:
     for name in ("incontext", "icl"):  # icl: the old spelling, still accepted
         args = build_parser().parse_args(["demo", "--process", name, "--vocab-size", "5"])
         assert isinstance(_make_process(args), dp.InContextMarkov)
+
+
+def test_generate_start_past_2_64_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "x.npy"
+    args = ["generate", "iid", "--vocab-size", "4", "-n", "3", "-T", "4", "--no-progress", "--out", str(out)]
+    assert main(args + ["--start", str(2**64 - 2)]) == 2
+    err = capsys.readouterr().err
+    assert "--start + --num-sequences must be <= 2**64" in err
+    assert not list(tmp_path.iterdir())  # nothing written
+    assert main(args + ["--start", str(2**64 - 3)]) == 0
+    np.testing.assert_array_equal(np.load(out), dp.IID.random(4).sample(3, 4, start=2**64 - 3))
+
+
+# ---------------------------------------------------------------- output location, checksums, units
+
+
+def test_output_location_is_checked_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sampled: list[int] = []
+    real = dp.IID.sample
+
+    def spy(self, n, length, **kw):
+        if n:
+            sampled.append(n)
+        return real(self, n, length, **kw)
+
+    monkeypatch.setattr(dp.IID, "sample", spy)
+    base = ["generate", "iid", "--vocab-size", "4", "-n", "3", "-T", "4", "--no-progress", "--out"]
+    (tmp_path / "dir.npy").mkdir()
+    (tmp_path / "file").write_text("")
+    cases = [
+        (tmp_path / "dir.npy", 2, "is a directory; give a file name"),
+        (tmp_path / "file" / "x.npy", 1, "file is not a directory"),
+    ]
+    for out, code, message in cases:
+        assert main([*base, str(out)]) == code
+        err = capsys.readouterr().err
+        assert message in err and str(out) in err and err.count("\n") == 1  # one line, the user's path
+    # an unwritable directory (as root nothing is: refuse the write test instead)
+    import tempfile
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    assert main([*base, str(tmp_path / "ro" / "x.npy")]) == 1
+    assert f"cannot write --out {tmp_path / 'ro' / 'x.npy'}: Permission denied" in capsys.readouterr().err
+    assert sampled == []  # no work was done
+
+
+def test_oserror_during_the_run_names_the_users_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataprobes.cli as cli
+
+    def full(path, *a, **k):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(cli, "_new_array_file", full)
+    out = tmp_path / "x.npy"
+    assert main(["generate", "iid", "-n", "3", "-T", "4", "--no-progress", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write --out {out}: No space left on device" in err and ".partial" not in err
+
+
+def test_existing_output_needs_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "x.npy"
+    args = ["generate", "iid", "--vocab-size", "4", "-n", "3", "-T", "4", "--no-progress", "--out", str(out)]
+    assert main(args) == 0
+    first = out.read_bytes()
+    assert main([*args, "--seed", "1"]) == 2
+    assert "exists; pass --force to overwrite it" in capsys.readouterr().err
+    assert out.read_bytes() == first
+    assert main([*args, "--seed", "1", "--force"]) == 0
+    np.testing.assert_array_equal(np.load(out), dp.IID.random(4).sample(3, 4, seed=1))
+
+
+def test_damaged_partial_output_is_not_resumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataprobes.cli as cli
+
+    out = tmp_path / "x.npy"
+    monkeypatch.setattr(cli, "_CHUNK_TOKENS", 10 * 50)
+    monkeypatch.setattr(dp.MarkovChain, "sample", _raise_on_second(dp.MarkovChain.sample))
+    assert main(_gen_args(out)) == 130
+    monkeypatch.undo()
+    monkeypatch.setattr(cli, "_CHUNK_TOKENS", 10 * 50)
+    partial = tmp_path / ".x.npy.partial.npy"
+    record = json.loads((tmp_path / ".x.npy.partial.json").read_text())
+    assert record["rows_done"] == 10 and len(record["xxh3"]) == 1
+    arr = np.load(partial, mmap_mode="r+")
+    arr[3, 7] = (int(arr[3, 7]) + 1) % 30  # one token of a completed row changes
+    arr.flush()
+    del arr
+    assert main(_gen_args(out)) == 1
+    err = capsys.readouterr().err
+    assert "does not match its checksum at rows 0..9" in err and "--restart" in err and str(out) in err
+    assert not out.exists()
+    assert main(_gen_args(out, "--restart")) == 0
+    chain = dp.MarkovChain.random(30, entropy_rate=2.0, seed=1)
+    np.testing.assert_array_equal(np.load(out), chain.sample(40, 50, seed=5))
+
+
+def test_base_2_prints_every_figure_in_bits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "x.npy"
+    args = ["generate", "iid", "--vocab-size", "8", "--entropy-rate", "2", "--base", "2", "-n", "20", "-T", "16"]
+    assert main([*args, "--no-progress", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "nats" not in text
+    assert "entropy_rate=2.000000 bits" in text and "bits²/token" in text and "bits)" in text
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--temperatures", "abc"], "--temperatures"),
+        (["--temperatures", "-1"], "--temperatures"),
+        (["--temperatures", ","], "--temperatures"),
+        (["--device", "tpu"], "--device"),
+        (["--layers", "0"], "--layers"),
+        (["--heads", "3"], "--d-model"),
+    ],
+)
+def test_demo_arguments_are_checked_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    pytest.importorskip("torch")
+    import dataprobes.lm as lm
+
+    def no_training(*a, **k):
+        raise AssertionError("trained before checking the arguments")
+
+    monkeypatch.setattr(lm, "train", no_training)
+    code = main(["demo", "--quick", "--no-progress", "--out-dir", str(tmp_path / "d"), *extra])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_demo_unwritable_out_dir_is_refused_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torch")
+    import dataprobes.lm as lm
+
+    monkeypatch.setattr(lm, "train", None)
+    (tmp_path / "file").write_text("")
+    assert main(["demo", "--quick", "--out-dir", str(tmp_path / "file")]) == 2
+    assert "--out-dir" in capsys.readouterr().err
+    assert main(["demo", "--quick", "--out-dir", str(tmp_path / "file" / "d")]) == 1
+    assert "cannot write --out-dir" in capsys.readouterr().err

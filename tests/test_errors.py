@@ -167,3 +167,89 @@ def test_normalize_does_not_overflow_huge_rows() -> None:
     # ordinary rows are normalised bit for bit as before (no rescaling)
     rows = np.random.default_rng(0).dirichlet(np.ones(7), size=7) * 3.0
     np.testing.assert_array_equal(dp.MarkovChain(rows, normalize=True).transition, rows / rows.sum(1, keepdims=True))
+
+
+# ---------------------------------------------------------------- rows past 2**64
+
+
+def _every_family() -> list[dp.Process]:
+    chain = dp.MarkovChain(GOOD)
+    return [
+        chain,
+        dp.IID([0.5, 0.5]),
+        dp.HMM(GOOD, GOOD),
+        dp.InContextMarkov(2, 1),
+        dp.Mixture([chain, dp.IID([0.5, 0.5])]),
+        dp.Duplicated(chain, 0.5),
+        dp.TokenNoise(chain, 0.1),
+    ]
+
+
+@pytest.mark.parametrize("process", _every_family(), ids=lambda p: type(p).__name__)
+def test_rows_past_2_64_are_refused_not_wrapped(process: dp.Process) -> None:
+    # sequence indices are 64-bit: rows past 2**64 - 1 would wrap to row 0
+    with pytest.raises(ValueError, match=r"start \+ num_sequences must be <= 2\*\*64.*start=18446744073709551614"):
+        process.sample(3, 4, seed=1, start=2**64 - 2)
+    with pytest.raises(ValueError, match="start must be <= 18446744073709551615"):
+        process.sample(0, 4, seed=1, start=2**64)
+    # the last rows that exist are the rows at those indices
+    last = process.sample(2, 4, seed=1, start=2**64 - 2)
+    np.testing.assert_array_equal(last, process.sample_at(np.array([2**64 - 2, 2**64 - 1], np.uint64), 4, seed=1))
+    assert process.sample(0, 4, seed=1, start=2**64 - 1).shape == (0, 4)
+
+
+# ---------------------------------------------------------------- messages that say what is wrong
+
+
+@pytest.mark.parametrize("dtype", [">i2", ">i4", ">u4", ">i8", ">u8"])
+def test_big_endian_tokens_are_read_by_value(dtype: str) -> None:
+    chain = dp.MarkovChain(GOOD)
+    x = chain.sample(3, 6, seed=0)
+    big = x.astype(dtype)
+    assert not big.dtype.isnative
+    np.testing.assert_array_equal(chain.log_prob(big), chain.log_prob(x))
+    np.testing.assert_array_equal(chain.token_log_probs(big[0]), chain.token_log_probs(x[0]))
+    np.testing.assert_array_equal(chain.sample_at(np.arange(3).astype(dtype), 6), x)
+    bad = np.array([[0, 5]], dtype=dtype)  # a big-endian value is still checked by value
+    with pytest.raises(ValueError, match="value 5 at position"):
+        chain.log_prob(bad)
+
+
+def test_messages_name_the_argument() -> None:
+    p = dp.IID([0.5, 0.5])
+    with pytest.raises(TypeError, match="weights must be a numeric array"):
+        dp.Mixture([p, p], "ab")
+    with pytest.raises(ValueError, match=r"weights must be 1-D"):
+        dp.Mixture([p, p], [[0.5, 0.5]])
+    with pytest.raises(TypeError, match="processes must be a sequence of processes, got IID"):
+        dp.Mixture(p)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"transition must have at least one column .*shape \(0, 0\)"):
+        dp.MarkovChain(np.zeros((0, 0)))
+    with pytest.raises(ValueError, match="probs must not be empty"):
+        dp.IID([])
+
+
+def test_lm_messages_say_what_is_wrong() -> None:
+    torch = pytest.importorskip("torch")
+    from dataprobes.lm import TinyGPT, excess_loss, generate, generation_typicality, train
+
+    chain = dp.MarkovChain.random(8, seed=0)
+    x = chain.sample(3, 6, seed=0)
+    small = TinyGPT(vocab_size=4, max_len=16, d_model=8, n_layers=1, n_heads=1)
+    msg = r"the model's vocabulary \(4 tokens\) is smaller than the process's vocab_size \(8\)"
+    with pytest.raises(ValueError, match=msg):
+        excess_loss(small, chain, x)
+    with pytest.raises(ValueError, match=msg):
+        generation_typicality(small, chain, num_sequences=2, length=3)
+    with pytest.raises(ValueError, match=msg):
+        train(small, chain, steps=1, progress=False)
+    # a model that does not say its vocabulary: its IndexError is explained
+    with pytest.raises(ValueError, match="failed on token ids up to 7 .*vocabulary may be smaller than the ids"):
+        excess_loss(lambda idx: small(idx), chain, x)
+    with pytest.raises(ValueError, match="failed on token ids up to 7 .*vocabulary has 4 tokens"):
+        generate(small, x, 2)
+    right = TinyGPT(vocab_size=8, max_len=16, d_model=8, n_layers=1, n_heads=1)
+    with pytest.raises(ValueError, match="tokens: need at least one sequence"):
+        excess_loss(right, chain, x[:0])
+    assert excess_loss(right, chain, x).kl_per_position.shape == (5,)
+    assert torch.is_tensor(generate(right, x, 2))

@@ -69,10 +69,16 @@ def as_float_array(name: str, value: Any, ndim: int) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
+def _native(arr: np.ndarray) -> np.ndarray:
+    """``arr`` in native byte order (big-endian data from a file or another
+    machine is converted, values unchanged)."""
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
+
+
 def as_tokens(x: Any) -> tuple[np.ndarray, bool]:
     """Token data as a C-contiguous 2-D integer array, and whether the input
     was a single 1-D sequence (so results can be squeezed back)."""
-    arr = np.asarray(x)
+    arr = _native(np.asarray(x))
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         if arr.size == 0 and arr.dtype == np.float64:
             arr = arr.astype(np.int64)  # np.asarray([]) is float64
@@ -87,7 +93,7 @@ def as_tokens(x: Any) -> tuple[np.ndarray, bool]:
 
 def as_indices(indices: Any, name: str = "indices") -> np.ndarray:
     """Sequence indices as a C-contiguous 1-D uint64 array."""
-    arr = np.asarray(indices)
+    arr = _native(np.asarray(indices))
     if arr.size == 0:
         return np.zeros(0, dtype=np.uint64)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
@@ -99,12 +105,24 @@ def as_indices(indices: Any, name: str = "indices") -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.uint64)
 
 
+def check_rows(num_sequences: Any, start: Any, *, name: str = "start", count: str = "num_sequences") -> tuple[int, int]:
+    """``(num_sequences, start)`` checked for every sampler: sequence indices
+    are 64-bit, so rows ``start .. start+num_sequences-1`` must all lie below
+    ``2**64`` (``start + num_sequences <= 2**64``); past it the indices would
+    wrap around and silently repeat rows. ``name``/``count`` name the
+    arguments in messages (the command line passes ``--start``)."""
+    n = check_int(count, num_sequences)
+    k = check_int(name, start, 0, _U64 - 1)
+    if k + n > _U64:
+        raise ValueError(
+            f"{name} + {count} must be <= 2**64 (sequence indices are 64-bit), got {name}={k} and {count}={n}"
+        )
+    return n, k
+
+
 def start_indices(num_sequences: Any, start: Any) -> np.ndarray:
-    """``start, start+1, ..., start+num_sequences-1`` as uint64 (validated)."""
-    n = check_int("num_sequences", num_sequences)
-    k = check_int("start", start, 0, 2**64 - 1)
-    if k + n > 2**64:
-        raise ValueError("start + num_sequences must be <= 2**64")
+    """``start, start+1, ..., start+num_sequences-1`` as uint64 (validated by :func:`check_rows`)."""
+    n, k = check_rows(num_sequences, start)
     return np.arange(n, dtype=np.uint64) + np.uint64(k)
 
 

@@ -5,7 +5,13 @@ atomically (``.npy``, or ``.parquet`` when pyarrow is installed) together with
 the process that produced it (``<out>.process.npz``), and prints the process's
 exact entropy rate and the typicality summary of what it wrote. An
 interrupted run (Ctrl-C, a kill, a crash) resumes where it stopped when run
-again with the same arguments; ``--restart`` starts over.
+again with the same arguments; ``--restart`` starts over. An existing output
+is not overwritten unless ``--force``.
+
+Every argument and the output location are checked before any work. Exit
+status: 0 on success, 2 for a bad argument (the message names it), 1 when the
+output cannot be written or a partial output is damaged (the message names
+the user's path), 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -23,12 +29,17 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._validation import unit_name
+from ._validation import check_rows, unit_name
 from .processes import IID, MarkovChain, _ChainProcess
 from .processes.serialize import to_arrays
 from .stats.typicality import TypicalityReport
 
 _CHUNK_TOKENS = 1 << 24  # tokens per generation chunk (16 MiB at uint8)
+
+
+class CommandError(Exception):
+    """A failure of the command that is not a bad argument (exit status 1):
+    an output that cannot be written, a damaged partial output."""
 
 
 def _int_at_least(minimum: int):
@@ -38,7 +49,40 @@ def _int_at_least(minimum: int):
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {v}")
         return v
 
+    parse.__name__ = "integer"  # argparse: "invalid integer value: 'abc'"
     return parse
+
+
+def check_output(path: Path, flag: str, *, force: bool = False, directory: bool = False) -> None:
+    """Refuses, before any work, an output ``path`` (the value of ``flag``)
+    that cannot be written: a directory where a file is wanted (or a file
+    where a directory is), an existing file without ``force``, a parent that
+    cannot be created or written. Creates the missing parent directories (and
+    ``path`` itself when ``directory``)."""
+    if directory:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{flag} {path} is a file, not a directory")
+        folder = path
+    else:
+        if path.is_dir():
+            raise ValueError(f"{flag} {path} is a directory; give a file name")
+        if path.exists() and not force:
+            raise ValueError(f"{flag} {path} exists; pass --force to overwrite it")
+        folder = path.parent
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise CommandError(f"cannot write {flag} {path}: {ancestor} is not a directory")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        import tempfile
+
+        fd, probe = tempfile.mkstemp(prefix=".dataprobes-write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CommandError(f"cannot write {flag} {path}: {exc.strerror or exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--restart", action="store_true", help="ignore the partial output of an interrupted run (default: resume it)"
     )
+    gen.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
     demo = sub.add_parser(
         "demo",
@@ -114,7 +159,10 @@ def _partial_paths(out: Path) -> tuple[Path, Path]:
     both behind; the next run with the same process, shape, seed and start
     continues after the last recorded row (the sampler is addressable by
     sequence index, so the result is byte-identical to an uninterrupted run).
-    Only the final rename makes ``out`` appear.
+    Only the final rename makes ``out`` appear. The record also holds an
+    xxh3-64 checksum of every completed chunk of rows; a resumed run checks
+    them and stops if the partial file was changed or damaged (``--restart``
+    starts over).
     """
     return out.with_name(f".{out.name}.partial.npy"), out.with_name(f".{out.name}.partial.json")
 
@@ -128,17 +176,39 @@ def _law_digest(process: _ChainProcess) -> str:
     return h.hexdigest()
 
 
-def _rows_done(partial: Path, state: Path, key: dict[str, Any]) -> int:
-    """Rows a previous run with the same ``key`` completed, or 0."""
+def _chunk_digest(rows: np.ndarray) -> str:
+    """xxh3-64 (hex) of the bytes of a chunk of rows, as written."""
+    import xxhash
+
+    return xxhash.xxh3_64_hexdigest(np.ascontiguousarray(rows).tobytes())
+
+
+def _rows_done(partial: Path, state: Path, key: dict[str, Any], out: Path) -> tuple[int, list[str]]:
+    """Rows a previous run with the same ``key`` completed and the checksums
+    of their chunks, or ``(0, [])``. ``CommandError`` when a completed chunk no
+    longer matches its checksum (the partial file was changed or damaged)."""
     try:
         record = json.loads(state.read_text())
         arr = np.load(partial, mmap_mode="r")
     except (OSError, ValueError):
-        return 0
-    if {k: record.get(k) for k in key} != key or list(arr.shape) != key["shape"] or str(arr.dtype) != key["dtype"]:
-        return 0
-    done = record.get("rows_done")
-    return done if isinstance(done, int) and 0 <= done <= key["shape"][0] else 0
+        return 0, []
+    if not isinstance(record, dict) or {k: record.get(k) for k in key} != key:
+        return 0, []
+    if list(arr.shape) != key["shape"] or str(arr.dtype) != key["dtype"]:
+        return 0, []
+    done, digests, per = record.get("rows_done"), record.get("xxh3"), key["chunk_rows"]
+    if not (isinstance(done, int) and 0 <= done <= key["shape"][0] and isinstance(digests, list)):
+        return 0, []
+    if len(digests) != -(-done // per) or not all(isinstance(d, str) for d in digests):
+        return 0, []
+    for c, digest in enumerate(digests):
+        lo, hi = c * per, min(done, (c + 1) * per)
+        if _chunk_digest(arr[lo:hi]) != digest:
+            raise CommandError(
+                f"the partial output of an interrupted run of {out} ({partial.name}) does not match its checksum "
+                f"at rows {lo}..{hi - 1}: it was changed or damaged; run again with --restart to start over"
+            )
+    return done, digests
 
 
 def _new_array_file(path: Path, dtype: np.dtype, shape: tuple[int, int]) -> np.ndarray:
@@ -171,13 +241,20 @@ def run_generate(args: argparse.Namespace) -> dict[str, Any]:
             import pyarrow  # noqa: F401
         except ImportError:
             raise ValueError("writing .parquet needs pyarrow: pip install 'dataprobes[parquet]'") from None
-    if not args.eps > 0:
-        raise ValueError(f"--eps must be > 0, got {args.eps}")
-    if args.base is not None and not (args.base > 0 and args.base != 1):
+    if not args.eps > 0 or not math.isfinite(args.eps):
+        raise ValueError(f"--eps must be > 0 and finite, got {args.eps}")
+    if args.base is not None and not (args.base > 0 and args.base != 1 and math.isfinite(args.base)):
         raise ValueError(f"--base must be > 0 and != 1, got {args.base}")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_rows(args.num_sequences, args.start, name="--start", count="--num-sequences")
+    process = _make_process(args)  # checks --entropy-rate / --concentration / --order
+    check_output(out, "--out", force=getattr(args, "force", False))
+    try:
+        return _generate(args, process, out, fmt, tqdm)
+    except OSError as exc:  # a full disk, a vanished directory: name the user's path, not a temporary
+        raise CommandError(f"cannot write --out {out}: {exc.strerror or exc}") from exc
 
-    process = _make_process(args)
+
+def _generate(args: argparse.Namespace, process: _ChainProcess, out: Path, fmt: str, tqdm: Any) -> dict[str, Any]:
     n, length = args.num_sequences, args.length
     dtype = process.sample(0, 0).dtype
     per_chunk = max(1, _CHUNK_TOKENS // max(length, 1))
@@ -190,14 +267,15 @@ def run_generate(args: argparse.Namespace) -> dict[str, Any]:
         "dtype": str(dtype),
         "seed": args.seed,
         "start": args.start,
+        "chunk_rows": per_chunk,
     }
-    done = 0 if args.restart else _rows_done(partial, state, key)
+    done, digests = (0, []) if args.restart else _rows_done(partial, state, key, out)
     data: np.ndarray
     if done:
         print(f"dataprobes: resuming {out.name}: {done} of {n} sequences already written", file=sys.stderr)
         data = np.lib.format.open_memmap(partial, mode="r+")
     else:
-        _write_json_atomic(state, {**key, "rows_done": 0})
+        _write_json_atomic(state, {**key, "rows_done": 0, "xxh3": []})
         data = _new_array_file(partial, dtype, (n, length))
     with tqdm(
         total=n * length,
@@ -208,14 +286,15 @@ def run_generate(args: argparse.Namespace) -> dict[str, Any]:
     ) as bar:
         for lo in range(0, n, per_chunk):
             hi = min(n, lo + per_chunk)
-            if hi <= done:  # written before the interruption: only re-score it
+            if hi <= done:  # written before the interruption (checksum verified): only re-score it
                 chunk = np.asarray(data[lo:hi])
             else:
                 chunk = process.sample(hi - lo, length, seed=args.seed, start=args.start + lo)
                 data[lo:hi] = chunk
                 if isinstance(data, np.memmap):
                     data.flush()  # the rows reach the file before the record says so
-                _write_json_atomic(state, {**key, "rows_done": hi})
+                digests.append(_chunk_digest(chunk))
+                _write_json_atomic(state, {**key, "rows_done": hi, "xxh3": digests})
             if length:
                 rep = process.typicality(chunk, eps=args.eps, base=args.base)
                 nll[lo:hi], z[lo:hi] = rep.nll_per_token, rep.z
@@ -236,7 +315,7 @@ def run_generate(args: argparse.Namespace) -> dict[str, Any]:
     _write_process(out.with_name(out.name + ".process.npz"), process, args)
     report = TypicalityReport(nll, z, process.entropy_rate(args.base), args.eps, unit_name(args.base))
     return {
-        "process": repr(process),
+        "process": _describe(process, args.base),
         "out": str(out),
         "shape": [n, length],
         "dtype": str(dtype),
@@ -245,6 +324,18 @@ def run_generate(args: argparse.Namespace) -> dict[str, Any]:
         "unit": unit_name(args.base),
         "typicality": report.summary() if n and length else None,
     }
+
+
+def _describe(process: _ChainProcess, base: float | None) -> str:
+    """The process's repr with its entropy rate in the unit of ``base`` (the
+    repr says nats), so that every figure printed is in one unit."""
+    text = repr(process)
+    if unit_name(base) == "nats":
+        return text
+    return text.replace(
+        f"entropy_rate={process.entropy_rate():.6f} nats",
+        f"entropy_rate={process.entropy_rate(base):.6f} {unit_name(base)}",
+    )
 
 
 def _write_process(path: Path, process: _ChainProcess, args: argparse.Namespace) -> None:
@@ -277,14 +368,18 @@ def _write_parquet(path: Path, data: np.ndarray) -> None:
 
 
 def _print_stats(stats: dict[str, Any]) -> None:
+    """The statistics, every figure in the unit of ``--base`` (z-scores are unitless)."""
     u = stats["unit"]
     print(f"wrote {stats['out']}: {stats['shape'][0]} x {stats['shape'][1]} tokens ({stats['dtype']})")
     print(f"process: {stats['process']}")
-    print(f"exact entropy rate: {stats['entropy_rate']:.6f} {u}/token (varentropy {stats['varentropy_rate']:.6f})")
+    print(
+        f"exact entropy rate: {stats['entropy_rate']:.6f} {u}/token "
+        f"(varentropy {stats['varentropy_rate']:.6f} {u}²/token)"
+    )
     t = stats["typicality"]
     if t:
         print(
-            f"mean NLL/token of the sample: {t['mean_nll_per_token']:.6f} {u} (sd {t['std_nll_per_token']:.4f}); "
+            f"mean NLL/token of the sample: {t['mean_nll_per_token']:.6f} {u} (sd {t['std_nll_per_token']:.4f} {u}); "
             f"z-scores mean {t['mean_z']:+.3f} sd {t['std_z']:.3f}"
         )
         print(
@@ -294,6 +389,8 @@ def _print_stats(stats: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status (0 success, 2 a bad
+    argument, 1 an output that cannot be written, 130 Ctrl-C)."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "generate":
@@ -309,6 +406,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError) as exc:
         print(f"dataprobes: error: {exc}", file=sys.stderr)
         return 2
+    except CommandError as exc:
+        print(f"dataprobes: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if args.command == "generate":
+            print(
+                "\ndataprobes: interrupted; run the same command again to resume where it stopped "
+                "(--restart to start over)",
+                file=sys.stderr,
+            )
+        else:
+            print("\ndataprobes: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -10,6 +10,7 @@ repetition loops), T ≈ 1 inside it, high temperatures above it.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,110 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--num-generations", type=int, default=256, help="generations per temperature")
     p.add_argument("--gen-length", type=int, default=128, help="generated tokens per sequence (default 128)")
-    p.add_argument("--temperatures", default="0,1.0,1.3,1.5", help="comma-separated; 0 = greedy")
+    p.add_argument("--temperatures", default="0,1.0,1.3,1.5", help="comma-separated, each >= 0; 0 = greedy")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out-dir", type=Path, default=Path("dataprobes-demo"), help="plots and results go here")
+    p.add_argument("--out-dir", type=Path, default=Path("dataprobes-demo"), help="plots and results.json go here")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    p.add_argument("--force", action="store_true", help="overwrite the results of an earlier run in --out-dir")
     p.add_argument("--quick", action="store_true", help="a tiny budget (seconds), for smoke tests")
     p.add_argument("--no-progress", action="store_true")
+
+
+#: What the columns and words of the printed tables mean.
+LEGEND = """\
+legend:
+  floor     the learning curve's floor is the process's entropy rate: the expected NLL of a perfect model
+  NLL       held-out cross-entropy of the model (nats/token); excess (KL) = KL(truth || model), its gap to the floor
+  mean NLL  NLL/token of the generations under the true process
+  H(q)      mean entropy of the model's sampling law q at each step (how random its choices are)
+  KL(q||P)  mean divergence of q from the true next-token law P; expected NLL = H(q) + KL(q||P)
+  band      entropy rate +- eps, where ~95% of the process's own sequences of that length fall
+  below / typical / above   fraction of generations under, inside or over the band
+  regime    over-conservative (mean NLL below the band: too predictable, e.g. repetition loops),
+            typical (inside), over-divergent (above: too random)"""
+
+
+def _parse_temperatures(value: Any) -> list[float]:
+    """``--temperatures``: a comma-separated string (or a sequence) of numbers >= 0."""
+    items = str(value).split(",") if isinstance(value, str) else list(value)
+    temps = []
+    for item in items:
+        if isinstance(item, str) and not item.strip():
+            continue
+        try:
+            t = float(item)
+        except (TypeError, ValueError):
+            raise ValueError(f"--temperatures must be comma-separated numbers >= 0, got {item!r}") from None
+        if not (math.isfinite(t) and t >= 0):
+            raise ValueError(f"--temperatures must be >= 0 (0 = greedy), got {item!r}")
+        temps.append(t)
+    if not temps:
+        raise ValueError("--temperatures must list at least one temperature")
+    return temps
+
+
+def _resolve_device(spec: str) -> Any:
+    """``--device``: a torch device that works on this machine."""
+    import torch
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"--device {spec!r} is not a torch device (auto, cpu, cuda, cuda:1, mps, ...)") from None
+    try:
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"--device {spec}: not usable on this machine ({first})") from None
+    return dev
+
+
+def _check_args(args: argparse.Namespace) -> tuple[list[float], Any]:
+    """Every argument of the demo, checked before any work (``ValueError``
+    naming the flag); returns the temperatures and the device."""
+    from .cli import check_output
+
+    at_least = {
+        "--vocab-size": (args.vocab_size, 1),
+        "--order": (args.order, 0 if args.process in ("incontext", "icl") else 1),
+        "--steps": (args.steps, 1),
+        "--batch-size": (args.batch_size, 1),
+        "--seq-len": (args.seq_len, 2),
+        "--d-model": (args.d_model, 1),
+        "--layers": (args.layers, 1),
+        "--heads": (args.heads, 1),
+        "--eval-every": (args.eval_every, 1),
+        "--num-generations": (args.num_generations, 1),
+        "--gen-length": (args.gen_length, 1),
+        "--process-seed": (args.process_seed, 0),
+        "--seed": (args.seed, 0),
+    }
+    for flag, (value, low) in at_least.items():
+        if value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
+    if args.d_model % args.heads:
+        raise ValueError(f"--d-model ({args.d_model}) must be divisible by --heads ({args.heads})")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
+    if args.process == "markov" and not (0 < args.entropy_rate < math.log(args.vocab_size)):
+        raise ValueError(
+            f"--entropy-rate must lie strictly between 0 and log(--vocab-size) = {math.log(args.vocab_size):.4f} "
+            f"nats, got {args.entropy_rate}"
+        )
+    temps = _parse_temperatures(args.temperatures)
+    device = _resolve_device(str(args.device))
+    check_output(args.out_dir, "--out-dir", directory=True)
+    results = args.out_dir / "results.json"
+    if results.exists() and not getattr(args, "force", False):
+        raise ValueError(
+            f"--out-dir {args.out_dir} holds the results of an earlier run; pass --force to overwrite them"
+        )
+    if args.json is not None:
+        check_output(args.json, "--json", force=True)
+    return temps, device
 
 
 def _make_process(args: argparse.Namespace) -> Process:
@@ -68,14 +166,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick:
         args.steps, args.num_generations, args.gen_length, args.eval_every = 30, 32, 32, 10
         args.batch_size, args.seq_len = 16, 32
-    temps = [float(t) for t in str(args.temperatures).split(",") if t.strip()]
-    if not temps:
-        raise ValueError("--temperatures must list at least one temperature")
-    device = torch.device(
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if args.device == "auto" else args.device)
-    )
+    temps, device = _check_args(args)
     torch.manual_seed(args.seed)
     process = _make_process(args)
     model = TinyGPT(
@@ -107,7 +198,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{step:>7} {nll:>9.4f} {kl:>12.4f}")
     t1 = time.perf_counter()
     reports = generation_typicality(
-        model, process, num_sequences=args.num_generations, length=args.gen_length, temperatures=temps, seed=args.seed
+        model,
+        process,
+        num_sequences=args.num_generations,
+        length=args.gen_length,
+        temperatures=temps,
+        seed=args.seed,
+        progress=not args.no_progress,
     )
     gen_s = time.perf_counter() - t1
     eps = reports[0].eps
@@ -124,10 +221,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{r.label:>9} {s['mean_nll']:>9.4f} {s['model_entropy']:>7.4f} {s['kl_to_truth']:>9.4f} "
             f"{s['fraction_below']:>6.0%} {s['fraction_typical']:>8.0%} {s['fraction_above']:>6.0%}  {s['regime']}"
         )
+    print(f"\n{LEGEND}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     curve = plot_learning_curve(result, args.out_dir / "learning_curve.png")
     hist = plot_generation_nll(reports, args.out_dir / "generation_nll.png")
-    print(f"\nplots: {curve}, {hist}  (training {train_s:.0f} s, generation {gen_s:.0f} s)")
     results: dict[str, Any] = {
         "process": repr(process),
         "entropy_rate": rate,
@@ -138,8 +235,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "generations": [r.summary() for r in reports],
         "plots": [str(curve), str(hist)],
     }
+    _write_json(args.out_dir / "results.json", results)
     if args.json is not None:
         _write_json(args.json, results)
+    print(
+        f"\nplots: {curve}, {hist}; results: {args.out_dir / 'results.json'}  "
+        f"(training {train_s:.0f} s, generation {gen_s:.0f} s)"
+    )
     return results
 
 

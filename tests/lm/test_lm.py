@@ -342,6 +342,26 @@ def test_demo_runs_with_a_reduced_budget(tmp_path: Path, capsys: pytest.CaptureF
     assert results["entropy_rate"] == pytest.approx(2.0)
     assert (out / "learning_curve.png").stat().st_size > 1000
     assert (out / "generation_nll.png").stat().st_size > 1000
+    # the legend explains the columns; results.json lies next to the plots
+    assert "legend:" in text and "H(q)" in text and "KL(q||P)" in text and "over-conservative" in text
+    assert "floor" in text and "entropy rate" in text
+    assert json.loads((out / "results.json").read_text()) == results
+    # a second run does not overwrite those results without --force
+    again = ["demo", "--quick", "--vocab-size", "16", "--out-dir", str(out), "--no-progress"]
+    assert main(again) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_plot_colours_of_settings_and_band_differ() -> None:
+    from matplotlib.colors import to_rgb
+
+    from dataprobes.lm.plots import BAND_COLOR, setting_color
+
+    band = np.array(to_rgb(BAND_COLOR))
+    colours = [np.array(to_rgb(setting_color(i))) for i in range(9)]
+    for c in colours:  # every setting (T = 1.3 is the third) is far from the band's colour
+        assert np.abs(c - band).max() > 0.2
+    assert len({tuple(c) for c in colours}) == 9
 
 
 @pytest.mark.parametrize("context", ["fork", "spawn", "forkserver"])

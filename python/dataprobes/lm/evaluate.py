@@ -46,7 +46,7 @@ from .._validation import (
 )
 from ..processes import IID, MarkovChain, Process
 from ..stats.typicality import TypicalityReport
-from .sampling import LogitsFn, _check_sampling, _sampling_logprobs, as_logits_fn, generate
+from .sampling import LogitsFn, _check_sampling, _sampling_logprobs, as_logits_fn, check_model_vocab, generate
 
 #: Elements of float64 work tensors per chunk ([batch, time, vocab]).
 _CHUNK_ELEMENTS = 1 << 22
@@ -221,8 +221,11 @@ def excess_loss(
     score_first = check_bool("score_first", score_first)
     x_np, _ = as_tokens(tokens)
     n, t = x_np.shape
+    if n == 0:
+        raise ValueError("tokens: need at least one sequence, got none")
     if t < 2:
         raise ValueError("tokens: need sequences of length >= 2")
+    check_model_vocab(model, process.vocab_size)
     if x_np.size and (x_np.min() < 0 or x_np.max() >= process.vocab_size):
         raise ValueError(f"tokens must lie in [0, {process.vocab_size})")
     truth = TrueLaw(process, device)
@@ -343,7 +346,7 @@ class GenerationReport:
             "fraction_below": self.fraction_below,
             "fraction_typical": self.fraction_typical,
             "fraction_above": self.fraction_above,
-            "mean_z": float(np.nanmean(np.where(np.isfinite(self.z), self.z, np.nan))),
+            "mean_z": self.typicality.summary()["mean_z"],
             "model_entropy": float(self.model_entropy.mean()),
             "kl_to_truth": float(self.kl_to_truth.mean()),
             "self_nll": float(self.self_nll.mean()),
@@ -423,6 +426,7 @@ def generation_typicality(
     eps: float | None = None,
     seed: int = 0,
     batch_size: int | None = None,
+    progress: bool = False,
 ) -> list[GenerationReport]:
     """Sample from the model at each temperature and score under the truth.
 
@@ -430,7 +434,10 @@ def generation_typicality(
     at least 1) of true samples. The typical band is ``entropy_rate ± eps``;
     by default eps is two standard deviations of the NLL/token of true
     sequences of the same length, so ~95% of true samples fall inside.
+    ``progress`` shows a progress bar over the generated sequences.
     """
+    from tqdm.auto import tqdm
+
     fn, device = as_logits_fn(model)
     check_process("process", process)
     n = check_int("num_sequences", num_sequences, 1)
@@ -440,9 +447,11 @@ def generation_typicality(
         prompt_len = max(getattr(process, "order", 1), 1)
     prompt_len = check_int("prompt_len", prompt_len, 1)
     batch_size = check_optional_int("batch_size", batch_size, 1)
+    progress = check_bool("progress", progress)
     temps = check_float_sequence("temperatures", temperatures)
     for temp in temps:
         _check_sampling(temp, top_k, top_p)
+    check_model_vocab(model, process.vocab_size)
     rate = float(process.entropy_rate())
     band = (
         _typical_band(process, prompt_len, length, n, s + 1) if eps is None else check_float("eps", eps, positive=True)
@@ -451,7 +460,9 @@ def generation_typicality(
     truth = TrueLaw(process, device)
     bs = batch_size or _batches(n, (prompt_len + length) * process.vocab_size * 4)
     reports = []
+    bar = tqdm(total=len(temps) * n, unit="seq", desc="generating", disable=not progress)
     for temp in temps:
+        bar.set_postfix(decoding="greedy" if temp == 0 else f"T={temp:g}")
         parts: dict[str, list[np.ndarray]] = {}
         tokens = []
         for lo in range(0, n, bs):
@@ -461,6 +472,7 @@ def generation_typicality(
             for k, val in _score_generations(fn, truth, x, prompt_len, temp, top_k, top_p).items():
                 parts.setdefault(k, []).append(val.cpu().numpy())
             tokens.append(x.cpu().numpy())
+            bar.update(x.shape[0])
         cat = {k: np.concatenate(v) for k, v in parts.items()}
         typ = TypicalityReport.from_path_stats(
             cat["true_nll"], cat["centred"], cat["var"], length, entropy_rate=rate, eps=band, unit=unit_name(None)
@@ -475,6 +487,7 @@ def generation_typicality(
                 self_nll=cat["self_nll"],
             )
         )
+    bar.close()
     return reports
 
 

@@ -10,6 +10,17 @@ import numpy as np
 from .evaluate import GenerationReport
 from .train import TrainResult, smoothed
 
+#: Colour of the typical band in :func:`plot_generation_nll`.
+BAND_COLOR = "0.8"
+
+#: Colours of the decoding settings, in order (matplotlib's tab10 without its grey).
+_SETTING_COLORS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9")
+
+
+def setting_color(i: int) -> str:
+    """The colour of the ``i``-th decoding setting's histogram (never the band's grey)."""
+    return _SETTING_COLORS[i % len(_SETTING_COLORS)]
+
 
 def _pyplot():
     import matplotlib
@@ -53,11 +64,12 @@ def plot_generation_nll(reports: Sequence[GenerationReport], path: str | Path, t
     fig, ax = plt.subplots(figsize=(7, 4.2))
     allv = np.concatenate([r.true_nll[np.isfinite(r.true_nll)] for r in reports])
     bins = np.linspace(allv.min(), allv.max(), 60) if allv.size else 10
-    for r in reports:
+    for i, r in enumerate(reports):
         vals = r.true_nll[np.isfinite(r.true_nll)]
-        ax.hist(vals, bins=bins, alpha=0.5, label=f"{r.label} (mean {r.mean_nll:.3f})")
+        ax.hist(vals, bins=bins, alpha=0.5, color=setting_color(i), label=f"{r.label} (mean {r.mean_nll:.3f})")
     h, eps = reports[0].entropy_rate, reports[0].eps
-    ax.axvspan(h - eps, h + eps, color="green", alpha=0.12, label=f"typical band {h:.3f} ± {eps:.3f}")
+    # the band is grey: no histogram colour (C0, C1, ...) is grey, so no setting looks like the band
+    ax.axvspan(h - eps, h + eps, color=BAND_COLOR, alpha=0.4, label=f"typical band {h:.3f} ± {eps:.3f}")
     ax.axvline(h, color="k", ls="--", lw=1)
     ax.set_xlabel("NLL / token under the true process (nats)")
     ax.set_ylabel("generations")

@@ -38,16 +38,79 @@ def as_logits_fn(model: Any) -> tuple[LogitsFn, torch.device]:
         raise TypeError(f"model must be a torch Module or a callable returning logits, got {type(model).__name__}")
 
     def fn(idx: torch.Tensor) -> torch.Tensor:
-        out = model(idx)
+        out = _call_model(model, idx)
         if hasattr(out, "logits"):
             out = out.logits
         elif isinstance(out, (tuple, list)):
             out = out[0]
         if not isinstance(out, torch.Tensor) or out.dim() != 3 or out.shape[:2] != idx.shape:
             raise ValueError(f"model must return logits of shape [batch, time, vocab] for input {tuple(idx.shape)}")
-        return out.to(torch.float64)
+        return check_logits(out.to(torch.float64))
 
     return fn, torch.device(device)
+
+
+def _call_model(model: Any, idx: torch.Tensor, *rest: Any) -> Any:
+    """``model(idx, *rest)``, with an ``IndexError`` (an embedding lookup past
+    the model's vocabulary) turned into a ``ValueError`` that says so."""
+    try:
+        return model(idx, *rest)
+    except IndexError as exc:
+        known = model_vocab_size(model)
+        size = f"has {known} tokens" if known is not None else "may be smaller than the ids"
+        raise ValueError(
+            f"the model failed on token ids up to {int(idx.max()) if idx.numel() else 0} ({exc}); "
+            f"its vocabulary {size}: the data's ids must lie below the model's vocabulary size"
+        ) from exc
+
+
+def model_vocab_size(model: Any) -> int | None:
+    """The number of token ids ``model`` accepts, when it says: a TinyGPT's or
+    a ``transformers`` model's ``config.vocab_size``, its input embedding's
+    ``num_embeddings``, or a ``vocab_size`` attribute; ``None`` otherwise."""
+    get = getattr(model, "get_input_embeddings", None)
+    if callable(get):
+        try:
+            emb = get()
+        except (NotImplementedError, AttributeError):
+            emb = None
+        if isinstance(emb, nn.Embedding):
+            return int(emb.num_embeddings)
+    for holder in (getattr(model, "config", None), model):
+        v = getattr(holder, "vocab_size", None)
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+    return None
+
+
+def check_model_vocab(model: Any, vocab_size: int) -> None:
+    """``ValueError`` when ``model`` says its vocabulary is smaller than the
+    process's ``vocab_size`` (it could not read the probe's tokens), before
+    any work."""
+    m = model_vocab_size(model)
+    if m is not None and m < vocab_size:
+        raise ValueError(
+            f"the model's vocabulary ({m} tokens) is smaller than the process's vocab_size ({vocab_size}): "
+            "it cannot read the probe's tokens; build the model with vocab_size >= the process's"
+        )
+
+
+def check_logits(logits: torch.Tensor) -> torch.Tensor:
+    """``logits`` if no entry is NaN or ``+inf`` and no row is all ``-inf``
+    (``-inf`` alone masks a token and is allowed); otherwise ``ValueError``
+    naming the model output, so that no evaluation turns a broken model into
+    NaN scores."""
+    if torch.isnan(logits).any():
+        problem = f"NaN at {int(torch.isnan(logits).sum())} of {logits.numel()} entries"
+    elif torch.isposinf(logits).any():
+        problem = f"+inf at {int(torch.isposinf(logits).sum())} of {logits.numel()} entries"
+    elif logits.shape[-1] and torch.isneginf(logits).all(-1).any():
+        problem = "a row that is -inf for every token (no token possible)"
+    else:
+        return logits
+    raise ValueError(
+        f"model output: the logits contain {problem}; a model must return finite logits (-inf masks a token)"
+    )
 
 
 def _sampling_logprobs(
@@ -125,7 +188,7 @@ def generate(
     step_in = x
     for t in range(n_steps):
         if cache is not None:
-            logits = model(step_in, cache)[:, -1].to(torch.float64)
+            logits = check_logits(_call_model(model, step_in, cache)[:, -1:].to(torch.float64))[:, -1]
         else:
             logits = fn(x)[:, -1].to(torch.float64)
         logq = _sampling_logprobs(logits, temperature, top_k, top_p)

@@ -11,10 +11,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import check_float, check_int, check_seed
+from .._validation import check_float, check_int, check_process, check_seed
 from ..processes import Process
 from .data import ProbeDataset
 from .evaluate import excess_loss
+from .sampling import check_model_vocab
 
 
 @dataclass
@@ -69,6 +70,8 @@ def train(
     lr = check_float("lr", lr, positive=True)
     eval_every = check_int("eval_every", eval_every, 1)
     seed = check_seed("seed", seed)
+    check_process("process", process)
+    check_model_vocab(model, process.vocab_size)
     device = next(model.parameters()).device
     torch.manual_seed(seed)
     data = ProbeDataset(process, seq_len, batch_size, seed=seed, num_batches=steps, rank=0, world_size=1)

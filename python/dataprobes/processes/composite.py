@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import _core
 from .._validation import (
+    as_float_array,
     as_indices,
     as_tokens,
     check_probability,
@@ -59,10 +60,19 @@ class Mixture(Process):
         processes: components, all over the same vocabulary.
         weights: positive, summing to 1 within ``ROW_SUM_TOL`` unless
             ``normalize=True``; default uniform.
+
+    A sequence impossible under every component has ``log_prob`` ``-inf``.
+    The token that makes it so (impossible under every component still in
+    play) gets ``-inf`` in :meth:`token_log_probs` and is then skipped: it
+    does not update the posterior over components, as the HMM filter skips a
+    token of probability 0. So :meth:`posterior`, :meth:`predictive` and
+    :meth:`typicality` stay defined (never NaN) on any sequence.
     """
 
     def __init__(self, processes: Sequence[Process], weights: Any = None, *, normalize: bool = False) -> None:
-        comps = list(processes) if not isinstance(processes, Process) else None
+        if isinstance(processes, (Process, str, bytes)) or not hasattr(processes, "__iter__"):
+            raise TypeError(f"processes must be a sequence of processes, got {type(processes).__name__}")
+        comps = list(processes)
         if not comps:
             raise ValueError("processes must be a non-empty sequence of processes")
         for i, p in enumerate(comps):
@@ -75,7 +85,7 @@ class Mixture(Process):
             w = np.full(len(comps), 1.0 / len(comps))
             given = None
         else:
-            w = np.asarray(weights, dtype=np.float64)
+            w = as_float_array("weights", weights, 1)
             given = _owned(w, weights)
             if w.shape != (len(comps),):
                 raise ValueError(f"weights must have one entry per process ({len(comps)}), got shape {w.shape}")
@@ -161,42 +171,65 @@ class Mixture(Process):
             out = _logsumexp(np.log(self._weights) + self.component_log_probs(tokens), axis=1)
         return out[0] if single else out
 
-    def posterior(self, x: Any) -> np.ndarray:
-        """``[N, C]`` p(component | x): which component produced each sequence."""
-        tokens, single = as_tokens(x)
+    def _joint_prefixes(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``J[c, i, t] = log w_c + Σ_{s<t} log p_c(x_s | x_<s)`` (``[C, N, T+1]``,
+        the log joint of component and prefix ``x_<t``) and the per-component
+        conditionals ``[C, N, T]``, with the convention of the class docstring:
+        a token impossible under every component still in play is skipped (it
+        does not update ``J``), so ``max_c J[c, i, t]`` is always finite."""
+        n, length = tokens.shape
         with np.errstate(divide="ignore"):
-            joint = np.log(self._weights) + self.component_log_probs(tokens)
-        with np.errstate(invalid="ignore"):
-            post = np.exp(joint - _logsumexp(joint, axis=1)[:, None])
+            per = np.stack([np.asarray(c.token_log_probs(tokens)).reshape(n, length) for c in self._components])
+            log_w = np.log(self._weights)[:, None, None]
+        joint = np.concatenate([np.broadcast_to(log_w, (len(self._components), n, 1)), log_w + np.cumsum(per, 2)], 2)
+        # rows whose prefix becomes impossible under every component: redo them
+        # token by token, skipping each such token (rare; the rest stay as summed)
+        bad = np.flatnonzero(np.isneginf(joint[:, :, -1]).all(axis=0))
+        for i in bad:
+            j = joint[:, i, 0].copy()
+            for t in range(length):
+                step = j + per[:, i, t]
+                if not np.isneginf(step).all():
+                    j = step
+                joint[:, i, t + 1] = j
+        return joint, per
+
+    def posterior(self, x: Any) -> np.ndarray:
+        """``[N, C]`` p(component | x): which component produced each sequence.
+
+        Tokens impossible under every component (still in play) are skipped,
+        so a sequence impossible under the mixture gets the posterior given its
+        other tokens (the weights if none is possible), never NaN."""
+        tokens, single = as_tokens(x)
+        joint, _ = self._joint_prefixes(tokens)
+        last = joint[:, :, -1].T
+        post = np.exp(last - _logsumexp(last, axis=1)[:, None])
         return post[0] if single else post
 
     def token_log_probs(self, x: Any) -> np.ndarray:
         """``log p(x_t | x_<t)`` of the mixture: the difference of consecutive
-        prefix log-likelihoods ``log Σ_c w_c p_c(x_≤t)``."""
+        prefix log-likelihoods ``log Σ_c w_c p_c(x_≤t)``. A token impossible
+        under every component gets ``-inf`` and is then skipped (as
+        :meth:`posterior` says), so later positions keep finite conditionals,
+        as an HMM's do."""
         tokens, single = as_tokens(x)
-        n, length = tokens.shape
-        with np.errstate(divide="ignore"):
-            per = np.stack([np.asarray(c.token_log_probs(tokens)).reshape(n, length) for c in self._components])
-            prefix = _logsumexp(np.log(self._weights)[:, None, None] + np.cumsum(per, axis=2), axis=0)
-        prev = np.concatenate([np.zeros((n, 1)), prefix[:, :-1]], axis=1)
-        with np.errstate(invalid="ignore"):
-            out = np.where(np.isneginf(prefix), -np.inf, prefix - prev)
+        joint, per = self._joint_prefixes(tokens)
+        skipped = np.isneginf(joint[:, :, :-1] + per).all(axis=0)
+        out = np.where(skipped, -np.inf, _logsumexp(joint[:, :, 1:], axis=0) - _logsumexp(joint[:, :, :-1], axis=0))
         return out[0] if single else out
 
     def predictive(self, x: Any) -> np.ndarray:
-        """``[N, T, V]`` mixture predictive ``Σ_c p(c | x_<t) p_c(x_t = · | x_<t)``."""
+        """``[N, T, V]`` mixture predictive ``Σ_c p(c | x_<t) p_c(x_t = · | x_<t)``
+        (tokens impossible under every component skipped, as in
+        :meth:`posterior`: every row sums to 1, never NaN)."""
         tokens, single = as_tokens(x)
         n, length = tokens.shape
-        with np.errstate(divide="ignore"):
-            per = np.stack([np.asarray(c.token_log_probs(tokens)).reshape(n, length) for c in self._components])
-            prior = np.log(self._weights)[:, None, None] + np.concatenate(
-                [np.zeros((len(self._components), n, 1)), np.cumsum(per, axis=2)[:, :, :-1]], axis=2
-            )
-        with np.errstate(invalid="ignore"):
-            resp = np.exp(prior - _logsumexp(prior, axis=0)[None])
+        joint, _ = self._joint_prefixes(tokens)
+        prior = joint[:, :, :-1]
+        resp = np.exp(prior - _logsumexp(prior, axis=0)[None])
         out = np.zeros((n, length, self.vocab_size))
         for c, comp in enumerate(self._components):
-            out += resp[c][:, :, None] * np.asarray(comp.predictive(tokens)).reshape(n, length, -1)
+            out += resp[c][:, :, None] * np.asarray(comp.predictive(tokens)).reshape(n, length, self.vocab_size)
         return out[0] if single else out
 
     def entropy_rate(self, base: float | None = None) -> float | Estimate:

@@ -40,6 +40,7 @@ from .._validation import (
     check_bool,
     check_float,
     check_int,
+    check_rows,
     check_seed,
     log_base,
     rescale_huge_rows,
@@ -184,10 +185,9 @@ class HMM(_CoreScored):
         path in the smallest unsigned dtype holding ``S``; the tokens are
         identical to those returned without it.
         """
-        n = check_int("num_sequences", num_sequences)
+        n, k = check_rows(num_sequences, start)
         t = check_int("length", length)
         s = check_seed("seed", seed)
-        k = check_int("start", start, 0, 2**64 - 1)
         return self._unpack(self._core.sample(n, t, s, k, check_bool("return_states", return_states)))
 
     @overload

@@ -32,7 +32,7 @@ from .._validation import (
 )
 from ..stats.estimate import Estimate
 from .base import _CoreScored
-from .markov import MarkovChain
+from .markov import ROW_SUM_TOL, MarkovChain
 
 __all__ = [
     "InContextMarkov",
@@ -40,6 +40,28 @@ __all__ = [
     "incontext_unigram_log_probs",
     "incontext_bigram_log_probs",
 ]
+
+
+def _check_chains(chains: Any, n: int | None, v: int, k: int) -> np.ndarray:
+    """``chains`` as a float64 ``[n, V**k, V]`` array of row-stochastic
+    matrices (any ``n`` when ``None``): ``TypeError`` for a non-numeric array,
+    ``ValueError`` naming ``chains`` for a wrong shape, an entry that is
+    negative, NaN or infinite, or a row not summing to 1 within
+    ``ROW_SUM_TOL`` (such chains would score as NaN)."""
+    c = as_float_array("chains", chains, 3)
+    want = (c.shape[0] if n is None else n, v**k, v)
+    if c.shape != want:
+        raise ValueError(f"chains must have shape {want} ([sequences, vocab_size**order, vocab_size]), got {c.shape}")
+    bad = ~(np.isfinite(c) & (c >= 0))
+    if bad.any():
+        i, s, j = (int(a) for a in np.argwhere(bad)[0])
+        raise ValueError(f"chains must be finite and non-negative: chains[{i}, {s}, {j}] is {c[i, s, j]}")
+    sums = c.sum(axis=2)
+    off = np.abs(sums - 1.0) > ROW_SUM_TOL
+    if off.any():
+        i, s = (int(a) for a in np.argwhere(off)[0])
+        raise ValueError(f"chains rows must sum to 1: chains[{i}, {s}] sums to {sums[i, s]}")
+    return c
 
 
 class InContextMarkov(_CoreScored):
@@ -130,10 +152,8 @@ class InContextMarkov(_CoreScored):
         (``[N, V**k, V]``); ``-log V`` for the first k (uniform) tokens."""
         tokens, single = as_tokens(x)
         v, k = self.vocab_size, self.order
-        c = as_float_array("chains", chains, 3)
         n, length = tokens.shape
-        if c.shape != (n, v**k, v):
-            raise ValueError(f"chains must have shape {(n, v**k, v)}, got {c.shape}")
+        c = _check_chains(chains, n, v, k)
         if tokens.size and (tokens.min() < 0 or tokens.max() >= v):
             raise ValueError(f"tokens must lie in [0, {v})")
         t = tokens.astype(np.int64)
@@ -149,8 +169,8 @@ class InContextMarkov(_CoreScored):
     def chain_entropy_rates(self, chains: Any, base: float | None = None) -> np.ndarray:
         """Exact entropy rate of each chain ``[N, V**k, V]`` (the rate each
         sequence's NLL/token converges to)."""
-        c = as_float_array("chains", chains, 3)
         k = self.order
+        c = _check_chains(chains, None, self.vocab_size, k)
         if k == 0:
             from .markov import IID
 

@@ -23,7 +23,16 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from .._validation import as_float_array, as_indices, check_float, check_int, check_seed, log_base, rescale_huge_rows
+from .._validation import (
+    as_float_array,
+    as_indices,
+    check_float,
+    check_int,
+    check_rows,
+    check_seed,
+    log_base,
+    rescale_huge_rows,
+)
 from .base import _CoreScored, _owned
 
 __all__ = ["MarkovChain", "IID", "ROW_SUM_TOL"]
@@ -51,10 +60,9 @@ class _ChainProcess(_CoreScored):
         per token (alias tables), parallel over sequences, bit-identical for any
         thread count and any sharding by ``start``.
         """
-        n = check_int("num_sequences", num_sequences)
+        n, k = check_rows(num_sequences, start)
         t = check_int("length", length)
         s = check_seed("seed", seed)
-        k = check_int("start", start, 0, 2**64 - 1)
         return self._core.sample(n, t, s, k)
 
     def sample_at(self, indices: Any, length: int, seed: int = 0) -> np.ndarray:
@@ -106,6 +114,10 @@ class MarkovChain(_ChainProcess):
     ) -> None:
         k = check_int("order", order, 1)
         p = as_float_array("transition", transition, 2)
+        if p.shape[1] == 0:
+            raise ValueError(
+                f"transition must have at least one column (vocab_size must be at least 1), got shape {p.shape}"
+            )
         init = None
         if initial is not None:
             init_arr = np.asarray(initial)
@@ -200,6 +212,8 @@ class IID(_ChainProcess):
 
     def __init__(self, probs: Any, *, normalize: bool = False) -> None:
         p = as_float_array("probs", probs, 1)
+        if p.size == 0:
+            raise ValueError("probs must not be empty (vocab_size must be at least 1)")
         try:
             self._core = _core.MarkovCore((rescale_huge_rows(p) if normalize else p)[None, :], 0, None, bool(normalize))
         except ValueError as exc:

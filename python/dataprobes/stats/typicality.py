@@ -30,6 +30,12 @@ class TypicalityReport:
         z: the path-centred z-score of each sequence (unitless). A path whose
             conditional laws all have zero varentropy gets 0 when it is on the
             centre (up to rounding) and ±inf otherwise.
+
+    An impossible sequence (``log p(x) = -inf``: a token of probability 0)
+    has ``nll_per_token = +inf`` and ``z = +inf``, and counts as ``above`` the
+    band. In :meth:`summary` it makes ``mean_nll_per_token`` and
+    ``std_nll_per_token`` ``+inf``; ``mean_z`` and ``std_z`` are over the
+    finite z-scores only (NaN when none is finite, as for an empty report).
         entropy_rate: the process's entropy rate H, in ``unit``.
         eps: the half-width of the typical band, in ``unit``.
         unit: ``"nats"`` or ``"bits"`` (or ``"log base b"``).
@@ -112,7 +118,7 @@ class TypicalityReport:
             "entropy_rate": self.entropy_rate,
             "eps": self.eps,
             "mean_nll_per_token": float(nll.mean()) if nll.size else math.nan,
-            "std_nll_per_token": float(nll.std()) if nll.size else math.nan,
+            "std_nll_per_token": _spread(nll),
             "mean_z": float(finite_z.mean()) if finite_z.size else math.nan,
             "std_z": float(finite_z.std()) if finite_z.size else math.nan,
             "fraction_typical": self.fraction_typical,
@@ -129,6 +135,16 @@ class TypicalityReport:
             f"z mean {s['mean_z']:.3f} sd {s['std_z']:.3f}; typical {s['fraction_typical']:.3%} "
             f"[below {s['count_below']} / inside {s['count_inside']} / above {s['count_above']}]"
         )
+
+
+def _spread(nll: np.ndarray) -> float:
+    """Standard deviation of ``nll``: ``+inf`` when an entry is infinite (an
+    impossible sequence; numpy would give NaN and warn), NaN when empty."""
+    if not nll.size:
+        return math.nan
+    if not np.isfinite(nll).all():
+        return math.inf
+    return float(nll.std())
 
 
 def z_scores(centred: np.ndarray, var: np.ndarray, length: int) -> np.ndarray:
