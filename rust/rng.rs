@@ -1,4 +1,4 @@
-//! Seeded per-sequence random streams (DESIGN.md §4).
+//! Seeded per-sequence random streams (architecture.md, Determinism).
 //!
 //! Sequence `i` of a call with seed `s` is drawn from a xoshiro256++ generator
 //! (Blackman & Vigna 2018) whose 256-bit state is filled by SplitMix64 from a

@@ -19,6 +19,7 @@
 
 use crate::dist;
 use crate::error::{Error, Result};
+use crate::process::law::bounded_state_space;
 use crate::rng::{mix64, Xoshiro256pp};
 use crate::tokens::{checked_index, InToken, OutToken};
 use rayon::prelude::*;
@@ -72,22 +73,10 @@ impl Scratch {
 
 impl InContextMarkov {
     pub fn new(vocab: usize, order: usize, alpha: f64) -> Result<Self> {
-        if vocab == 0 {
-            return Err(Error::value("vocab_size must be at least 1"));
-        }
         if !(alpha > 0.0 && alpha.is_finite()) {
             return Err(Error::value(format!("concentration must be finite and > 0, got {alpha}")));
         }
-        let n_states = vocab
-            .checked_pow(order as u32)
-            .filter(|s| s.checked_mul(vocab).is_some_and(|e| e <= ICL_MAX_ENTRIES))
-            .ok_or_else(|| {
-                Error::value(format!(
-                    "state space too large: vocab_size^(order+1) = {vocab}^{} exceeds {ICL_MAX_ENTRIES} \
-                     for in-context chains",
-                    order + 1
-                ))
-            })?;
+        let n_states = bounded_state_space(vocab, order, ICL_MAX_ENTRIES, " for in-context chains")?;
         Ok(InContextMarkov { vocab, order, alpha, n_states })
     }
 

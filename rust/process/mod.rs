@@ -2,6 +2,7 @@
 
 pub mod hmm;
 pub mod incontext;
+pub mod law;
 pub mod markov;
 pub mod transforms;
 

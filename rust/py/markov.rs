@@ -3,6 +3,7 @@
 use super::sample_tokens;
 use super::tokens::{with_tokens, Tokens};
 use crate::error::Error;
+use crate::process::law;
 use crate::process::markov::{self, MarkovChain};
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
@@ -29,7 +30,7 @@ impl MarkovCore {
     ) -> PyResult<Self> {
         let vocab = transition.shape()[1];
         let rows = transition.shape()[0];
-        let n_states = markov::state_space(vocab, order)?;
+        let n_states = law::state_space(vocab, order)?;
         if rows != n_states {
             return Err(Error::value(format!(
                 "transition must have shape (vocab_size**order, vocab_size) = ({n_states}, {vocab}) \
@@ -156,7 +157,7 @@ pub fn tune_temperature<'py>(
 /// vocab_size**order, or a ValueError if the table would be too large.
 #[pyfunction]
 pub fn check_state_space(vocab_size: usize, order: usize) -> PyResult<usize> {
-    Ok(markov::state_space(vocab_size, order)?)
+    Ok(law::state_space(vocab_size, order)?)
 }
 
 /// Benchmark baseline: one raw RNG draw per token, no table lookup.

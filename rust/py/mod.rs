@@ -142,7 +142,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ngram::entropy_profile_stats, m)?)?;
     m.add("DEFAULT_MAX_DENSE_ENTRIES", crate::stats::ngram::DEFAULT_MAX_DENSE)?;
     m.add("MAX_DENSE_NDIM", crate::stats::ngram::MAX_DENSE_NDIM)?;
-    m.add("MAX_TABLE_ENTRIES", crate::process::markov::MAX_TABLE_ENTRIES)?;
-    m.add("ROW_SUM_TOL", crate::process::markov::ROW_SUM_TOL)?;
+    m.add("MAX_TABLE_ENTRIES", crate::process::law::MAX_TABLE_ENTRIES)?;
+    m.add("ROW_SUM_TOL", crate::process::law::ROW_SUM_TOL)?;
     Ok(())
 }

@@ -368,7 +368,7 @@ def test_random_is_deterministic_in_seed() -> None:
 
 
 def test_concentration_controls_entropy() -> None:
-    """Mean row entropy of Dirichlet(α) rows is ψ(Vα+1) - ψ(α+1) (REFERENCES.md)."""
+    """Mean row entropy of Dirichlet(α) rows is ψ(Vα+1) - ψ(α+1) (math.md, Markov chains)."""
     from scipy.special import digamma
 
     v, a = 64, 0.2
