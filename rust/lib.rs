@@ -5,7 +5,7 @@
 //! feature, which maturin turns on.
 
 pub mod alias;
-pub(crate) mod alloc;
+pub mod alloc;
 pub mod dist;
 pub mod error;
 pub mod pool;

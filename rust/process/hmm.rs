@@ -211,7 +211,7 @@ impl Hmm {
         }
     }
 
-    pub fn n_states(&self) -> usize {
+    pub fn num_states(&self) -> usize {
         self.n_states
     }
     pub fn vocab(&self) -> usize {
@@ -510,6 +510,7 @@ impl Hmm {
     /// The filter p(s_t = · | x_≤t) at every position: `out` is [N, T, S].
     pub fn filtered_states<T: InToken>(&self, tokens: &[T], length: usize, out: &mut [f64]) -> Result<()> {
         let s = self.n_states;
+        crate::process::rows_of(tokens.len(), length, out.len(), length * s)?;
         self.par_groups(tokens, length, out, length * s, |rows, i0, sc, o| {
             self.forward_rows(rows, length, i0, sc, |r, t, _, _, alpha| {
                 let k = r * length + t;
@@ -518,20 +519,13 @@ impl Hmm {
         })
     }
 
-    /// Per row: (log p(x), Σ_t [-log p(x_t|x_<t) - H_t], Σ_t V_t) where H_t and
-    /// V_t are the entropy and varentropy of the predictive law at t: the
-    /// pieces of the path-centred z-score (math.md, Typical sets).
-    pub fn path_stats<T: InToken>(
-        &self,
-        tokens: &[T],
-        length: usize,
-        logp: &mut [f64],
-        centred: &mut [f64],
-        var: &mut [f64],
-    ) -> Result<()> {
-        let n = logp.len();
-        let mut packed = vec![0.0; 3 * n];
-        self.par_groups(tokens, length, &mut packed, 3, |rows, i0, sc, o| {
+    /// Per row, into `out` [N, 3]: [log p(x), Σ_t (-log p(x_t|x_<t) - H_t),
+    /// Σ_t V_t] where H_t and V_t are the entropy and varentropy of the
+    /// predictive law at t: the pieces of the path-centred z-score (math.md,
+    /// Typical sets).
+    pub fn path_stats<T: InToken>(&self, tokens: &[T], length: usize, out: &mut [f64]) -> Result<()> {
+        out.iter_mut().for_each(|o| *o = 0.0);
+        self.par_groups(tokens, length, out, 3, |rows, i0, sc, o| {
             let mut tok = std::mem::take(&mut sc.tok);
             let r = self.forward_rows(rows, length, i0, sc, |r, _, c, pred, _| {
                 self.token_law(pred, &mut tok);
@@ -543,13 +537,7 @@ impl Hmm {
             });
             sc.tok = tok;
             r
-        })?;
-        for (k, p) in packed.chunks(3).enumerate() {
-            logp[k] = p[0];
-            centred[k] = p[1];
-            var[k] = p[2];
-        }
-        Ok(())
+        })
     }
 
     /// Shannon–McMillan–Breiman samples: for each of the `out.len()` sequences

@@ -89,7 +89,7 @@ impl InContextMarkov {
     pub fn alpha(&self) -> f64 {
         self.alpha
     }
-    pub fn n_states(&self) -> usize {
+    pub fn num_states(&self) -> usize {
         self.n_states
     }
 
@@ -303,18 +303,26 @@ impl InContextMarkov {
     }
 
     /// Draws, for each row, a chain [V^k, V] from the posterior given the row,
-    /// Dirichlet(α + c_{s ·}) per state; row r uses stream `(salted seed, index(r))`.
+    /// Dirichlet(α + c_{s ·}) per state, into `out` [N, V^k, V]; row r uses
+    /// stream `(salted seed, indices[r])`.
     pub fn posterior_chains<T: InToken>(
         &self,
         tokens: &[T],
         length: usize,
         seed: u64,
-        index: impl Fn(usize) -> u64 + Sync,
+        indices: &[u64],
         out: &mut [f64],
     ) -> Result<()> {
         let (v, k, a) = (self.vocab, self.order, self.alpha);
         let per_row = self.n_states * v;
         let n_rows = out.len() / per_row.max(1);
+        if n_rows * per_row != out.len() || (length > 0 && tokens.len() != n_rows * length) {
+            return Err(Error::value("chains: the output does not have one chain per row of tokens"));
+        }
+        if indices.len() != n_rows {
+            return Err(Error::value("indices must have one entry per row of tokens"));
+        }
+        let index = |r: usize| indices[r];
         let salted = mix64(seed ^ CHAIN_SALT);
         (0..n_rows).into_par_iter().zip(out.par_chunks_mut(per_row)).try_for_each_init(
             || vec![0u32; per_row],

@@ -84,7 +84,7 @@ pub fn normalise_row(p: &[f64], out: &mut [f64], what: &dyn Fn() -> String, norm
 /// (in parallel), naming row s as `"{name} row {s}"` in errors.
 pub fn normalise_rows(p: &[f64], out: &mut [f64], width: usize, name: &str, normalize: bool) -> Result<()> {
     use rayon::prelude::*;
-    if width == 0 || p.len() != out.len() || p.len() % width != 0 {
+    if width == 0 || p.len() != out.len() || !p.len().is_multiple_of(width) {
         return Err(Error::value(format!("{name}: {} entries do not make rows of {width}", p.len())));
     }
     out.par_chunks_mut(width)

@@ -124,7 +124,7 @@ impl MarkovChain {
     pub fn order(&self) -> usize {
         self.order
     }
-    pub fn n_states(&self) -> usize {
+    pub fn num_states(&self) -> usize {
         self.n_states
     }
     pub fn probs(&self) -> &[f64] {
@@ -394,36 +394,23 @@ impl MarkovChain {
         })
     }
 
-    /// Per row: (log p(x), Σ_t [-log p(x_t|·) - H_t], Σ_t V_t), the pieces of
-    /// the path-centred z-score (math.md, Typical sets).
-    pub fn path_stats<T: InToken>(
-        &self,
-        tokens: &[T],
-        length: usize,
-        logp: &mut [f64],
-        centred: &mut [f64],
-        var: &mut [f64],
-    ) -> Result<()> {
+    /// Per row, into `out` [N, 3]: [log p(x), Σ_t (-log p(x_t|·) - H_t),
+    /// Σ_t V_t], the pieces of the path-centred z-score (math.md, Typical sets).
+    pub fn path_stats<T: InToken>(&self, tokens: &[T], length: usize, out: &mut [f64]) -> Result<()> {
         if length == 0 {
-            logp.iter_mut().chain(centred.iter_mut()).chain(var.iter_mut()).for_each(|o| *o = 0.0);
+            out.iter_mut().for_each(|o| *o = 0.0);
             return Ok(());
         }
-        tokens
-            .par_chunks(length)
-            .zip(logp.par_iter_mut().zip(centred.par_iter_mut().zip(var.par_iter_mut())))
-            .enumerate()
-            .try_for_each(|(i, (row, (lp_out, (c_out, v_out))))| {
-                let (mut lp_acc, mut c_acc, mut v_acc) = (0.0, 0.0, 0.0);
-                self.walk(row, i, false, |_, lp, h, var| {
-                    lp_acc += lp;
-                    c_acc += -lp - h;
-                    v_acc += var;
-                })?;
-                *lp_out = lp_acc;
-                *c_out = c_acc;
-                *v_out = v_acc;
-                Ok(())
-            })
+        tokens.par_chunks(length).zip(out.par_chunks_mut(3)).enumerate().try_for_each(|(i, (row, o))| {
+            let (mut lp_acc, mut c_acc, mut v_acc) = (0.0, 0.0, 0.0);
+            self.walk(row, i, false, |_, lp, h, var| {
+                lp_acc += lp;
+                c_acc += -lp - h;
+                v_acc += var;
+            })?;
+            o.copy_from_slice(&[lp_acc, c_acc, v_acc]);
+            Ok(())
+        })
     }
 }
 
