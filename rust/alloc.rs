@@ -66,7 +66,7 @@ pub const MAX_OUTPUT_FLOATS: usize = 1 << 34;
 pub enum Output {
     /// Sampled tokens (or hidden states): at most [`MAX_OUTPUT_TOKENS`].
     Tokens,
-    /// float64 values: at most [`MAX_OUTPUT_FLOATS`].
+    /// float64 (or other 8-byte) values: at most [`MAX_OUTPUT_FLOATS`].
     Floats,
 }
 

@@ -24,6 +24,7 @@ __all__ = [
     "mixture_labels",
     "ngram_counts",
     "ROW_SUM_TOL",
+    "state_indices",
     "tune_temperature",
 ]
 
@@ -103,6 +104,7 @@ def tune_temperature(
     logits: npt.NDArray[np.float64], order: int, target: float, tol: float = 1e-9
 ) -> tuple[float, npt.NDArray[np.float64], float]: ...
 def check_state_space(vocab_size: int, order: int) -> int: ...
+def state_indices(tokens: npt.NDArray[np.integer], vocab_size: int, order: int) -> npt.NDArray[np.int64]: ...
 
 @final
 class InContextCore:

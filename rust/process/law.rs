@@ -3,6 +3,7 @@
 //! solver's tolerance. No process module borrows these from another.
 
 use crate::error::{Error, Result};
+use crate::tokens::{checked_index, InToken};
 
 /// Largest accepted transition table, in entries (V^(k+1) for a chain, S^2 and
 /// S·V for an HMM). At 24 bytes an entry (probabilities, log-probabilities,
@@ -110,6 +111,63 @@ pub fn initial_law(
     Ok(Some(out))
 }
 
+/// The state of an order-`order` chain before each position t = k .. T-1 of
+/// each row of `tokens` ([N, length], tokens below `vocab`): the previous k
+/// tokens read as a base-V number, most recent last,
+/// `s_t = Σ_j x_{t-k+j} V^(k-1-j)` (math.md, Markov chains). Written to `out`
+/// [N, max(T - k, 0)] as int64, ready to index a table of V^k rows. Errors
+/// name a token outside the vocabulary, or V^k beyond 2^63 - 1.
+pub fn state_indices<T: InToken>(
+    tokens: &[T],
+    length: usize,
+    vocab: usize,
+    order: usize,
+    out: &mut [i64],
+) -> Result<()> {
+    use rayon::prelude::*;
+    if vocab == 0 {
+        return Err(Error::value("vocab_size must be at least 1"));
+    }
+    let fits =
+        u32::try_from(order).ok().and_then(|k| (vocab as u64).checked_pow(k)).is_some_and(|s| s <= i64::MAX as u64);
+    if !fits {
+        return Err(Error::value(format!(
+            "order: vocab_size^order = {vocab}^{order} exceeds 2^63 - 1, so states cannot be indexed"
+        )));
+    }
+    let width = length.saturating_sub(order);
+    crate::process::rows_of(tokens.len(), length, out.len(), width)?;
+    if width == 0 {
+        // Still check the tokens: an out-of-vocabulary token is an error
+        // however short the rows are.
+        return tokens.par_chunks(length.max(1)).enumerate().try_for_each(|(i, row)| {
+            row.iter().enumerate().try_for_each(|(t, &x)| checked_index(x, vocab, i, t).map(|_| ()))
+        });
+    }
+    let v = vocab as i64;
+    tokens.par_chunks(length).zip(out.par_chunks_mut(width)).enumerate().try_for_each(|(i, (row, o))| {
+        let mut s = 0i64;
+        let mut high = 1i64; // V^(k-1): the weight of the oldest token
+        for _ in 1..order {
+            high *= v;
+        }
+        for (t, &x) in row.iter().enumerate() {
+            let x = checked_index(x, vocab, i, t)? as i64;
+            if t >= order {
+                o[t - order] = s;
+            }
+            if order > 0 {
+                // Drop the oldest token once k are held, then append x.
+                if t >= order {
+                    s -= row[t - order].index() as i64 * high; // checked when it was read
+                }
+                s = s * v + x;
+            }
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +181,30 @@ mod tests {
         assert!(state_space(2, usize::MAX).is_err());
         let e = bounded_state_space(4, 20, 1 << 24, " for in-context chains").unwrap_err();
         assert!(e.to_string().ends_with("exceeds 16777216 for in-context chains"), "{e}");
+    }
+
+    #[test]
+    fn state_indices_match_the_definition() {
+        let (v, len) = (3usize, 7usize);
+        let x: Vec<u8> = vec![2, 0, 1, 1, 2, 0, 2, 1, 1, 0, 0, 2, 2, 1];
+        for k in 0..=8 {
+            let w = len.saturating_sub(k);
+            let mut out = vec![-1i64; 2 * w];
+            state_indices(&x, len, v, k, &mut out).unwrap();
+            for (i, row) in x.chunks(len).enumerate() {
+                for t in k..len {
+                    let want = row[t - k..t].iter().fold(0i64, |a, &y| a * v as i64 + y as i64);
+                    assert_eq!(out[i * w + t - k], want, "k={k} row {i} t={t}");
+                }
+            }
+        }
+        let mut out = vec![0i64; 2 * 6];
+        assert!(state_indices(&[0i64, 1, 2, 3, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1], 7, 3, 1, &mut out).is_err());
+        assert!(state_indices(&[0i8, -1], 2, 3, 1, &mut out[..2]).is_err());
+        assert!(state_indices(&[0u8, 1], 2, 3, 3, &mut []).is_ok());
+        assert!(state_indices(&[0u8, 5], 2, 3, 3, &mut []).is_err());
+        assert!(state_indices(&[0u8, 1], 2, 1 << 20, 4, &mut []).is_err());
+        assert!(state_indices(&[0u8, 1], 2, 3, 1, &mut [0; 3]).is_err());
     }
 
     #[test]

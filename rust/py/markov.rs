@@ -113,3 +113,23 @@ pub fn rng_only_fill<'py>(
         Ok(())
     })
 }
+
+/// [N, max(T - order, 0)] int64: the base-V state of an order-`order` chain
+/// before each position `order .. T-1` of each row of `tokens`.
+#[pyfunction]
+pub fn state_indices<'py>(
+    py: Python<'py>,
+    tokens: &Bound<'py, PyAny>,
+    vocab_size: usize,
+    order: usize,
+) -> PyResult<Bound<'py, PyArray2<i64>>> {
+    let tok = super::tokens::Tokens::extract(tokens)?;
+    let (n, len) = tok.shape();
+    let width = len.saturating_sub(order);
+    crate::alloc::output_len(crate::alloc::Output::Floats, &[n, width], "state_indices")?;
+    let mut out = vec![0i64; n * width];
+    super::tokens::with_tokens!(tok, |x| super::detach(py, || law::state_indices(
+        x, len, vocab_size, order, &mut out
+    )))?;
+    out.into_pyarray(py).reshape([n, width])
+}

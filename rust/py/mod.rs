@@ -84,6 +84,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(transforms::corrupt_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(markov::tune_temperature, m)?)?;
     m.add_function(wrap_pyfunction!(markov::check_state_space, m)?)?;
+    m.add_function(wrap_pyfunction!(markov::state_indices, m)?)?;
     #[cfg(feature = "bench")]
     m.add_function(wrap_pyfunction!(markov::rng_only_fill, m)?)?;
     m.add_function(wrap_pyfunction!(ngram::ngram_counts, m)?)?;
