@@ -67,3 +67,14 @@ def test_large_states_are_exact() -> None:
 def test_bad_inputs(tokens: np.ndarray, vocab: int, order: int, exc: type, match: str) -> None:
     with pytest.raises(exc, match=match):
         _core.state_indices(tokens, vocab, order)
+
+
+def test_num_states_on_every_process() -> None:
+    import dataprobes as dp
+
+    assert dp.MarkovChain.random(5, 2, seed=0).num_states == 25
+    assert dp.IID.random(7, seed=0).num_states == 1
+    assert dp.InContextMarkov(3, 2).num_states == 9
+    assert dp.HMM.random(4, 6, seed=0).num_states == 4
+    for p in (dp.MarkovChain.random(5, 2, seed=0), dp.InContextMarkov(3, 2), dp.HMM.random(4, 6, seed=0)):
+        assert p._core.num_states == p.num_states

@@ -78,6 +78,11 @@ class InContextMarkov(_CoreScored):
     def concentration(self) -> float:
         return float(self._core.concentration)
 
+    @property
+    def num_states(self) -> int:
+        """Number of chain states (contexts) ``vocab_size ** order``."""
+        return int(self._core.num_states)
+
     @overload
     def sample(
         self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_chains: Literal[False] = False
