@@ -28,7 +28,9 @@ For ``dp.MarkovChain.random(V, entropy_rate=f*log(V), seed=0)`` with V in
   emissions), one sequence per call as its API requires, on as many sequences
   as fit in a ~1.5 s budget,
 * ``dataprobes._core.rng_only_fill`` (one raw xoshiro256++ draw per token, same
-  streams and parallel layout): the limit of any sampler built on that RNG,
+  streams and parallel layout): the limit of any sampler built on that RNG
+  (only in an extension built with the cargo feature ``bench``, see
+  ``benches/README.md``; otherwise that line is skipped with a message),
 * ``p.log_prob(x)`` against the numpy gather
   ``log(pi)[x[:, 0]] + logP[x[:, :-1], x[:, 1:]].sum(1)``.
 
@@ -317,17 +319,24 @@ def one_round(fns: dict[str, Callable[[], Any]], best: dict[str, float]) -> None
         best[k] = min(best.get(k, math.inf), time.perf_counter() - t0)
 
 
+def has_rng_only() -> bool:
+    """Whether the extension has the RNG-only baseline (cargo feature ``bench``)."""
+    import dataprobes as dp
+
+    return hasattr(dp._core, "rng_only_fill")
+
+
 def dataprobes_fns(p: Any, n: int, t: int) -> dict[str, Callable[[], Any]]:
     import dataprobes as dp
 
     x = p.sample(n, t, seed=1)
     p.log_prob(x)  # warm up (page faults, thread pool)
-    dp._core.rng_only_fill(n, t, 1)
-    return {
-        "dp_sample": lambda: p.sample(n, t, seed=1),
-        "rng_only": lambda: dp._core.rng_only_fill(n, t, 1),
-        "dp_log_prob": lambda: p.log_prob(x),
-    }
+    fns: dict[str, Callable[[], Any]] = {"dp_sample": lambda: p.sample(n, t, seed=1)}
+    if has_rng_only():
+        dp._core.rng_only_fill(n, t, 1)
+        fns["rng_only"] = lambda: dp._core.rng_only_fill(n, t, 1)
+    fns["dp_log_prob"] = lambda: p.log_prob(x)
+    return fns
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -456,15 +465,13 @@ def bench_vocab(v: int, cfg: dict, threads: list[int], main_threads: int, tmpdir
     res["hmmlearn_sequences_timed"] = [n_h, th]
     res["tokens_per_s_main"] = tok
 
-    per_threads: dict[int, dict] = {
-        main_threads: {"sample": tok["dp_sample"], "rng_only": tok["rng_only"], "log_prob": tok["dp_log_prob"]}
-    }
+    per_threads: dict[int, dict] = {main_threads: {"sample": tok["dp_sample"], "log_prob": tok["dp_log_prob"]}}
     for w in workers:
-        per_threads[w.threads] = {
-            "sample": n * t / w.best["dp_sample"],
-            "rng_only": n * t / w.best["rng_only"],
-            "log_prob": n * t / w.best["dp_log_prob"],
-        }
+        per_threads[w.threads] = {"sample": n * t / w.best["dp_sample"], "log_prob": n * t / w.best["dp_log_prob"]}
+    if "rng_only" in tok:
+        per_threads[main_threads]["rng_only"] = tok["rng_only"]
+        for w in workers:
+            per_threads[w.threads]["rng_only"] = n * t / w.best["rng_only"]
     per_threads = dict(sorted(per_threads.items()))
     res["dataprobes_by_threads"] = {str(c): d for c, d in per_threads.items()}
 
@@ -477,9 +484,10 @@ def bench_vocab(v: int, cfg: dict, threads: list[int], main_threads: int, tmpdir
             "sample_vs_numpy_searchsorted": d["sample"] / tok["numpy_searchsorted"],
             "sample_vs_numpy_compare": d["sample"] / tok["numpy_compare"],
             "sample_vs_hmmlearn": d["sample"] / tok["hmmlearn"],
-            "rng_only_vs_sample": d["rng_only"] / d["sample"],
             "log_prob_vs_numpy": d["log_prob"] / tok["numpy_log_prob"],
         }
+        if "rng_only" in d:
+            ratios[str(c)]["rng_only_vs_sample"] = d["rng_only"] / d["sample"]
     res["ratios"] = ratios
     return res
 
@@ -520,13 +528,16 @@ def markdown(results: list[dict], threads: list[int]) -> str:
             + " | ".join("1" for _ in threads)
             + " |"
         )
-        lines.append(
-            f"| {v} | rng-only limit (`rng_only_fill`) | "
-            + " | ".join(fmt_rate(byt[str(c)]["rng_only"]) for c in threads)
-            + " | "
-            + " | ".join(f"rng-only is {byt[str(c)]['rng_only'] / byt[str(c)]['sample']:.1f}× faster" for c in threads)
-            + " |"
-        )
+        if all("rng_only" in byt[str(c)] for c in threads):
+            lines.append(
+                f"| {v} | rng-only limit (`rng_only_fill`) | "
+                + " | ".join(fmt_rate(byt[str(c)]["rng_only"]) for c in threads)
+                + " | "
+                + " | ".join(
+                    f"rng-only is {byt[str(c)]['rng_only'] / byt[str(c)]['sample']:.1f}× faster" for c in threads
+                )
+                + " |"
+            )
         h_n, h_t = r["hmmlearn_sequences_timed"]
         rows = [
             ("numpy_guide", "numpy inverse-CDF, guide table (fastest numpy)"),
@@ -647,6 +658,12 @@ def main() -> None:
     print(json.dumps(meta, indent=1))
     if load[0] > 0.5:
         print(f"warning: load average {load[0]:.2f} at start; timings may be disturbed", file=sys.stderr)
+    if not has_rng_only():
+        print(
+            "note: dataprobes._core.rng_only_fill is not in this build (it needs the cargo feature `bench`: "
+            "`maturin develop --release --features bench`); the RNG-only line is skipped",
+            file=sys.stderr,
+        )
     results = []
     with tempfile.TemporaryDirectory() as tmpdir:
         for v in vocabs:

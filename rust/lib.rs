@@ -5,6 +5,7 @@
 //! feature, which maturin turns on.
 
 pub mod alias;
+pub mod alloc;
 pub mod dist;
 pub mod error;
 pub mod pool;

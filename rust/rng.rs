@@ -1,4 +1,4 @@
-//! Seeded per-sequence random streams (DESIGN.md §4).
+//! Seeded per-sequence random streams (architecture.md, Determinism).
 //!
 //! Sequence `i` of a call with seed `s` is drawn from a xoshiro256++ generator
 //! (Blackman & Vigna 2018) whose 256-bit state is filled by SplitMix64 from a
@@ -115,7 +115,8 @@ mod tests {
 
 /// The physical limit of a sampler: one raw draw per token, written as a byte,
 /// with the same per-sequence streams and parallel layout as the samplers.
-/// Used only by the benchmarks.
+/// Used only by the benchmarks (cargo feature `bench`).
+#[cfg(feature = "bench")]
 pub fn fill_raw(out: &mut [u8], length: usize, seed: u64, start: u64) {
     use rayon::prelude::*;
     if length == 0 {

@@ -42,7 +42,7 @@
 
 use crate::alias;
 use crate::error::{Error, Result};
-use crate::process::markov::{normalise_row, MAX_TABLE_ENTRIES, STATIONARY_TOL};
+use crate::process::law::{initial_law, normalise_rows, stationary_iterations, MAX_TABLE_ENTRIES, STATIONARY_TOL};
 use crate::rng::Xoshiro256pp;
 use crate::stats::entropy::entropy_varentropy;
 use crate::stats::stationary::stationary;
@@ -148,31 +148,16 @@ impl Hmm {
             )));
         }
         let mut trans = vec![0.0; n_states * n_states];
-        trans
-            .par_chunks_mut(n_states)
-            .zip(transition.par_chunks(n_states))
-            .enumerate()
-            .try_for_each(|(s, (out, row))| normalise_row(row, out, &|| format!("transition row {s}"), normalize))?;
+        normalise_rows(transition, &mut trans, n_states, "transition", normalize)?;
         let mut emis = vec![0.0; n_states * vocab];
-        emis.par_chunks_mut(vocab)
-            .zip(emission.par_chunks(vocab))
-            .enumerate()
-            .try_for_each(|(s, (out, row))| normalise_row(row, out, &|| format!("emission row {s}"), normalize))?;
-        let init_given = match initial {
-            None => None,
-            Some(init) => {
-                if init.len() != n_states {
-                    return Err(Error::value(format!(
-                        "initial must have num_states = {n_states} entries (a law over the hidden states), got {}",
-                        init.len()
-                    )));
-                }
-                let mut out = vec![0.0; n_states];
-                normalise_row(init, &mut out, &|| "initial".to_string(), normalize)?;
-                Some(out)
-            }
-        };
-        let max_iter = (2_000_000_000usize / (n_states * n_states)).clamp(1_000, 100_000);
+        normalise_rows(emission, &mut emis, vocab, "emission", normalize)?;
+        let init_given = initial_law(
+            initial,
+            n_states,
+            &|| format!("num_states = {n_states} entries (a law over the hidden states)"),
+            normalize,
+        )?;
+        let max_iter = stationary_iterations(n_states * n_states);
         let stationary = stationary(&trans, n_states, 1, init_given.as_deref(), STATIONARY_TOL, max_iter)?;
         let init = init_given.unwrap_or_else(|| stationary.clone());
         Ok(Self::assemble(trans, emis, init, stationary, n_states, vocab))
@@ -226,7 +211,7 @@ impl Hmm {
         }
     }
 
-    pub fn n_states(&self) -> usize {
+    pub fn num_states(&self) -> usize {
         self.n_states
     }
     pub fn vocab(&self) -> usize {
@@ -525,6 +510,7 @@ impl Hmm {
     /// The filter p(s_t = · | x_≤t) at every position: `out` is [N, T, S].
     pub fn filtered_states<T: InToken>(&self, tokens: &[T], length: usize, out: &mut [f64]) -> Result<()> {
         let s = self.n_states;
+        crate::process::rows_of(tokens.len(), length, out.len(), length * s)?;
         self.par_groups(tokens, length, out, length * s, |rows, i0, sc, o| {
             self.forward_rows(rows, length, i0, sc, |r, t, _, _, alpha| {
                 let k = r * length + t;
@@ -533,20 +519,13 @@ impl Hmm {
         })
     }
 
-    /// Per row: (log p(x), Σ_t [-log p(x_t|x_<t) - H_t], Σ_t V_t) where H_t and
-    /// V_t are the entropy and varentropy of the predictive law at t: the
-    /// pieces of the path-centred z-score (REFERENCES.md, typical sets).
-    pub fn path_stats<T: InToken>(
-        &self,
-        tokens: &[T],
-        length: usize,
-        logp: &mut [f64],
-        centred: &mut [f64],
-        var: &mut [f64],
-    ) -> Result<()> {
-        let n = logp.len();
-        let mut packed = vec![0.0; 3 * n];
-        self.par_groups(tokens, length, &mut packed, 3, |rows, i0, sc, o| {
+    /// Per row, into `out` [N, 3]: [log p(x), Σ_t (-log p(x_t|x_<t) - H_t),
+    /// Σ_t V_t] where H_t and V_t are the entropy and varentropy of the
+    /// predictive law at t: the pieces of the path-centred z-score (math.md,
+    /// Typical sets).
+    pub fn path_stats<T: InToken>(&self, tokens: &[T], length: usize, out: &mut [f64]) -> Result<()> {
+        out.iter_mut().for_each(|o| *o = 0.0);
+        self.par_groups(tokens, length, out, 3, |rows, i0, sc, o| {
             let mut tok = std::mem::take(&mut sc.tok);
             let r = self.forward_rows(rows, length, i0, sc, |r, _, c, pred, _| {
                 self.token_law(pred, &mut tok);
@@ -558,13 +537,7 @@ impl Hmm {
             });
             sc.tok = tok;
             r
-        })?;
-        for (k, p) in packed.chunks(3).enumerate() {
-            logp[k] = p[0];
-            centred[k] = p[1];
-            var[k] = p[2];
-        }
-        Ok(())
+        })
     }
 
     /// Shannon–McMillan–Breiman samples: for each of the `out.len()` sequences

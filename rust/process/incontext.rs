@@ -19,6 +19,7 @@
 
 use crate::dist;
 use crate::error::{Error, Result};
+use crate::process::law::bounded_state_space;
 use crate::rng::{mix64, Xoshiro256pp};
 use crate::tokens::{checked_index, InToken, OutToken};
 use rayon::prelude::*;
@@ -72,22 +73,10 @@ impl Scratch {
 
 impl InContextMarkov {
     pub fn new(vocab: usize, order: usize, alpha: f64) -> Result<Self> {
-        if vocab == 0 {
-            return Err(Error::value("vocab_size must be at least 1"));
-        }
         if !(alpha > 0.0 && alpha.is_finite()) {
             return Err(Error::value(format!("concentration must be finite and > 0, got {alpha}")));
         }
-        let n_states = vocab
-            .checked_pow(order as u32)
-            .filter(|s| s.checked_mul(vocab).is_some_and(|e| e <= ICL_MAX_ENTRIES))
-            .ok_or_else(|| {
-                Error::value(format!(
-                    "state space too large: vocab_size^(order+1) = {vocab}^{} exceeds {ICL_MAX_ENTRIES} \
-                     for in-context chains",
-                    order + 1
-                ))
-            })?;
+        let n_states = bounded_state_space(vocab, order, ICL_MAX_ENTRIES, " for in-context chains")?;
         Ok(InContextMarkov { vocab, order, alpha, n_states })
     }
 
@@ -100,7 +89,7 @@ impl InContextMarkov {
     pub fn alpha(&self) -> f64 {
         self.alpha
     }
-    pub fn n_states(&self) -> usize {
+    pub fn num_states(&self) -> usize {
         self.n_states
     }
 
@@ -314,18 +303,26 @@ impl InContextMarkov {
     }
 
     /// Draws, for each row, a chain [V^k, V] from the posterior given the row,
-    /// Dirichlet(α + c_{s ·}) per state; row r uses stream `(salted seed, index(r))`.
+    /// Dirichlet(α + c_{s ·}) per state, into `out` [N, V^k, V]; row r uses
+    /// stream `(salted seed, indices[r])`.
     pub fn posterior_chains<T: InToken>(
         &self,
         tokens: &[T],
         length: usize,
         seed: u64,
-        index: impl Fn(usize) -> u64 + Sync,
+        indices: &[u64],
         out: &mut [f64],
     ) -> Result<()> {
         let (v, k, a) = (self.vocab, self.order, self.alpha);
         let per_row = self.n_states * v;
         let n_rows = out.len() / per_row.max(1);
+        if n_rows * per_row != out.len() || (length > 0 && tokens.len() != n_rows * length) {
+            return Err(Error::value("chains: the output does not have one chain per row of tokens"));
+        }
+        if indices.len() != n_rows {
+            return Err(Error::value("indices must have one entry per row of tokens"));
+        }
+        let index = |r: usize| indices[r];
         let salted = mix64(seed ^ CHAIN_SALT);
         (0..n_rows).into_par_iter().zip(out.par_chunks_mut(per_row)).try_for_each_init(
             || vec![0u32; per_row],

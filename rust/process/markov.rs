@@ -1,6 +1,6 @@
 //! Order-k Markov chains over a vocabulary of V tokens (order 0 is i.i.d.).
 //!
-//! State convention (DESIGN.md §4): the state after reading tokens
+//! State convention (math.md, Markov chains): the state after reading tokens
 //! `x_{t-k} .. x_{t-1}` is `Σ_j x_{t-k+j} V^(k-1-j)`, i.e. the last k tokens as
 //! a base-V number with the most recent token last (least significant). The
 //! first k tokens of a sequence are one draw from the initial law over the V^k
@@ -9,72 +9,15 @@
 
 use crate::alias;
 use crate::error::{Error, Result};
+use crate::process::law::{initial_law, normalise_rows, state_space, stationary_iterations, STATIONARY_TOL};
 use crate::rng::Xoshiro256pp;
 use crate::stats::entropy::entropy_varentropy;
 use crate::stats::stationary::stationary;
 use crate::tokens::{checked_index, InToken, OutToken};
 use rayon::prelude::*;
 
-/// Largest accepted transition table, in entries (V^(k+1)). At 24 bytes an
-/// entry (probabilities, log-probabilities, alias table) this is 12 GiB.
-pub const MAX_TABLE_ENTRIES: usize = 1 << 29;
-/// Rows (and the initial law) must sum to 1 within this absolute tolerance
-/// unless `normalize` is set; accepted rows are renormalised exactly.
-pub const ROW_SUM_TOL: f64 = 1e-6;
 /// Sequences sampled in lockstep by one thread (first-order chains).
 pub const LANES: usize = 8;
-/// L1 change of one lazy power-iteration step at which π is taken as converged.
-pub const STATIONARY_TOL: f64 = 1e-14;
-
-/// Number of states V^order, refusing state spaces whose table would not fit.
-pub fn state_space(vocab: usize, order: usize) -> Result<usize> {
-    if vocab == 0 {
-        return Err(Error::value("vocab_size must be at least 1"));
-    }
-    if vocab > u32::MAX as usize {
-        return Err(Error::value(format!("vocab_size {vocab} exceeds 2^32 - 1")));
-    }
-    let entries =
-        vocab.checked_pow(order as u32).and_then(|s| s.checked_mul(vocab)).filter(|&e| e <= MAX_TABLE_ENTRIES);
-    match entries {
-        Some(e) => Ok(e / vocab),
-        None => Err(Error::value(format!(
-            "state space too large: vocab_size^(order+1) = {vocab}^{} exceeds {MAX_TABLE_ENTRIES} \
-             table entries; use a smaller vocab_size or order",
-            order + 1
-        ))),
-    }
-}
-
-/// Checks that `p` is a probability vector (finite, non-negative, positive
-/// sum, and summing to 1 within [`ROW_SUM_TOL`] unless `normalize`), and
-/// writes its normalised copy to `out`.
-pub(crate) fn normalise_row(p: &[f64], out: &mut [f64], what: &dyn Fn() -> String, normalize: bool) -> Result<()> {
-    let mut total = 0.0;
-    for (j, &x) in p.iter().enumerate() {
-        if !x.is_finite() || x < 0.0 {
-            return Err(Error::value(format!(
-                "{}: entry {j} is {x}; probabilities must be finite and non-negative",
-                what()
-            )));
-        }
-        total += x;
-    }
-    if !(total > 0.0) {
-        return Err(Error::value(format!("{} sums to 0; it must be a probability distribution", what())));
-    }
-    if !normalize && (total - 1.0).abs() > ROW_SUM_TOL {
-        return Err(Error::value(format!(
-            "{} sums to {total}, not 1 (tolerance {ROW_SUM_TOL}); pass normalize=True to rescale it",
-            what()
-        )));
-    }
-    for (o, &x) in out.iter_mut().zip(p) {
-        *o = x / total;
-    }
-    Ok(())
-}
-
 /// An order-k Markov chain with everything needed to sample and score in O(1)
 /// per token.
 #[derive(Debug, Clone)]
@@ -122,27 +65,14 @@ impl MarkovChain {
             )));
         }
         let mut probs = vec![0.0; n_states * vocab];
-        probs
-            .par_chunks_mut(vocab)
-            .zip(transition.par_chunks(vocab))
-            .enumerate()
-            .try_for_each(|(s, (out, row))| normalise_row(row, out, &|| format!("transition row {s}"), normalize))?;
-        let init_given = match initial {
-            None => None,
-            Some(init) => {
-                if init.len() != n_states {
-                    return Err(Error::value(format!(
-                        "initial must have vocab_size**order = {n_states} entries (a law over the \
-                         first {order} tokens), got {}",
-                        init.len()
-                    )));
-                }
-                let mut out = vec![0.0; n_states];
-                normalise_row(init, &mut out, &|| "initial".to_string(), normalize)?;
-                Some(out)
-            }
-        };
-        let max_iter = (2_000_000_000usize / (n_states * vocab)).clamp(1_000, 100_000);
+        normalise_rows(transition, &mut probs, vocab, "transition", normalize)?;
+        let init_given = initial_law(
+            initial,
+            n_states,
+            &|| format!("vocab_size**order = {n_states} entries (a law over the first {order} tokens)"),
+            normalize,
+        )?;
+        let max_iter = stationary_iterations(n_states * vocab);
         let stationary = stationary(&probs, vocab, order, init_given.as_deref(), STATIONARY_TOL, max_iter)?;
         Ok(Self::assemble(probs, vocab, order, n_states, init_given, stationary))
     }
@@ -194,7 +124,7 @@ impl MarkovChain {
     pub fn order(&self) -> usize {
         self.order
     }
-    pub fn n_states(&self) -> usize {
+    pub fn num_states(&self) -> usize {
         self.n_states
     }
     pub fn probs(&self) -> &[f64] {
@@ -464,36 +394,23 @@ impl MarkovChain {
         })
     }
 
-    /// Per row: (log p(x), Σ_t [-log p(x_t|·) - H_t], Σ_t V_t), the pieces of
-    /// the path-centred z-score (REFERENCES.md, typical sets).
-    pub fn path_stats<T: InToken>(
-        &self,
-        tokens: &[T],
-        length: usize,
-        logp: &mut [f64],
-        centred: &mut [f64],
-        var: &mut [f64],
-    ) -> Result<()> {
+    /// Per row, into `out` [N, 3]: [log p(x), Σ_t (-log p(x_t|·) - H_t),
+    /// Σ_t V_t], the pieces of the path-centred z-score (math.md, Typical sets).
+    pub fn path_stats<T: InToken>(&self, tokens: &[T], length: usize, out: &mut [f64]) -> Result<()> {
         if length == 0 {
-            logp.iter_mut().chain(centred.iter_mut()).chain(var.iter_mut()).for_each(|o| *o = 0.0);
+            out.iter_mut().for_each(|o| *o = 0.0);
             return Ok(());
         }
-        tokens
-            .par_chunks(length)
-            .zip(logp.par_iter_mut().zip(centred.par_iter_mut().zip(var.par_iter_mut())))
-            .enumerate()
-            .try_for_each(|(i, (row, (lp_out, (c_out, v_out))))| {
-                let (mut lp_acc, mut c_acc, mut v_acc) = (0.0, 0.0, 0.0);
-                self.walk(row, i, false, |_, lp, h, var| {
-                    lp_acc += lp;
-                    c_acc += -lp - h;
-                    v_acc += var;
-                })?;
-                *lp_out = lp_acc;
-                *c_out = c_acc;
-                *v_out = v_acc;
-                Ok(())
-            })
+        tokens.par_chunks(length).zip(out.par_chunks_mut(3)).enumerate().try_for_each(|(i, (row, o))| {
+            let (mut lp_acc, mut c_acc, mut v_acc) = (0.0, 0.0, 0.0);
+            self.walk(row, i, false, |_, lp, h, var| {
+                lp_acc += lp;
+                c_acc += -lp - h;
+                v_acc += var;
+            })?;
+            o.copy_from_slice(&[lp_acc, c_acc, v_acc]);
+            Ok(())
+        })
     }
 }
 
@@ -505,7 +422,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 /// reusing (and updating) `pi` as the power iteration's start.
 pub fn entropy_rate_of(probs: &[f64], vocab: usize, order: usize, pi: &mut Vec<f64>) -> Result<f64> {
     let n_states = probs.len() / vocab;
-    let max_iter = (2_000_000_000usize / (n_states * vocab)).clamp(1_000, 100_000);
+    let max_iter = stationary_iterations(n_states * vocab);
     let start = if pi.len() == n_states { Some(pi.as_slice()) } else { None };
     let st = stationary(probs, vocab, order, start, STATIONARY_TOL, max_iter)?;
     let h: f64 = probs.par_chunks(vocab).zip(st.par_iter()).map(|(row, &w)| w * entropy_varentropy(row).0).sum::<f64>();
@@ -530,7 +447,7 @@ pub fn softmax_rows(logits: &[f64], vocab: usize, tau: f64, out: &mut [f64]) {
 
 /// Finds the temperature τ at which the chain with rows softmax(G/τ) has
 /// entropy rate `target` (nats) within `tol`, by bisection on log τ
-/// (REFERENCES.md: row entropy increases with τ; the rate is continuous in τ
+/// (math.md, Markov chains: row entropy increases with τ; the rate is continuous in τ
 /// and goes from 0 at τ → 0 to log V at τ → ∞, so a root exists for any
 /// target in (0, log V)). Returns (τ, rows, achieved rate).
 pub fn tune_temperature(
@@ -712,8 +629,6 @@ mod tests {
         assert!(MarkovChain::new(&[0.5, 0.6, 0.5, 0.5], 2, 1, None, true).is_ok());
         assert!(MarkovChain::new(&[f64::NAN, 1.0, 0.5, 0.5], 2, 1, None, true).is_err());
         assert!(MarkovChain::new(&[-0.1, 1.1, 0.5, 0.5], 2, 1, None, false).is_err());
-        assert!(state_space(1 << 20, 3).is_err());
-        assert!(state_space(0, 1).is_err());
         let c = MarkovChain::new(&[0.5, 0.5, 0.5, 0.5], 2, 1, None, false).unwrap();
         let mut o = [0.0];
         assert!(c.log_prob(&[0u8, 2], 2, &mut o).is_err());

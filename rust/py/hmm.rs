@@ -1,29 +1,18 @@
-//! Bindings for `process::hmm`.
+//! Bindings for `process::hmm`: the constructor, the tables, sampling with
+//! the hidden states, the filter and the sampled surprisal; the shared
+//! methods come from `process_class!`.
 
-use super::tokens::{with_tokens, Tokens};
-use super::{output_size, sample_tokens};
+use super::output_size;
+use super::process::{process_class, score_into};
 use crate::error::Error;
 use crate::process::hmm::{self, Hmm};
+use crate::process::Rows;
 use crate::tokens::OutToken;
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
-
-/// Largest float64 output of `predictive` / `filtered_states` (2^32 values,
-/// 32 GiB): beyond that the caller should score in chunks of sequences.
-const MAX_OUTPUT_FLOATS: usize = 1 << 32;
-
-fn float_output(n: usize, len: usize, width: usize, what: &str) -> PyResult<usize> {
-    n.checked_mul(len).and_then(|x| x.checked_mul(width)).filter(|&x| x <= MAX_OUTPUT_FLOATS).ok_or_else(|| {
-        Error::value(format!(
-            "{what}: num_sequences * length * {width} = {n} * {len} * {width} float64 values exceeds 2^32; \
-                 pass fewer sequences at a time"
-        ))
-        .into()
-    })
-}
 
 /// Smallest unsigned dtype class for values below `n`: 0 = u8, 1 = u16, 2 = u32.
 fn width_class(n: usize) -> u8 {
@@ -45,7 +34,7 @@ fn sample_pair<'py, T, U>(
     n: usize,
     len: usize,
     seed: u64,
-    index: &(dyn Fn(usize) -> u64 + Sync),
+    rows: Rows<'_>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)>
 where
     T: OutToken + numpy::Element,
@@ -59,36 +48,37 @@ where
         let mut zw = z.readwrite();
         let xs = xw.as_slice_mut()?;
         let zs = zw.as_slice_mut()?;
-        super::detach(py, || inner.sample_rows(xs, Some(zs), len, seed, index));
+        super::detach(py, || inner.sample_rows(xs, Some(zs), len, seed, |r| rows.stream(r)));
     }
     Ok((x.into_any(), z.into_any()))
 }
 
-/// `n` rows of `len` tokens, row r from stream `(seed, index(r))`, in the
-/// smallest unsigned dtype; with `return_states` a (tokens, states) tuple.
+/// `n` rows of `len` tokens, row r from stream `(seed, rows.stream(r))`, in
+/// the smallest unsigned dtype; with `return_states` a (tokens, states) tuple.
 fn sample_impl<'py>(
     py: Python<'py>,
     inner: &Hmm,
     n: usize,
     len: usize,
     seed: u64,
-    index: &(dyn Fn(usize) -> u64 + Sync),
+    rows: Rows<'_>,
     return_states: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     if !return_states {
-        return sample_tokens!(py, inner.vocab(), n, len, |o| inner.sample_rows::<_, u8>(o, None, len, seed, index));
+        return super::process::sample(py, inner, n, len, seed, rows);
     }
+    rows.check(n)?;
     output_size(n, len)?;
-    let pair = match (width_class(inner.vocab()), width_class(inner.n_states())) {
-        (0, 0) => sample_pair::<u8, u8>(py, inner, n, len, seed, index),
-        (0, 1) => sample_pair::<u8, u16>(py, inner, n, len, seed, index),
-        (0, _) => sample_pair::<u8, u32>(py, inner, n, len, seed, index),
-        (1, 0) => sample_pair::<u16, u8>(py, inner, n, len, seed, index),
-        (1, 1) => sample_pair::<u16, u16>(py, inner, n, len, seed, index),
-        (1, _) => sample_pair::<u16, u32>(py, inner, n, len, seed, index),
-        (_, 0) => sample_pair::<u32, u8>(py, inner, n, len, seed, index),
-        (_, 1) => sample_pair::<u32, u16>(py, inner, n, len, seed, index),
-        (_, _) => sample_pair::<u32, u32>(py, inner, n, len, seed, index),
+    let pair = match (width_class(inner.vocab()), width_class(inner.num_states())) {
+        (0, 0) => sample_pair::<u8, u8>(py, inner, n, len, seed, rows),
+        (0, 1) => sample_pair::<u8, u16>(py, inner, n, len, seed, rows),
+        (0, _) => sample_pair::<u8, u32>(py, inner, n, len, seed, rows),
+        (1, 0) => sample_pair::<u16, u8>(py, inner, n, len, seed, rows),
+        (1, 1) => sample_pair::<u16, u16>(py, inner, n, len, seed, rows),
+        (1, _) => sample_pair::<u16, u32>(py, inner, n, len, seed, rows),
+        (_, 0) => sample_pair::<u32, u8>(py, inner, n, len, seed, rows),
+        (_, 1) => sample_pair::<u32, u16>(py, inner, n, len, seed, rows),
+        (_, _) => sample_pair::<u32, u32>(py, inner, n, len, seed, rows),
     }?;
     Ok(pair.into_pyobject(py)?.into_any())
 }
@@ -99,8 +89,7 @@ pub struct HmmCore {
     inner: Hmm,
 }
 
-#[pymethods]
-impl HmmCore {
+process_class!(HmmCore, {
     #[new]
     #[pyo3(signature = (transition, emission, initial=None, normalize=false))]
     fn new(
@@ -136,14 +125,6 @@ impl HmmCore {
         Ok(HmmCore { inner })
     }
 
-    #[getter]
-    fn vocab_size(&self) -> usize {
-        self.inner.vocab()
-    }
-    #[getter]
-    fn n_states(&self) -> usize {
-        self.inner.n_states()
-    }
     /// Whether the forward pass runs the AVX2 code path (results are
     /// bit-identical either way).
     #[getter]
@@ -152,11 +133,11 @@ impl HmmCore {
     }
 
     fn transition<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let s = self.inner.n_states();
+        let s = self.inner.num_states();
         PyArray1::from_slice(py, self.inner.transition()).reshape([s, s])
     }
     fn emission<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let (s, v) = (self.inner.n_states(), self.inner.vocab());
+        let (s, v) = (self.inner.num_states(), self.inner.vocab());
         PyArray1::from_slice(py, self.inner.emission()).reshape([s, v])
     }
     fn initial<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
@@ -178,7 +159,7 @@ impl HmmCore {
         start: u64,
         return_states: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        sample_impl(py, &self.inner, num_sequences, length, seed, &|i| start.wrapping_add(i as u64), return_states)
+        sample_impl(py, &self.inner, num_sequences, length, seed, Rows::From(start), return_states)
     }
 
     /// Rows drawn from streams `(seed, indices[r])` (same layout as `sample`).
@@ -192,45 +173,16 @@ impl HmmCore {
         return_states: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let idx = indices.as_slice()?;
-        sample_impl(py, &self.inner, idx.len(), length, seed, &|r| idx[r], return_states)
-    }
-
-    fn log_prob<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        super::log_prob_py(py, &self.inner, tokens)
-    }
-
-    fn token_log_probs<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        super::token_log_probs_py(py, &self.inner, tokens)
-    }
-
-    /// [N, T, V]: p(x_t = v | x_<t).
-    fn predictive<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray3<f64>>> {
-        super::predictive_py(py, &self.inner, tokens)
+        sample_impl(py, &self.inner, idx.len(), length, seed, Rows::At(idx), return_states)
     }
 
     /// [N, T, S]: p(s_t = j | x_≤t).
     fn filtered_states<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray3<f64>>> {
-        let tok = Tokens::extract(tokens)?;
-        let (n, len) = tok.shape();
-        let s = self.inner.n_states();
-        float_output(n, len, s, "filtered_states")?;
-        let mut out = vec![0.0; n * len * s];
-        with_tokens!(tok, |x| super::detach(py, || self.inner.filtered_states(x, len, &mut out)))?;
-        out.into_pyarray(py).reshape([n, len, s])
-    }
-
-    /// (log p(x), Σ centred surprisal, Σ predictive varentropy) per row.
-    #[allow(clippy::type_complexity)]
-    fn path_stats<'py>(
-        &self,
-        py: Python<'py>,
-        tokens: &Bound<'py, PyAny>,
-    ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
-        let tok = Tokens::extract(tokens)?;
-        let (n, len) = tok.shape();
-        let (mut lp, mut c, mut v) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-        with_tokens!(tok, |x| super::detach(py, || self.inner.path_stats(x, len, &mut lp, &mut c, &mut v)))?;
-        Ok((lp.into_pyarray(py), c.into_pyarray(py), v.into_pyarray(py)))
+        let s = self.inner.num_states();
+        let (out, dims) = score_into!(py, tokens, "filtered_states", |n, len| [n, len, s], |x, out| self
+            .inner
+            .filtered_states(x, len, &mut out));
+        out.into_pyarray(py).reshape(dims)
     }
 
     /// [num_sequences]: -(1/(length - burn_in)) Σ_{t >= burn_in} log p(x_t | x_<t)
@@ -246,8 +198,9 @@ impl HmmCore {
         start: u64,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         output_size(num_sequences, length)?;
-        let mut out = vec![0.0; num_sequences];
+        Rows::From(start).check(num_sequences)?;
+        let mut out = super::process::new_floats(&[num_sequences], "sampled_surprisal")?;
         super::detach(py, || self.inner.sampled_surprisal(length, burn_in, seed, start, &mut out))?;
         Ok(out.into_pyarray(py))
     }
-}
+});

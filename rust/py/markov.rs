@@ -1,12 +1,12 @@
-//! Bindings for `process::markov`.
+//! Bindings for `process::markov`: the constructor and the chain's tables;
+//! the shared methods come from `process_class!`.
 
-use super::sample_tokens;
-use super::tokens::{with_tokens, Tokens};
+use super::process::process_class;
 use crate::error::Error;
+use crate::process::law;
 use crate::process::markov::{self, MarkovChain};
 use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
-    PyUntypedArrayMethods,
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
 
@@ -16,8 +16,7 @@ pub struct MarkovCore {
     inner: MarkovChain,
 }
 
-#[pymethods]
-impl MarkovCore {
+process_class!(MarkovCore, sample, {
     #[new]
     #[pyo3(signature = (transition, order, initial=None, normalize=false))]
     fn new(
@@ -29,10 +28,10 @@ impl MarkovCore {
     ) -> PyResult<Self> {
         let vocab = transition.shape()[1];
         let rows = transition.shape()[0];
-        let n_states = markov::state_space(vocab, order)?;
-        if rows != n_states {
+        let num_states = law::state_space(vocab, order)?;
+        if rows != num_states {
             return Err(Error::value(format!(
-                "transition must have shape (vocab_size**order, vocab_size) = ({n_states}, {vocab}) \
+                "transition must have shape (vocab_size**order, vocab_size) = ({num_states}, {vocab}) \
                  for order {order}, got ({rows}, {vocab})"
             ))
             .into());
@@ -47,20 +46,12 @@ impl MarkovCore {
     }
 
     #[getter]
-    fn vocab_size(&self) -> usize {
-        self.inner.vocab()
-    }
-    #[getter]
     fn order(&self) -> usize {
         self.inner.order()
     }
-    #[getter]
-    fn n_states(&self) -> usize {
-        self.inner.n_states()
-    }
 
     fn transition<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let (s, v) = (self.inner.n_states(), self.inner.vocab());
+        let (s, v) = (self.inner.num_states(), self.inner.vocab());
         PyArray1::from_slice(py, self.inner.probs()).reshape([s, v])
     }
     fn initial<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
@@ -81,60 +72,7 @@ impl MarkovCore {
     fn varentropy_rate(&self) -> f64 {
         self.inner.varentropy_rate()
     }
-
-    /// [num_sequences, length] tokens in the smallest unsigned dtype.
-    fn sample<'py>(
-        &self,
-        py: Python<'py>,
-        num_sequences: usize,
-        length: usize,
-        seed: u64,
-        start: u64,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let inner = &self.inner;
-        sample_tokens!(py, inner.vocab(), num_sequences, length, |o| inner.sample_into(o, length, seed, start))
-    }
-
-    /// Rows drawn from streams `(seed, indices[r])`.
-    fn sample_at<'py>(
-        &self,
-        py: Python<'py>,
-        indices: PyReadonlyArray1<'py, u64>,
-        length: usize,
-        seed: u64,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let idx = indices.as_slice()?;
-        let inner = &self.inner;
-        sample_tokens!(py, inner.vocab(), idx.len(), length, |o| inner.sample_rows(o, length, seed, |r| idx[r]))
-    }
-
-    fn log_prob<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        super::log_prob_py(py, &self.inner, tokens)
-    }
-
-    fn token_log_probs<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        super::token_log_probs_py(py, &self.inner, tokens)
-    }
-
-    /// [N, T, V] next-token law p(x_t = · | x_<t) at every position.
-    fn predictive<'py>(&self, py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray3<f64>>> {
-        super::predictive_py(py, &self.inner, tokens)
-    }
-
-    /// (log p(x), Σ centred surprisal, Σ conditional varentropy) per row.
-    #[allow(clippy::type_complexity)]
-    fn path_stats<'py>(
-        &self,
-        py: Python<'py>,
-        tokens: &Bound<'py, PyAny>,
-    ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
-        let tok = Tokens::extract(tokens)?;
-        let (n, len) = tok.shape();
-        let (mut lp, mut c, mut v) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-        with_tokens!(tok, |x| super::detach(py, || self.inner.path_stats(x, len, &mut lp, &mut c, &mut v)))?;
-        Ok((lp.into_pyarray(py), c.into_pyarray(py), v.into_pyarray(py)))
-    }
-}
+});
 
 /// (τ, softmax(logits/τ) rows, achieved rate): the temperature at which the
 /// chain's exact entropy rate equals `target` nats within `tol`.
@@ -156,10 +94,12 @@ pub fn tune_temperature<'py>(
 /// vocab_size**order, or a ValueError if the table would be too large.
 #[pyfunction]
 pub fn check_state_space(vocab_size: usize, order: usize) -> PyResult<usize> {
-    Ok(markov::state_space(vocab_size, order)?)
+    Ok(law::state_space(vocab_size, order)?)
 }
 
-/// Benchmark baseline: one raw RNG draw per token, no table lookup.
+/// Benchmark baseline: one raw RNG draw per token, no table lookup (built
+/// only with the cargo feature `bench`).
+#[cfg(feature = "bench")]
 #[pyfunction]
 pub fn rng_only_fill<'py>(
     py: Python<'py>,
@@ -168,5 +108,28 @@ pub fn rng_only_fill<'py>(
     seed: u64,
 ) -> PyResult<Bound<'py, PyAny>> {
     super::output_size(num_sequences, length)?;
-    super::fill_new::<u8, _>(py, num_sequences, length, |o| crate::rng::fill_raw(o, length, seed, 0))
+    super::fill_new::<u8, _>(py, num_sequences, length, |o| {
+        crate::rng::fill_raw(o, length, seed, 0);
+        Ok(())
+    })
+}
+
+/// [N, max(T - order, 0)] int64: the base-V state of an order-`order` chain
+/// before each position `order .. T-1` of each row of `tokens`.
+#[pyfunction]
+pub fn state_indices<'py>(
+    py: Python<'py>,
+    tokens: &Bound<'py, PyAny>,
+    vocab_size: usize,
+    order: usize,
+) -> PyResult<Bound<'py, PyArray2<i64>>> {
+    let tok = super::tokens::Tokens::extract(tokens)?;
+    let (n, len) = tok.shape();
+    let width = len.saturating_sub(order);
+    crate::alloc::output_len(crate::alloc::Output::Floats, &[n, width], "state_indices")?;
+    let mut out = vec![0i64; n * width];
+    super::tokens::with_tokens!(tok, |x| super::detach(py, || law::state_indices(
+        x, len, vocab_size, order, &mut out
+    )))?;
+    out.into_pyarray(py).reshape([n, width])
 }

@@ -1,7 +1,7 @@
 //! Integer token arrays of any common dtype, read without copying.
 
+use crate::error::Error;
 use numpy::{PyReadonlyArray2, PyUntypedArrayMethods};
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 /// A C-contiguous 2-D integer array borrowed from numpy.
@@ -22,7 +22,7 @@ impl<'py> Tokens<'py> {
             ($variant:ident, $t:ty) => {
                 if let Ok(a) = obj.extract::<PyReadonlyArray2<'py, $t>>() {
                     if !a.is_c_contiguous() {
-                        return Err(PyTypeError::new_err("tokens must be C-contiguous"));
+                        return Err(Error::type_("tokens must be C-contiguous").into());
                     }
                     return Ok(Tokens::$variant(a));
                 }
@@ -36,7 +36,7 @@ impl<'py> Tokens<'py> {
         try_as!(U64, u64);
         try_as!(I16, i16);
         try_as!(I8, i8);
-        Err(PyTypeError::new_err("tokens must be a 2-D numpy array of integers (uint8/16/32/64 or int8/16/32/64)"))
+        Err(Error::type_("tokens must be a 2-D numpy array of integers (uint8/16/32/64 or int8/16/32/64)").into())
     }
 
     pub fn shape(&self) -> (usize, usize) {

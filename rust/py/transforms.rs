@@ -1,4 +1,4 @@
-//! Bindings for `process::transforms`.
+//! Bindings for `process::transforms` (which check their own inputs).
 
 use crate::error::Error;
 use crate::process::transforms;
@@ -16,16 +16,9 @@ pub fn mixture_labels<'py>(
     seed: u64,
 ) -> PyResult<Bound<'py, PyArray1<u32>>> {
     let w = weights.as_slice()?;
-    if w.is_empty()
-        || w.len() > u32::MAX as usize
-        || !w.iter().all(|x| x.is_finite() && *x >= 0.0)
-        || !(w.iter().sum::<f64>() > 0.0)
-    {
-        return Err(Error::value("weights must be finite, non-negative, with a positive sum").into());
-    }
     let idx = indices.as_slice()?;
     let mut out = vec![0u32; idx.len()];
-    super::detach(py, || transforms::labels(w, &mut out, seed, |r| idx[r]));
+    super::detach(py, || transforms::labels(w, idx, seed, &mut out))?;
     Ok(out.into_pyarray(py))
 }
 
@@ -37,12 +30,9 @@ pub fn duplicate_sources<'py>(
     indices: PyReadonlyArray1<'py, u64>,
     seed: u64,
 ) -> PyResult<Bound<'py, PyArray1<u64>>> {
-    if !(0.0..=1.0).contains(&fraction) {
-        return Err(Error::value(format!("fraction must lie in [0, 1], got {fraction}")).into());
-    }
     let idx = indices.as_slice()?;
-    let out: Vec<u64> =
-        super::detach(py, || idx.iter().map(|&i| transforms::duplicate_source(fraction, seed, i)).collect());
+    let mut out = vec![0u64; idx.len()];
+    super::detach(py, || transforms::duplicate_sources(fraction, seed, idx, &mut out))?;
     Ok(out.into_pyarray(py))
 }
 
@@ -57,23 +47,14 @@ pub fn corrupt_tokens<'py>(
     seed: u64,
     indices: PyReadonlyArray1<'py, u64>,
 ) -> PyResult<Bound<'py, PyArray2<bool>>> {
-    if !(0.0..=1.0).contains(&rho) {
-        return Err(Error::value(format!("rho must lie in [0, 1], got {rho}")).into());
-    }
-    if vocab_size == 0 {
-        return Err(Error::value("vocab_size must be at least 1").into());
-    }
     let idx = indices.as_slice()?;
     macro_rules! run {
         ($t:ty) => {
             if let Ok(mut a) = tokens.extract::<PyReadwriteArray2<'py, $t>>() {
                 let (n, len) = (a.shape()[0], a.shape()[1]);
-                if idx.len() != n {
-                    return Err(Error::value("indices must have one entry per row of tokens").into());
-                }
                 let mut mask = vec![false; n * len];
                 let x = a.as_slice_mut()?;
-                super::detach(py, || transforms::corrupt(x, len, vocab_size, rho, seed, |r| idx[r], Some(&mut mask)));
+                super::detach(py, || transforms::corrupt(x, len, vocab_size, rho, seed, idx, Some(&mut mask)))?;
                 return mask.into_pyarray(py).reshape([n, len]);
             }
         };
@@ -81,5 +62,5 @@ pub fn corrupt_tokens<'py>(
     run!(u8);
     run!(u16);
     run!(u32);
-    Err(pyo3::exceptions::PyTypeError::new_err("tokens must be a writable C-contiguous uint8/16/32 array"))
+    Err(Error::type_("tokens must be a writable C-contiguous uint8/16/32 array").into())
 }

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .. import _core
 from .._validation import (
     as_tokens,
     check_bool,
@@ -127,11 +128,9 @@ class TrueLaw:
     def _tail_rows(self, x: torch.Tensor) -> torch.Tensor:
         """Table rows of the states before positions ``order .. T-1`` (a Markov chain)."""
         assert self._table is not None
-        k, (b, t) = self._order, x.shape
-        state = torch.zeros(b, t - k, dtype=torch.long, device=self.device)
-        for j in range(k):
-            state = state * self.vocab_size + x[:, j : t - k + j]
-        return self._table[state]
+        tokens = np.ascontiguousarray(x.cpu().numpy())
+        state = _core.state_indices(tokens, self.vocab_size, self._order)  # base-V, computed once in Rust
+        return self._table[torch.as_tensor(state, device=self.device)]
 
 
 def _entropy(p: torch.Tensor) -> torch.Tensor:

@@ -127,7 +127,8 @@ class _CoreScored(Process):
     arrays; 1-D input is one sequence and gets its results squeezed back.
 
     Typicality is computed here once for every core-backed process: the core's
-    ``path_stats`` gives each sequence's ``log p(x)``, the centred surprisal
+    ``path_stats`` gives, as the three columns of an ``[N, 3]`` array, each
+    sequence's ``log p(x)``, the centred surprisal
     sum ``Σ_t [-log q_t(x_t) - H(q_t)]`` and the varentropy sum ``Σ_t V(q_t)``
     over the predictive laws ``q_t`` along the path; a process supplies only its
     reference rate (:meth:`entropy_rate`, or its Monte-Carlo value).
@@ -196,7 +197,8 @@ class _CoreScored(Process):
         for long sequences drawn from it, whatever the reference rate.
         """
         tokens, length, e = _typicality_input(x, eps)
-        logp, centred, var = self._core.path_stats(tokens)
+        stats = self._core.path_stats(tokens)  # [N, 3]: log p(x), centred surprisal sum, varentropy sum
+        logp, centred, var = stats[:, 0], stats[:, 1], stats[:, 2]
         if entropy_rate is None:
             h = float(self.entropy_rate(base))
         else:

@@ -131,7 +131,7 @@ class HMM(_CoreScored):
     @property
     def num_states(self) -> int:
         """Number of hidden states S."""
-        return int(self._core.n_states)
+        return int(self._core.num_states)
 
     @property
     def transition(self) -> np.ndarray:

@@ -100,6 +100,11 @@ class InContextMarkov(_CoreScored):
     def concentration(self) -> float:
         return float(self._core.concentration)
 
+    @property
+    def num_states(self) -> int:
+        """Number of chain states (contexts) ``vocab_size ** order``."""
+        return int(self._core.num_states)
+
     @overload
     def sample(
         self, num_sequences: int, length: int, seed: int = 0, start: int = 0, *, return_chains: Literal[False] = False
@@ -156,14 +161,11 @@ class InContextMarkov(_CoreScored):
         c = _check_chains(chains, n, v, k)
         if tokens.size and (tokens.min() < 0 or tokens.max() >= v):
             raise ValueError(f"tokens must lie in [0, {v})")
-        t = tokens.astype(np.int64)
         out = np.full((n, length), -np.log(v))
         if length > k:
-            state = np.zeros((n, length - k), dtype=np.int64)
-            for j in range(k):
-                state = state * v + t[:, j : length - k + j]
+            state = _core.state_indices(tokens, v, k)  # base-V state before positions k .. T-1
             with np.errstate(divide="ignore"):
-                out[:, k:] = np.log(c[np.arange(n)[:, None], state, t[:, k:]])
+                out[:, k:] = np.log(c[np.arange(n)[:, None], state, tokens[:, k:].astype(np.int64)])
         return out[0] if single else out
 
     def chain_entropy_rates(self, chains: Any, base: float | None = None) -> np.ndarray:

@@ -53,6 +53,11 @@ class _ChainProcess(_CoreScored):
     def vocab_size(self) -> int:
         return int(self._core.vocab_size)
 
+    @property
+    def num_states(self) -> int:
+        """Number of chain states ``vocab_size ** order`` (1 for i.i.d.)."""
+        return int(self._core.num_states)
+
     def sample(self, num_sequences: int, length: int, seed: int = 0, start: int = 0) -> np.ndarray:
         """Sample ``[num_sequences, length]`` tokens.
 
