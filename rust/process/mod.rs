@@ -3,6 +3,7 @@
 pub mod hmm;
 pub mod incontext;
 pub mod markov;
+pub mod markov_simd;
 pub mod transforms;
 
 use crate::error::Result;
