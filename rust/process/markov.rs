@@ -213,6 +213,14 @@ impl MarkovChain {
     pub fn row_varentropies(&self) -> &[f64] {
         &self.row_v
     }
+    #[cfg(test)]
+    pub(crate) fn log_probs_table(&self) -> &[f64] {
+        &self.log_p
+    }
+    #[cfg(test)]
+    pub(crate) fn prefix_log_probs(&self) -> &[f64] {
+        self.prefix_logp.first().map_or(&[], |p| &p[..])
+    }
 
     /// Entropy rate H = Σ_s π(s) H(P(·|s)) in nats/token.
     pub fn entropy_rate(&self) -> f64 {
@@ -412,7 +420,7 @@ impl MarkovChain {
             return tokens.par_chunks(length * w).zip(out.par_chunks_mut(w)).enumerate().try_for_each(
                 |(c, (rows, o))| {
                     if o.len() == w
-                        && rows.iter().all(|x| x.index() < self.vocab as u64)
+                        && markov_simd::all_below(rows, self.vocab)
                         && markov_simd::log_prob_rows(&self.log_p, first, self.vocab, self.order == 0, rows, length, o)
                     {
                         return Ok(());

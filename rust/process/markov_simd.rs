@@ -93,14 +93,56 @@ pub fn log_prob_rows<T: InToken>(
     #[cfg(target_arch = "x86_64")]
     {
         if available() {
-            // SAFETY: AVX2 is present; the rows are validated (indices < v),
-            // so every gathered index is below v * v <= lp.len().
-            unsafe { avx2::log_prob_rows(lp, first, v, order0, rows, length, out) };
+            // SAFETY: AVX2 (and AVX-512F where used) is present; the rows are
+            // validated (indices < v), so every gathered index is below
+            // max_index <= lp.len().
+            unsafe {
+                match as_bytes(rows) {
+                    Some(x) if avx512_available() => {
+                        avx2::log_prob_rows_u8_avx512(lp, first, v, order0, x, length, out)
+                    }
+                    Some(x) => avx2::log_prob_rows_u8(lp, first, v, order0, x, length, out),
+                    None => avx2::log_prob_rows(lp, first, v, order0, rows, length, out),
+                }
+            }
             return true;
         }
     }
     let _ = (first, order0);
     false
+}
+
+/// Whether every token of `rows` is below `v` (one vectorisable pass; byte
+/// tokens compared as bytes).
+pub fn all_below<T: InToken>(rows: &[T], v: usize) -> bool {
+    match as_bytes(rows) {
+        Some(x) => v > 255 || x.iter().fold(0u8, |m, &b| m.max(b)) < v as u8,
+        None => rows.iter().fold(0u64, |m, x| m.max(x.index())) < v as u64,
+    }
+}
+
+/// The rows as bytes when the tokens are `u8` (what the samplers write for
+/// V <= 256): their kernels widen them in registers.
+fn as_bytes<T: InToken>(rows: &[T]) -> Option<&[u8]> {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<u8>() {
+        // SAFETY: T is u8.
+        Some(unsafe { std::slice::from_raw_parts(rows.as_ptr() as *const u8, rows.len()) })
+    } else {
+        None
+    }
+}
+
+/// Whether the 8-wide gather kernels can run (AVX-512F).
+#[inline]
+pub fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -203,7 +245,8 @@ mod avx2 {
                                 after[w][l] = s[w];
                             }
                         }
-                        st[q] = [from_lanes(after[0]), from_lanes(after[1]), from_lanes(after[2]), from_lanes(after[3])];
+                        st[q] =
+                            [from_lanes(after[0]), from_lanes(after[1]), from_lanes(after[2]), from_lanes(after[3])];
                         from_lanes(ys)
                     } else {
                         let idx = _mm256_add_epi64(_mm256_mul_epu32(sv[q], stride), j);
@@ -225,6 +268,110 @@ mod avx2 {
                 }
             }
             t += nb;
+        }
+    }
+
+    /// `log_prob_rows` for u8 tokens: indices widened and computed in
+    /// registers, 8 positions of a row per step (two 4-wide gathers added in
+    /// position order, so lane j still sums positions ≡ j mod 4 in order).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn log_prob_rows_u8(
+        lp: &[f64],
+        first: &[f64],
+        v: usize,
+        order0: bool,
+        rows: &[u8],
+        length: usize,
+        out: &mut [f64],
+    ) {
+        let base = lp.as_ptr();
+        let off = if order0 { 0 } else { 1 };
+        let n = length - off;
+        let vv = _mm256_set1_epi32(if order0 { 0 } else { v as i32 });
+        let mut acc = [_mm256_setzero_pd(); LP_ROWS];
+        let full = n / 8 * 8;
+        let mut q = 0;
+        while q < full {
+            for (r, a) in acc.iter_mut().enumerate() {
+                // SAFETY: q + 8 <= n, so bytes [q, q + 8 + off) of the row exist;
+                // every index is < max_index (validated rows).
+                unsafe {
+                    let row = rows.as_ptr().add(r * length + q);
+                    let prev = _mm256_cvtepu8_epi32(_mm_loadl_epi64(row as *const __m128i));
+                    let cur = _mm256_cvtepu8_epi32(_mm_loadl_epi64(row.add(off) as *const __m128i));
+                    let idx = _mm256_add_epi32(_mm256_mullo_epi32(prev, vv), cur);
+                    let g0 = _mm256_i32gather_pd::<8>(base, _mm256_castsi256_si128(idx));
+                    let g1 = _mm256_i32gather_pd::<8>(base, _mm256_extracti128_si256::<1>(idx));
+                    *a = _mm256_add_pd(_mm256_add_pd(*a, g0), g1);
+                }
+            }
+            q += 8;
+        }
+        finish_u8(lp, first, v, order0, rows, length, out, &acc, q);
+    }
+
+    /// The 8-wide variant (AVX-512F): one gather per 8 positions of a row.
+    #[target_feature(enable = "avx2,avx512f")]
+    pub(super) unsafe fn log_prob_rows_u8_avx512(
+        lp: &[f64],
+        first: &[f64],
+        v: usize,
+        order0: bool,
+        rows: &[u8],
+        length: usize,
+        out: &mut [f64],
+    ) {
+        let base = lp.as_ptr();
+        let off = if order0 { 0 } else { 1 };
+        let n = length - off;
+        let vv = _mm256_set1_epi32(if order0 { 0 } else { v as i32 });
+        let mut acc = [_mm256_setzero_pd(); LP_ROWS];
+        let full = n / 8 * 8;
+        let mut q = 0;
+        while q < full {
+            for (r, a) in acc.iter_mut().enumerate() {
+                // SAFETY: as in log_prob_rows_u8.
+                unsafe {
+                    let row = rows.as_ptr().add(r * length + q);
+                    let prev = _mm256_cvtepu8_epi32(_mm_loadl_epi64(row as *const __m128i));
+                    let cur = _mm256_cvtepu8_epi32(_mm_loadl_epi64(row.add(off) as *const __m128i));
+                    let idx = _mm256_add_epi32(_mm256_mullo_epi32(prev, vv), cur);
+                    let g = _mm512_i32gather_pd::<8>(idx, base);
+                    *a = _mm256_add_pd(_mm256_add_pd(*a, _mm512_castpd512_pd256(g)), _mm512_extractf64x4_pd::<1>(g));
+                }
+            }
+            q += 8;
+        }
+        finish_u8(lp, first, v, order0, rows, length, out, &acc, q);
+    }
+
+    /// Positions q.. (q a multiple of 4) of each row in scalar code, then the
+    /// scalar loop's final combination of the four partial sums.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2")]
+    fn finish_u8(
+        lp: &[f64],
+        first: &[f64],
+        v: usize,
+        order0: bool,
+        rows: &[u8],
+        length: usize,
+        out: &mut [f64],
+        acc: &[__m256d; LP_ROWS],
+        q: usize,
+    ) {
+        let off = if order0 { 0 } else { 1 };
+        for r in 0..LP_ROWS {
+            let row = &rows[r * length..(r + 1) * length];
+            let mut a = [0.0f64; 4];
+            // SAFETY: a is 32 bytes.
+            unsafe { _mm256_storeu_pd(a.as_mut_ptr(), acc[r]) };
+            for p in q..length - off {
+                let s = if order0 { 0 } else { row[p] as usize * v };
+                a[(p - q) % 4] += lp[s + row[p + off] as usize];
+            }
+            let f = if order0 { 0.0 } else { first[row[0] as usize] };
+            out[r] = f + (a[0] + a[1]) + (a[2] + a[3]);
         }
     }
 
@@ -459,6 +606,42 @@ mod tests {
         }
     }
 
+    /// Every log_prob kernel this CPU can run, called directly, against the
+    /// scalar row loop.
+    #[test]
+    fn each_log_prob_kernel_is_bit_identical() {
+        if !available() {
+            return;
+        }
+        for &v in &[1usize, 2, 5, 128, 256] {
+            for order in 0..=1 {
+                let c = MarkovChain::new(&random_chain(v, order, 7, v == 5), v, order, None, false).unwrap();
+                let (lp, first) = (c.log_probs_table(), c.prefix_log_probs());
+                for &len in &[1usize, 2, 7, 8, 9, 12, 15, 16, 17, 300] {
+                    let mut x = vec![0u8; LP_ROWS * len];
+                    let mut r = Xoshiro256pp::from_u64(len as u64);
+                    if len % 2 == 0 {
+                        c.sample_into(&mut x, len, 1, 0);
+                    } else {
+                        x.iter_mut().for_each(|t| *t = (r.next_u64() % v as u64) as u8);
+                    }
+                    let want: Vec<u64> = x.chunks(len).map(|row| c.log_prob_order01(row).to_bits()).collect();
+                    let mut kernels: Vec<(&str, unsafe fn(&[f64], &[f64], usize, bool, &[u8], usize, &mut [f64]))> =
+                        vec![("u8", avx2::log_prob_rows_u8), ("generic", avx2::log_prob_rows::<u8>)];
+                    if avx512_available() {
+                        kernels.push(("u8 avx512", avx2::log_prob_rows_u8_avx512));
+                    }
+                    for (name, k) in kernels {
+                        let mut o = vec![0.0; LP_ROWS];
+                        unsafe { k(lp, first, v, order == 0, &x, len, &mut o) };
+                        let got: Vec<u64> = o.iter().map(|y| y.to_bits()).collect();
+                        assert_eq!(got, want, "{name} V={v} order={order} len={len}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn simd_log_prob_out_of_range_is_an_error() {
         let c = MarkovChain::new(&random_chain(4, 1, 1, false), 4, 1, None, false).unwrap();
@@ -467,5 +650,69 @@ mod tests {
         let mut o = vec![0.0; 8];
         let e = c.log_prob(&x, 10, &mut o).unwrap_err();
         assert!(format!("{e:?}").contains("[5, 3]"), "{e:?}");
+    }
+}
+
+#[cfg(test)]
+mod scratch_bench {
+    use super::*;
+    use crate::process::markov::MarkovChain;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore]
+    fn bench_kernels() {
+        let v: usize = std::env::var("BV").ok().and_then(|s| s.parse().ok()).unwrap_or(128);
+        let (n, len) = (4096usize, 1024usize);
+        let mut r = Xoshiro256pp::from_u64(1);
+        let mut p = vec![0.0; v * v];
+        for row in p.chunks_mut(v) {
+            let mut tot = 0.0;
+            for x in row.iter_mut() {
+                *x = r.next_f64().powi(6);
+                tot += *x;
+            }
+            row.iter_mut().for_each(|x| *x /= tot);
+        }
+        let c = MarkovChain::new(&p, v, 1, None, false).unwrap();
+        let mut x = vec![0u8; n * len];
+        c.sample_into(&mut x, len, 1, 0);
+        let (lp, first) = (c.log_probs_table(), c.prefix_log_probs());
+        let mut o = vec![0.0; n];
+        let time = |name: &str, f: &mut dyn FnMut()| {
+            let mut best = f64::MAX;
+            for _ in 0..15 {
+                let t0 = Instant::now();
+                f();
+                best = best.min(t0.elapsed().as_secs_f64());
+            }
+            eprintln!("{name:>12}: {:.0} M tok/s", (n * len) as f64 / best / 1e6);
+        };
+        time("scalar", &mut || {
+            for (row, oi) in x.chunks(len).zip(o.iter_mut()) {
+                *oi = c.log_prob_order01(row);
+            }
+        });
+        time("validate", &mut || {
+            for rows in x.chunks(len * LP_ROWS) {
+                assert!(all_below(rows, v));
+            }
+        });
+        let ks: Vec<(&str, unsafe fn(&[f64], &[f64], usize, bool, &[u8], usize, &mut [f64]))> = vec![
+            ("generic", avx2::log_prob_rows::<u8>),
+            ("u8", avx2::log_prob_rows_u8),
+            ("u8 avx512", avx2::log_prob_rows_u8_avx512),
+        ];
+        for (name, k) in ks {
+            time(name, &mut || {
+                for (rows, oo) in x.chunks(len * LP_ROWS).zip(o.chunks_mut(LP_ROWS)) {
+                    unsafe { k(lp, first, v, false, rows, len, oo) };
+                }
+            });
+        }
+        time("full", &mut || c.log_prob(&x, len, &mut o).unwrap());
+        let mut s8 = vec![0u8; n * len];
+        time("sample", &mut || c.sample_into(&mut s8, len, 1, 0));
+        time("rng_only", &mut || crate::rng::fill_raw(&mut s8, len, 1, 0));
     }
 }
