@@ -203,11 +203,11 @@ mod avx2 {
         // st[q][w]: word w of the states of rows 4q..4q+4; sv[q]: their tokens.
         let mut st = [[_mm256_setzero_si256(); 4]; G];
         let mut sv = [_mm256_setzero_si256(); G];
-        for q in 0..G {
-            for w in 0..4 {
-                st[q][w] = from_lanes(std::array::from_fn(|l| rngs[4 * q + l].state()[w]));
+        for (q, (stq, svq)) in st.iter_mut().zip(sv.iter_mut()).enumerate() {
+            for (w, word) in stq.iter_mut().enumerate() {
+                *word = from_lanes(std::array::from_fn(|l| rngs[4 * q + l].state()[w]));
             }
-            sv[q] = from_lanes(std::array::from_fn(|l| s0[4 * q + l]));
+            *svq = from_lanes(std::array::from_fn(|l| s0[4 * q + l]));
         }
         let mut buf = [[0u32; SIMD_ROWS]; BLOCK];
         let mut t = 1;
@@ -450,6 +450,10 @@ mod avx2 {
     }
 }
 
+/// A log_prob kernel over byte rows (the tests call each one directly).
+#[cfg(test)]
+type LpKernel = unsafe fn(&[f64], &[f64], usize, bool, &[u8], usize, &mut [f64]);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,7 +630,7 @@ mod tests {
                         x.iter_mut().for_each(|t| *t = (r.next_u64() % v as u64) as u8);
                     }
                     let want: Vec<u64> = x.chunks(len).map(|row| c.log_prob_order01(row).to_bits()).collect();
-                    let mut kernels: Vec<(&str, unsafe fn(&[f64], &[f64], usize, bool, &[u8], usize, &mut [f64]))> =
+                    let mut kernels: Vec<(&str, LpKernel)> =
                         vec![("u8", avx2::log_prob_rows_u8), ("generic", avx2::log_prob_rows::<u8>)];
                     if avx512_available() {
                         kernels.push(("u8 avx512", avx2::log_prob_rows_u8_avx512));
@@ -654,15 +658,20 @@ mod tests {
 }
 
 #[cfg(test)]
-mod scratch_bench {
+mod throughput {
+    //! Single-thread throughput of each kernel against the scalar loops (not
+    //! a test; BENCHMARKS.md, issue 9). Run with
+    //! `RAYON_NUM_THREADS=1 cargo test --release -- --ignored --nocapture kernel_throughput`
+    //! (`KERNEL_BENCH_V=256` for another vocabulary size).
     use super::*;
     use crate::process::markov::MarkovChain;
     use std::time::Instant;
 
     #[test]
     #[ignore]
-    fn bench_kernels() {
-        let v: usize = std::env::var("BV").ok().and_then(|s| s.parse().ok()).unwrap_or(128);
+    fn kernel_throughput() {
+        let v: usize = std::env::var("KERNEL_BENCH_V").ok().and_then(|s| s.parse().ok()).unwrap_or(128);
+        assert!(v <= 256, "byte tokens: V <= 256");
         let (n, len) = (4096usize, 1024usize);
         let mut r = Xoshiro256pp::from_u64(1);
         let mut p = vec![0.0; v * v];
@@ -698,11 +707,14 @@ mod scratch_bench {
                 assert!(all_below(rows, v));
             }
         });
-        let ks: Vec<(&str, unsafe fn(&[f64], &[f64], usize, bool, &[u8], usize, &mut [f64]))> = vec![
-            ("generic", avx2::log_prob_rows::<u8>),
-            ("u8", avx2::log_prob_rows_u8),
-            ("u8 avx512", avx2::log_prob_rows_u8_avx512),
-        ];
+        if !available() {
+            return;
+        }
+        let mut ks: Vec<(&str, LpKernel)> =
+            vec![("generic", avx2::log_prob_rows::<u8>), ("u8", avx2::log_prob_rows_u8)];
+        if avx512_available() {
+            ks.push(("u8 avx512", avx2::log_prob_rows_u8_avx512));
+        }
         for (name, k) in ks {
             time(name, &mut || {
                 for (rows, oo) in x.chunks(len * LP_ROWS).zip(o.chunks_mut(LP_ROWS)) {
