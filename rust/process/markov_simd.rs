@@ -543,7 +543,7 @@ mod tests {
             for (t, row) in table.chunks_mut(v).zip(p.chunks(v)) {
                 alias::build(row, t);
             }
-            let mut init = vec![0u64; v];
+            let mut init = vec![0u64; c.initial().len()];
             alias::build(c.initial(), &mut init);
             let first: &[u64] = if order == 0 { &table[..v] } else { &init };
             let len = 9;
