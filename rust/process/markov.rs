@@ -412,7 +412,8 @@ impl MarkovChain {
             *o = acc;
             Ok(())
         };
-        if self.order <= 1 && markov_simd::available() {
+        let table = if self.order == 0 { self.vocab } else { self.vocab * self.vocab };
+        if self.order <= 1 && table <= markov_simd::LP_MAX_TABLE && markov_simd::available() {
             // LP_ROWS validated rows at a time through the gather kernel
             // (markov_simd): the same sums in the same order, so the same bits.
             let w = markov_simd::LP_ROWS;

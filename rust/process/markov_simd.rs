@@ -30,6 +30,11 @@ use crate::tokens::{InToken, OutToken};
 pub const SIMD_ROWS: usize = 16;
 /// Rows one thread scores at a time on the SIMD path.
 pub const LP_ROWS: usize = 4;
+/// Largest log-probability table (entries) the `log_prob` kernels take: 8 MiB
+/// (V <= 1024 at order 1). Beyond it every entry is a DRAM and TLB miss, and
+/// the gathers were slower than the scalar row loop (0.7-0.8x at V = 4096;
+/// software prefetching did not help), so those rows stay scalar.
+pub const LP_MAX_TABLE: usize = 1 << 20;
 
 /// Whether the SIMD kernels can run on this CPU.
 #[inline]
@@ -76,7 +81,8 @@ pub fn sample_rows<T: OutToken>(
 /// log p(x) of [`LP_ROWS`] rows of `length` (>= 1) validated tokens (every
 /// index < `v`) into `out`, bit-identical to `MarkovChain::log_prob_order01`:
 /// order 0 sums `lp[x_t]`, order 1 `first[x_0] + Σ lp[x_{t-1} v + x_t]`.
-/// Returns false (writing nothing) when the SIMD path is not available.
+/// Returns false (writing nothing) when the SIMD path is not available or the
+/// table exceeds [`LP_MAX_TABLE`].
 pub fn log_prob_rows<T: InToken>(
     lp: &[f64],
     first: &[f64],
@@ -88,7 +94,10 @@ pub fn log_prob_rows<T: InToken>(
 ) -> bool {
     assert!(length >= 1 && rows.len() == length * LP_ROWS && out.len() == LP_ROWS);
     let max_index = if order0 { v } else { v * v };
-    assert!(lp.len() >= max_index && max_index <= 1 << 31);
+    assert!(lp.len() >= max_index);
+    if max_index > LP_MAX_TABLE {
+        return false;
+    }
     debug_assert!(rows.iter().all(|x| x.index() < v as u64));
     #[cfg(target_arch = "x86_64")]
     {
@@ -723,6 +732,34 @@ mod throughput {
             });
         }
         time("full", &mut || c.log_prob(&x, len, &mut o).unwrap());
+        // u16 tokens at larger V (generic kernel vs the scalar row loop)
+        for vb in [512usize, 1024, 4096] {
+            let p: Vec<f64> = (0..vb * vb).map(|_| r.next_f64().powi(6) + 1e-12).collect();
+            let c = MarkovChain::new(&p, vb, 1, None, true).unwrap();
+            let n = 1024;
+            let mut x = vec![0u16; n * len];
+            c.sample_into(&mut x, len, 1, 0);
+            let (lp, first) = (c.log_probs_table(), c.prefix_log_probs());
+            let tm = |name: &str, f: &mut dyn FnMut()| {
+                let mut best = f64::MAX;
+                for _ in 0..7 {
+                    let t0 = Instant::now();
+                    f();
+                    best = best.min(t0.elapsed().as_secs_f64());
+                }
+                eprintln!("V={vb} {name:>12}: {:.0} M tok/s", (n * len) as f64 / best / 1e6);
+            };
+            tm("scalar u16", &mut || {
+                for (row, oi) in x.chunks(len).zip(o.iter_mut()) {
+                    *oi = c.log_prob_order01(row);
+                }
+            });
+            tm("generic u16", &mut || {
+                for (rows, oo) in x.chunks(len * LP_ROWS).zip(o.chunks_mut(LP_ROWS)) {
+                    unsafe { avx2::log_prob_rows::<u16>(lp, first, vb, false, rows, len, oo) };
+                }
+            });
+        }
         let mut s8 = vec![0u8; n * len];
         time("sample", &mut || c.sample_into(&mut s8, len, 1, 0));
         time("rng_only", &mut || crate::rng::fill_raw(&mut s8, len, 1, 0));
