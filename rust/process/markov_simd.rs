@@ -32,7 +32,7 @@ pub const SIMD_ROWS: usize = 16;
 pub const LP_ROWS: usize = 4;
 /// Largest log-probability table (entries) the `log_prob` kernels take: 8 MiB
 /// (V <= 1024 at order 1). Beyond it every entry is a DRAM and TLB miss, and
-/// the gathers were slower than the scalar row loop (0.7-0.8x at V = 4096;
+/// the gathers were slower than the scalar row loop (0.7-0.9x at V = 4096;
 /// software prefetching did not help), so those rows stay scalar.
 pub const LP_MAX_TABLE: usize = 1 << 20;
 
