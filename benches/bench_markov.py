@@ -53,6 +53,8 @@ Usage::
     python benches/bench_markov.py                # full run (about a minute on 2 cores)
     python benches/bench_markov.py --quick        # smoke test (seconds)
     python benches/bench_markov.py --json out.json --threads 1,2
+    # before/after in one run: a _core built from the earlier commit
+    python benches/bench_markov.py --vocab 128 --baseline /path/to/base/_core.so
 """
 
 from __future__ import annotations
@@ -311,12 +313,43 @@ def run_checks(p: Any, P: np.ndarray, pi: np.ndarray, nps: NumpyInverseCdf, hmm:
 # --------------------------------------------------------------------------
 
 
-def one_round(fns: dict[str, Callable[[], Any]], best: dict[str, float]) -> None:
-    """Times each function once, keeping the best wall time per name in ``best``."""
+def one_round(
+    fns: dict[str, Callable[[], Any]], best: dict[str, float], times: dict[str, list[float]] | None = None
+) -> None:
+    """Times each function once, keeping the best wall time per name in ``best``
+    (and every wall time in ``times``, for the spread)."""
     for k, f in fns.items():
         t0 = time.perf_counter()
         f()
-        best[k] = min(best.get(k, math.inf), time.perf_counter() - t0)
+        dt = time.perf_counter() - t0
+        best[k] = min(best.get(k, math.inf), dt)
+        if times is not None:
+            times.setdefault(k, []).append(dt)
+
+
+def load_core(path: str) -> None:
+    """Makes ``dataprobes._core`` the extension module at ``path`` (a ``_core``
+    shared library built from another commit, e.g. the baseline of a
+    before/after run). Must run before ``import dataprobes``."""
+    import importlib.machinery
+    import importlib.util
+
+    name = "dataprobes._core"
+    loader = importlib.machinery.ExtensionFileLoader(name, os.path.abspath(path))
+    spec = importlib.util.spec_from_file_location(name, os.path.abspath(path), loader=loader)
+    assert spec is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    loader.exec_module(mod)
+
+
+def output_digest(p: Any, n: int, t: int) -> dict[str, str]:
+    """sha256 of the sampled tokens and of the log_prob bytes (to compare builds)."""
+    import hashlib
+
+    x = p.sample(n, t, seed=1)
+    lp = np.asarray(p.log_prob(x), dtype=np.float64)
+    return {"sample": hashlib.sha256(x.tobytes()).hexdigest(), "log_prob": hashlib.sha256(lp.tobytes()).hexdigest()}
 
 
 def has_rng_only() -> bool:
@@ -340,30 +373,39 @@ def dataprobes_fns(p: Any, n: int, t: int) -> dict[str, Callable[[], Any]]:
 
 
 def worker(args: argparse.Namespace) -> None:
-    """Child process at its own RAYON_NUM_THREADS: one timing round per "go" line
-    on stdin, answered with the best times so far as one JSON line."""
+    """Child process at its own RAYON_NUM_THREADS (and, with ``core`` in its
+    config, another build of the extension): one timing round per "go" line on
+    stdin, answered with the best and all times so far as one JSON line. Its
+    first line is the digest of its outputs."""
+    cfg = json.loads(args.worker)
+    if cfg.get("core"):
+        load_core(cfg["core"])
     import dataprobes as dp
 
-    cfg = json.loads(args.worker)
+    if cfg.get("core"):
+        dp._core = sys.modules["dataprobes._core"]
+        assert dp.processes.markov._core is dp._core
     p = dp.MarkovChain(np.load(cfg["P"]))
     fns = dataprobes_fns(p, cfg["n"], cfg["t"])
     best: dict[str, float] = {}
-    print("ready", flush=True)
+    times: dict[str, list[float]] = {}
+    print(json.dumps(output_digest(p, cfg["n"], cfg["t"])), flush=True)
     for line in sys.stdin:
         if line.strip() != "go":
             break
-        one_round(fns, best)
-        print(json.dumps(best), flush=True)
+        one_round(fns, best, times)
+        print(json.dumps({"best": best, "times": times}), flush=True)
 
 
 class Worker:
     """A child process timing dataprobes at ``threads`` rayon threads, driven
     round by round so that its rounds interleave with the parent's."""
 
-    def __init__(self, threads: int, P_path: str, cfg: dict) -> None:
+    def __init__(self, threads: int, P_path: str, cfg: dict, core: str | None = None) -> None:
         env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-        payload = json.dumps(dict(cfg, P=P_path))
+        payload = json.dumps(dict(cfg, P=P_path, core=core))
         self.threads = threads
+        self.core = core
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--worker", payload],
             env=env,
@@ -371,8 +413,9 @@ class Worker:
             stdout=subprocess.PIPE,
             text=True,
         )
-        self._expect("ready")
+        self.digest = json.loads(self._expect())
         self.best: dict[str, float] = {}
+        self.times: dict[str, list[float]] = {}
 
     def _expect(self, what: str | None = None) -> str:
         assert self.proc.stdout is not None
@@ -386,7 +429,8 @@ class Worker:
         assert self.proc.stdin is not None
         self.proc.stdin.write("go\n")
         self.proc.stdin.flush()
-        self.best = json.loads(self._expect())
+        got = json.loads(self._expect())
+        self.best, self.times = got["best"], got["times"]
 
     def close(self) -> None:
         if self.proc.stdin is not None:
@@ -423,6 +467,15 @@ def bench_vocab(v: int, cfg: dict, threads: list[int], main_threads: int, tmpdir
     P_path = os.path.join(tmpdir, f"P{v}.npy")
     np.save(P_path, P)
     workers = [Worker(c, P_path, cfg) for c in threads if c != main_threads]
+    # Before/after: the baseline build at every thread count, in its own
+    # processes, its rounds interleaved with the others'. Its outputs must be
+    # byte-identical to this build's.
+    base_workers = [Worker(c, P_path, cfg, core=cfg["baseline"]) for c in threads] if cfg.get("baseline") else []
+    # (the workers rebuild the chain from P: compare against the same rebuild)
+    digest = output_digest(dp.MarkovChain(np.load(P_path)), n, t)
+    for w in workers + base_workers:
+        assert w.digest == digest, f"outputs differ: {w.core or 'this build'} {w.digest} vs {digest}"
+    res["output_sha256"] = digest
     x = p.sample(n, t, seed=1)
     # numpy-compare gathers N x V doubles per step: time a few steps only
     tc = min(t, max(8, cfg["compare_steps"] * 128 // v))
@@ -438,13 +491,14 @@ def bench_vocab(v: int, cfg: dict, threads: list[int], main_threads: int, tmpdir
         }
     )
     best: dict[str, float] = {}
+    times: dict[str, list[float]] = {}
     try:
         for _ in range(k):
-            one_round(fns, best)
-            for w in workers:
+            one_round(fns, best, times)
+            for w in workers + base_workers:
                 w.round()
     finally:
-        for w in workers:
+        for w in workers + base_workers:
             w.close()
     tok = {key: n * t / sec for key, sec in best.items()}
     tok["numpy_compare"] = n * tc / best["numpy_compare"]
@@ -474,6 +528,19 @@ def bench_vocab(v: int, cfg: dict, threads: list[int], main_threads: int, tmpdir
             per_threads[w.threads]["rng_only"] = n * t / w.best["rng_only"]
     per_threads = dict(sorted(per_threads.items()))
     res["dataprobes_by_threads"] = {str(c): d for c, d in per_threads.items()}
+    keys = {"sample": "dp_sample", "rng_only": "rng_only", "log_prob": "dp_log_prob"}
+
+    def rates(ts: dict[str, list[float]]) -> dict[str, list[float]]:
+        return {name: sorted(n * t / x for x in ts[key]) for name, key in keys.items()}
+
+    after_rates = {main_threads: rates(times)} | {w.threads: rates(w.times) for w in workers}
+    res["after_rates_by_threads"] = {str(c): after_rates[c] for c in sorted(after_rates)}
+    if base_workers:
+        res["before_rates_by_threads"] = {str(w.threads): rates(w.times) for w in base_workers}
+        res["numpy_rates"] = {
+            "numpy_guide": sorted(n * t / x for x in times["numpy_guide"]),
+            "numpy_log_prob": sorted(n * t / x for x in times["numpy_log_prob"]),
+        }
 
     numpy_best_name = max(("numpy_guide", "numpy_searchsorted", "numpy_compare"), key=lambda m: tok[m])
     res["numpy_best"] = numpy_best_name
@@ -505,6 +572,49 @@ def fmt_rate(x: float) -> str:
     if x >= 1e3:
         return f"{x / 1e3:.1f} k"
     return f"{x:.0f} "
+
+
+def spread(xs: list[float]) -> str:
+    """best (median; worst) of a list of rates."""
+    return f"{fmt_rate(max(xs))} ({fmt_rate(float(np.median(xs)))}; {fmt_rate(min(xs))})"
+
+
+def before_after_markdown(results: list[dict], threads: list[int]) -> list[str]:
+    """The baseline build (``--baseline``) and this one, measured in the same
+    run, round by round. Rates: best (median; worst) over the rounds; ratios
+    from the best."""
+    lines = [
+        "### Before / after (same run; tokens/s, best (median; worst) of the rounds; ratios of the bests)",
+        "",
+        "| V | thr | what | before | after | after ÷ before | numpy (1 thr) | after ÷ numpy | "
+        "rng-only ÷ sample, before → after |",
+        "|---|---:|---|---|---|---:|---|---:|---|",
+    ]
+    for r in results:
+        if "before_rates_by_threads" not in r:
+            continue
+        v = r["V"]
+        npr = r["numpy_rates"]
+        for c in threads:
+            b = r["before_rates_by_threads"][str(c)]
+            a = r["after_rates_by_threads"][str(c)]
+            for what, base_key, base_label in [
+                ("sample", "numpy_guide", "guide table"),
+                ("log_prob", "numpy_log_prob", "gather"),
+            ]:
+                nb = max(npr[base_key])
+                rng = (
+                    f"{max(b['rng_only']) / max(b['sample']):.2f}× → {max(a['rng_only']) / max(a['sample']):.2f}×"
+                    if what == "sample"
+                    else ""
+                )
+                lines.append(
+                    f"| {v} | {c} | `{what}` | {spread(b[what])} | **{spread(a[what])}** | "
+                    f"{max(a[what]) / max(b[what]):.2f}× | {base_label}: {spread(npr[base_key])} | "
+                    f"{max(a[what]) / nb:.1f}× | {rng} |"
+                )
+            lines.append(f"| {v} | {c} | rng-only limit | {spread(b['rng_only'])} | {spread(a['rng_only'])} | | | | |")
+    return lines
 
 
 def markdown(results: list[dict], threads: list[int]) -> str:
@@ -581,6 +691,8 @@ def markdown(results: list[dict], threads: list[int]) -> str:
             + " | ".join(f"{x / base:.1f}×" for x in lps)
             + " |"
         )
+    if any("before_rates_by_threads" in r for r in results):
+        lines += ["", *before_after_markdown(results, threads)]
     # targets
     c_max = str(max(threads))
     lines += ["", f"### Targets ({c_max} threads)", "", "| target | V | measured | met |", "|---|---|---|---|"]
@@ -608,6 +720,13 @@ def main() -> None:
     ap.add_argument(
         "--entropy-frac", type=float, default=0.5, help="entropy rate of the chain as a fraction of log V (default 0.5)"
     )
+    ap.add_argument(
+        "--baseline",
+        metavar="SO",
+        help="a _core shared library built from an earlier commit: timed at every --threads value in "
+        "child processes, interleaved with this build, and shown side by side (its outputs are "
+        "asserted to be byte-identical to this build's)",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -632,6 +751,7 @@ def main() -> None:
         hmm_budget_s=0.2 if args.quick else 1.5,
         hmm_max_seqs=4 if args.quick else 512,
         hmm_repeats=1 if args.quick else 2,
+        baseline=os.path.abspath(args.baseline) if args.baseline else None,
     )
     import hmmlearn
 

@@ -43,6 +43,19 @@ impl Xoshiro256pp {
         Self::from_u64(mix64(key ^ mix64(index.wrapping_add(0xBB67_AE85_84CA_A73B))))
     }
 
+    /// The 256-bit state, so that a stream can run in a SIMD lane
+    /// (`process::markov_simd`) and come back with [`Self::from_state`].
+    #[inline(always)]
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// The generator in state `s` (as returned by [`Self::state`]).
+    #[inline(always)]
+    pub fn from_state(s: [u64; 4]) -> Self {
+        Xoshiro256pp { s }
+    }
+
     #[inline(always)]
     pub fn next_u64(&mut self) -> u64 {
         let s = &mut self.s;

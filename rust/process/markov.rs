@@ -7,6 +7,7 @@
 //! states (the stationary law unless one is given); every later token is drawn
 //! from the row of the current state.
 
+use super::markov_simd;
 use crate::alias;
 use crate::error::{Error, Result};
 use crate::process::law::{initial_law, normalise_rows, state_space, stationary_iterations, STATIONARY_TOL};
@@ -142,6 +143,14 @@ impl MarkovChain {
     pub fn row_varentropies(&self) -> &[f64] {
         &self.row_v
     }
+    #[cfg(test)]
+    pub(crate) fn log_probs_table(&self) -> &[f64] {
+        &self.log_p
+    }
+    #[cfg(test)]
+    pub(crate) fn prefix_log_probs(&self) -> &[f64] {
+        self.prefix_logp.first().map_or(&[], |p| &p[..])
+    }
 
     /// Entropy rate H = Σ_s π(s) H(P(·|s)) in nats/token.
     pub fn entropy_rate(&self) -> f64 {
@@ -178,7 +187,7 @@ impl MarkovChain {
         if length == 0 {
             return;
         }
-        out.par_chunks_mut(length * LANES).enumerate().for_each(|(c, chunk)| {
+        let scalar = |c: usize, chunk: &mut [T]| {
             let base = c * LANES;
             if self.order == 1 && chunk.len() == length * LANES {
                 self.sample_lanes(chunk, length, seed, |g| index(base + g));
@@ -188,7 +197,27 @@ impl MarkovChain {
                     self.sample_row(row, &mut rng);
                 }
             }
-        });
+        };
+        if self.order <= 1 && markov_simd::available() {
+            // SIMD_ROWS sequences per vector group (markov_simd); a ragged
+            // tail goes through the scalar lanes above. Same streams, same bytes.
+            let w = markov_simd::SIMD_ROWS;
+            out.par_chunks_mut(length * w).enumerate().for_each(|(c, chunk)| {
+                if chunk.len() == length * w {
+                    let mut rngs = std::array::from_fn(|g| Xoshiro256pp::for_sequence(seed, index(c * w + g)));
+                    let first = if self.order == 0 { &self.table[..self.vocab] } else { &self.init_table[..] };
+                    let (t, v) = (&self.table[..], self.vocab);
+                    if markov_simd::sample_rows(t, first, v, self.order == 0, chunk, length, &mut rngs) {
+                        return;
+                    }
+                }
+                for (c2, sub) in chunk.chunks_mut(length * LANES).enumerate() {
+                    scalar(c * (w / LANES) + c2, sub);
+                }
+            });
+            return;
+        }
+        out.par_chunks_mut(length * LANES).enumerate().for_each(|(c, chunk)| scalar(c, chunk));
     }
 
     /// [`LANES`] order-1 sequences of `length` (>= 1) tokens, interleaved.
@@ -210,7 +239,7 @@ impl MarkovChain {
         }
     }
 
-    fn sample_row<T: OutToken>(&self, row: &mut [T], rng: &mut Xoshiro256pp) {
+    pub(crate) fn sample_row<T: OutToken>(&self, row: &mut [T], rng: &mut Xoshiro256pp) {
         let v = self.vocab;
         let k = self.order;
         let len = row.len();
@@ -303,7 +332,7 @@ impl MarkovChain {
             out.iter_mut().for_each(|o| *o = 0.0);
             return Ok(());
         }
-        tokens.par_chunks(length).zip(out.par_iter_mut()).enumerate().try_for_each(|(i, (row, o))| {
+        let one_row = |i: usize, row: &[T], o: &mut f64| -> Result<()> {
             if self.order <= 1 && row.iter().all(|x| x.index() < self.vocab as u64) {
                 *o = self.log_prob_order01(row);
                 return Ok(());
@@ -312,13 +341,35 @@ impl MarkovChain {
             self.walk(row, i, false, |_, lp, _, _| acc += lp)?;
             *o = acc;
             Ok(())
-        })
+        };
+        let table = if self.order == 0 { self.vocab } else { self.vocab * self.vocab };
+        if self.order <= 1 && table <= markov_simd::LP_MAX_TABLE && markov_simd::available() {
+            // LP_ROWS validated rows at a time through the gather kernel
+            // (markov_simd): the same sums in the same order, so the same bits.
+            let w = markov_simd::LP_ROWS;
+            let first: &[f64] = if self.order == 0 { &[] } else { &self.prefix_logp[0] };
+            return tokens.par_chunks(length * w).zip(out.par_chunks_mut(w)).enumerate().try_for_each(
+                |(c, (rows, o))| {
+                    if o.len() == w
+                        && markov_simd::all_below(rows, self.vocab)
+                        && markov_simd::log_prob_rows(&self.log_p, first, self.vocab, self.order == 0, rows, length, o)
+                    {
+                        return Ok(());
+                    }
+                    for (r, (row, oi)) in rows.chunks(length).zip(o.iter_mut()).enumerate() {
+                        one_row(c * w + r, row, oi)?;
+                    }
+                    Ok(())
+                },
+            );
+        }
+        tokens.par_chunks(length).zip(out.par_iter_mut()).enumerate().try_for_each(|(i, (row, o))| one_row(i, row, o))
     }
 
     /// log p(x) of a validated row of an order-0 or order-1 chain: no state
     /// arithmetic and four independent partial sums, so consecutive table
     /// loads overlap instead of waiting on one another.
-    fn log_prob_order01<T: InToken>(&self, row: &[T]) -> f64 {
+    pub(crate) fn log_prob_order01<T: InToken>(&self, row: &[T]) -> f64 {
         let v = self.vocab;
         let idx = |x: T| x.index() as usize;
         let (first, rest, prev): (f64, &[T], &[T]) = if self.order == 0 {

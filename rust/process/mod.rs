@@ -7,6 +7,7 @@ pub mod hmm;
 pub mod incontext;
 pub mod law;
 pub mod markov;
+pub mod markov_simd;
 pub mod transforms;
 
 use crate::error::{Error, Result};
