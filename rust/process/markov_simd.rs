@@ -762,6 +762,7 @@ mod throughput {
         }
         let mut s8 = vec![0u8; n * len];
         time("sample", &mut || c.sample_into(&mut s8, len, 1, 0));
+        #[cfg(feature = "bench")]
         time("rng_only", &mut || crate::rng::fill_raw(&mut s8, len, 1, 0));
     }
 }
