@@ -24,8 +24,10 @@ import numpy as np
 
 from .. import _core
 from .._validation import (
+    as_array,
     as_float_array,
     as_indices,
+    check_bool,
     check_float,
     check_int,
     check_rows,
@@ -113,6 +115,7 @@ class MarkovChain(_ChainProcess):
         normalize: bool = False,
     ) -> None:
         k = check_int("order", order, 1)
+        normalize = check_bool("normalize", normalize)
         p = as_float_array("transition", transition, 2)
         if p.shape[1] == 0:
             raise ValueError(
@@ -120,7 +123,7 @@ class MarkovChain(_ChainProcess):
             )
         init = None
         if initial is not None:
-            init_arr = np.asarray(initial)
+            init_arr = as_array("initial", initial)
             init = as_float_array("initial", init_arr.reshape(-1) if init_arr.ndim > 1 else init_arr, 1)
         if normalize:
             p, init = rescale_huge_rows(p), None if init is None else rescale_huge_rows(init)
@@ -211,6 +214,7 @@ class IID(_ChainProcess):
     """
 
     def __init__(self, probs: Any, *, normalize: bool = False) -> None:
+        normalize = check_bool("normalize", normalize)
         p = as_float_array("probs", probs, 1)
         if p.size == 0:
             raise ValueError("probs must not be empty (vocab_size must be at least 1)")
