@@ -273,13 +273,12 @@ class GradientCapture:
         if self.mode != "factored":
             raise ValueError("projections exist in factored mode only")
         t = self._spec(name)
-        dev = t.module.weight.device
+        dev = cast(torch.device, t.module.weight.device)
+        k_in, k_out = cast(int, self.k_in), cast(int, self.k_out)  # both set in factored mode
         p_in = projection_matrix(
-            t.cols + int(t.bias), self.k_in, _derive_seed(self.seed, name, "in"), device=dev, kind=self.projection
-        )  # type: ignore[arg-type]
-        p_out = projection_matrix(
-            t.rows, self.k_out, _derive_seed(self.seed, name, "out"), device=dev, kind=self.projection
-        )  # type: ignore[arg-type]
+            t.cols + int(t.bias), k_in, _derive_seed(self.seed, name, "in"), device=dev, kind=self.projection
+        )
+        p_out = projection_matrix(t.rows, k_out, _derive_seed(self.seed, name, "out"), device=dev, kind=self.projection)
         return p_in, p_out
 
     def flatten(self, grads: Mapping[str, torch.Tensor]) -> torch.Tensor:

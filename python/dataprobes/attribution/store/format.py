@@ -221,7 +221,7 @@ def _read_json(path: Path) -> Any:
 
 def _xxh3(rows: np.ndarray) -> str:
     """``xxh3_64`` of the bytes of a C-contiguous array, as 16 hex digits."""
-    return f"{xxhash.xxh3_64_intdigest(memoryview(np.ascontiguousarray(rows))):016x}"
+    return f"{xxhash.xxh3_64_intdigest(np.ascontiguousarray(rows).data):016x}"
 
 
 def _block_checksums(arr: np.ndarray, check_rows: int = CHECK_ROWS) -> list[str]:
