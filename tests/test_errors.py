@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import dataprobes as dp
 
@@ -253,3 +257,160 @@ def test_lm_messages_say_what_is_wrong() -> None:
         excess_loss(right, chain, x[:0])
     assert excess_loss(right, chain, x).kl_per_position.shape == (5,)
     assert torch.is_tensor(generate(right, x, 2))
+
+
+# ---------------------------------------------------------------- every family, every entry point
+
+
+def _bad_values() -> st.SearchStrategy[object]:
+    """Values of the wrong kind or out of any domain, and a few right ones
+    (an entry point may accept those): a call gets one in one argument."""
+    arrays = st.sampled_from(
+        [
+            np.zeros((2, 2, 2)),
+            np.zeros((0,)),
+            np.zeros((2, 0), dtype=np.int64),
+            np.array([[0.5, 0.5]]),
+            np.array([[1 + 1j, 0]]),
+            np.array([["a", "b"]]),
+            np.array([[None, 1]], dtype=object),
+            np.array([[True, False]]),
+            np.array([[0, 1, 7]], dtype=np.int64),
+            np.array([[0, -1]], dtype=np.int8),
+            np.array([[0, 1]], dtype=">u4"),
+            np.full((2, 2), np.nan),
+            np.full((2, 2), np.inf),
+            np.array([2**64 - 1], dtype=np.uint64),
+        ]
+    )
+    scalars = st.sampled_from(
+        [None, "abc", "", b"1", 1.5, -1, 0, 2**70, -(2**70), math.nan, math.inf, -math.inf, True, 1 + 2j, {}, ()]
+    )
+    lists = st.sampled_from([[], [[1, 2], [3]], [1, "a"], [[0.5, 0.5], [0.5, 0.5]], [[0, 1], [1, 0]]])
+    return st.one_of(arrays, scalars, lists, st.integers(-(2**65), 2**65), st.floats(allow_nan=True))
+
+
+def _processes() -> dict[str, dp.Process]:
+    chain = dp.MarkovChain(GOOD)
+    return {
+        "markov": chain,
+        "markov2": dp.MarkovChain.random(2, order=2, seed=0),
+        "iid": dp.IID([0.5, 0.5]),
+        "hmm": dp.HMM(GOOD, GOOD),
+        "incontext": dp.InContextMarkov(2, 1),
+        "mixture": dp.Mixture([chain, dp.HMM(GOOD, GOOD)]),
+        "duplicated": dp.Duplicated(chain, 0.5),
+        "noise": dp.TokenNoise(chain, 0.1),
+    }
+
+
+_GOOD_TOKENS = np.array([[0, 1, 1, 0]])
+
+#: (entry point, its good arguments); the test replaces one argument.
+_METHODS: dict[str, dict[str, object]] = {
+    "sample": {"num_sequences": 2, "length": 3, "seed": 0, "start": 0},
+    "sample_at": {"indices": [0, 5], "length": 3, "seed": 0},
+    "log_prob": {"x": _GOOD_TOKENS},
+    "token_log_probs": {"x": _GOOD_TOKENS},
+    "predictive": {"x": _GOOD_TOKENS},
+    "typicality": {"x": _GOOD_TOKENS, "eps": 0.05, "base": None},
+    "entropy_rate": {"base": None},
+}
+
+
+#: The name a message uses for an argument, where it differs.
+_ALIASES = {"x": "tokens", "indices": "indices", "prompt": "tokens", "tokens": "tokens"}
+
+
+def _call_ok(fn, kwargs: dict[str, object], name: str | None = None) -> None:
+    """``fn(**kwargs)`` either returns or raises TypeError/ValueError (a
+    crash-free refusal) whose message names the argument ``name`` (when
+    given): any other exception, or an anonymous message, fails."""
+    try:
+        fn(**kwargs)
+    except (TypeError, ValueError) as exc:
+        if name is not None:
+            assert _ALIASES.get(name, name) in str(exc), f"{name}={kwargs[name]!r}: {exc}"
+
+
+@pytest.mark.parametrize("family", list(_processes()))
+@pytest.mark.parametrize("method", list(_METHODS))
+@given(data=st.data())
+def test_process_entry_points_refuse_bad_input_cleanly(family: str, method: str, data: st.DataObject) -> None:
+    process = _processes()[family]
+    kwargs = dict(_METHODS[method])
+    name = data.draw(st.sampled_from(sorted(kwargs)))
+    value = data.draw(_bad_values())
+    if name in ("num_sequences", "length") and isinstance(value, int) and 10**3 < value < 2**64:
+        value = 10**3  # a valid huge size is a real allocation, not bad input (the core refuses absurd ones)
+    kwargs[name] = value
+    if method == "entropy_rate" and family in ("hmm", "mixture"):
+        kwargs["num_sequences"] = 4  # keep the Monte-Carlo estimate cheap
+        if family == "mixture":
+            del kwargs["num_sequences"]
+    _call_ok(getattr(process, method), kwargs, name)
+
+
+_CONSTRUCTORS = {
+    "MarkovChain": (dp.MarkovChain, {"transition": GOOD, "order": 1, "initial": None, "normalize": False}),
+    "IID": (dp.IID, {"probs": [0.5, 0.5], "normalize": False}),
+    "HMM": (dp.HMM, {"transition": GOOD, "emission": GOOD, "initial": None, "normalize": False}),
+    "InContextMarkov": (dp.InContextMarkov, {"vocab_size": 2, "order": 1, "concentration": 1.0}),
+    "Mixture": (dp.Mixture, {"processes": [dp.IID([0.5, 0.5])] * 2, "weights": None, "normalize": False}),
+    "Duplicated": (dp.Duplicated, {"process": dp.IID([0.5, 0.5]), "fraction": 0.5}),
+    "TokenNoise": (dp.TokenNoise, {"process": dp.IID([0.5, 0.5]), "rho": 0.1}),
+    "MarkovChain.random": (dp.MarkovChain.random, {"vocab_size": 4, "order": 1, "seed": 0}),
+    "IID.random": (dp.IID.random, {"vocab_size": 4, "seed": 0}),
+    "HMM.random": (dp.HMM.random, {"num_states": 2, "vocab_size": 4, "seed": 0}),
+    "ngram_counts": (dp.ngram_counts, {"tokens": _GOOD_TOKENS, "n": 2, "vocab_size": None}),
+    "conditional_entropy": (
+        dp.conditional_entropy,
+        {"tokens": _GOOD_TOKENS, "order": 1, "vocab_size": None, "correction": "miller-madow", "base": None},
+    ),
+    "entropy_profile": (dp.entropy_profile, {"tokens": _GOOD_TOKENS, "max_order": 1, "vocab_size": None}),
+    "incontext_ngram_log_probs": (
+        dp.incontext_ngram_log_probs,
+        {"x": _GOOD_TOKENS, "vocab_size": 2, "order": 1, "beta": 1.0},
+    ),
+}
+
+
+@pytest.mark.parametrize("entry", list(_CONSTRUCTORS))
+@given(data=st.data())
+def test_constructors_and_functions_refuse_bad_input_cleanly(entry: str, data: st.DataObject) -> None:
+    fn, good = _CONSTRUCTORS[entry]
+    kwargs = dict(good)
+    name = data.draw(st.sampled_from(sorted(kwargs)))
+    value = data.draw(_bad_values())
+    if name in ("vocab_size", "num_states", "order") and isinstance(value, int) and value > 64:
+        value = 64  # a valid huge size is a real allocation (refused by the core separately)
+    kwargs[name] = value
+    _call_ok(fn, kwargs, name)
+
+
+def test_lm_entry_points_refuse_bad_input_cleanly() -> None:
+    torch = pytest.importorskip("torch")
+    from dataprobes.lm import ProbeDataset, TinyGPT, excess_loss, generate, generation_typicality, self_typicality
+
+    chain = dp.MarkovChain(GOOD)
+    model = TinyGPT(vocab_size=2, max_len=32, d_model=8, n_layers=1, n_heads=1)
+    x = chain.sample(2, 6)
+    calls = {
+        "excess_loss": (excess_loss, {"model": model, "process": chain, "tokens": x, "batch_size": None}),
+        "generation_typicality": (
+            generation_typicality,
+            {"model": model, "process": chain, "num_sequences": 2, "length": 3, "temperatures": [1.0], "eps": None},
+        ),
+        "generate": (generate, {"model": model, "prompt": x[:, :2], "length": 3, "temperature": 1.0, "seed": 0}),
+        "self_typicality": (self_typicality, {"model": model, "prompt": x[:, :2], "length": 3, "temperature": 1.0}),
+        "ProbeDataset": (ProbeDataset, {"process": chain, "seq_len": 4, "batch_size": 2, "seed": 0}),
+        "TinyGPT": (TinyGPT, {"vocab_size": 2, "max_len": 8, "d_model": 8, "n_layers": 1, "n_heads": 1}),
+    }
+    bad = [None, "abc", 1.5, -1, 0, 2**70, math.nan, math.inf, True, np.zeros((2, 2, 2)), np.array([[0.5, 0.5]])]
+    for fn, good in calls.values():
+        for arg in good:
+            for value in bad:
+                if isinstance(value, int) and value > 64 and arg not in ("seed", "temperature"):
+                    continue  # a valid huge size (tokens, layers, widths) is a real allocation
+                _call_ok(fn, {**good, arg: value})
+    assert torch.is_tensor(generate(model, x[:, :2], 3))

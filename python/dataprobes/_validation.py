@@ -16,14 +16,17 @@ _U64 = 2**64
 
 
 def check_int(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
-    """``value`` as a Python int in ``[minimum, maximum]``."""
+    """``value`` as a Python int in ``[minimum, maximum]``; without ``maximum``
+    at most ``2**64 - 1`` (counts, sizes and indices are 64-bit: a larger int
+    would overflow on its way to the core)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     v = int(value)
     if v < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {v}")
-    if maximum is not None and v > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {v}")
+    top = _U64 - 1 if maximum is None else maximum
+    if v > top:
+        raise ValueError(f"{name} must be <= {top}, got {v}")
     return v
 
 
@@ -69,6 +72,15 @@ def as_float_array(name: str, value: Any, ndim: int) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
+def as_array(name: str, value: Any) -> np.ndarray:
+    """``np.asarray(value)``, with a ragged nested list (or anything numpy
+    cannot make an array of) refused by a ``ValueError`` naming ``name``."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} must be a rectangular array: {exc}") from None
+
+
 def _native(arr: np.ndarray) -> np.ndarray:
     """``arr`` in native byte order (big-endian data from a file or another
     machine is converted, values unchanged)."""
@@ -78,7 +90,7 @@ def _native(arr: np.ndarray) -> np.ndarray:
 def as_tokens(x: Any) -> tuple[np.ndarray, bool]:
     """Token data as a C-contiguous 2-D integer array, and whether the input
     was a single 1-D sequence (so results can be squeezed back)."""
-    arr = _native(np.asarray(x))
+    arr = _native(as_array("tokens", x))
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         if arr.size == 0 and arr.dtype == np.float64:
             arr = arr.astype(np.int64)  # np.asarray([]) is float64
@@ -93,7 +105,7 @@ def as_tokens(x: Any) -> tuple[np.ndarray, bool]:
 
 def as_indices(indices: Any, name: str = "indices") -> np.ndarray:
     """Sequence indices as a C-contiguous 1-D uint64 array."""
-    arr = _native(np.asarray(indices))
+    arr = _native(as_array(name, indices))
     if arr.size == 0:
         return np.zeros(0, dtype=np.uint64)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):

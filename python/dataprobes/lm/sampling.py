@@ -122,7 +122,7 @@ def _sampling_logprobs(
     if temperature == 0:
         out = torch.full_like(logits, -math.inf)
         return out.scatter(-1, logits.argmax(-1, keepdim=True), 0.0)
-    z = logits / temperature
+    z = logits / float(temperature)  # a huge int temperature would overflow torch
     if top_k is not None and top_k < z.shape[-1]:
         kth = torch.topk(z, top_k, dim=-1).values[..., -1:]
         z = z.masked_fill(z < kth, -math.inf)

@@ -18,6 +18,7 @@ from .._validation import (
     as_float_array,
     as_indices,
     as_tokens,
+    check_bool,
     check_probability,
     check_process,
     check_seed,
@@ -70,6 +71,7 @@ class Mixture(Process):
     """
 
     def __init__(self, processes: Sequence[Process], weights: Any = None, *, normalize: bool = False) -> None:
+        normalize = check_bool("normalize", normalize)
         if isinstance(processes, (Process, str, bytes)) or not hasattr(processes, "__iter__"):
             raise TypeError(f"processes must be a sequence of processes, got {type(processes).__name__}")
         comps = list(processes)

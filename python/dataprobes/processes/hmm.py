@@ -83,6 +83,7 @@ class HMM(_CoreScored):
     """
 
     def __init__(self, transition: Any, emission: Any, initial: Any = None, *, normalize: bool = False) -> None:
+        normalize = check_bool("normalize", normalize)
         a = as_float_array("transition", transition, 2)
         e = as_float_array("emission", emission, 2)
         init = None if initial is None else as_float_array("initial", initial, 1)

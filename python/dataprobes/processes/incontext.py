@@ -203,7 +203,7 @@ def incontext_ngram_log_probs(x: Any, vocab_size: int, order: int, beta: float =
     in-context bigram; with ``order = k`` and ``β = α`` it is exactly the Bayes
     predictor of :class:`InContextMarkov`.
     """
-    return InContextMarkov(vocab_size, order, beta).token_log_probs(x)
+    return InContextMarkov(vocab_size, order, check_float("beta", beta, positive=True)).token_log_probs(x)
 
 
 def incontext_unigram_log_probs(x: Any, vocab_size: int, beta: float = 1.0) -> np.ndarray:

@@ -24,8 +24,10 @@ import numpy as np
 
 from .. import _core
 from .._validation import (
+    as_array,
     as_float_array,
     as_indices,
+    check_bool,
     check_float,
     check_int,
     check_rows,
@@ -99,7 +101,9 @@ class MarkovChain(_ChainProcess):
         initial: law of the first ``order`` tokens, as ``V**order`` state
             probabilities (same indexing; an array of shape ``(V,)*order`` is
             flattened in C order). ``None``: the stationary law, so that the
-            whole sequence is stationary.
+            whole sequence is stationary (for a reducible chain, one with
+            several closed classes, a ``UserWarning`` says which stationary
+            law is used: see :meth:`stationary_distribution`).
         normalize: rescale rows (and ``initial``) that do not sum to 1.
             Otherwise sums must be within ``ROW_SUM_TOL`` (1e-6) of 1.
 
@@ -118,6 +122,7 @@ class MarkovChain(_ChainProcess):
         normalize: bool = False,
     ) -> None:
         k = check_int("order", order, 1)
+        normalize = check_bool("normalize", normalize)
         p = as_float_array("transition", transition, 2)
         if p.shape[1] == 0:
             raise ValueError(
@@ -125,7 +130,7 @@ class MarkovChain(_ChainProcess):
             )
         init = None
         if initial is not None:
-            init_arr = np.asarray(initial)
+            init_arr = as_array("initial", initial)
             init = as_float_array("initial", init_arr.reshape(-1) if init_arr.ndim > 1 else init_arr, 1)
         if normalize:
             p, init = rescale_huge_rows(p), None if init is None else rescale_huge_rows(init)
@@ -136,6 +141,45 @@ class MarkovChain(_ChainProcess):
             "initial": None if init is None else _owned(init, initial),
             "normalize": bool(normalize),
         }
+        if init is None:  # the stationary law starts every sequence: say when it is not unique
+            self._warn_if_reducible(p, stacklevel=3)
+
+    def _warn_if_reducible(self, p: np.ndarray, stacklevel: int) -> None:
+        """Warns when the chain has more than one closed class (so infinitely
+        many stationary laws), for state spaces small enough to check
+        (``_classes.MAX_STATES`` states, ``_classes.MAX_EDGES`` transitions).
+        A strictly positive table is irreducible and is not examined."""
+        from . import _classes
+
+        if (p > 0).all() or p.shape[0] > _classes.MAX_STATES or np.count_nonzero(p) > _classes.MAX_EDGES:
+            return
+        classes = self.closed_classes()
+        if len(classes) > 1:
+            warnings.warn(
+                f"MarkovChain: the chain is reducible, with {len(classes)} closed classes of states "
+                f"({_classes.describe(classes)}), so its stationary law is not unique. The one used "
+                "(the initial law, stationary_distribution(), entropy_rate()) is the long-run law of the chain "
+                "started from the uniform law over states; pass initial= to choose how sequences start (the "
+                "stationary law is then the long-run law from it)",
+                UserWarning,
+                stacklevel=stacklevel,
+            )
+
+    def closed_classes(self) -> list[np.ndarray]:
+        """The closed classes of the state graph (state ``s`` leads to the
+        states of the tokens ``x`` with ``P(x | s) > 0``): sets of states the
+        chain never leaves, each a sorted array of state indices, ordered by
+        their smallest state. One class: the stationary law is unique; more:
+        the chain is reducible and every mixture of the classes' stationary
+        laws is stationary (:meth:`stationary_distribution` then warns).
+        Linear in states plus positive transitions (Tarjan's algorithm)."""
+        cached = self.__dict__.get("_closed")
+        if cached is None:
+            from . import _classes
+
+            cached = _classes.closed_classes(*_classes.successor_graph(self.transition, self.order))
+            self.__dict__["_closed"] = cached
+        return [c.copy() for c in cached]
 
     @classmethod
     def random(
@@ -189,7 +233,16 @@ class MarkovChain(_ChainProcess):
         return self._table("initial")
 
     def stationary_distribution(self) -> np.ndarray:
-        """Stationary law π over the ``V**order`` states (``πP = π``; read-only)."""
+        """Stationary law π over the ``V**order`` states (``πP = π``; read-only).
+
+        Unique when the chain has one closed class (:meth:`closed_classes`).
+        A reducible chain (several closed classes) has infinitely many; the
+        one returned is then the long-run law of the chain started from
+        ``initial`` (power iteration), which :meth:`entropy_rate` also uses.
+        With ``initial=None`` that start is the uniform law over states, and a
+        ``UserWarning`` names the classes: pass ``initial=`` to choose."""
+        if self._law["initial"] is None:
+            self._warn_if_reducible(self._law["transition"], stacklevel=3)
         return self._table("stationary")
 
     def row_entropies(self, base: float | None = None) -> np.ndarray:
@@ -216,6 +269,7 @@ class IID(_ChainProcess):
     """
 
     def __init__(self, probs: Any, *, normalize: bool = False) -> None:
+        normalize = check_bool("normalize", normalize)
         p = as_float_array("probs", probs, 1)
         if p.size == 0:
             raise ValueError("probs must not be empty (vocab_size must be at least 1)")
