@@ -51,7 +51,7 @@ def train(
     steps: int = 1000,
     batch_size: int = 32,
     seq_len: int = 128,
-    lr: float = 3e-3,
+    lr: float = 1e-2,
     weight_decay: float = 0.01,
     warmup: int = 50,
     seed: int = 0,
