@@ -1,22 +1,31 @@
-//! Allocation helpers of the core.
+//! Allocation of everything whose size a user controls (outputs, tables,
+//! scratch): fallible, so that a request that does not fit is an
+//! [`Error::Memory`] (Python `MemoryError`) instead of an abort, and capped,
+//! so that an absurd request is a `ValueError` naming the argument before
+//! anything is allocated (architecture.md, Rust core).
 
 use crate::error::{Error, Result};
 
-/// Integer types whose all-zero bit pattern is 0.
+/// Types whose all-zero bit pattern is a valid value (0, 0.0, false).
 pub trait Zero: Copy {}
 impl Zero for u8 {}
 impl Zero for u16 {}
 impl Zero for u32 {}
 impl Zero for u64 {}
+impl Zero for usize {}
+impl Zero for i64 {}
+impl Zero for f64 {}
+impl Zero for bool {}
 
-/// A zeroed vector (`calloc`: large ones are lazily zeroed pages, touched
-/// first by the thread that uses them), or an error instead of an
-/// allocation abort.
+/// A zeroed vector of `n` entries (`calloc`: large ones are lazily zeroed
+/// pages, touched first by the thread that uses them), or an
+/// [`Error::Memory`] naming `what` instead of an allocation abort.
 pub fn zeros<X: Zero>(n: usize, what: &str) -> Result<Vec<X>> {
     if n == 0 || std::mem::size_of::<X>() == 0 {
         return Ok(Vec::new());
     }
-    let err = || Error::value(format!("not enough memory for {what} ({n} entries)"));
+    let err =
+        || Error::memory(format!("not enough memory for {what}: {n} entries of {} bytes", std::mem::size_of::<X>()));
     let layout = std::alloc::Layout::array::<X>(n).map_err(|_| err())?;
     // SAFETY: the layout has non-zero size; a null pointer is checked for;
     // the memory comes from the global allocator with the layout of a
@@ -88,6 +97,16 @@ pub fn output_len(kind: Output, dims: &[usize], what: &str) -> Result<usize> {
     })
 }
 
+/// An empty vector with room for exactly `n` entries, or an
+/// [`Error::Memory`] naming `what`.
+pub fn with_capacity<X>(n: usize, what: &str) -> Result<Vec<X>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::memory(format!("not enough memory for {what}: {n} entries of {} bytes", std::mem::size_of::<X>()))
+    })?;
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +120,17 @@ mod tests {
         let e = output_len(Output::Floats, &[usize::MAX, 2], "predictive").unwrap_err();
         assert!(e.to_string().starts_with("predictive: an output of shape"), "{e}");
         assert_eq!(output_len(Output::Floats, &[0, usize::MAX], "x").unwrap(), 0);
+    }
+
+    #[test]
+    fn impossible_allocations_are_errors() {
+        assert!(matches!(zeros::<f64>(usize::MAX / 4, "x"), Err(Error::Memory(_))));
+        assert!(matches!(zeros::<u64>(1 << 60, "x"), Err(Error::Memory(_))));
+        assert!(matches!(with_capacity::<u64>(1 << 60, "x"), Err(Error::Memory(_))));
+        let z: Vec<f64> = zeros(1000, "x").unwrap();
+        assert!(z.len() == 1000 && z.iter().all(|&x| x == 0.0));
+        let b: Vec<bool> = zeros(3, "x").unwrap();
+        assert_eq!(b, [false; 3]);
+        assert_eq!(with_capacity::<u8>(10, "x").unwrap().capacity(), 10);
     }
 }

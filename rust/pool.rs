@@ -31,13 +31,10 @@ fn current() -> Arc<ThreadPool> {
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|&n| n > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let pool = Arc::new(
-        ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("dataprobes-{i}"))
-            .build()
-            .expect("failed to start the dataprobes thread pool"),
-    );
+    // When the threads cannot be started (an address-space limit, too many
+    // threads), fall back to one worker: results never depend on the count.
+    let build = |n: usize| ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("dataprobes-{i}")).build();
+    let pool = Arc::new(build(threads).or_else(|_| build(1)).expect("failed to start the dataprobes thread pool"));
     *guard = Some((pid, pool.clone()));
     pool
 }

@@ -41,6 +41,7 @@
 //! bit-identical results.
 
 use crate::alias;
+use crate::alloc::zeros;
 use crate::error::{Error, Result};
 use crate::process::law::{initial_law, normalise_rows, stationary_iterations, MAX_TABLE_ENTRIES, STATIONARY_TOL};
 use crate::rng::Xoshiro256pp;
@@ -147,9 +148,9 @@ impl Hmm {
                 emission.len()
             )));
         }
-        let mut trans = vec![0.0; n_states * n_states];
+        let mut trans: Vec<f64> = zeros(n_states * n_states, "the transition table")?;
         normalise_rows(transition, &mut trans, n_states, "transition", normalize)?;
-        let mut emis = vec![0.0; n_states * vocab];
+        let mut emis: Vec<f64> = zeros(n_states * vocab, "the emission table")?;
         normalise_rows(emission, &mut emis, vocab, "emission", normalize)?;
         let init_given = initial_law(
             initial,
@@ -160,7 +161,7 @@ impl Hmm {
         let max_iter = stationary_iterations(n_states * n_states);
         let stationary = stationary(&trans, n_states, 1, init_given.as_deref(), STATIONARY_TOL, max_iter)?;
         let init = init_given.unwrap_or_else(|| stationary.clone());
-        Ok(Self::assemble(trans, emis, init, stationary, n_states, vocab))
+        Self::assemble(trans, emis, init, stationary, n_states, vocab)
     }
 
     fn assemble(
@@ -170,16 +171,16 @@ impl Hmm {
         stationary: Vec<f64>,
         n_states: usize,
         vocab: usize,
-    ) -> Self {
+    ) -> Result<Self> {
         let s = n_states;
         let sp = s.div_ceil(LANES) * LANES;
-        let mut trans_pad = vec![0.0; s * sp];
+        let mut trans_pad: Vec<f64> = zeros(s * sp, "the padded transition table")?;
         for i in 0..s {
             for j in 0..s {
                 trans_pad[panel_offset(i, j, s, sp)] = trans[i * s + j];
             }
         }
-        let mut emis_col = vec![0.0; vocab * sp];
+        let mut emis_col: Vec<f64> = zeros(vocab * sp, "the emission columns")?;
         emis_col.par_chunks_mut(sp).enumerate().for_each(|(x, o)| {
             for (j, oj) in o[..s].iter_mut().enumerate() {
                 *oj = emis[j * vocab + x];
@@ -187,13 +188,13 @@ impl Hmm {
         });
         let mut init_pad = vec![0.0; sp];
         init_pad[..s].copy_from_slice(&init);
-        let mut trans_table = vec![0u64; s * s];
+        let mut trans_table: Vec<u64> = zeros(s * s, "the transition alias tables")?;
         trans_table.par_chunks_mut(s).zip(trans.par_chunks(s)).for_each(|(t, p)| alias::build(p, t));
-        let mut emis_table = vec![0u64; s * vocab];
+        let mut emis_table: Vec<u64> = zeros(s * vocab, "the emission alias tables")?;
         emis_table.par_chunks_mut(vocab).zip(emis.par_chunks(vocab)).for_each(|(t, p)| alias::build(p, t));
         let mut init_table = vec![0u64; s];
         alias::build(&init, &mut init_table);
-        Hmm {
+        Ok(Hmm {
             n_states,
             vocab,
             sp,
@@ -208,7 +209,7 @@ impl Hmm {
             emis_table,
             init_table,
             simd: simd_available(),
-        }
+        })
     }
 
     pub fn num_states(&self) -> usize {

@@ -9,6 +9,7 @@
 
 use super::markov_simd;
 use crate::alias;
+use crate::alloc::zeros;
 use crate::error::{Error, Result};
 use crate::process::law::{initial_law, normalise_rows, state_space, stationary_iterations, STATIONARY_TOL};
 use crate::rng::Xoshiro256pp;
@@ -65,7 +66,7 @@ impl MarkovChain {
                 transition.len()
             )));
         }
-        let mut probs = vec![0.0; n_states * vocab];
+        let mut probs: Vec<f64> = zeros(n_states * vocab, "the transition table")?;
         normalise_rows(transition, &mut probs, vocab, "transition", normalize)?;
         let init_given = initial_law(
             initial,
@@ -75,7 +76,7 @@ impl MarkovChain {
         )?;
         let max_iter = stationary_iterations(n_states * vocab);
         let stationary = stationary(&probs, vocab, order, init_given.as_deref(), STATIONARY_TOL, max_iter)?;
-        Ok(Self::assemble(probs, vocab, order, n_states, init_given, stationary))
+        Self::assemble(probs, vocab, order, n_states, init_given, stationary)
     }
 
     fn assemble(
@@ -85,11 +86,16 @@ impl MarkovChain {
         n_states: usize,
         init_given: Option<Vec<f64>>,
         stationary: Vec<f64>,
-    ) -> Self {
-        let log_p: Vec<f64> = probs.par_iter().map(|&p| p.ln()).collect();
-        let mut table = vec![0u64; n_states * vocab];
+    ) -> Result<Self> {
+        let mut log_p: Vec<f64> = zeros(probs.len(), "the log transition table")?;
+        log_p.par_iter_mut().zip(probs.par_iter()).for_each(|(l, &p)| *l = p.ln());
+        let mut table: Vec<u64> = zeros(n_states * vocab, "the alias tables")?;
         table.par_chunks_mut(vocab).zip(probs.par_chunks(vocab)).for_each(|(t, p)| alias::build(p, t));
-        let (row_h, row_v): (Vec<f64>, Vec<f64>) = probs.par_chunks(vocab).map(entropy_varentropy).unzip();
+        let (mut row_h, mut row_v): (Vec<f64>, Vec<f64>) =
+            (zeros(n_states, "the row entropies")?, zeros(n_states, "the row varentropies")?);
+        row_h.par_iter_mut().zip(row_v.par_iter_mut()).zip(probs.par_chunks(vocab)).for_each(|((h, v), p)| {
+            (*h, *v) = entropy_varentropy(p);
+        });
         let init = init_given.unwrap_or_else(|| stationary.clone());
         let mut init_table = vec![0u64; n_states];
         alias::build(&init, &mut init_table);
@@ -102,7 +108,7 @@ impl MarkovChain {
             prefix_hv.push(entropy_varentropy(&marg));
             prefix_logp.push(marg.iter().map(|p: &f64| p.ln()).collect());
         }
-        MarkovChain {
+        Ok(MarkovChain {
             vocab,
             order,
             n_states,
@@ -116,7 +122,7 @@ impl MarkovChain {
             row_v,
             prefix_logp,
             prefix_hv,
-        }
+        })
     }
 
     pub fn vocab(&self) -> usize {
@@ -518,7 +524,7 @@ pub fn tune_temperature(
             "entropy_rate must lie strictly between 0 and log(vocab_size) = {log_v:.6} nats, got {target}"
         )));
     }
-    let mut probs = vec![0.0; logits.len()];
+    let mut probs: Vec<f64> = zeros(logits.len(), "the transition table")?;
     let mut pi = Vec::new();
     let eval = |tau: f64, probs: &mut Vec<f64>, pi: &mut Vec<f64>| -> Result<f64> {
         softmax_rows(logits, vocab, tau, probs);

@@ -4,6 +4,7 @@
 
 use super::output_size;
 use super::process::{process_class, score_into};
+use crate::alloc::{zeros, Zero};
 use crate::error::Error;
 use crate::process::hmm::{self, Hmm};
 use crate::process::Rows;
@@ -25,9 +26,9 @@ fn width_class(n: usize) -> u8 {
     }
 }
 
-/// Allocates uninitialised [n, len] arrays of tokens (`T`) and states (`U`),
-/// samples row r of both from stream `(seed, index(r))` with the GIL
-/// released, and returns them.
+/// Allocates zeroed [n, len] buffers of tokens (`T`) and states (`U`) (a
+/// `MemoryError` if they do not fit), samples row r of both from stream
+/// `(seed, rows.stream(r))` with the GIL released, and hands them to numpy.
 fn sample_pair<'py, T, U>(
     py: Python<'py>,
     inner: &Hmm,
@@ -37,20 +38,13 @@ fn sample_pair<'py, T, U>(
     rows: Rows<'_>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)>
 where
-    T: OutToken + numpy::Element,
-    U: OutToken + numpy::Element,
+    T: OutToken + numpy::Element + Zero,
+    U: OutToken + numpy::Element + Zero,
 {
-    // SAFETY: every element of both arrays is written before they are exposed.
-    let x = unsafe { PyArray2::<T>::new(py, [n, len], false) };
-    let z = unsafe { PyArray2::<U>::new(py, [n, len], false) };
-    {
-        let mut xw = x.readwrite();
-        let mut zw = z.readwrite();
-        let xs = xw.as_slice_mut()?;
-        let zs = zw.as_slice_mut()?;
-        super::detach(py, || inner.sample_rows(xs, Some(zs), len, seed, |r| rows.stream(r)));
-    }
-    Ok((x.into_any(), z.into_any()))
+    let mut xs: Vec<T> = zeros(n * len, "the sampled tokens")?;
+    let mut zs: Vec<U> = zeros(n * len, "the sampled hidden states")?;
+    super::detach(py, || inner.sample_rows(&mut xs, Some(&mut zs), len, seed, |r| rows.stream(r)));
+    Ok((xs.into_pyarray(py).reshape([n, len])?.into_any(), zs.into_pyarray(py).reshape([n, len])?.into_any()))
 }
 
 /// `n` rows of `len` tokens, row r from stream `(seed, rows.stream(r))`, in

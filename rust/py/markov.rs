@@ -126,8 +126,8 @@ pub fn state_indices<'py>(
     let tok = super::tokens::Tokens::extract(tokens)?;
     let (n, len) = tok.shape();
     let width = len.saturating_sub(order);
-    crate::alloc::output_len(crate::alloc::Output::Floats, &[n, width], "state_indices")?;
-    let mut out = vec![0i64; n * width];
+    let total = crate::alloc::output_len(crate::alloc::Output::Floats, &[n, width], "state_indices")?;
+    let mut out: Vec<i64> = crate::alloc::zeros(total, "state_indices")?;
     super::tokens::with_tokens!(tok, |x| super::detach(py, || law::state_indices(
         x, len, vocab_size, order, &mut out
     )))?;

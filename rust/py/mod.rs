@@ -8,11 +8,11 @@ mod process;
 mod tokens;
 mod transforms;
 
-use crate::alloc::{output_len, Output};
+use crate::alloc::{output_len, zeros, Output, Zero};
 use crate::error::Error;
 use crate::tokens::OutToken;
-use numpy::{PyArray2, PyArrayMethods};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use numpy::{IntoPyArray, PyArrayMethods};
+use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 /// Releases the GIL and runs `f` on the process's fork-safe thread pool
@@ -27,22 +27,18 @@ pub(crate) fn output_size(num_sequences: usize, length: usize) -> PyResult<usize
     Ok(output_len(Output::Tokens, &[num_sequences, length], "num_sequences * length")?)
 }
 
-/// Allocates an uninitialised [n, len] array of `T`, fills it with `fill`
-/// while the GIL is released, and returns it.
+/// Allocates a zeroed [n, len] buffer of `T` (a `MemoryError` if it does not
+/// fit), fills it with `fill` while the GIL is released, and hands it to
+/// numpy without copying.
 pub(crate) fn fill_new<'py, T, F>(py: Python<'py>, n: usize, len: usize, fill: F) -> PyResult<Bound<'py, PyAny>>
 where
-    T: OutToken + numpy::Element,
+    T: OutToken + numpy::Element + Zero,
     F: FnOnce(&mut [T]) -> crate::error::Result<()> + Send,
 {
-    // SAFETY: every element is written by `fill` before the array is exposed
-    // (on an error the array is dropped unexposed).
-    let arr = unsafe { PyArray2::<T>::new(py, [n, len], false) };
-    {
-        let mut rw = arr.readwrite();
-        let slice = rw.as_slice_mut()?;
-        detach(py, || fill(slice))?;
-    }
-    Ok(arr.into_any())
+    let total = output_len(Output::Tokens, &[n, len], "num_sequences * length")?;
+    let mut buf: Vec<T> = zeros(total, "the sampled tokens")?;
+    detach(py, || fill(&mut buf))?;
+    Ok(buf.into_pyarray(py).reshape([n, len])?.into_any())
 }
 
 /// Samples [n, len] tokens into a new array of the smallest unsigned dtype
@@ -51,7 +47,6 @@ where
 macro_rules! sample_tokens {
     ($py:expr, $vocab:expr, $n:expr, $len:expr, |$o:ident| $fill:expr) => {{
         let (n, len) = ($n, $len);
-        $crate::py::output_size(n, len)?;
         let v: usize = $vocab;
         if v <= 1 << 8 {
             $crate::py::fill_new::<u8, _>($py, n, len, |$o: &mut [u8]| $fill)
@@ -65,12 +60,13 @@ macro_rules! sample_tokens {
 pub(crate) use sample_tokens;
 
 /// The one conversion of core errors: `Value` → `ValueError`, `Type` →
-/// `TypeError`.
+/// `TypeError`, `Memory` → `MemoryError`.
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         match e {
             Error::Value(m) => PyValueError::new_err(m),
             Error::Type(m) => PyTypeError::new_err(m),
+            Error::Memory(m) => PyMemoryError::new_err(m),
         }
     }
 }

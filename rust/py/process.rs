@@ -3,17 +3,18 @@
 //! (which holds its process in a field `inner`), and the per-process binding
 //! files keep only their constructors and what differs.
 
-use crate::alloc::{output_len, Output};
+use crate::alloc::{output_len, zeros, Output};
 use crate::error::Result;
 use crate::process::{Process, Rows, PATH_STATS};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods};
 use pyo3::prelude::*;
 
-/// A zeroed float64 output of shape `dims`, refused beyond the output cap
-/// before anything is allocated.
+/// A zeroed float64 output of shape `dims`: refused beyond the output cap
+/// (`ValueError`) before anything is allocated, a `MemoryError` when it
+/// does not fit.
 pub(crate) fn new_floats(dims: &[usize], what: &str) -> Result<Vec<f64>> {
     let total = output_len(Output::Floats, dims, what)?;
-    Ok(vec![0.0; total])
+    zeros(total, what)
 }
 
 /// Extracts `$tokens` ([N, T] integers), allocates a float64 output of shape

@@ -1,5 +1,6 @@
 //! Bindings for `process::transforms` (which check their own inputs).
 
+use crate::alloc::zeros;
 use crate::error::Error;
 use crate::process::transforms;
 use numpy::{
@@ -17,7 +18,7 @@ pub fn mixture_labels<'py>(
 ) -> PyResult<Bound<'py, PyArray1<u32>>> {
     let w = weights.as_slice()?;
     let idx = indices.as_slice()?;
-    let mut out = vec![0u32; idx.len()];
+    let mut out: Vec<u32> = zeros(idx.len(), "mixture labels")?;
     super::detach(py, || transforms::labels(w, idx, seed, &mut out))?;
     Ok(out.into_pyarray(py))
 }
@@ -31,7 +32,7 @@ pub fn duplicate_sources<'py>(
     seed: u64,
 ) -> PyResult<Bound<'py, PyArray1<u64>>> {
     let idx = indices.as_slice()?;
-    let mut out = vec![0u64; idx.len()];
+    let mut out: Vec<u64> = zeros(idx.len(), "duplication sources")?;
     super::detach(py, || transforms::duplicate_sources(fraction, seed, idx, &mut out))?;
     Ok(out.into_pyarray(py))
 }
@@ -52,7 +53,7 @@ pub fn corrupt_tokens<'py>(
         ($t:ty) => {
             if let Ok(mut a) = tokens.extract::<PyReadwriteArray2<'py, $t>>() {
                 let (n, len) = (a.shape()[0], a.shape()[1]);
-                let mut mask = vec![false; n * len];
+                let mut mask: Vec<bool> = zeros(n * len, "the noise mask")?;
                 let x = a.as_slice_mut()?;
                 super::detach(py, || transforms::corrupt(x, len, vocab_size, rho, seed, idx, Some(&mut mask)))?;
                 return mask.into_pyarray(py).reshape([n, len]);
