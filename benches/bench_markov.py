@@ -531,7 +531,7 @@ def bench_vocab(v: int, cfg: dict, threads: list[int], main_threads: int, tmpdir
     keys = {"sample": "dp_sample", "rng_only": "rng_only", "log_prob": "dp_log_prob"}
 
     def rates(ts: dict[str, list[float]]) -> dict[str, list[float]]:
-        return {name: sorted(n * t / x for x in ts[key]) for name, key in keys.items()}
+        return {name: sorted(n * t / x for x in ts[key]) for name, key in keys.items() if key in ts}
 
     after_rates = {main_threads: rates(times)} | {w.threads: rates(w.times) for w in workers}
     res["after_rates_by_threads"] = {str(c): after_rates[c] for c in sorted(after_rates)}

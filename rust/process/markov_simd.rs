@@ -280,79 +280,70 @@ mod avx2 {
         }
     }
 
-    /// `log_prob_rows` for u8 tokens: indices widened and computed in
-    /// registers, 8 positions of a row per step (two 4-wide gathers added in
-    /// position order, so lane j still sums positions ≡ j mod 4 in order).
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn log_prob_rows_u8(
-        lp: &[f64],
-        first: &[f64],
-        v: usize,
-        order0: bool,
-        rows: &[u8],
-        length: usize,
-        out: &mut [f64],
-    ) {
-        let base = lp.as_ptr();
-        let off = if order0 { 0 } else { 1 };
-        let n = length - off;
-        let vv = _mm256_set1_epi32(if order0 { 0 } else { v as i32 });
-        let mut acc = [_mm256_setzero_pd(); LP_ROWS];
-        let full = n / 8 * 8;
-        let mut q = 0;
-        while q < full {
-            for (r, a) in acc.iter_mut().enumerate() {
-                // SAFETY: q + 8 <= n, so bytes [q, q + 8 + off) of the row exist;
-                // every index is < max_index (validated rows).
-                unsafe {
-                    let row = rows.as_ptr().add(r * length + q);
-                    let prev = _mm256_cvtepu8_epi32(_mm_loadl_epi64(row as *const __m128i));
-                    let cur = _mm256_cvtepu8_epi32(_mm_loadl_epi64(row.add(off) as *const __m128i));
-                    let idx = _mm256_add_epi32(_mm256_mullo_epi32(prev, vv), cur);
-                    let g0 = _mm256_i32gather_pd::<8>(base, _mm256_castsi256_si128(idx));
-                    let g1 = _mm256_i32gather_pd::<8>(base, _mm256_extracti128_si256::<1>(idx));
-                    *a = _mm256_add_pd(_mm256_add_pd(*a, g0), g1);
+    /// Defines a `log_prob_rows` kernel for u8 tokens: indices widened and
+    /// computed in registers, 8 positions of a row per step. `$gather` turns
+    /// (table base, 8 indices) into the 8 entries as two 4-wide halves in
+    /// position order, added to the lane sums in that order, so lane j still
+    /// sums positions ≡ j mod 4 in order whichever gather is used.
+    macro_rules! log_prob_rows_u8_kernel {
+        ($(#[$doc:meta])* $name:ident, $features:literal, |$base:ident, $idx:ident| $gather:expr) => {
+            $(#[$doc])*
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $name(
+                lp: &[f64],
+                first: &[f64],
+                v: usize,
+                order0: bool,
+                rows: &[u8],
+                length: usize,
+                out: &mut [f64],
+            ) {
+                let $base = lp.as_ptr();
+                let off = if order0 { 0 } else { 1 };
+                let n = length - off;
+                let vv = _mm256_set1_epi32(if order0 { 0 } else { v as i32 });
+                let mut acc = [_mm256_setzero_pd(); LP_ROWS];
+                let full = n / 8 * 8;
+                let mut q = 0;
+                while q < full {
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        // SAFETY: q + 8 <= n, so bytes [q, q + 8 + off) of the row
+                        // exist; every index is < max_index (validated rows).
+                        unsafe {
+                            let row = rows.as_ptr().add(r * length + q);
+                            let prev = _mm256_cvtepu8_epi32(_mm_loadl_epi64(row as *const __m128i));
+                            let cur = _mm256_cvtepu8_epi32(_mm_loadl_epi64(row.add(off) as *const __m128i));
+                            let $idx = _mm256_add_epi32(_mm256_mullo_epi32(prev, vv), cur);
+                            let (lo, hi): (__m256d, __m256d) = $gather;
+                            *a = _mm256_add_pd(_mm256_add_pd(*a, lo), hi);
+                        }
+                    }
+                    q += 8;
                 }
+                finish_u8(lp, first, v, order0, rows, length, out, &acc, q);
             }
-            q += 8;
-        }
-        finish_u8(lp, first, v, order0, rows, length, out, &acc, q);
+        };
     }
 
-    /// The 8-wide variant (AVX-512F): one gather per 8 positions of a row.
-    #[target_feature(enable = "avx2,avx512f")]
-    pub(super) unsafe fn log_prob_rows_u8_avx512(
-        lp: &[f64],
-        first: &[f64],
-        v: usize,
-        order0: bool,
-        rows: &[u8],
-        length: usize,
-        out: &mut [f64],
-    ) {
-        let base = lp.as_ptr();
-        let off = if order0 { 0 } else { 1 };
-        let n = length - off;
-        let vv = _mm256_set1_epi32(if order0 { 0 } else { v as i32 });
-        let mut acc = [_mm256_setzero_pd(); LP_ROWS];
-        let full = n / 8 * 8;
-        let mut q = 0;
-        while q < full {
-            for (r, a) in acc.iter_mut().enumerate() {
-                // SAFETY: as in log_prob_rows_u8.
-                unsafe {
-                    let row = rows.as_ptr().add(r * length + q);
-                    let prev = _mm256_cvtepu8_epi32(_mm_loadl_epi64(row as *const __m128i));
-                    let cur = _mm256_cvtepu8_epi32(_mm_loadl_epi64(row.add(off) as *const __m128i));
-                    let idx = _mm256_add_epi32(_mm256_mullo_epi32(prev, vv), cur);
-                    let g = _mm512_i32gather_pd::<8>(idx, base);
-                    *a = _mm256_add_pd(_mm256_add_pd(*a, _mm512_castpd512_pd256(g)), _mm512_extractf64x4_pd::<1>(g));
-                }
-            }
-            q += 8;
+    log_prob_rows_u8_kernel!(
+        /// AVX2: two 4-wide gathers per 8 positions of a row.
+        log_prob_rows_u8,
+        "avx2",
+        |base, idx| (
+            _mm256_i32gather_pd::<8>(base, _mm256_castsi256_si128(idx)),
+            _mm256_i32gather_pd::<8>(base, _mm256_extracti128_si256::<1>(idx)),
+        )
+    );
+
+    log_prob_rows_u8_kernel!(
+        /// AVX-512F: one 8-wide gather per 8 positions of a row.
+        log_prob_rows_u8_avx512,
+        "avx2,avx512f",
+        |base, idx| {
+            let g = _mm512_i32gather_pd::<8>(idx, base);
+            (_mm512_castpd512_pd256(g), _mm512_extractf64x4_pd::<1>(g))
         }
-        finish_u8(lp, first, v, order0, rows, length, out, &acc, q);
-    }
+    );
 
     /// Positions q.. (q a multiple of 4) of each row in scalar code, then the
     /// scalar loop's final combination of the four partial sums.

@@ -45,7 +45,7 @@ def as_logits_fn(model: Any) -> tuple[LogitsFn, torch.device]:
             out = out[0]
         if not isinstance(out, torch.Tensor) or out.dim() != 3 or out.shape[:2] != idx.shape:
             raise ValueError(f"model must return logits of shape [batch, time, vocab] for input {tuple(idx.shape)}")
-        return check_logits(out.to(torch.float64))
+        return check_logits(out).to(torch.float64)  # checked at the model's precision: half the bytes of float64
 
     return fn, torch.device(device)
 
