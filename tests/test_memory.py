@@ -51,6 +51,9 @@ CASES = {
     "hmm_filtered": "dp.HMM.random(300, 8, seed=0).filtered_states(np.zeros((10**4, 10**3), dtype=np.uint8))",
     "ngram_dense": "dp.ngram_counts(np.zeros((2, 8), dtype=np.uint8), 5, vocab_size=200, max_dense_entries=2**40)",
     "chains": "dp.InContextMarkov(64, 2).posterior_chains(np.zeros((10**4, 4), dtype=np.uint8))",
+    # the table and its copy in the core fit (2 x 1.06 GB); the stationary
+    # solver's transposed table (another 1.06 GB) does not
+    "markov_stationary": "dp.MarkovChain(np.full((11500, 11500), 1 / 11500))",
 }
 
 

@@ -14,6 +14,7 @@
 //! (S <= [`SQUARING_MAX_STATES`]) we fall back to repeated squaring of the
 //! dense lazy matrix, M ← M², which reaches M^(2^60) in 60 products.
 
+use crate::alloc::zeros;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
@@ -196,7 +197,8 @@ pub fn power_iteration(
     }
     let block = n_states / vocab; // V^(k-1)
                                   // Transposed gather table: pt[t * V + a] = P[a * block + t / V, t % V].
-    let mut pt = vec![0.0f64; n_states * vocab];
+                                  // As large as the transition table itself: fallible (a MemoryError, not an abort).
+    let mut pt: Vec<f64> = zeros(n_states * vocab, "the stationary solver's transposed transition table")?;
     pt.par_chunks_mut(vocab).enumerate().for_each(|(t, row)| {
         let hi = t / vocab;
         let x = t % vocab;
@@ -204,11 +206,13 @@ pub fn power_iteration(
             *r = probs[(a * block + hi) * vocab + x];
         }
     });
-    let mut pi: Vec<f64> = match start {
-        Some(s) => s.to_vec(),
-        None => vec![1.0 / n_states as f64; n_states],
-    };
-    let mut next = vec![0.0f64; n_states];
+    let mut pi: Vec<f64> = zeros(n_states, "the stationary distribution")?;
+    match start {
+        Some(s) if s.len() == n_states => pi.copy_from_slice(s),
+        Some(s) => return Err(Error::value(format!("the initial law has {} entries for {n_states} states", s.len()))),
+        None => pi.fill(1.0 / n_states as f64),
+    }
+    let mut next: Vec<f64> = zeros(n_states, "the stationary solver's next iterate")?;
     for _ in 0..max_iter {
         next.par_iter_mut().enumerate().for_each(|(t, out)| {
             let hi = t / vocab;
