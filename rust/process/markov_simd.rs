@@ -667,6 +667,17 @@ mod throughput {
     use crate::process::markov::MarkovChain;
     use std::time::Instant;
 
+    /// Prints the best rate of `reps` runs of `f` over `tokens` tokens.
+    fn report(label: &str, reps: usize, tokens: usize, f: &mut dyn FnMut()) {
+        let mut best = f64::MAX;
+        for _ in 0..reps {
+            let t0 = Instant::now();
+            f();
+            best = best.min(t0.elapsed().as_secs_f64());
+        }
+        eprintln!("{label:>18}: {:.0} M tok/s", tokens as f64 / best / 1e6);
+    }
+
     #[test]
     #[ignore]
     fn kernel_throughput() {
@@ -688,15 +699,7 @@ mod throughput {
         c.sample_into(&mut x, len, 1, 0);
         let (lp, first) = (c.log_probs_table(), c.prefix_log_probs());
         let mut o = vec![0.0; n];
-        let time = |name: &str, f: &mut dyn FnMut()| {
-            let mut best = f64::MAX;
-            for _ in 0..15 {
-                let t0 = Instant::now();
-                f();
-                best = best.min(t0.elapsed().as_secs_f64());
-            }
-            eprintln!("{name:>12}: {:.0} M tok/s", (n * len) as f64 / best / 1e6);
-        };
+        let time = |name: &str, f: &mut dyn FnMut()| report(name, 15, n * len, f);
         time("scalar", &mut || {
             for (row, oi) in x.chunks(len).zip(o.iter_mut()) {
                 *oi = c.log_prob_order01(row);
@@ -731,15 +734,7 @@ mod throughput {
             let mut x = vec![0u16; n * len];
             c.sample_into(&mut x, len, 1, 0);
             let (lp, first) = (c.log_probs_table(), c.prefix_log_probs());
-            let tm = |name: &str, f: &mut dyn FnMut()| {
-                let mut best = f64::MAX;
-                for _ in 0..7 {
-                    let t0 = Instant::now();
-                    f();
-                    best = best.min(t0.elapsed().as_secs_f64());
-                }
-                eprintln!("V={vb} {name:>12}: {:.0} M tok/s", (n * len) as f64 / best / 1e6);
-            };
+            let tm = |name: &str, f: &mut dyn FnMut()| report(&format!("V={vb} {name}"), 7, n * len, f);
             tm("scalar u16", &mut || {
                 for (row, oi) in x.chunks(len).zip(o.iter_mut()) {
                     *oi = c.log_prob_order01(row);
