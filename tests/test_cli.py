@@ -201,23 +201,16 @@ def _read_parquet(path: Path) -> np.ndarray:
 def test_partial_output_of_other_settings_is_not_resumed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import dataprobes.cli as cli
 
     out = tmp_path / "x.npy"
-    monkeypatch.setattr(cli, "_CHUNK_TOKENS", 10 * 50)
-    monkeypatch.setattr(dp.MarkovChain, "sample", _raise_on_second(dp.MarkovChain.sample))
-    assert main(_gen_args(out)) == 130
-    monkeypatch.undo()
+    _interrupt_after_first_chunk(monkeypatch, out)
     # another seed: the partial rows belong to a different data set and are regenerated
     assert main(_gen_args(out, "--seed", "6")) == 0
     assert "resuming" not in capsys.readouterr().err
     chain = dp.MarkovChain.random(30, entropy_rate=2.0, seed=1)
     np.testing.assert_array_equal(np.load(out), chain.sample(40, 50, seed=6))
     # --restart ignores a matching partial output
-    monkeypatch.setattr(cli, "_CHUNK_TOKENS", 10 * 50)
-    monkeypatch.setattr(dp.MarkovChain, "sample", _raise_on_second(dp.MarkovChain.sample))
-    assert main(_gen_args(out, "--force")) == 130  # out exists now: --force to replace it
-    monkeypatch.undo()
+    _interrupt_after_first_chunk(monkeypatch, out, "--force")  # out exists now: --force to replace it
     assert main(_gen_args(out, "--restart", "--force")) == 0
     assert "resuming" not in capsys.readouterr().err
     np.testing.assert_array_equal(np.load(out), chain.sample(40, 50, seed=5))
@@ -234,6 +227,17 @@ def _raise_on_second(real):
         return real(self, n, length, **kw)
 
     return sample
+
+
+def _interrupt_after_first_chunk(monkeypatch: pytest.MonkeyPatch, out: Path, *extra: str) -> None:
+    """Run ``generate`` with 10-row chunks and Ctrl-C during the second chunk,
+    leaving the first chunk as partial output (exit status 130)."""
+    import dataprobes.cli as cli
+
+    monkeypatch.setattr(cli, "_CHUNK_TOKENS", 10 * 50)
+    monkeypatch.setattr(dp.MarkovChain, "sample", _raise_on_second(dp.MarkovChain.sample))
+    assert main(_gen_args(out, *extra)) == 130
+    monkeypatch.undo()
 
 
 def test_generation_resumes_after_sigkill(tmp_path: Path) -> None:
@@ -383,10 +387,7 @@ def test_damaged_partial_output_is_not_resumed(
     import dataprobes.cli as cli
 
     out = tmp_path / "x.npy"
-    monkeypatch.setattr(cli, "_CHUNK_TOKENS", 10 * 50)
-    monkeypatch.setattr(dp.MarkovChain, "sample", _raise_on_second(dp.MarkovChain.sample))
-    assert main(_gen_args(out)) == 130
-    monkeypatch.undo()
+    _interrupt_after_first_chunk(monkeypatch, out)
     monkeypatch.setattr(cli, "_CHUNK_TOKENS", 10 * 50)
     partial = tmp_path / ".x.npy.partial.npy"
     record = json.loads((tmp_path / ".x.npy.partial.json").read_text())
