@@ -4,6 +4,9 @@
   scores reproduce the exact-gradient scores, as the Spearman rank
   correlation per query over the training examples (docs/math.md, Attribution: agreement
   with exact-gradient scores).
+* **Distillation** (:func:`spearman_metrics`): how well a student's scores
+  (an :class:`~dataprobes.attribution.distill.Influcoder`) rank like the
+  teacher's, per anchor and after averaging over anchors.
 * **Planted ground truth** (:func:`precision_at_k`): a model trained on a
   :class:`~dataprobes.Mixture` of processes; a query from component c should
   retrieve training examples of component c.
@@ -11,6 +14,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,18 +45,27 @@ def cosine_scores(queries: Any, train: Any) -> torch.Tensor:
 
 
 def _ranks(x: torch.Tensor) -> torch.Tensor:
-    """Average ranks along the last dimension (ties share their mean rank)."""
-    order = x.argsort(dim=-1, stable=True)
-    ranks = torch.empty_like(x, dtype=torch.float64)
-    ar = torch.arange(x.shape[-1], dtype=torch.float64).expand_as(x)
-    ranks.scatter_(-1, order, ar)
-    # average ties: rank of each distinct value = mean of its positions
-    out = torch.empty_like(ranks)
-    for i in range(x.shape[0]):
-        _, inv, counts = torch.unique(x[i], return_inverse=True, return_counts=True)
-        sums = torch.zeros(len(counts), dtype=torch.float64).index_add_(0, inv, ranks[i])
-        out[i] = (sums / counts)[inv]
-    return out
+    """Average ranks (0-based) along the last dimension of a 2-D tensor: ties
+    share the mean of the positions they occupy (scipy's ``rankdata`` minus 1).
+    Vectorised: sort each row, find the runs of equal values, and give every
+    element the midpoint of its run."""
+    n = x.shape[-1]
+    if n == 0:
+        return torch.empty_like(x, dtype=torch.float64)
+    v, order = x.sort(dim=-1, stable=True)
+    pos = torch.arange(n, dtype=torch.float64).expand_as(v)
+    new_run = torch.ones_like(v, dtype=torch.bool)
+    new_run[:, 1:] = v[:, 1:] != v[:, :-1]
+    # first position of each element's run: running max of run starts
+    start = torch.where(new_run, pos, torch.zeros_like(pos)).cummax(dim=-1).values
+    # last position of each element's run: running min from the right of run ends
+    end_run = torch.ones_like(new_run)
+    end_run[:, :-1] = new_run[:, 1:]
+    big = torch.full_like(pos, float(n))
+    end = torch.where(end_run, pos, big).flip(-1).cummin(dim=-1).values.flip(-1)
+    ranks = torch.empty_like(pos)
+    ranks.scatter_(-1, order, (start + end) / 2)
+    return ranks
 
 
 def per_query_spearman(exact: Any, approx: Any) -> np.ndarray:
@@ -67,6 +81,69 @@ def per_query_spearman(exact: Any, approx: Any) -> np.ndarray:
     rb = rb - rb.mean(1, keepdim=True)
     den = ra.norm(dim=1) * rb.norm(dim=1)
     return ((ra * rb).sum(1) / den.clamp_min(1e-300)).numpy()
+
+
+@dataclass(frozen=True)
+class SpearmanMetrics:
+    """Result of :func:`spearman_metrics`; also readable as a mapping
+    (``m["aggregated"]``, ``dict(m)``).
+
+    ``per_anchor``: mean over anchors of the row-wise Spearman correlation;
+    ``per_anchor_std``: its standard deviation over anchors (population);
+    ``aggregated``: Spearman correlation of the anchor-averaged scores;
+    ``rows``: the per-anchor correlations ``[A]``.
+    """
+
+    per_anchor: float
+    per_anchor_std: float
+    aggregated: float
+    rows: np.ndarray
+
+    def keys(self) -> tuple[str, ...]:
+        return ("per_anchor", "per_anchor_std", "aggregated")
+
+    def __getitem__(self, key: str) -> float:
+        if key not in self.keys():
+            raise KeyError(key)
+        return float(getattr(self, key))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: self[k] for k in self.keys()}
+
+
+def spearman_metrics(pred: Any, gt: Any) -> SpearmanMetrics:
+    """Rank agreement of predicted scores ``pred`` [A, P] with teacher scores
+    ``gt`` [A, P] (Influcoder, Kachler et al. 2026; docs/math.md, Attribution:
+    distillation).
+
+    * per-anchor: ``mean_a ρ(pred[a], gt[a])`` — the ranking of the pool for
+      one query (retrieval); a row that ranks nothing (constant, or holding a
+      NaN/inf in either matrix) counts as 0, as the reference does with
+      scipy's NaN;
+    * aggregated: ``ρ(mean_a pred[a], mean_a gt[a])`` over the finite rows —
+      the ranking of the pool for the whole anchor set (selection).
+
+    ρ is Spearman's rank correlation with average ranks for ties (equal to
+    ``scipy.stats.spearmanr``).
+    """
+    a = _as_2d("pred", pred)
+    b = _as_2d("gt", gt)
+    if a.shape != b.shape:
+        raise ValueError(f"pred and gt must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[0] == 0 or a.shape[1] < 2:
+        raise ValueError(f"need at least one anchor and two pool items, got shape {tuple(a.shape)}")
+    finite = torch.isfinite(a).all(1) & torch.isfinite(b).all(1)
+    rows = np.zeros(a.shape[0])
+    if bool(finite.any()):
+        rows[finite.numpy()] = per_query_spearman(b[finite], a[finite])
+    if bool(finite.any()):
+        agg = float(per_query_spearman(b[finite].mean(0, keepdim=True), a[finite].mean(0, keepdim=True))[0])
+    else:
+        agg = 0.0
+    return SpearmanMetrics(float(rows.mean()), float(rows.std()), agg, rows)
 
 
 def precision_at_k(scores: Any, query_labels: Any, train_labels: Any, k: int) -> np.ndarray:
