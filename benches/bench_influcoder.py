@@ -138,7 +138,7 @@ def disjoint_splits(
         n = need - len(got) + 64
         x, lab = proc.sample(n, SEQ_LEN, seed=DATA_SEED, start=start, return_labels=True)
         start += n
-        for row, c in zip(x, lab):
+        for row, c in zip(x, lab, strict=True):
             key = row.tobytes()
             if key in seen:
                 dropped += 1
@@ -293,7 +293,7 @@ class Runs:
     def put(self, key: str, value: Any) -> None:
         self.done[key] = value
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.done, indent=1, sort_keys=True))
         os.replace(tmp, self.path)
 
@@ -321,7 +321,14 @@ def run_encoder(
     t_eval = data["teacher_eval"]
     t0 = time.perf_counter()
     hist = enc.fit(
-        ta, tp, teacher, seed=seed, eval=(data["tok_eval_anchors"], data["tok_eval_pool"], t_eval), progress=False, **kw
+        ta,
+        tp,
+        teacher,
+        seed=seed,
+        eval=(data["tok_eval_anchors"], data["tok_eval_pool"], t_eval),
+        progress=False,
+        keep="last",  # the eval split measures; it does not select the epoch
+        **kw,
     )
     seconds = time.perf_counter() - t0
     with torch.no_grad():
@@ -333,7 +340,7 @@ def run_encoder(
         "epochs": [
             {k: float(e[k]) for k in ("epoch", "loss", "per_anchor", "aggregated", "seconds")} for e in hist.epochs
         ],
-        "best_epoch": int(hist.best_epoch),
+        "best_epoch": int(hist.best_epoch),  # by eval per-anchor ρ: reported, not used
         "saved": str(hist.saved),
         "seconds": seconds,
     }
@@ -369,6 +376,11 @@ def main() -> None:
     ap.add_argument("--d-model", type=int, default=64)
     ap.add_argument("--n-layers", type=int, default=2)
     ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--lm-steps", type=int, default=None, help="TinyGPT training steps (the teacher's model)")
+    ap.add_argument("--anchors", type=int, default=None, help="training anchors of the headline table (default: all)")
+    ap.add_argument("--sizes", default=None, help="comma-separated training-anchor counts of the size curve")
+    ap.add_argument("--hard", default=None, help="comma-separated hard_ratio values")
+    ap.add_argument("--alpha", default=None, help="comma-separated alpha values")
     ap.add_argument(
         "--ablation-anchors", type=int, default=1500, help="training anchors of the hard_ratio / alpha curves"
     )
@@ -378,7 +390,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    plan = QUICK if args.quick else FULL
+    plan = dict(QUICK if args.quick else FULL)
+    if args.lm_steps:
+        plan["lm_steps"] = args.lm_steps
+    for name, conv in (("sizes", int), ("hard", float), ("alpha", float)):
+        if getattr(args, name):
+            plan[name] = [conv(x) for x in getattr(args, name).split(",")]
     if args.quick:
         args.seeds, args.epochs = 1, 1
         args.ablation_anchors = min(args.ablation_anchors, plan["splits"]["train_anchors"])
@@ -449,8 +466,10 @@ def main() -> None:
                         metrics(enc.scores(data["tok_eval_anchors"], data["tok_eval_pool"]), t_eval, la, lp)
                     )
             rows["untrained encoder"] = untrained
-            full = plan["splits"]["train_anchors"]
-            rows["distilled encoder"] = [run_encoder(data, args, runs, anchors=full, seed=s)["final"] for s in seeds]
+            full = args.anchors or plan["splits"]["train_anchors"]
+            rows[f"distilled encoder ({full} anchors)"] = [
+                run_encoder(data, args, runs, anchors=full, seed=s)["final"] for s in seeds
+            ]
 
         emit(f"\nEval split: {len(la)} anchors × {len(lp)} pool. Chance precision@10: {chance:.3f}\n")
         emit("| scores | per-anchor ρ | aggregated ρ | precision@10 |")
@@ -463,8 +482,9 @@ def main() -> None:
                 f"| {name} | {mean_std([x['per_anchor'] for x in rs])} | {mean_std([x['aggregated'] for x in rs])} | "
                 f"{mean_std([x['p10'] for x in rs])} |"
             )
-        if "distilled encoder" in summary:
-            d, u = summary["distilled encoder"], summary["untrained encoder"]
+        distilled = [n for n in summary if n.startswith("distilled")]
+        if distilled:
+            d, u = summary[distilled[0]], summary["untrained encoder"]
             best_base = max(
                 summary["empirical-bigram cosine"]["per_anchor"], summary["label-only student"]["per_anchor"]
             )
@@ -529,7 +549,7 @@ def plot(all_curves: dict[str, dict[str, Any]], out: Path, quick: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for setting, res in all_curves.items():
         fig, axes = plt.subplots(1, len(res), figsize=(4.2 * len(res), 3.4), squeeze=False)
-        for ax, (name, pts) in zip(axes[0], res.items()):
+        for ax, (name, pts) in zip(axes[0], res.items(), strict=True):
             xs = np.array([float(x) for x in pts])
             for metric, style in (("aggregated", "o-"), ("per_anchor", "s--")):
                 ys = np.array([[r["final"][metric] for r in rs] for rs in pts.values()])
