@@ -353,8 +353,10 @@ class Influcoder:
             ea, ep = self._items("eval anchors", eval[0]), self._items("eval pool", eval[1])
             ev = (ea, ep, as_teacher(eval[2], (len(ea), len(ep)), "teacher_eval"))
             _refuse_overlap(a_items, p_items, ea, ep)
-        sampler = BlockSampler(len(a_items), len(p_items), k, m, hard_ratio, seed=seed, top=None)
-        if sampler.n_hard:
+        hard_ratio = check_float_in("hard_ratio", hard_ratio, 0.0, 1.0)
+        # a uniform sampler validates and clamps k, m; the hard one then gets its top lists
+        sampler = BlockSampler(len(a_items), len(p_items), k, m, 0.0, seed=seed, top=None)
+        if int(sampler.m * hard_ratio):
             sampler = BlockSampler(
                 len(a_items), len(p_items), k, m, hard_ratio, seed=seed, top=tch.top_candidates(sampler.m)
             )
