@@ -249,6 +249,17 @@ class Influcoder:
                 out = self.encoder(feats)
         return out.float(), truncated
 
+    def _count_truncated(self, items: TokenItems | TextItems, anchors: bool) -> int:
+        """How many of ``items`` exceed the encoder's length (with the anchor
+        prefix when ``anchors``)."""
+        if isinstance(items, TokenItems):
+            p = 0 if not anchors or self.anchor_prefix is None else int(self.anchor_prefix.shape[0])
+            return int((items.lengths + p > self.max_length).sum())
+        assert isinstance(self.encoder, TextEncoder)
+        texts = [self.anchor_prefix + t for t in items.texts] if anchors and self.anchor_prefix else items.texts
+        ids = self.encoder.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        return sum(len(x) > self.max_length for x in ids)
+
     def _embed(self, items: TokenItems | TextItems, anchors: bool, batch_size: int, progress: bool) -> torch.Tensor:
         n = len(items)
         out = torch.empty(n, self.dim, dtype=torch.float32)
@@ -353,11 +364,12 @@ class Influcoder:
             ea, ep = self._items("eval anchors", eval[0]), self._items("eval pool", eval[1])
             ev = (ea, ep, as_teacher(eval[2], (len(ea), len(ep)), "teacher_eval"))
             _refuse_overlap(a_items, p_items, ea, ep)
-        sampler = BlockSampler(len(a_items), len(p_items), k, m, hard_ratio, seed=seed, top=None)
-        if sampler.n_hard:
-            sampler = BlockSampler(
-                len(a_items), len(p_items), k, m, hard_ratio, seed=seed, top=tch.top_candidates(sampler.m)
-            )
+        for name, its, is_anchor in (("anchors", a_items, True), ("pool items", p_items, False)):
+            _warn_truncated(self._count_truncated(its, is_anchor), len(its), self.max_length, f"training {name}")
+        m_eff = min(check_int("m", m, 1), len(p_items))
+        hard_ratio = check_float_in("hard_ratio", hard_ratio, 0.0, 1.0)
+        top = tch.top_candidates(m_eff) if int(m_eff * hard_ratio) > 0 else None
+        sampler = BlockSampler(len(a_items), len(p_items), k, m_eff, hard_ratio, seed=seed, top=top)
         steps = epochs * len(sampler)
         hist = FitHistory(
             settings={
