@@ -368,7 +368,7 @@ def test_index_scores_resumes_and_refuses_other_encoders(tmp_path, probe_split):
         other.score(a[:6], tmp_path / "idx")
 
 
-def test_text_encoder_from_config(tmp_path):
+def _hf_dir(tmp_path):
     transformers = pytest.importorskip("transformers")
     tokenizers = pytest.importorskip("tokenizers")
     corpus = [f"the {w} sat on the {v}" for w in ("cat", "dog", "bird", "fish") for v in ("mat", "log", "sofa")]
@@ -385,10 +385,14 @@ def test_text_encoder_from_config(tmp_path):
         max_position_embeddings=8,
     )
     torch.manual_seed(0)
-    model = transformers.BertModel(cfg)
-    model.save_pretrained(tmp_path / "hf")
+    transformers.BertModel(cfg).save_pretrained(tmp_path / "hf")
     hf_tok.save_pretrained(tmp_path / "hf")
-    enc = Influcoder.from_pretrained(tmp_path / "hf", anchor_prefix="the ")
+    return tmp_path / "hf", corpus
+
+
+def test_text_encoder_from_config(tmp_path):
+    hf, corpus = _hf_dir(tmp_path)
+    enc = Influcoder.from_pretrained(hf, anchor_prefix="the ")
     assert enc.kind == "text" and enc.dim == 16
     e = enc.embed(corpus)
     assert e.shape == (len(corpus), 16)
@@ -404,3 +408,19 @@ def test_text_encoder_from_config(tmp_path):
     torch.testing.assert_close(back.scores(corpus[:3], corpus[3:]), enc.scores(corpus[:3], corpus[3:]))
     with pytest.raises(TypeError, match="strings"):
         enc.embed(np.zeros((2, 3), np.int64))
+
+
+def test_sentence_transformers_encoder(tmp_path):
+    st_mod = pytest.importorskip("sentence_transformers")
+    hf, corpus = _hf_dir(tmp_path)
+    model = st_mod.SentenceTransformer(str(hf), device="cpu")  # a plain HF encoder gets mean pooling
+    model.save(str(tmp_path / "st"))
+    enc = Influcoder.from_pretrained(tmp_path / "st")
+    assert enc.kind == "text" and enc.dim == 16
+    # the same numbers as sentence-transformers' own encode
+    ref = model.encode(corpus, convert_to_tensor=True, normalize_embeddings=True).cpu()
+    torch.testing.assert_close(enc.embed(corpus), ref, atol=1e-5, rtol=1e-5)
+    enc.fit(corpus[:6], corpus[6:], np.random.default_rng(0).uniform(size=(6, 6)), epochs=1, progress=False)
+    enc.save(tmp_path / "saved")
+    back = Influcoder.load(tmp_path / "saved")
+    torch.testing.assert_close(back.embed(corpus), enc.embed(corpus))
