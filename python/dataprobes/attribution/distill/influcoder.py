@@ -62,7 +62,8 @@ class FitHistory:
     training loss), ``seconds``, and with an evaluation split
     ``per_anchor``, ``per_anchor_std``, ``aggregated`` (:func:`spearman_metrics`
     on it). ``initial``: the metrics of the untrained encoder (epoch 0).
-    ``best_epoch``: the epoch with the highest per-anchor Spearman;
+    ``best_epoch``: the epoch with the highest ``select`` metric (per-anchor
+    Spearman by default);
     ``saved``: which weights the encoder holds after ``fit`` (``"best"`` or
     ``"last"``). ``settings``: every training setting used.
     """
@@ -319,6 +320,7 @@ class Influcoder:
         warmup: float | None = None,
         clip: float = 1.0,
         keep: str = "best",
+        select: str = "per_anchor",
         eval_batch_size: int = 128,
     ) -> FitHistory:
         """Distil ``teacher`` (``[A, P]`` scores of ``anchors`` × ``pool``, or
@@ -339,8 +341,9 @@ class Influcoder:
         (any item appearing in both splits is refused) evaluated before
         training and after each epoch with :func:`spearman_metrics`;
         ``keep="best"`` (default) restores the weights of the epoch with the
-        highest per-anchor Spearman, ``"last"`` keeps the final ones
-        (``history.saved`` says which). Same ``seed``, same weights.
+        highest ``select`` metric (``"per_anchor"``, the retrieval ranking, or
+        ``"aggregated"``, the selection ranking), ``"last"`` keeps the final
+        ones (``history.saved`` says which). Same ``seed``, same weights.
         """
         a_items = self._items("anchors", anchors)
         p_items = self._items("pool", pool)
@@ -351,6 +354,7 @@ class Influcoder:
         seed = check_seed("seed", seed)
         progress = check_bool("progress", progress)
         keep = check_choice("keep", keep, ("best", "last"))
+        select = check_choice("select", select, ("per_anchor", "aggregated"))
         defaults = FIT_DEFAULTS["pretrained" if self.pretrained else "scratch"]
         lr = check_positive_float("lr", defaults["lr"] if lr is None else lr)
         warmup = check_float_in("warmup", defaults["warmup"] if warmup is None else warmup, 0.0, 1.0)
@@ -386,6 +390,7 @@ class Influcoder:
                 "warmup": warmup,
                 "clip": clip,
                 "keep": keep,
+                "select": select,
                 "anchors": len(a_items),
                 "pool": len(p_items),
                 "steps": steps,
@@ -433,8 +438,8 @@ class Influcoder:
                 row: dict[str, float] = {"epoch": epoch, "loss": float(np.mean(losses)), "train_seconds": train_s}
                 if ev is not None:
                     row.update(self._evaluate(*ev, eval_batch_size))
-                    if row["per_anchor"] > best_score:
-                        best_score, hist.best_epoch = row["per_anchor"], epoch
+                    if row[select] > best_score:
+                        best_score, hist.best_epoch = row[select], epoch
                         best_state = copy.deepcopy(self.encoder.state_dict())
                 row["seconds"] = time.perf_counter() - t0
                 hist.epochs.append(row)
