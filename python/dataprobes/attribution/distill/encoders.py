@@ -238,7 +238,7 @@ def _is_sentence_transformer(model: Any) -> bool:
     return (
         isinstance(model, nn.Module)
         and hasattr(model, "tokenize")
-        and hasattr(model, "get_sentence_embedding_dimension")
+        and (hasattr(model, "get_embedding_dimension") or hasattr(model, "get_sentence_embedding_dimension"))
     )
 
 
@@ -257,7 +257,8 @@ class TextEncoder(nn.Module):
         if self.sentence_transformer:
             self.tokenizer = tokenizer if tokenizer is not None else model.tokenizer
             limit = max_length or int(getattr(model, "max_seq_length", 0) or 512)
-            self.dim = int(model.get_sentence_embedding_dimension())
+            get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+            self.dim = int(get_dim())
         else:
             if tokenizer is None or not callable(tokenizer):
                 raise TypeError("a Hugging Face encoder needs its tokenizer: Influcoder(model, tokenizer)")

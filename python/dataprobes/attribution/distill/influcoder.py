@@ -62,7 +62,8 @@ class FitHistory:
     training loss), ``seconds``, and with an evaluation split
     ``per_anchor``, ``per_anchor_std``, ``aggregated`` (:func:`spearman_metrics`
     on it). ``initial``: the metrics of the untrained encoder (epoch 0).
-    ``best_epoch``: the epoch with the highest per-anchor Spearman;
+    ``best_epoch``: the epoch with the highest ``select`` metric (per-anchor
+    Spearman by default);
     ``saved``: which weights the encoder holds after ``fit`` (``"best"`` or
     ``"last"``). ``settings``: every training setting used.
     """
@@ -249,6 +250,17 @@ class Influcoder:
                 out = self.encoder(feats)
         return out.float(), truncated
 
+    def _count_truncated(self, items: TokenItems | TextItems, anchors: bool) -> int:
+        """How many of ``items`` exceed the encoder's length (with the anchor
+        prefix when ``anchors``)."""
+        if isinstance(items, TokenItems):
+            p = 0 if not anchors or self.anchor_prefix is None else int(self.anchor_prefix.shape[0])
+            return int((items.lengths + p > self.max_length).sum())
+        assert isinstance(self.encoder, TextEncoder)
+        texts = [self.anchor_prefix + t for t in items.texts] if anchors and self.anchor_prefix else items.texts
+        ids = self.encoder.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        return sum(len(x) > self.max_length for x in ids)
+
     def _embed(self, items: TokenItems | TextItems, anchors: bool, batch_size: int, progress: bool) -> torch.Tensor:
         n = len(items)
         out = torch.empty(n, self.dim, dtype=torch.float32)
@@ -308,6 +320,7 @@ class Influcoder:
         warmup: float | None = None,
         clip: float = 1.0,
         keep: str = "best",
+        select: str = "per_anchor",
         eval_batch_size: int = 128,
     ) -> FitHistory:
         """Distil ``teacher`` (``[A, P]`` scores of ``anchors`` × ``pool``, or
@@ -328,8 +341,9 @@ class Influcoder:
         (any item appearing in both splits is refused) evaluated before
         training and after each epoch with :func:`spearman_metrics`;
         ``keep="best"`` (default) restores the weights of the epoch with the
-        highest per-anchor Spearman, ``"last"`` keeps the final ones
-        (``history.saved`` says which). Same ``seed``, same weights.
+        highest ``select`` metric (``"per_anchor"``, the retrieval ranking, or
+        ``"aggregated"``, the selection ranking), ``"last"`` keeps the final
+        ones (``history.saved`` says which). Same ``seed``, same weights.
         """
         a_items = self._items("anchors", anchors)
         p_items = self._items("pool", pool)
@@ -340,6 +354,7 @@ class Influcoder:
         seed = check_seed("seed", seed)
         progress = check_bool("progress", progress)
         keep = check_choice("keep", keep, ("best", "last"))
+        select = check_choice("select", select, ("per_anchor", "aggregated"))
         defaults = FIT_DEFAULTS["pretrained" if self.pretrained else "scratch"]
         lr = check_positive_float("lr", defaults["lr"] if lr is None else lr)
         warmup = check_float_in("warmup", defaults["warmup"] if warmup is None else warmup, 0.0, 1.0)
@@ -353,13 +368,12 @@ class Influcoder:
             ea, ep = self._items("eval anchors", eval[0]), self._items("eval pool", eval[1])
             ev = (ea, ep, as_teacher(eval[2], (len(ea), len(ep)), "teacher_eval"))
             _refuse_overlap(a_items, p_items, ea, ep)
+        for name, its, is_anchor in (("anchors", a_items, True), ("pool items", p_items, False)):
+            _warn_truncated(self._count_truncated(its, is_anchor), len(its), self.max_length, f"training {name}")
+        m_eff = min(check_int("m", m, 1), len(p_items))
         hard_ratio = check_float_in("hard_ratio", hard_ratio, 0.0, 1.0)
-        # a uniform sampler validates and clamps k, m; the hard one then gets its top lists
-        sampler = BlockSampler(len(a_items), len(p_items), k, m, 0.0, seed=seed, top=None)
-        if int(sampler.m * hard_ratio):
-            sampler = BlockSampler(
-                len(a_items), len(p_items), k, m, hard_ratio, seed=seed, top=tch.top_candidates(sampler.m)
-            )
+        top = tch.top_candidates(m_eff) if int(m_eff * hard_ratio) > 0 else None
+        sampler = BlockSampler(len(a_items), len(p_items), k, m_eff, hard_ratio, seed=seed, top=top)
         steps = epochs * len(sampler)
         hist = FitHistory(
             settings={
@@ -376,6 +390,7 @@ class Influcoder:
                 "warmup": warmup,
                 "clip": clip,
                 "keep": keep,
+                "select": select,
                 "anchors": len(a_items),
                 "pool": len(p_items),
                 "steps": steps,
@@ -423,8 +438,8 @@ class Influcoder:
                 row: dict[str, float] = {"epoch": epoch, "loss": float(np.mean(losses)), "train_seconds": train_s}
                 if ev is not None:
                     row.update(self._evaluate(*ev, eval_batch_size))
-                    if row["per_anchor"] > best_score:
-                        best_score, hist.best_epoch = row["per_anchor"], epoch
+                    if row[select] > best_score:
+                        best_score, hist.best_epoch = row[select], epoch
                         best_state = copy.deepcopy(self.encoder.state_dict())
                 row["seconds"] = time.perf_counter() - t0
                 hist.epochs.append(row)
