@@ -343,11 +343,13 @@ def test_orthogonal_projection_is_unbiased_and_haar():
     # E[P P^T] = I_d below the dimension too (averaged over seeds), and the
     # sign fix makes the law invariant under reflections: E[P] = 0
     d, k, n = 6, 2, 600
+    threads = torch.get_num_threads()
     ps = torch.stack([projection_matrix(d, k, s, dtype=torch.float64, kind="orthogonal") for s in range(n)])
     mean_ppt = (ps @ ps.transpose(1, 2)).mean(0)
     assert float((mean_ppt - torch.eye(d, dtype=torch.float64)).abs().max()) < 0.15
     assert float(ps.mean(0).abs().max()) < 4 * math.sqrt(d / k / d / n)
     assert not torch.equal(ps[0], ps[1])
+    assert torch.get_num_threads() == threads  # the one-thread QR restores torch's setting
 
 
 def test_factored_argument_errors():
