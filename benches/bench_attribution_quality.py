@@ -12,6 +12,10 @@ per-example gradients of its Linear weights (torch.func) are the reference.
 * Planted truth: precision@10 of retrieving same-component training
   examples, per scoring method.
 
+Fidelity of the projection kinds (Gaussian, Rademacher, orthogonal) against
+exact gradient inner products, with kronfluence as the peer reference, is
+measured in ``bench_teacher_fidelity.py``.
+
     python benches/bench_attribution_quality.py [--quick]
 """
 

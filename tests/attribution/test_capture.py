@@ -5,6 +5,8 @@ compressed with the same projections."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -436,3 +438,119 @@ def test_from_optimizer_reads_adam_state():
     with pytest.raises(KeyError, match="inp.weight"):
         with GradientCapture(model, mode="flat", k=7, precondition=AdamPreconditioner({})):
             pass
+
+
+# ----------------------------------------------------------------------------
+# Projection kinds and explicit projections
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:the compressed dimension")
+@settings(max_examples=10)
+@given(
+    st.integers(1, 4),
+    st.integers(1, 4),
+    st.integers(0, 4),
+    st.integers(0, 3),
+    st.booleans(),
+    st.integers(0, 2**64 - 1),
+)
+def test_orthogonal_factored_capture_is_exact_when_k_reaches_the_dimensions(b, t, extra_in, extra_out, bias, seed):
+    # with k_in >= d_in and k_out >= d_out (every layer of the MLP: widths up
+    # to 7 + 1, outputs up to 7), P P^T = I on both sides, so the captured
+    # features have exactly the inner products of the full per-example gradients
+    model = MLP()
+    x, y = _mlp_batch(b, t, seed=seed % 1000)
+    k_in, k_out = 8 + extra_in, 7 + extra_out
+    with GradientCapture(
+        model, mode="factored", k_in=k_in, k_out=k_out, seed=seed, normalize=False, include_bias=bias
+    ) as cap:
+        got = cap.backward(mlp_losses(model, x, y)).double()
+    assert cap.config["projection"] == "orthogonal"  # the default
+    exact = cap.flatten(per_example_grads_func(model, mlp_losses, (x, y))).double()
+    want = exact @ exact.T
+    torch.testing.assert_close(got @ got.T, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
+
+
+def test_projection_kinds_are_recorded_and_distinct():
+    model = MLP()
+    x, y = _mlp_batch(3, 4)
+    outs = {}
+    for kind in ("orthogonal", "gaussian", "rademacher"):
+        with GradientCapture(model, mode="factored", k=3, projection=kind, normalize=False) as cap:
+            outs[kind] = cap.backward(mlp_losses(model, x, y))
+        assert cap.config["projection"] == kind and "projection_sha256" not in cap.config
+        _close(outs[kind], _projected(cap, per_example_grads_func(model, mlp_losses, (x, y))))
+    assert not torch.equal(outs["orthogonal"], outs["gaussian"])
+    assert GradientCapture(model, k=3).projection == "orthogonal"
+
+
+def _explicit(cap: GradientCapture) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    return {n: cap.projections(n) for n in cap.module_names}
+
+
+def test_explicit_projections_reproduce_the_named_kind_and_record_a_digest():
+    model = MLP()
+    x, y = _mlp_batch(3, 4)
+    with GradientCapture(model, mode="factored", k_in=4, k_out=2, include_bias=True, normalize=False) as cap:
+        want = cap.backward(mlp_losses(model, x, y))
+    mats = _explicit(cap)
+    with GradientCapture(model, mode="factored", projection=mats, include_bias=True, normalize=False) as ecap:
+        got = ecap.backward(mlp_losses(model, x, y))
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+    cfg = ecap.config
+    assert cfg["projection"] == "explicit" and (ecap.k_in, ecap.k_out) == (4, 2) and ecap.dim == cap.dim
+    assert len(cfg["projection_sha256"]) == 64
+    # the digest is of the float32 matrices: another dtype of the same values agrees, another value does not
+    same = {n: (a.double(), b.double()) for n, (a, b) in mats.items()}
+    assert GradientCapture(model, projection=same, include_bias=True, normalize=False).config == cfg
+    other = {n: (a.clone(), b.clone()) for n, (a, b) in mats.items()}
+    other["out"][1][0, 0] += 1e-3
+    other_cfg = GradientCapture(model, projection=other, include_bias=True, normalize=False).config
+    assert other_cfg["projection_sha256"] != cfg["projection_sha256"]
+    # later changes to the caller's tensors do not reach the capture
+    mats["inp"][0].zero_()
+    assert GradientCapture(model, projection=same, include_bias=True, normalize=False).config == cfg
+    torch.testing.assert_close(ecap.projections("inp")[0], same["inp"][0].float())
+
+
+def test_explicit_projections_may_differ_in_size_per_module():
+    model = MLP()
+    x, y = _mlp_batch(2, 3)
+    g = torch.Generator().manual_seed(4)
+    mats = {
+        "inp": (torch.randn(5, 2, generator=g), torch.randn(7, 3, generator=g)),
+        "shared": (torch.randn(7, 4, generator=g), torch.eye(7)),
+        "out": (torch.randn(7, 1, generator=g), torch.randn(3, 2, generator=g)),
+    }
+    with GradientCapture(model, projection=mats, normalize=False) as cap:
+        got = cap.backward(mlp_losses(model, x, y))
+    assert cap.dim == 6 + 28 + 2 and cap.k_in is None and cap.k_out is None
+    assert [e.stop - e.start for e in cap.layout] == [6, 28, 2]
+    _close(got, _projected(cap, per_example_grads_func(model, mlp_losses, (x, y))))
+
+
+@pytest.mark.parametrize(
+    ("edit", "kwargs", "exc", "match"),
+    [
+        (lambda m: m.pop("shared"), {}, ValueError, r"no \(P_in, P_out\) for captured module 'shared'"),
+        (lambda m: m.update(norm=m["inp"]), {}, ValueError, r"not captured: \['norm'\]"),
+        (lambda m: m.update(inp=(m["inp"][0][:4], m["inp"][1])), {}, ValueError, "P_in must have 5 rows"),
+        (lambda m: m.update(inp=(m["inp"][0], m["inp"][1][:3])), {}, ValueError, "P_out 7"),
+        (lambda m: m.update(inp=(m["inp"][0].long(), m["inp"][1])), {}, TypeError, "P_in must be a floating"),
+        (lambda m: m.update(inp=(m["inp"][0], [[1.0]])), {}, TypeError, "P_out must be a floating"),
+        (lambda m: m.update(inp=m["inp"][0]), {}, TypeError, r"must be a pair \(P_in, P_out\)"),
+        (lambda m: m.update(inp=(m["inp"][0][0], m["inp"][1])), {}, ValueError, "must be 2-D"),
+        (lambda m: m.update(inp=(m["inp"][0] * float("nan"), m["inp"][1])), {}, ValueError, "non-finite"),
+        (lambda m: m.update({1: m["inp"]}), {}, TypeError, "keys must be module names"),
+        (lambda m: None, {"k_in": 5}, ValueError, r"k_in=5 but the explicit projections have k_in in \[3\]"),
+        (lambda m: None, {"k": 2}, ValueError, "k_in=2 but"),
+        (lambda m: None, {"mode": "flat", "k": 4}, ValueError, "factored mode only"),
+    ],
+)
+def test_explicit_projection_errors(edit, kwargs, exc, match):
+    model = MLP()
+    mats = _explicit(GradientCapture(model, k_in=3, k_out=2))
+    edit(mats)
+    with pytest.raises(exc, match=match):
+        GradientCapture(model, projection=mats, **kwargs)

@@ -313,6 +313,43 @@ def test_projection_matrix_is_deterministic_and_scaled():
     assert projection_matrix(3, 2, 0, dtype=torch.bfloat16).dtype == torch.bfloat16
     with pytest.raises(ValueError, match="kind"):
         projection_matrix(3, 2, 0, kind="sparse")
+    o = projection_matrix(3, 2, 0, dtype=torch.bfloat16, kind="orthogonal")
+    assert o.dtype == torch.bfloat16 and o.shape == (3, 2)
+
+
+def test_gaussian_projection_is_the_seeded_normal_draw():
+    # the stream stores captured with projection="gaussian" were written with: unchanged
+    want = torch.randn(13, 5, generator=torch.Generator().manual_seed(21)) / math.sqrt(5)
+    torch.testing.assert_close(projection_matrix(13, 5, 21, kind="gaussian"), want, rtol=0, atol=1e-7)
+    assert torch.equal(projection_matrix(13, 5, 21), projection_matrix(13, 5, 21, kind="gaussian"))
+
+
+@settings(max_examples=30)
+@given(st.integers(1, 48), st.integers(1, 48), st.integers(0, 2**64 - 1))
+def test_orthogonal_projection_is_a_scaled_partial_isometry(d, k, seed):
+    p = projection_matrix(d, k, seed, kind="orthogonal")
+    assert p.shape == (d, k) and p.dtype == torch.float32
+    assert torch.equal(p, projection_matrix(d, k, seed, kind="orthogonal"))  # deterministic per seed
+    p64 = p.double()
+    if k >= d:  # orthonormal rows: inner products preserved exactly
+        torch.testing.assert_close(p64 @ p64.T, torch.eye(d, dtype=torch.float64), rtol=0, atol=1e-6)
+    else:  # orthonormal columns scaled by sqrt(d/k)
+        eye = torch.eye(k, dtype=torch.float64)
+        torch.testing.assert_close(p64.T @ p64, (d / k) * eye, rtol=0, atol=1e-6 * d / k)
+    assert projection_matrix(d, k, seed, dtype=torch.float64, kind="orthogonal").dtype == torch.float64
+
+
+def test_orthogonal_projection_is_unbiased_and_haar():
+    # E[P P^T] = I_d below the dimension too (averaged over seeds), and the
+    # sign fix makes the law invariant under reflections: E[P] = 0
+    d, k, n = 6, 2, 600
+    threads = torch.get_num_threads()
+    ps = torch.stack([projection_matrix(d, k, s, dtype=torch.float64, kind="orthogonal") for s in range(n)])
+    mean_ppt = (ps @ ps.transpose(1, 2)).mean(0)
+    assert float((mean_ppt - torch.eye(d, dtype=torch.float64)).abs().max()) < 0.15
+    assert float(ps.mean(0).abs().max()) < 4 * math.sqrt(d / k / d / n)
+    assert not torch.equal(ps[0], ps[1])
+    assert torch.get_num_threads() == threads  # the one-thread QR restores torch's setting
 
 
 def test_factored_argument_errors():

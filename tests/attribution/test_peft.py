@@ -70,3 +70,39 @@ def test_flat_lora_matches_sketch_of_exact_gradients():
     exact = per_example_grads_func(model, _losses, idx)
     want = compress_flat(flatten_grads(exact, [f"{m}.weight" for m in cap.module_names]), 32, 9, normalize=True)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_fresh_lora_gradient_is_the_factored_capture_with_its_a_matrices():
+    """The teacher of a freshly initialised LoRA (PEFT's default: seeded A,
+    B = 0): the model equals the base model, so the per-example gradient of
+    ``lora_B`` is ``s G_W A^T`` (``G_W`` the base weight's per-example
+    gradient, ``s = lora_alpha / r``), which is the factored capture of the
+    base model with the explicit projections ``P_in = s A^T`` [d_in, r] and
+    ``P_out = I`` [d_out, d_out]; the block ``vec(P_out^T G_W P_in)`` is
+    row-major ``[d_out, r]``, the layout of ``lora_B.weight``."""
+    import copy
+
+    torch.manual_seed(0)
+    base = TinyGPT(vocab_size=13, max_len=16, d_model=16, n_layers=2, n_heads=2)
+    torch.manual_seed(5)  # draws A
+    lora = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(r=4, lora_alpha=8, target_modules=["qkv", "proj"]))
+    idx = _batch(b=4, seed=2)
+    mask = torch.tensor([[1.0] * 7, [1.0] * 4 + [0.0] * 3, [0.0] * 2 + [1.0] * 5, [1.0] * 7])
+    names = [f"blocks.{i}.{m}" for i in range(2) for m in ("qkv", "proj")]
+    exact_lora = per_example_grads_func(lora, _losses, (idx, mask))
+    exact_base = per_example_grads_func(base, _losses, (idx, mask), params=[f"{n}.weight" for n in names])
+    mats = {}
+    for n in names:
+        layer = lora.base_model.model.get_submodule(n)
+        a, s = layer.lora_A["default"].weight.detach(), layer.scaling["default"]
+        assert float(layer.lora_B["default"].weight.detach().abs().max()) == 0.0 and s == 2.0
+        g_b = exact_lora[f"base_model.model.{n}.lora_B.default.weight"]  # [B, d_out, r]
+        assert float(exact_lora[f"base_model.model.{n}.lora_A.default.weight"].abs().max()) == 0.0
+        g_w = exact_base[f"{n}.weight"]  # [B, d_out, d_in]
+        torch.testing.assert_close(g_b, s * g_w @ a.T, rtol=1e-5, atol=1e-6 * float(g_b.abs().max()))
+        mats[n] = (s * a.T, torch.eye(layer.out_features))
+    with GradientCapture(base, names, mode="factored", projection=mats, normalize=False) as cap:
+        got = cap.backward(_losses(base, idx, mask))
+    assert cap.config["projection"] == "explicit" and cap.k_in == 4 and cap.k_out is None
+    want = torch.cat([exact_lora[f"base_model.model.{n}.lora_B.default.weight"].reshape(4, -1) for n in names], 1)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))

@@ -119,6 +119,24 @@ def test_queries_are_checked_against_the_store_config(tmp_path: Path) -> None:
         score(store, q, capture=qcap, check_config="no")  # type: ignore[arg-type]
 
 
+def test_gaussian_stores_keep_reading_and_scoring(tmp_path: Path) -> None:
+    # a store captured when "gaussian" was the default records it; its config
+    # then had exactly the keys of today's gaussian capture (no digest)
+    model, x = _model(), _data()
+    gauss = GradientCapture(model, mode="factored", k_in=4, k_out=4, seed=5, projection="gaussian")
+    old = {**gauss.config}
+    assert old["projection"] == "gaussian" and "projection_sha256" not in old
+    capture_to_store(gauss, _loss, _batches(np.arange(N), x), tmp_path / "old")
+    store = GradientStore(tmp_path / "old")  # reopened as a reader would
+    assert store.config == old and len(store) == N
+    with GradientCapture(model, mode="factored", k_in=4, k_out=4, seed=5, projection="gaussian") as qcap:
+        q = qcap.backward(_loss(model, x[:3]))
+    np.testing.assert_array_equal(score(store, q, "cosine", top_k=1, capture=qcap).ids[:, 0], [0, 1, 2])
+    # queries captured with today's default cannot be mixed in silently
+    with pytest.raises(ValueError, match=r"projection \('orthogonal' vs 'gaussian'\)"):
+        score(store, q, "cosine", capture=_capture(model))
+
+
 def _worker(rank: int, world: int, port: int, root: str) -> None:
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)

@@ -19,10 +19,27 @@ there.
 Modes
 -----
 ``"factored"`` (LoGra, Choe et al. 2024): per module, ``vec(P_out^T G_b P_in)``
-with seeded Gaussian projections ``P_in`` [d_in, k_in], ``P_out`` [d_out,
+with seeded random projections ``P_in`` [d_in, k_in], ``P_out`` [d_out,
 k_out] (seeds derived from ``(seed, module name)``), computed by
 :func:`~dataprobes.attribution.kernels.factored_project` from the layer's
 input and output gradient; ``dim = sum_modules k_out * k_in``.
+
+The projections (``projection=``, see
+:func:`~dataprobes.attribution.kernels.projection_matrix` and docs/math.md,
+Attribution: projection kinds) are ``"orthogonal"`` (the default: Haar-random
+orthonormal rows or columns; with ``k_in >= d_in`` and ``k_out >= d_out`` the
+block preserves gradient inner products exactly, and below the layer's
+dimensions its error is the smallest of the three, BENCHMARKS.md),
+``"gaussian"`` or ``"rademacher"`` (i.i.d. entries, whose Kronecker product
+keeps a variance of order ``1/k`` even when ``k`` exceeds the dimension).
+Stores written before the default changed record ``"gaussian"``: score them
+with a capture made with ``projection="gaussian"``. ``projection`` may also be
+a mapping ``{module name: (P_in, P_out)}`` of explicit matrices for every
+captured module (``P_in`` [cols (+1 with bias), k_in], ``P_out`` [rows,
+k_out]; ``k_in`` / ``k_out`` may differ between modules), e.g. the teacher
+feature of a freshly initialised LoRA (``B = 0``): its ``lora_B`` gradient is
+``s G_b A^T``, the block with ``P_in = s A^T`` and ``P_out = I``. The config
+then records ``"explicit"`` and the sha256 of the matrices.
 
 ``"flat"``: per module the per-example gradient is formed (in chunks of
 examples) and count-sketched with
@@ -85,6 +102,7 @@ in float32 whatever the model dtype; the result is cast to ``dtype``.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, cast
@@ -108,6 +126,49 @@ __all__ = [
 ]
 
 _MODES = ("factored", "flat")
+#: projection kinds of factored mode (kernels.projection_matrix)
+PROJECTIONS = ("orthogonal", "gaussian", "rademacher")
+#: the default kind: the lowest error against exact gradient inner products
+#: at every k measured (BENCHMARKS.md, teacher fidelity), and exact once k
+#: reaches a layer's dimensions
+DEFAULT_PROJECTION = "orthogonal"
+
+
+def _explicit_projections(
+    projection: Mapping[Any, Any],
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Explicit ``{module name: (P_in, P_out)}``: type checks only (the shapes
+    are checked against the selected modules later); float32 CPU copies."""
+    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for name, pair in projection.items():
+        if not isinstance(name, str):
+            raise TypeError(f"projection keys must be module names (str), got {type(name).__name__}")
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"projection[{name!r}] must be a pair (P_in, P_out) of tensors")
+        mats = []
+        for side, p in zip(("P_in", "P_out"), pair, strict=True):
+            if not isinstance(p, torch.Tensor) or not p.is_floating_point():
+                got = p.dtype if isinstance(p, torch.Tensor) else type(p).__name__
+                raise TypeError(f"projection[{name!r}] {side} must be a floating-point tensor, got {got}")
+            if p.dim() != 2 or p.shape[1] == 0:
+                raise ValueError(f"projection[{name!r}] {side} must be 2-D [d, k] with k >= 1, got {tuple(p.shape)}")
+            q = p.detach().to(device="cpu", dtype=torch.float32).contiguous().clone()
+            if not bool(torch.isfinite(q).all()):
+                raise ValueError(f"projection[{name!r}] {side} has non-finite entries")
+            mats.append(q)
+        out[name] = (mats[0], mats[1])
+    return out
+
+
+def _projection_digest(names: list[str], mats: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> str:
+    """sha256 of the explicit matrices (float32, little-endian, row-major) in
+    selection order, with each module's name and shapes."""
+    h = hashlib.sha256()
+    for name in names:
+        for p in mats[name]:
+            h.update(f"{name}\x00{p.shape[0]}x{p.shape[1]}\x00".encode())
+            h.update(p.numpy().astype("<f4", copy=False).tobytes())
+    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------
@@ -132,7 +193,11 @@ class GradientCapture:
     normalize: scale each example's final vector to unit L2 norm.
     dtype: dtype of the returned vectors (computation is float32).
     include_bias: include bias gradients as a last input column.
-    projection: ``"gaussian"`` or ``"rademacher"`` (factored mode).
+    projection: factored mode's projections: ``"orthogonal"`` (default),
+        ``"gaussian"`` or ``"rademacher"``, or a mapping ``{module name:
+        (P_in, P_out)}`` of explicit float matrices for every captured module
+        (``P_in`` [cols (+1 with bias), k_in], ``P_out`` [rows, k_out]; then
+        ``k``/``k_in``/``k_out`` may be omitted, and where given must match).
     scheme: SJLT bucket scheme, ``"hash"`` or ``"block"`` (flat mode).
     backend: kernel backend, ``"auto"``, ``"triton"`` or ``"torch"``.
     param_grads: if False (default) :meth:`backward` differentiates only with
@@ -156,7 +221,7 @@ class GradientCapture:
         normalize: bool = True,
         dtype: torch.dtype = torch.float32,
         include_bias: bool = False,
-        projection: str = "gaussian",
+        projection: str | Mapping[str, tuple[torch.Tensor, torch.Tensor]] = DEFAULT_PROJECTION,
         scheme: str = "hash",
         backend: str = "auto",
         param_grads: bool = False,
@@ -168,7 +233,18 @@ class GradientCapture:
             raise TypeError(f"precondition must be an AdamPreconditioner or None, got {type(precondition).__name__}")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-        check_choice("projection", projection, ("gaussian", "rademacher"))
+        explicit: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+        if isinstance(projection, Mapping):
+            if mode != "factored":
+                raise ValueError("explicit projection matrices apply to factored mode only")
+            explicit = _explicit_projections(projection)
+        elif not isinstance(projection, str):
+            raise TypeError(
+                f"projection must be one of {PROJECTIONS} or a mapping {{module name: (P_in, P_out)}}, "
+                f"got {type(projection).__name__}"
+            )
+        else:
+            check_choice("projection", projection, PROJECTIONS)
         check_choice("scheme", scheme, ("hash", "block"))
         check_choice("backend", backend, ("auto", "triton", "torch"))
         self.model = model
@@ -178,14 +254,28 @@ class GradientCapture:
         self.normalize = check_bool("normalize", normalize)
         self.dtype = dtype
         self.include_bias = check_bool("include_bias", include_bias)
-        self.projection = projection
+        self.projection = "explicit" if explicit is not None else cast(str, projection)
+        self._explicit = explicit
         self.scheme = scheme
         self.backend = backend
         self.param_grads = check_bool("param_grads", param_grads)
         self.k: int | None
         self.k_in: int | None
         self.k_out: int | None
-        if mode == "factored":
+        if mode == "factored" and explicit is not None:
+            self.k = None
+            self.k_in = self.k_out = None
+            for side, want, col in (("k_in", k_in if k_in is not None else k, 0), ("k_out", k_out, 1)):
+                if side == "k_out" and want is None:
+                    want = k
+                have = {p[col].shape[1] for p in explicit.values()}
+                if want is not None:
+                    want = check_int(side, want, 1)
+                    if have != {want}:
+                        raise ValueError(f"{side}={want} but the explicit projections have {side} in {sorted(have)}")
+                if len(have) == 1:
+                    setattr(self, side, next(iter(have)))
+        elif mode == "factored":
             if k_in is None and k_out is None and k is None:
                 raise ValueError("factored mode needs k_in and k_out (or k for both)")
             self.k_in = check_int("k_in", k_in if k_in is not None else k, 1)
@@ -199,12 +289,34 @@ class GradientCapture:
             self.k = check_int("k", k, 1)
             self.k_in = self.k_out = None
 
-        if self.k_out is not None and self.k_in is not None:
+        size: Callable[[str, int, int], int]
+        if explicit is not None:
+            mats = explicit
+
+            def size(name: str, rows: int, width: int) -> int:
+                if name not in mats:
+                    raise ValueError(f"projection has no (P_in, P_out) for captured module {name!r}")
+                p_in, p_out = mats[name]
+                if p_in.shape[0] != width or p_out.shape[0] != rows:
+                    raise ValueError(
+                        f"projection[{name!r}]: P_in must have {width} rows (the input columns, plus one for "
+                        f"the bias when included) and P_out {rows} (the outputs), got {tuple(p_in.shape)} "
+                        f"and {tuple(p_out.shape)}"
+                    )
+                return p_out.shape[1] * p_in.shape[1]
+
+        elif self.k_out is not None and self.k_in is not None:
             k_out, k_in = self.k_out, self.k_in
-            size = lambda rows, width: k_out * k_in  # noqa: E731
+            size = lambda name, rows, width: k_out * k_in  # noqa: E731
         else:
-            size = lambda rows, width: rows * width  # noqa: E731
+            size = lambda name, rows, width: rows * width  # noqa: E731
         self._specs: list[ModuleSpec] = select_modules(model, modules, include_bias=self.include_bias, block_size=size)
+        self._projection_sha256: str | None = None
+        if explicit is not None:
+            extra = sorted(set(explicit) - {t.name for t in self._specs})
+            if extra:
+                raise ValueError(f"projection has matrices for modules that are not captured: {extra}")
+            self._projection_sha256 = _projection_digest([t.name for t in self._specs], explicit)
         self._targets: list[FactoredTarget | FlatTarget] = []
         offset = self._specs[-1].stop
         self._flat_dim = offset  # flat: uncompressed length
@@ -233,7 +345,8 @@ class GradientCapture:
         ks = f"k_in={self.k_in}, k_out={self.k_out}" if self.mode == "factored" else f"k={self.k}"
         return (
             f"GradientCapture(mode={self.mode!r}, {ks}, dim={self.dim}, raw_dim={self.raw_dim}, "
-            f"modules={len(self._specs)}, seed={self.seed})"
+            f"modules={len(self._specs)}, seed={self.seed}"
+            + (f", projection={self.projection!r})" if self.mode == "factored" else ")")
         )
 
     @property
@@ -241,8 +354,9 @@ class GradientCapture:
         """The JSON description of how this capture compresses gradients (a new
         dict): what a store written from it records (``capture_to_store``) and
         what queries must match to be scored against that store
-        (``score(store, queries, capture=cap)``)."""
-        return {
+        (``score(store, queries, capture=cap)``). ``projection`` is the kind,
+        or ``"explicit"`` with ``projection_sha256`` the digest of the matrices."""
+        cfg = {
             "capture": "dataprobes.GradientCapture",
             "mode": self.mode,
             "seed": self.seed,
@@ -257,6 +371,9 @@ class GradientCapture:
             "preconditioned": self.precondition is not None,
             "modules": [[e.module, e.kind, list(e.shape)] for e in self.layout],
         }
+        if self._projection_sha256 is not None:
+            cfg["projection_sha256"] = self._projection_sha256
+        return cfg
 
     @property
     def module_names(self) -> list[str]:
@@ -274,8 +391,12 @@ class GradientCapture:
             raise ValueError("projections exist in factored mode only")
         t = self._spec(name)
         weight, k_in, k_out = t.module.weight, self.k_in, self.k_out
-        assert isinstance(weight, torch.Tensor) and k_in is not None and k_out is not None  # factored mode
+        assert isinstance(weight, torch.Tensor)
         dev = weight.device
+        if self._explicit is not None:
+            p_in, p_out = self._explicit[name]
+            return p_in.to(dev, copy=True), p_out.to(dev, copy=True)
+        assert k_in is not None and k_out is not None  # factored mode
         p_in = projection_matrix(
             t.cols + int(t.bias), k_in, _derive_seed(self.seed, name, "in"), device=dev, kind=self.projection
         )

@@ -73,10 +73,10 @@ class ModuleSpec:
 
 
 def select_modules(
-    model: nn.Module, modules: Any, *, include_bias: bool, block_size: Callable[[int, int], int]
+    model: nn.Module, modules: Any, *, include_bias: bool, block_size: Callable[[str, int, int], int]
 ) -> list[ModuleSpec]:
     """The :class:`ModuleSpec` of every selected module, blocks laid out in
-    selection order; ``block_size(rows, width)`` is a module's block length."""
+    selection order; ``block_size(name, rows, width)`` is a module's block length."""
     specs: list[ModuleSpec] = []
     offset = 0
     for name, m in _resolve_modules(model, modules):
@@ -91,7 +91,7 @@ def select_modules(
                 f"GradientCapture supports nn.Linear and nn.Embedding modules (and subclasses); "
                 f"module {name!r} is {type(m).__name__}"
             )
-        size = block_size(rows, cols + int(bias))
+        size = block_size(name, rows, cols + int(bias))
         specs.append(ModuleSpec(name, m, kind, rows, cols, bias, offset, offset + size))
         offset += size
     return specs
