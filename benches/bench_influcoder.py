@@ -52,7 +52,7 @@ from dataprobes.attribution import GradientCapture
 from dataprobes.attribution.quality import precision_at_k
 from dataprobes.lm import TinyGPT, train
 
-TEACHER_VERSION = 1  # bump when the teacher construction below changes
+TEACHER_VERSION = 2  # bump when the teacher construction below changes
 
 FULL = {
     "splits": {"train_anchors": 1500, "train_pool": 3000, "eval_anchors": 800, "eval_pool": 800},
@@ -120,8 +120,22 @@ def teacher_key(setting: str, splits: dict[str, int], lm_steps: int) -> dict[str
         "lm": LM,
         "lm_steps": lm_steps,
         "capture": CAPTURE,
+        # what the capture actually does (the projection kind follows the library's default)
+        "capture_config": capture_config(cfg),
+        "torch": torch.__version__,
         "loss": "mean next-token cross-entropy per sequence",
     }
+
+
+def make_lm(cfg: dict[str, Any]) -> TinyGPT:
+    return TinyGPT(
+        vocab_size=cfg["vocab_size"], max_len=SEQ_LEN, **{k: LM[k] for k in ("d_model", "n_layers", "n_heads")}
+    )
+
+
+def capture_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    cap_kw = {k: CAPTURE[k] for k in ("mode", "k_in", "k_out", "seed", "normalize")}
+    return GradientCapture(make_lm(cfg), **cap_kw).config
 
 
 def disjoint_splits(
@@ -175,9 +189,7 @@ def build_teacher(setting: str, splits: dict[str, int], lm_steps: int, cache: Pa
         proc = make_process(cfg)
         t0 = time.perf_counter()
         tokens, labels, dropped = disjoint_splits(proc, splits)
-        model = TinyGPT(
-            vocab_size=cfg["vocab_size"], max_len=SEQ_LEN, **{k: LM[k] for k in ("d_model", "n_layers", "n_heads")}
-        )
+        model = make_lm(cfg)
         torch.manual_seed(LM["seed"])
         res = train(
             model,
@@ -301,20 +313,23 @@ class Runs:
 def run_encoder(
     data: dict[str, Any], args: argparse.Namespace, runs: Runs, *, anchors: int, seed: int, **fit_kw: Any
 ) -> dict[str, Any]:
-    from dataprobes.attribution.distill import GradientTeacher, Influcoder
+    from dataprobes.attribution.distill import FIT_DEFAULTS, GradientTeacher, Influcoder
 
-    enc_cfg = {"d_model": args.d_model, "n_layers": args.n_layers, "n_heads": 4, "dim": args.dim}
-    kw = {"epochs": args.epochs, "alpha": 0.5, "tau": 0.05, "k": 8, "m": 16, "hard_ratio": 0.0, "lr": args.lr}
+    n_layers = fit_kw.pop("n_layers", args.n_layers)
+    enc_cfg = {"d_model": args.d_model, "n_layers": n_layers, "n_heads": 4, "dim": args.dim}
+    scratch = FIT_DEFAULTS["scratch"]
+    kw = {"epochs": args.epochs, "alpha": scratch["alpha"], "tau": 0.05, "k": 8, "m": 16, "hard_ratio": 0.0}
+    kw["lr"] = args.lr if args.lr is not None else scratch["lr"]
     kw.update(fit_kw)
+    v = SETTINGS[args._setting]["vocab_size"]
+    enc = Influcoder.from_config(vocab_size=v, max_len=SEQ_LEN, seed=seed, **enc_cfg)
     key = json.dumps(
-        {"teacher": data["digest"], "anchors": anchors, "seed": seed, "enc": enc_cfg, "fit": kw}, sort_keys=True
+        {"teacher": data["digest"], "anchors": anchors, "seed": seed, "enc": enc.encoder.config.to_dict(), "fit": kw},
+        sort_keys=True,
     )
     hit = runs.get(key)
     if hit is not None:
         return hit
-    v = int(max(data[f"tok_{n}"].max() for n in ("train_anchors", "train_pool", "eval_anchors", "eval_pool"))) + 1
-    v = max(v, SETTINGS[args._setting]["vocab_size"])
-    enc = Influcoder.from_config(vocab_size=v, max_len=SEQ_LEN, seed=seed, **enc_cfg)
     ta = data["tok_train_anchors"][:anchors]
     tp = data["tok_train_pool"][: 2 * anchors]
     teacher = GradientTeacher(data["feat_train_anchors"][:anchors], data["feat_train_pool"][: 2 * anchors])
@@ -346,7 +361,7 @@ def run_encoder(
     }
     runs.put(key, out)
     print(
-        f"  [{args._setting}] anchors={anchors} seed={seed} {fit_kw}: agg {final['aggregated']:.3f} "
+        f"  [{args._setting}] anchors={anchors} seed={seed} n_layers={n_layers} {fit_kw}: agg {final['aggregated']:.3f} "
         f"per-anchor {final['per_anchor']:.3f} p@10 {final['p10']:.3f} ({seconds:.0f} s)",
         flush=True,
     )
@@ -373,9 +388,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--lr", type=float, default=None, help="fit's lr (None: the library's default)")
-    ap.add_argument("--d-model", type=int, default=64)
-    ap.add_argument("--n-layers", type=int, default=2)
-    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--n-layers", type=int, default=0, help="0: a bag of unigram and bigram embeddings")
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument(
+        "--compare-layers", type=int, default=2, help="also distil an encoder of this many transformer layers (0: no)"
+    )
     ap.add_argument("--lm-steps", type=int, default=None, help="TinyGPT training steps (the teacher's model)")
     ap.add_argument("--anchors", type=int, default=None, help="training anchors of the headline table (default: all)")
     ap.add_argument("--sizes", default=None, help="comma-separated training-anchor counts of the size curve")
@@ -415,7 +433,8 @@ def main() -> None:
     )
     emit(
         f"encoder: d_model={args.d_model}, n_layers={args.n_layers}, dim={args.dim}; fit: epochs={args.epochs}, "
-        f"lr={args.lr}, alpha=0.5, tau=0.05, k=8, m=16 unless varied; seeds {seeds}"
+        f"lr={args.lr or 'default'}, alpha=default (fit's for a token encoder), tau=0.05, k=8, m=16 unless varied; "
+        f"seeds {seeds}"
     )
     all_curves: dict[str, dict[str, Any]] = {}
     for setting in [s for s in args.settings.split(",") if s]:
@@ -470,6 +489,11 @@ def main() -> None:
             rows[f"distilled encoder ({full} anchors)"] = [
                 run_encoder(data, args, runs, anchors=full, seed=s)["final"] for s in seeds
             ]
+            if args.compare_layers and args.compare_layers != args.n_layers:
+                rows[f"distilled, {args.compare_layers}-layer transformer ({full} anchors)"] = [
+                    run_encoder(data, args, runs, anchors=full, seed=s, n_layers=args.compare_layers)["final"]
+                    for s in seeds
+                ]
 
         emit(f"\nEval split: {len(la)} anchors × {len(lp)} pool. Chance precision@10: {chance:.3f}\n")
         emit("| scores | per-anchor ρ | aggregated ρ | precision@10 |")

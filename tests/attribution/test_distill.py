@@ -424,3 +424,61 @@ def test_sentence_transformers_encoder(tmp_path):
     enc.save(tmp_path / "saved")
     back = Influcoder.load(tmp_path / "saved")
     torch.testing.assert_close(back.embed(corpus), enc.embed(corpus))
+
+
+def test_bigram_buckets_exact_and_hashed():
+    from dataprobes.attribution.distill import TokenEncoder, TokenEncoderConfig
+
+    exact = TokenEncoder(TokenEncoderConfig(vocab_size=5, d_model=8, n_layers=0, n_heads=2, max_len=6, dim=4))
+    assert exact.config.bigram_buckets == 30  # (V + 1)·V: every (previous, current) pair its own row
+    ids = torch.tensor([[0, 4, 4, 1], [3, 0, 2, 2]])
+    got = exact._bigram_ids(ids)
+    start = 5  # the first position's "previous token"
+    want = torch.tensor(
+        [[start * 5 + 0, 0 * 5 + 4, 4 * 5 + 4, 4 * 5 + 1], [start * 5 + 3, 3 * 5 + 0, 0 * 5 + 2, 2 * 5 + 2]]
+    )
+    assert torch.equal(got, want)
+    hashed = TokenEncoder(
+        TokenEncoderConfig(vocab_size=5, d_model=8, n_layers=0, n_heads=2, max_len=6, dim=4, bigram_buckets=7)
+    )
+    h = hashed._bigram_ids(ids)
+    assert h.min() >= 0 and h.max() < 7 and h.dtype == torch.int64
+    off = TokenEncoder(
+        TokenEncoderConfig(vocab_size=5, d_model=8, n_layers=0, n_heads=2, max_len=6, dim=4, bigram_buckets=0)
+    )
+    assert off.bigram_emb is None
+    big = TokenEncoderConfig(vocab_size=50_000)
+    assert big.bigram_buckets == 2**16
+
+
+def test_fit_defaults_depend_on_the_encoder(probe_split):
+    from dataprobes.attribution.distill import FIT_DEFAULTS
+
+    a, p, t = probe_split["train"]
+    hist = _tiny().fit(a, p, t, epochs=1, progress=False)
+    assert hist.settings["alpha"] == FIT_DEFAULTS["scratch"]["alpha"] == 1.0
+    assert hist.settings["lr"] == FIT_DEFAULTS["scratch"]["lr"]
+    hist = _tiny().fit(a, p, t, epochs=1, progress=False, alpha=0.5, lr=2e-3)
+    assert hist.settings["alpha"] == 0.5 and hist.settings["lr"] == 2e-3
+
+
+def test_fit_with_hard_candidates_draws_them(probe_split):
+    a, p, t = probe_split["train"]
+    enc = _tiny()
+    seen = []
+    orig = t.block
+
+    def spy(rows, cols):
+        seen.append((np.array(rows), np.array(cols)))
+        return orig(rows, cols)
+
+    t.block = spy
+    try:
+        hist = enc.fit(a, p, t, epochs=1, progress=False, hard_ratio=0.5, k=4, m=8)
+    finally:
+        del t.block
+    assert hist.settings["n_hard"] == 4
+    top = t.top_candidates(8)
+    for rows, cols in seen:
+        assert cols.dtype == np.int64 and rows.dtype == np.int64
+        assert np.isin(cols, np.unique(top[rows])).sum() >= 4

@@ -37,6 +37,9 @@ class TokenItems:
     """Token sequences ``[N, T]`` (or a list of 1-D sequences of any lengths,
     right-padded with a mask)."""
 
+    ids: torch.Tensor
+    lengths: torch.Tensor
+
     def __init__(self, name: str, items: Any) -> None:
         if isinstance(items, TokenItems):
             self.ids, self.lengths = items.ids, items.lengths
@@ -100,6 +103,8 @@ class TokenItems:
 class TextItems:
     """A list of strings."""
 
+    texts: list[str]
+
     def __init__(self, name: str, items: Any) -> None:
         if isinstance(items, TextItems):
             self.texts = items.texts
@@ -153,7 +158,16 @@ class TokenEncoderConfig:
     """Shape of a :class:`TokenEncoder`: ``vocab_size`` token ids,
     ``max_len`` positions (anchor prefix included), a pre-norm transformer
     encoder of ``n_layers`` × (``n_heads``-head attention + GELU MLP of width
-    ``4·d_model``), mean pooling, and a linear map to ``dim``."""
+    ``4·d_model``), mean pooling, and a linear map to ``dim``.
+
+    ``bigram_buckets``: each position also adds an embedding of its
+    (previous, current) token pair, hashed into that many rows (fastText's
+    n-gram buckets, Joulin et al. 2017): exact rows while ``(V + 1)·V`` fits.
+    ``None`` (default) gives every bigram its own row up to 2¹⁶ rows; 0 turns
+    it off. The mean of per-position bigram embeddings is a linear map of the
+    item's bigram counts, which is what a Markov probe's gradient features
+    mostly are (docs/math.md, Attribution: distillation); with it, even
+    ``n_layers=0`` (a bag of unigrams and bigrams) is a strong student."""
 
     vocab_size: int
     d_model: int = 128
@@ -162,6 +176,7 @@ class TokenEncoderConfig:
     max_len: int = 256
     dim: int = 128
     dropout: float = 0.0
+    bigram_buckets: int | None = None
 
     def __post_init__(self) -> None:
         check_int("vocab_size", self.vocab_size, 1)
@@ -170,6 +185,9 @@ class TokenEncoderConfig:
         check_int("n_heads", self.n_heads, 1)
         check_int("max_len", self.max_len, 1)
         check_int("dim", self.dim, 1)
+        if self.bigram_buckets is None:
+            object.__setattr__(self, "bigram_buckets", min((self.vocab_size + 1) * self.vocab_size, 2**16))
+        check_int("bigram_buckets", self.bigram_buckets, 0)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
@@ -188,6 +206,7 @@ class TokenEncoder(nn.Module):
         self.config = config
         c = config
         self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
+        self.bigram_emb = nn.Embedding(c.bigram_buckets, c.d_model) if c.bigram_buckets else None
         self.pos_emb = nn.Embedding(c.max_len, c.d_model)
         layer = nn.TransformerEncoderLayer(
             c.d_model, c.n_heads, 4 * c.d_model, c.dropout, activation="gelu", batch_first=True, norm_first=True
@@ -203,9 +222,22 @@ class TokenEncoder(nn.Module):
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         t = ids.shape[1]
         h = self.tok_emb(ids) + self.pos_emb(torch.arange(t, device=ids.device))[None]
+        if self.bigram_emb is not None:
+            h = h + self.bigram_emb(self._bigram_ids(ids))
         if self.layers is not None:
             h = self.layers(h, src_key_padding_mask=~mask)
         return self.out(_mean_pool(self.ln(h), mask))
+
+    def _bigram_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Bucket of each position's (previous, current) token pair (the first
+        position's previous token is a start symbol): exact when
+        ``(V + 1)·V`` fits in the buckets, else a multiplicative hash."""
+        v, n = self.config.vocab_size, int(self.config.bigram_buckets or 0)
+        prev = torch.cat([torch.full_like(ids[:, :1], v), ids[:, :-1]], dim=1)
+        pair = prev * v + ids
+        if (v + 1) * v <= n:
+            return pair
+        return (pair * 0x9E3779B1) % n
 
     def batch(
         self, items: TokenItems, prefix: torch.Tensor | None, device: torch.device
@@ -248,6 +280,9 @@ class TextEncoder(nn.Module):
     mask of the last hidden state; a sentence-transformers model uses its own
     pooling)."""
 
+    model: Any
+    tokenizer: Any
+
     def __init__(self, model: nn.Module, tokenizer: Any = None, max_length: int | None = None) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
@@ -257,7 +292,7 @@ class TextEncoder(nn.Module):
         if self.sentence_transformer:
             self.tokenizer = tokenizer if tokenizer is not None else model.tokenizer
             limit = max_length or int(getattr(model, "max_seq_length", 0) or 512)
-            get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+            get_dim: Any = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
             self.dim = int(get_dim())
         else:
             if tokenizer is None or not callable(tokenizer):
