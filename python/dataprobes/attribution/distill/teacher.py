@@ -183,7 +183,9 @@ class GradientTeacher:
 
     def top_candidates(self, h: int) -> np.ndarray:
         """Each anchor's ``h`` highest-scoring pool indices ``[A, h]`` (int64;
-        ties by lower index), streamed: ``O(A·h + chunk·block_rows)`` memory."""
+        which of several equal scores are kept is unspecified, as for
+        ``torch.topk``), streamed:
+        ``O(A·h + chunk·block_rows)`` memory."""
         h = min(check_int("h", h, 1), self.pool.n)
         out = np.empty((self.anchors.n, h), np.int64)
         for a0 in range(0, self.anchors.n, _CHUNK):
@@ -192,9 +194,11 @@ class GradientTeacher:
             best_i = torch.empty((a.shape[0], 0), dtype=torch.int64)
             for p0 in range(0, self.pool.n, self.block_rows):
                 s = a @ self.pool.span(p0, min(p0 + self.block_rows, self.pool.n)).T
-                idx = torch.arange(p0, p0 + s.shape[1]).expand(a.shape[0], -1)
-                cs = torch.cat([best_s, s], dim=1)
-                ci = torch.cat([best_i, idx], dim=1)
+                # the block's own top h first, then merged with the running top h:
+                # no [chunk, block_rows] index matrix and no top-k over it twice
+                bs, bi = torch.topk(s, min(h, s.shape[1]), dim=1)
+                cs = torch.cat([best_s, bs], dim=1)
+                ci = torch.cat([best_i, bi + p0], dim=1)
                 top = torch.topk(cs, min(h, cs.shape[1]), dim=1).indices
                 best_s, best_i = cs.gather(1, top), ci.gather(1, top)
             out[a0 : a0 + a.shape[0]] = best_i.numpy()
