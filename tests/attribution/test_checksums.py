@@ -117,3 +117,17 @@ def test_version_1_store_still_reads(tmp_path):
     shutil.copytree(V1, tmp_path / "v1")
     with pytest.raises(ValueError, match="format_version 1.*version-1 stores are read-only"):
         StoreWriter(tmp_path / "v1", 8, "int8", store.config, shard_rows=16)
+
+
+def test_lookup_verify_argument(tmp_path):
+    x = _store(tmp_path / "s")
+    _flip(tmp_path / "s" / "rank00000-shard000001.int8.npy", row=300, col=3)
+    store = GradientStore(tmp_path / "s")
+    with pytest.raises(CorruptShardError):
+        store.lookup([2800])
+    got = store.lookup([2800, 5], verify=False)  # unchecked read: the flipped row comes back as stored
+    assert got.shape == (2, 8)
+    q, s = quantize_int8(x[5:6])
+    np.testing.assert_array_equal(got[1:], dequantize_int8(q, s))
+    with pytest.raises(CorruptShardError):
+        GradientStore(tmp_path / "s", verify_reads=False).lookup([2800], verify=True)

@@ -482,3 +482,40 @@ def test_fit_with_hard_candidates_draws_them(probe_split):
     for rows, cols in seen:
         assert cols.dtype == np.int64 and rows.dtype == np.int64
         assert np.isin(cols, np.unique(top[rows])).sum() >= 4
+
+
+def test_gradient_teacher_verifies_a_store_once(tmp_path, monkeypatch):
+    """A store teacher checks every block once, at construction (a corrupt
+    store is refused then), and its block reads do not hash again; with
+    verify_reads=False nothing is checked."""
+    from dataprobes.attribution import CorruptShardError
+    from dataprobes.attribution.store import reader
+
+    rng = np.random.default_rng(1)
+    fa, fp = rng.normal(size=(20, 6)).astype(np.float32), rng.normal(size=(3000, 6)).astype(np.float32)
+    for name, f in (("a", fa), ("p", fp)):
+        with StoreWriter(tmp_path / name, 6, "int8", config={"k": 6}, shard_rows=2500) as w:
+            w.append(np.arange(len(f)), f)
+    calls = []
+    real = reader._xxh3
+    monkeypatch.setattr(reader, "_xxh3", lambda a: calls.append(1) or real(a))
+    t = GradientTeacher(GradientStore(tmp_path / "a"), GradientStore(tmp_path / "p"), block_rows=1000)
+    assert calls  # verified at construction
+    calls.clear()
+    r, c = np.array([0, 19]), np.array([0, 1500, 2999])
+    np.testing.assert_allclose(t.block(r, c).numpy(), _cos(fa, fp)[np.ix_(r, c)], atol=2e-2)
+    t.rows(0, 20)
+    t.top_candidates(3)
+    assert not calls
+    # flip one payload byte of the pool's second shard: refused at construction
+    path = tmp_path / "p" / "rank00000-shard000001.int8.npy"
+    arr = np.load(path, mmap_mode="r")
+    offset = arr.offset + 100 * arr.shape[1]
+    del arr
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptShardError, match=r"rank00000-shard000001\.int8\.npy"):
+        GradientTeacher(GradientStore(tmp_path / "a"), GradientStore(tmp_path / "p"))
+    unchecked = GradientTeacher(GradientStore(tmp_path / "a"), GradientStore(tmp_path / "p", verify_reads=False))
+    assert unchecked.block(r, c).shape == (2, 3)

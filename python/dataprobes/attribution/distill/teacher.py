@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 from ..._validation import check_bool, check_int
-from ..store import GradientStore
+from ..store import GradientStore, dequantize_int8
 
 __all__ = ["DenseTeacher", "GradientTeacher", "as_teacher"]
 
 _CHUNK = 512  # anchors per streamed step in top_candidates / rows
+_VERIFY_ROWS = 16384  # rows per read when a store is verified at construction
 
 
 def _check_finite(name: str, t: torch.Tensor) -> None:
@@ -82,7 +83,14 @@ class DenseTeacher:
 
 
 class _Features:
-    """Unit-normalised feature rows from an array or a GradientStore."""
+    """Unit-normalised feature rows from an array or a GradientStore.
+
+    A store that verifies its reads is verified once, whole, here (one
+    streamed pass over its checksummed blocks); rows are then read without
+    re-checking. Training asks for a few scattered rows per step, and
+    verifying each read would hash the whole 1,024-row block around every row
+    again, each step (at ``d = 8192`` that is ~8 MiB a row: several times the
+    cost of a student step)."""
 
     def __init__(self, name: str, x: Any, normalize: bool) -> None:
         self.name = name
@@ -93,6 +101,9 @@ class _Features:
             self.n, self.dim = len(x), x.dim
             self._ids = x.ids
             self.data: torch.Tensor | None = None
+            if x.verify_reads:
+                for s in range(0, self.n, _VERIFY_ROWS):
+                    x.read_raw(s, min(s + _VERIFY_ROWS, self.n), verify=True)
         else:
             t = _as_float_2d(name, x)
             _check_finite(name, t)
@@ -111,7 +122,7 @@ class _Features:
         if self.data is not None:
             return self.data.index_select(0, torch.as_tensor(idx, dtype=torch.int64))
         assert self.store is not None
-        t = torch.from_numpy(self.store.lookup(self._ids[np.asarray(idx, dtype=np.int64)]))
+        t = torch.from_numpy(self.store.lookup(self._ids[np.asarray(idx, dtype=np.int64)], verify=False))
         _check_finite(self.name, t)
         return self._norm(t)
 
@@ -119,7 +130,8 @@ class _Features:
         if self.data is not None:
             return self.data[start:stop]
         assert self.store is not None
-        _, rows = self.store.read(start, stop)
+        data, scales = self.store.read_raw(start, stop, verify=False)
+        rows = dequantize_int8(data, scales) if scales is not None else np.asarray(data, dtype=np.float32)
         t = torch.from_numpy(rows)
         _check_finite(self.name, t)
         return self._norm(t)
@@ -129,7 +141,10 @@ class GradientTeacher:
     """Teacher scores ``L[a, p] = cos(φ_a, φ_p)`` computed lazily from
     gradient features: ``anchors`` ``[A, d]`` and ``pool`` ``[P, d]`` (arrays,
     tensors, or :class:`~dataprobes.attribution.GradientStore` s, read in store
-    order). Memory: the features, never the ``A × P`` matrix.
+    order). Memory: the features, never the ``A × P`` matrix. A store that
+    verifies its reads (the default) is checked whole, once, when the teacher
+    is built (:class:`~dataprobes.attribution.CorruptShardError` then);
+    blocks are read from it unchecked afterwards.
 
     ``normalize=False`` uses raw inner products instead of cosines (for
     features that are already unit-normalised this is the same and skips the
@@ -168,7 +183,9 @@ class GradientTeacher:
 
     def top_candidates(self, h: int) -> np.ndarray:
         """Each anchor's ``h`` highest-scoring pool indices ``[A, h]`` (int64;
-        ties by lower index), streamed: ``O(A·h + chunk·block_rows)`` memory."""
+        which of several equal scores are kept is unspecified, as for
+        ``torch.topk``), streamed:
+        ``O(A·h + chunk·block_rows)`` memory."""
         h = min(check_int("h", h, 1), self.pool.n)
         out = np.empty((self.anchors.n, h), np.int64)
         for a0 in range(0, self.anchors.n, _CHUNK):
@@ -177,9 +194,11 @@ class GradientTeacher:
             best_i = torch.empty((a.shape[0], 0), dtype=torch.int64)
             for p0 in range(0, self.pool.n, self.block_rows):
                 s = a @ self.pool.span(p0, min(p0 + self.block_rows, self.pool.n)).T
-                idx = torch.arange(p0, p0 + s.shape[1]).expand(a.shape[0], -1)
-                cs = torch.cat([best_s, s], dim=1)
-                ci = torch.cat([best_i, idx], dim=1)
+                # the block's own top h first, then merged with the running top h:
+                # no [chunk, block_rows] index matrix and no top-k over it twice
+                bs, bi = torch.topk(s, min(h, s.shape[1]), dim=1)
+                cs = torch.cat([best_s, bs], dim=1)
+                ci = torch.cat([best_i, bi + p0], dim=1)
                 top = torch.topk(cs, min(h, cs.shape[1]), dim=1).indices
                 best_s, best_i = cs.gather(1, top), ci.gather(1, top)
             out[a0 : a0 + a.shape[0]] = best_i.numpy()

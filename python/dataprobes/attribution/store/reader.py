@@ -347,8 +347,11 @@ class GradientStore:
             return self._ids[start:stop], dequantize_int8(data, scales)
         return self._ids[start:stop], np.asarray(data, dtype=np.float32)
 
-    def lookup(self, ids: Any) -> np.ndarray:
-        """Float32 rows of the given example ids (``KeyError`` for unknown ids)."""
+    def lookup(self, ids: Any, *, verify: bool | None = None) -> np.ndarray:
+        """Float32 rows of the given example ids (``KeyError`` for unknown ids).
+
+        The checksummed blocks holding the rows are verified first
+        (``verify``: ``None`` follows ``verify_reads``)."""
         arr = np.asarray(_to_numpy(ids), dtype=np.int64).reshape(-1)
         n = len(self)
         if n == 0:
@@ -356,7 +359,7 @@ class GradientStore:
                 raise KeyError(f"example id {int(arr[0])} is not in the store")
             return np.empty((0, self.dim), np.float32)
         sorter = self._sorter if self._sorter is not None else np.arange(n)
-        sorted_ids = self._ids[sorter]
+        sorted_ids = self.sorted_ids  # cached: not an O(n) gather per call
         p = np.minimum(np.searchsorted(sorted_ids, arr), n - 1)
         missing = sorted_ids[p] != arr
         if missing.any():
@@ -368,7 +371,7 @@ class GradientStore:
             sel = which == si
             shard = self._shards[int(si)]
             local = rows[sel] - self._offsets[si]
-            if self.verify_reads and shard.check_rows:
+            if (self.verify_reads if verify is None else verify) and shard.check_rows:
                 shard.verify_blocks(np.unique(local // shard.check_rows), int(self._offsets[si]))
             data = shard.data[local]
             out[sel] = dequantize_int8(data, shard.scales[local]) if shard.scales is not None else data
