@@ -519,3 +519,22 @@ def test_gradient_teacher_verifies_a_store_once(tmp_path, monkeypatch):
         GradientTeacher(GradientStore(tmp_path / "a"), GradientStore(tmp_path / "p"))
     unchecked = GradientTeacher(GradientStore(tmp_path / "a"), GradientStore(tmp_path / "p", verify_reads=False))
     assert unchecked.block(r, c).shape == (2, 3)
+
+
+def test_objects_pickle_for_worker_processes(tmp_path, probe_split):
+    import pickle
+
+    a, p, t = probe_split["train"]
+    enc = _tiny()
+    back = pickle.loads(pickle.dumps(enc))
+    assert back.fingerprint() == enc.fingerprint()
+    assert torch.equal(back.embed(a[:3]), enc.embed(a[:3]))
+    with StoreWriter(tmp_path / "f", 4, "float16") as w:
+        w.append(np.arange(6), np.random.default_rng(0).normal(size=(6, 4)))
+    teacher = GradientTeacher(GradientStore(tmp_path / "f"), np.ones((3, 4)))
+    again = pickle.loads(pickle.dumps(teacher))
+    assert torch.equal(again.block(np.arange(6), np.arange(3)), teacher.block(np.arange(6), np.arange(3)))
+    sampler = pickle.loads(pickle.dumps(BlockSampler(10, 20, 3, 5, seed=4)))
+    assert all(
+        np.array_equal(x[1], y[1]) for x, y in zip(sampler.epoch(0), BlockSampler(10, 20, 3, 5, seed=4).epoch(0))
+    )
