@@ -318,7 +318,14 @@ def run_encoder(
     n_layers = fit_kw.pop("n_layers", args.n_layers)
     enc_cfg = {"d_model": args.d_model, "n_layers": n_layers, "n_heads": 4, "dim": args.dim}
     scratch = FIT_DEFAULTS["scratch"]
-    kw = {"epochs": args.epochs, "alpha": scratch["alpha"], "tau": 0.05, "k": 8, "m": 16, "hard_ratio": 0.0}
+    kw = {
+        "epochs": args.epochs or int(scratch["epochs"]),
+        "alpha": scratch["alpha"],
+        "tau": 0.05,
+        "k": 8,
+        "m": 16,
+        "hard_ratio": 0.0,
+    }
     kw["lr"] = args.lr if args.lr is not None else scratch["lr"]
     kw.update(fit_kw)
     v = SETTINGS[args._setting]["vocab_size"]
@@ -386,7 +393,7 @@ def main() -> None:
     ap.add_argument("--settings", default="mixture,incontext")
     ap.add_argument("--curves", default="sizes,hard,alpha", help="which curves to run ('' for none)")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=None, help="fit's epochs (None: the library's default)")
     ap.add_argument("--lr", type=float, default=None, help="fit's lr (None: the library's default)")
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--n-layers", type=int, default=0, help="0: a bag of unigram and bigram embeddings")
@@ -432,7 +439,7 @@ def main() -> None:
         f"torch {torch.__version__}, {args.threads} threads)"
     )
     emit(
-        f"encoder: d_model={args.d_model}, n_layers={args.n_layers}, dim={args.dim}; fit: epochs={args.epochs}, "
+        f"encoder: d_model={args.d_model}, n_layers={args.n_layers}, dim={args.dim}; fit: epochs={args.epochs or 'default'}, "
         f"lr={args.lr or 'default'}, alpha=default (fit's for a token encoder), tau=0.05, k=8, m=16 unless varied; "
         f"seeds {seeds}"
     )

@@ -458,6 +458,7 @@ def test_fit_defaults_depend_on_the_encoder(probe_split):
     hist = _tiny().fit(a, p, t, epochs=1, progress=False)
     assert hist.settings["alpha"] == FIT_DEFAULTS["scratch"]["alpha"] == 1.0
     assert hist.settings["lr"] == FIT_DEFAULTS["scratch"]["lr"]
+    assert FIT_DEFAULTS["scratch"]["epochs"] == 16 and FIT_DEFAULTS["pretrained"]["epochs"] == 8
     hist = _tiny().fit(a, p, t, epochs=1, progress=False, alpha=0.5, lr=2e-3)
     assert hist.settings["alpha"] == 0.5 and hist.settings["lr"] == 2e-3
 
