@@ -539,3 +539,84 @@ def test_objects_pickle_for_worker_processes(tmp_path, probe_split):
     assert all(
         np.array_equal(x[1], y[1]) for x, y in zip(sampler.epoch(0), BlockSampler(10, 20, 3, 5, seed=4).epoch(0))
     )
+
+
+def test_review_edge_cases_are_clear_errors(tmp_path, probe_split):
+    a, p, t = probe_split["train"]
+    # anchor prefixes: ids outside the vocabulary, no room left for the anchor, empty = none
+    with pytest.raises(ValueError, match="anchor_prefix ids"):
+        _tiny(anchor_prefix=[V])
+    with pytest.raises(ValueError, match="no room"):
+        _tiny(anchor_prefix=[1] * T)
+    assert _tiny(anchor_prefix=[]).anchor_prefix is None
+    enc = _tiny()
+    # items of the wrong kind or empty
+    with pytest.raises(ValueError, match="empty"):
+        enc.embed([])
+    with pytest.raises(ValueError, match="empty sequence"):
+        enc.embed([[1, 2], []])
+    with pytest.raises(TypeError):
+        enc.embed([[1, 2], 3])
+    with pytest.raises(TypeError):
+        enc.embed(None)
+    with pytest.raises(TypeError):
+        enc.embed(np.zeros((2, 3)))
+    # metrics
+    with pytest.raises(TypeError, match="pred"):
+        spearman_metrics([["a", "b"]], [[1.0, 2.0]])
+    with pytest.raises(TypeError, match="gt"):
+        spearman_metrics(np.ones((2, 3)), np.ones((2, 3), dtype=bool))
+    # the loss: integer blocks and non-finite teachers
+    with pytest.raises(TypeError, match="floating"):
+        influcoder_loss(torch.ones(2, 3, dtype=torch.int64), torch.ones(2, 3))
+    with pytest.raises(ValueError, match="NaN"):
+        influcoder_loss(torch.ones(2, 3), torch.full((2, 3), float("nan")))
+    # fit: bad k before any teacher pass; an eval pool too small to rank
+    with pytest.raises(ValueError, match="k"):
+        enc.fit(a, p, t, k=0, hard_ratio=0.5, progress=False)
+    ea, ep, et = probe_split["eval"]
+    with pytest.raises(ValueError, match="eval pool"):
+        enc.fit(a, p, t, eval=(ea, ep[:1], np.zeros((len(ea), 1))), progress=False)
+    # index ids and score arguments
+    with pytest.raises(TypeError, match="ids"):
+        enc.index(p[:4], tmp_path / "i", ids=np.arange(4.0))
+    with pytest.raises(TypeError, match="cosine"):
+        enc.score(a[:2], tmp_path / "i", method="ip")
+    with pytest.raises(ValueError, match="device"):
+        Influcoder.from_config(vocab_size=V, max_len=T, d_model=8, n_layers=0, n_heads=2, dim=4, device="gpu0")
+
+
+def test_constant_block_trains_without_nan():
+    # one anchor against four copies of one item: the student's block is constant;
+    # the Pearson term has no correlation there and must give zero gradient, not 1e37
+    s = torch.ones(1, 4, dtype=torch.float64, requires_grad=True)
+    teacher = torch.tensor([[0.1, 0.5, 0.2, 0.9]], dtype=torch.float64)
+    influcoder_loss(s, teacher, 1.0).backward()
+    assert torch.equal(s.grad, torch.zeros_like(s))
+    enc = Influcoder.from_config(vocab_size=V, d_model=8, n_layers=0, n_heads=2, max_len=T, dim=4)
+    pool = np.tile(np.arange(T) % V, (4, 1))
+    enc.fit(pool[:1] + 1 - 1, pool, np.array([[0.1, 0.5, 0.2, 0.9]]), k=1, m=4, epochs=2, progress=False)
+
+
+def test_index_refuses_other_content_under_known_ids(tmp_path, probe_split):
+    _, p, _ = probe_split["train"]
+    enc = _tiny()
+    enc.index(p[:10], tmp_path / "idx")
+    enc.index(p[:10], tmp_path / "idx")  # same content again: a no-op resume
+    with pytest.raises(ValueError, match="other content"):
+        enc.index(p[10:20], tmp_path / "idx")  # ids 0..9 again, different items
+    store = enc.index(p[10:20], tmp_path / "idx", ids=np.arange(10, 20))
+    assert len(store) == 20
+
+
+def test_sentence_transformers_max_length_is_honoured(tmp_path):
+    st_mod = pytest.importorskip("sentence_transformers")
+    hf, corpus = _hf_dir(tmp_path)
+    model = st_mod.SentenceTransformer(str(hf), device="cpu")
+    model.save(str(tmp_path / "st"))
+    short = Influcoder.from_pretrained(tmp_path / "st", max_length=3)
+    long_text = ["the cat sat on the mat"]
+    with pytest.warns(UserWarning, match="truncated"):
+        e = short.embed(long_text)
+    # the same as embedding its first three tokens (this tokenizer adds no special tokens)
+    torch.testing.assert_close(e, short.embed(["the cat sat"]), atol=1e-5, rtol=1e-5)

@@ -25,7 +25,18 @@ from .._validation import check_int
 
 
 def _as_2d(name: str, x: Any) -> torch.Tensor:
-    t = torch.as_tensor(x)
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu()
+    else:
+        try:
+            a = np.asarray(x)
+        except Exception as exc:  # ragged nested lists and the like
+            raise TypeError(f"{name} must be a 2-D real array or tensor: {exc}") from exc
+        if a.dtype.kind not in "iuf":
+            raise TypeError(f"{name} must be a 2-D real array or tensor, got {a.dtype} values")
+        t = torch.from_numpy(np.ascontiguousarray(a))
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got {t.dtype}")
     if t.dim() != 2:
         raise ValueError(f"{name} must be 2-D, got shape {tuple(t.shape)}")
     if not t.is_floating_point():

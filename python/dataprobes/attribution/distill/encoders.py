@@ -25,6 +25,8 @@ from torch import nn
 
 from ..._validation import check_int
 
+_GOLDEN = 0x9E3779B97F4A7C15 - 2**64  # 2⁶⁴/φ as a signed int64
+
 __all__ = ["TextEncoder", "TokenEncoder", "TokenEncoderConfig", "TokenItems", "TextItems"]
 
 
@@ -48,12 +50,13 @@ class TokenItems:
             isinstance(items, (list, tuple)) and items and isinstance(items[0], str)
         ):
             raise TypeError(f"{name}: this encoder takes token arrays [N, T]; strings need a text encoder")
-        if (
-            isinstance(items, (list, tuple))
-            and items
-            and not np.isscalar(items[0])
-            and len({len(x) for x in items}) > 1
-        ):
+        if items is None or isinstance(items, dict):
+            raise TypeError(f"{name} must be a 2-D integer token array [N, T], got {type(items).__name__}")
+        if isinstance(items, (list, tuple)) and len(items) == 0:
+            raise ValueError(f"{name} is empty")
+        if isinstance(items, (list, tuple)) and len({bool(np.isscalar(x)) for x in items}) > 1:
+            raise TypeError(f"{name} must be a 2-D token array or a list of 1-D token sequences")
+        if isinstance(items, (list, tuple)) and not np.isscalar(items[0]) and len({len(x) for x in items}) > 1:
             seqs = [self._row(name, x) for x in items]
             lengths = np.array([len(s) for s in seqs], dtype=np.int64)
             ids = torch.zeros(len(seqs), int(lengths.max()), dtype=torch.int64)
@@ -61,7 +64,13 @@ class TokenItems:
                 ids[i, : len(s)] = s
             self.ids, self.lengths = ids, torch.from_numpy(lengths)
         else:
-            t = items.detach().cpu() if isinstance(items, torch.Tensor) else torch.as_tensor(np.asarray(items))
+            if isinstance(items, torch.Tensor):
+                t = items.detach().cpu()
+            else:
+                a = np.asarray(items)
+                if a.dtype.kind not in "iufcb":
+                    raise TypeError(f"{name} must hold integer token ids, got {a.dtype} values")
+                t = torch.as_tensor(a)
             if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
                 raise TypeError(f"{name} must hold integer token ids, got dtype {t.dtype}")
             if t.dim() != 2:
@@ -77,10 +86,12 @@ class TokenItems:
 
     @staticmethod
     def _row(name: str, x: Any) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(x))
-        if t.dim() != 1 or t.is_floating_point() or t.dtype == torch.bool:
+        a = np.asarray(x)
+        if a.ndim == 1 and a.shape[0] == 0:
+            raise ValueError(f"{name} holds an empty sequence")
+        if a.ndim != 1 or a.dtype.kind not in "iu":
             raise TypeError(f"{name}: each sequence must be a 1-D integer array")
-        return t.to(torch.int64)
+        return torch.as_tensor(a).to(torch.int64)
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -120,6 +131,9 @@ class TextItems:
             raise TypeError(f"{name} must be a list of strings; item {bad[0]} is {type(texts[bad[0]]).__name__}")
         if not texts:
             raise ValueError(f"{name} is empty")
+        empty = [i for i, t in enumerate(texts) if not t]
+        if empty:
+            raise ValueError(f"{name} holds an empty string (item {empty[0]})")
         self.texts = texts
 
     def __len__(self) -> int:
@@ -190,7 +204,9 @@ class TokenEncoderConfig:
         check_int("bigram_buckets", self.bigram_buckets, 0)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
+            raise TypeError(f"dropout must be a number, got {type(self.dropout).__name__}")
+        if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,7 +253,9 @@ class TokenEncoder(nn.Module):
         pair = prev * v + ids
         if (v + 1) * v <= n:
             return pair
-        return (pair * 0x9E3779B1) % n
+        # Fibonacci hashing: the high 32 bits of pair · 2⁶⁴/φ (mod 2⁶⁴, wrapping
+        # int64 arithmetic) are well mixed for any n; the low bits are not
+        return ((pair * _GOLDEN) >> 32 & 0xFFFFFFFF) % n
 
     def batch(
         self, items: TokenItems, prefix: torch.Tensor | None, device: torch.device
@@ -292,6 +310,8 @@ class TextEncoder(nn.Module):
         if self.sentence_transformer:
             self.tokenizer = tokenizer if tokenizer is not None else model.tokenizer
             limit = max_length or int(getattr(model, "max_seq_length", 0) or 512)
+            st: Any = model
+            st.max_seq_length = int(limit)  # its own tokenisation truncates there
             get_dim: Any = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
             self.dim = int(get_dim())
         else:

@@ -62,7 +62,8 @@ class FitHistory:
     """What :meth:`Influcoder.fit` measured.
 
     ``epochs``: one dict per epoch — ``epoch`` (1-based), ``loss`` (mean
-    training loss), ``seconds``, and with an evaluation split
+    training loss), ``train_seconds`` (the steps alone), ``seconds`` (with the
+    evaluation), and with an evaluation split
     ``per_anchor``, ``per_anchor_std``, ``aggregated`` (:func:`spearman_metrics`
     on it). ``initial``: the metrics of the untrained encoder (epoch 0).
     ``best_epoch``: the epoch with the highest ``select`` metric (per-anchor
@@ -158,7 +159,19 @@ class Influcoder:
             self.max_length = model.config.max_len
             prefix = None
             if anchor_prefix is not None:
-                prefix = TokenItems("anchor_prefix", [list(np.asarray(anchor_prefix).reshape(-1))]).ids[0]
+                arr = np.asarray(anchor_prefix)
+                if arr.dtype.kind not in "iu" and arr.size:
+                    raise TypeError(f"anchor_prefix must be token ids (integers), got {arr.dtype} values")
+                arr = arr.reshape(-1).astype(np.int64)
+                if arr.size:
+                    if arr.min() < 0 or arr.max() >= model.config.vocab_size:
+                        raise ValueError(f"anchor_prefix ids must lie in [0, {model.config.vocab_size})")
+                    if arr.size >= model.config.max_len:
+                        raise ValueError(
+                            f"anchor_prefix has {arr.size} tokens but the encoder sees {model.config.max_len} "
+                            "positions: no room would be left for the anchor"
+                        )
+                    prefix = torch.from_numpy(arr)
             self.anchor_prefix: Any = prefix
         else:
             text = model if isinstance(model, TextEncoder) else TextEncoder(model, tokenizer, max_length)
@@ -168,9 +181,12 @@ class Influcoder:
             self.max_length = text.max_length
             if anchor_prefix is not None and not isinstance(anchor_prefix, str):
                 raise TypeError("a text encoder's anchor_prefix must be a string")
-            self.anchor_prefix = anchor_prefix
-        self.device = torch.device(device) if device is not None else _default_device()
-        self.encoder.to(self.device)
+            self.anchor_prefix = anchor_prefix or None
+        try:
+            self.device = torch.device(device) if device is not None else _default_device()
+            self.encoder.to(self.device)
+        except (RuntimeError, TypeError, AssertionError) as exc:
+            raise ValueError(f"device {device!r} is not usable here: {exc}") from exc
         self.pretrained = self.kind == "text"
 
     # -- construction -----------------------------------------------------------
@@ -350,7 +366,8 @@ class Influcoder:
         ``keep="best"`` (default) restores the weights of the epoch with the
         highest ``select`` metric (``"per_anchor"``, the retrieval ranking, or
         ``"aggregated"``, the selection ranking), ``"last"`` keeps the final
-        ones (``history.saved`` says which). Same ``seed``, same weights.
+        ones (``history.saved`` says which); the choice is among the trained
+        epochs, never the untrained start. Same ``seed``, same weights.
         """
         a_items = self._items("anchors", anchors)
         p_items = self._items("pool", pool)
@@ -373,10 +390,13 @@ class Influcoder:
             if not isinstance(eval, (tuple, list)) or len(eval) != 3:
                 raise TypeError("eval must be a tuple (anchors_eval, pool_eval, teacher_eval) or None")
             ea, ep = self._items("eval anchors", eval[0]), self._items("eval pool", eval[1])
+            if len(ep) < 2:
+                raise ValueError("the eval pool needs at least 2 items for a ranking to be measured")
             ev = (ea, ep, as_teacher(eval[2], (len(ea), len(ep)), "teacher_eval"))
             _refuse_overlap(a_items, p_items, ea, ep)
         for name, its, is_anchor in (("anchors", a_items, True), ("pool items", p_items, False)):
             _warn_truncated(self._count_truncated(its, is_anchor), len(its), self.max_length, f"training {name}")
+        k = check_int("k", k, 1)
         m_eff = min(check_int("m", m, 1), len(p_items))
         hard_ratio = check_float_in("hard_ratio", hard_ratio, 0.0, 1.0)
         top = tch.top_candidates(m_eff) if int(m_eff * hard_ratio) > 0 else None
@@ -415,9 +435,66 @@ class Influcoder:
             return max(0.0, (steps - step) / max(1, steps - n_warm))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        best_score, best_state = -math.inf, None
         bar = _progress(range(steps), progress, "distilling", total=steps)
         bar_it = iter(bar)
+        try:
+            best_state = self._train(
+                a_items,
+                p_items,
+                tch,
+                ev,
+                sampler,
+                opt,
+                sched,
+                hist,
+                bar,
+                bar_it,
+                epochs=epochs,
+                alpha=alpha,
+                tau=tau,
+                seed=seed,
+                clip=clip,
+                select=select,
+                eval_batch_size=eval_batch_size,
+                progress=progress,
+            )
+        finally:
+            if hasattr(bar, "close"):
+                bar.close()
+            self.encoder.eval()
+        if keep == "best" and best_state is not None:
+            self.encoder.load_state_dict(best_state)
+            hist.saved = "best"
+        else:
+            hist.best_epoch = hist.best_epoch or epochs
+            hist.saved = "last"
+        hist.seconds = time.perf_counter() - t_start
+        return hist
+
+    def _train(
+        self,
+        a_items: TokenItems | TextItems,
+        p_items: TokenItems | TextItems,
+        tch: DenseTeacher | GradientTeacher,
+        ev: tuple[Any, Any, Any] | None,
+        sampler: BlockSampler,
+        opt: torch.optim.Optimizer,
+        sched: Any,
+        hist: FitHistory,
+        bar: Any,
+        bar_it: Any,
+        *,
+        epochs: int,
+        alpha: float,
+        tau: float,
+        seed: int,
+        clip: float,
+        select: str,
+        eval_batch_size: int,
+        progress: bool,
+    ) -> dict[str, Any] | None:
+        """The epochs of :meth:`fit`; returns the best epoch's weights (or None)."""
+        best_score, best_state = -math.inf, None
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)
             for epoch in range(1, epochs + 1):
@@ -444,23 +521,13 @@ class Influcoder:
                 train_s = time.perf_counter() - t0
                 row: dict[str, float] = {"epoch": epoch, "loss": float(np.mean(losses)), "train_seconds": train_s}
                 if ev is not None:
-                    row.update(self._evaluate(*ev, eval_batch_size))
+                    row.update(self._evaluate(ev[0], ev[1], ev[2], eval_batch_size))
                     if row[select] > best_score:
                         best_score, hist.best_epoch = row[select], epoch
                         best_state = copy.deepcopy(self.encoder.state_dict())
                 row["seconds"] = time.perf_counter() - t0
                 hist.epochs.append(row)
-        if hasattr(bar, "close"):
-            bar.close()
-        if keep == "best" and best_state is not None:
-            self.encoder.load_state_dict(best_state)
-            hist.saved = "best"
-        else:
-            hist.best_epoch = hist.best_epoch or epochs
-            hist.saved = "last"
-        self.encoder.eval()
-        hist.seconds = time.perf_counter() - t_start
-        return hist
+        return best_state
 
     def _evaluate(
         self, anchors: Any, pool: Any, teacher: DenseTeacher | GradientTeacher, batch_size: int
@@ -525,16 +592,29 @@ class Influcoder:
         """Embed ``pool`` once into an index at ``path``: a float16
         :class:`~dataprobes.attribution.GradientStore` (atomic shards,
         checksummed reads) that records :attr:`index_config`. An interrupted
-        run resumes: rows whose ids are already stored are skipped. ``ids``
+        run resumes: rows whose ids are already stored are skipped. The
+        content behind every id is recorded (a 64-bit hash per item, written
+        atomically before any row), so indexing different items under ids the
+        index already holds is refused instead of keeping stale rows. ``ids``
         default to ``0..N−1``."""
         items = self._items("pool", pool)
         n = len(items)
         batch_size = check_int("batch_size", batch_size, 1)
-        id_arr = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids)
-        if id_arr.shape != (n,) or id_arr.dtype.kind not in "iu":
-            raise ValueError(f"ids must be {n} integers, one per pool item, got shape {id_arr.shape}")
-        id_arr = id_arr.astype(np.int64)
-        with StoreWriter(path, self.dim, "float16", config=self.index_config, shard_rows=shard_rows) as w:
+        progress = check_bool("progress", progress)
+        if ids is None:
+            id_arr = np.arange(n, dtype=np.int64)
+        else:
+            id_arr = np.asarray(ids)
+            if id_arr.dtype.kind not in "iu":
+                raise TypeError(f"ids must be integers, got {id_arr.dtype}")
+            if id_arr.shape != (n,):
+                raise ValueError(f"ids must be {n} integers, one per pool item, got shape {id_arr.shape}")
+            if id_arr.size and (int(id_arr.min()) < 0 or int(id_arr.max()) >= 2**63):
+                raise ValueError("ids must lie in [0, 2**63)")
+            id_arr = id_arr.astype(np.int64)
+        root = Path(path)
+        with StoreWriter(root, self.dim, "float16", config=self.index_config, shard_rows=shard_rows) as w:
+            _record_contents(root, id_arr, items.hashes())
             todo = np.nonzero(~w.contains(id_arr))[0]
             for s in _progress(
                 range(0, len(todo), batch_size), progress, "indexing", total=-(-len(todo) // batch_size)
@@ -550,6 +630,9 @@ class Influcoder:
         an anchor), streamed over the index with
         :func:`~dataprobes.attribution.score`. An index built by a different
         encoder (other weights, config, prefix or length) is refused."""
+        fixed = {"method", "query_config", "capture", "check_config"} & set(kwargs)
+        if fixed:
+            raise TypeError(f"score() fixes {sorted(fixed)}: an index is scored by cosine against its own encoder")
         q = self.embed(queries, anchors=True)
         return score(index, q, method="cosine", top_k=top_k, query_config=self.index_config, **kwargs)
 
@@ -584,7 +667,7 @@ class Influcoder:
             }
             meta["fingerprint"] = self.fingerprint()
             write_json_atomic(tmp / _META, meta, indent=1)
-            fsync_dir(tmp)
+            _fsync_tree(tmp)
             old = None
             if final.exists():
                 if not (final / _META).exists():
@@ -651,6 +734,54 @@ class Influcoder:
 # ----------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------
+
+
+_CONTENTS = "influcoder-items.npz"
+
+
+def _record_contents(root: Path, ids: np.ndarray, hashes: np.ndarray) -> None:
+    """Merge ``ids → content hash`` into the index's record, refusing an id
+    already recorded with other content; written atomically."""
+    f = root / _CONTENTS
+    if f.exists():
+        with np.load(f) as z:
+            old_ids, old_h = z["ids"], z["hashes"]
+    else:
+        old_ids, old_h = np.empty(0, np.int64), np.empty(0, np.uint64)
+    order = np.argsort(old_ids, kind="stable")
+    pos = np.searchsorted(old_ids[order], ids)
+    pos_c = np.minimum(pos, max(len(old_ids) - 1, 0))
+    known = (pos < len(old_ids)) & (old_ids[order][pos_c] == ids) if len(old_ids) else np.zeros(len(ids), bool)
+    if known.any():
+        differ = old_h[order][pos_c][known] != hashes[known]
+        if differ.any():
+            bad = int(ids[known][differ][0])
+            raise ValueError(
+                f"{int(differ.sum())} ids are already indexed with other content (e.g. id {bad}): index into a new "
+                "path, or give these items new ids"
+            )
+    new_ids = np.concatenate([old_ids, ids[~known]])
+    new_h = np.concatenate([old_h, hashes[~known]])
+    if len(new_ids) != len(np.unique(new_ids)):
+        raise ValueError("ids must be distinct")
+    buf = io.BytesIO()
+    np.savez(buf, ids=new_ids, hashes=new_h)
+    write_atomic(f, buf.getvalue())
+
+
+def _fsync_tree(root: Path) -> None:
+    """Sync every file and directory under ``root`` to disk (what ``save_pretrained``
+    wrote included), deepest first."""
+    for p in sorted(root.rglob("*"), key=lambda q: len(q.parts), reverse=True):
+        if p.is_file():
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        else:
+            fsync_dir(p)
+    fsync_dir(root)
 
 
 def _default_device() -> torch.device:

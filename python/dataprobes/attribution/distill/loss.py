@@ -21,6 +21,8 @@ from ..._validation import check_float_in, check_positive_float
 
 __all__ = ["influcoder_loss"]
 
+_EPS = 1e-12  # product of the centred norms below which a block has no correlation
+
 
 def influcoder_loss(
     student: torch.Tensor, teacher: torch.Tensor, alpha: float = 0.5, tau: float = 0.05
@@ -28,8 +30,8 @@ def influcoder_loss(
     """Scalar loss of a ``[k, m]`` block of ``student`` scores against
     ``teacher`` scores (see the module docstring); differentiable in
     ``student``. A block whose scores are constant has no Pearson
-    correlation: that term is 1 − 0 there (centred vectors of norm 0 are
-    divided by a tiny positive floor, never by zero)."""
+    correlation: that term is 1 − 0 there, with zero gradient (no division
+    by a vanishing norm, so no NaN or overflow in training)."""
     if not isinstance(student, torch.Tensor) or not isinstance(teacher, torch.Tensor):
         raise TypeError("student and teacher must be torch tensors")
     if student.dim() != 2 or student.shape != teacher.shape:
@@ -39,13 +41,18 @@ def influcoder_loss(
         )
     if student.numel() == 0:
         raise ValueError("empty block")
+    if not student.is_floating_point() or not teacher.is_floating_point():
+        raise TypeError(f"student and teacher must be floating tensors, got {student.dtype} and {teacher.dtype}")
+    if not bool(torch.isfinite(teacher).all()):
+        raise ValueError("teacher holds NaN or inf scores")
     alpha = check_float_in("alpha", alpha, 0.0, 1.0)
     tau = check_positive_float("tau", tau)
     teacher = teacher.to(student.dtype).detach()
     s = student.reshape(-1) - student.mean()
     t = teacher.reshape(-1) - teacher.mean()
-    tiny = torch.finfo(student.dtype).tiny
-    pearson = (s * t).sum() / (s.norm() * t.norm()).clamp_min(tiny)
+    den = s.norm() * t.norm()
+    ok = den > _EPS
+    pearson = torch.where(ok, (s * t).sum() / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
     log_q = F.log_softmax(student / tau, dim=1)
     log_p = F.log_softmax(teacher / tau, dim=1)
     kl = (log_p.exp() * (log_p - log_q)).sum(1).mean()
