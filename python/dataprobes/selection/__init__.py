@@ -1,0 +1,53 @@
+"""Data selection: pick the training subset that matters.
+
+Three families, each exact to its reference semantics and validated on probes
+whose right answer is known (docs/math.md, "Data selection"):
+
+- **DEITA** (Liu et al., ICLR 2024), score first, then diversity:
+  :func:`diversity_filter`, :func:`expected_score`, :func:`deita_select`
+  (module :mod:`dataprobes.selection.deita`).
+- **LESS** (Xia et al., ICML 2024), gradient similarity to a target task:
+  :func:`less_scores`, :func:`select_top` (module
+  :mod:`dataprobes.selection.less`).
+- **DSIR** (Xie et al., NeurIPS 2023), importance resampling on hashed
+  n-grams: :func:`hashed_ngram_features`, :func:`dsir_weights`,
+  :func:`dsir_select` (module :mod:`dataprobes.selection.dsir`).
+
+DSIR needs only numpy and scipy; DEITA's filter runs on numpy or PyTorch;
+the gradient and model parts need PyTorch. Names are resolved lazily so that
+importing this package never imports PyTorch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "diversity_filter": "deita",
+    "expected_score": "deita",
+    "deita_select": "deita",
+    "last_token_embeddings": "deita",
+    "mean_pool_embeddings": "deita",
+    "less_scores": "less",
+    "less_features": "less",
+    "select_top": "less",
+    "hashed_ngram_features": "dsir",
+    "dsir_weights": "dsir",
+    "dsir_select": "dsir",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
