@@ -289,6 +289,35 @@ def test_corruption_detected(tmp_path: Path) -> None:
         GradientStore(tmp_path)
 
 
+@pytest.mark.filterwarnings("error::UserWarning")
+def test_shards_listed_after_the_reader_read_the_parts_are_not_unlisted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that read a manifest part before the writer listed (and closed on)
+    more shards must not call those shards unlisted (seen on a loaded machine)."""
+    from dataprobes.attribution.store import reader as reader_mod
+
+    x = _data(400, 16)
+    with StoreWriter(tmp_path, 16, "int8", CONFIG, shard_rows=100) as w:
+        w.append(np.arange(400), x)
+    real = reader_mod._read_json
+    stale = True
+
+    def read_json(path: Path) -> dict:
+        nonlocal stale
+        obj = real(path)
+        if stale and Path(path).name.startswith("manifest.rank"):
+            stale = False
+            obj = {**obj, "shards": obj["shards"][:1]}  # the part as it was after one shard
+        return obj
+
+    monkeypatch.setattr(reader_mod, "_read_json", read_json)
+    s = GradientStore(tmp_path)  # would warn that shards 2 and 3 are unlisted
+    assert len(s) == 100
+    monkeypatch.setattr(reader_mod, "_read_json", real)
+    assert len(GradientStore(tmp_path)) == 400
+
+
 @pytest.mark.filterwarnings("error::UserWarning")  # a live writer's newest shard is not "unlisted"
 def test_readers_never_see_partial_shards(tmp_path: Path) -> None:
     x = _data(3000, 64)

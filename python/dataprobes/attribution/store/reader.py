@@ -23,6 +23,7 @@ from .format import (
     CorruptShardError,
     _check_header,
     _header,
+    _part_name,
     _read_json,
     _to_numpy,
     _xxh3,
@@ -168,6 +169,18 @@ class GradientStore:
             rank, index = int(m.group(1)), int(m.group(2))
             if index != next_index.get(rank, -1) and not rank_writer_active(self.path, rank):
                 unlisted.setdefault(f"rank {rank}", []).append(name)
+        if unlisted:
+            # A writer may have listed them (and closed) since the parts were read:
+            # judge them by the manifest parts as they are now.
+            for key in list(unlisted):
+                fresh = self.path / _part_name(int(key.split()[1]))
+                try:
+                    now = {info["name"] for e in _read_json(fresh)["shards"] for info in e["files"].values()}
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+                unlisted[key] = [n for n in unlisted[key] if n not in now]
+                if not unlisted[key]:
+                    del unlisted[key]
         if unlisted:
             names = [n for v in unlisted.values() for n in v]
             shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
