@@ -57,7 +57,7 @@ def markov_token_log_probs(x: np.ndarray, p: np.ndarray, init: np.ndarray, vocab
     """log p(x_t | x_<t) by the definition, one sequence, slow and plain."""
     n = vocab**order
     out = np.zeros(len(x))
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # -inf - -inf on an impossible prefix
         for t in range(len(x)):
             if t < order:
                 # marginal of the first t+1 tokens of the initial law
