@@ -407,12 +407,13 @@ def digit_token_ids(tokenizer: Any) -> list[int]:
     The reference hard-codes them per model family (Llama 29896…, Mistral
     28740…); looking them up makes any tokenizer work or fail loudly."""
     vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    unk = getattr(tokenizer, "unk_token_id", None)
     ids = []
     for d in "123456":
         tid = vocab.get(d)
         if tid is None:
-            enc = tokenizer.encode(d, add_special_tokens=False)
-            if len(enc) != 1:
+            enc = list(tokenizer.encode(d, add_special_tokens=False))
+            if len(enc) != 1 or (unk is not None and enc[0] == unk):
                 raise ValueError(
                     f"tokenizer has no single token for the digit {d!r} (it encodes as {list(enc)}); "
                     "pass digit_ids= explicitly"
