@@ -32,7 +32,9 @@ def _compute_distance(matrix: torch.Tensor, matrix_2: torch.Tensor) -> torch.Ten
     return torch.mm(matrix_norm, matrix_2_norm.t())
 
 
-def _distance_chunk_by_chunk(existing_emb: np.ndarray | torch.Tensor, cur_emb: torch.Tensor, chunk_size: int) -> torch.Tensor:
+def _distance_chunk_by_chunk(
+    existing_emb: np.ndarray | torch.Tensor, cur_emb: torch.Tensor, chunk_size: int
+) -> torch.Tensor:
     placeholder = torch.zeros((cur_emb.size(0), existing_emb.shape[0]), dtype=torch.float32)
     for i in range(0, existing_emb.shape[0], chunk_size):
         chunk = existing_emb[i : i + chunk_size]

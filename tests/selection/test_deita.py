@@ -157,7 +157,9 @@ def test_ties_by_index_and_budget_beyond_n() -> None:
 def test_tensor_float64_and_integer_inputs_agree() -> None:
     emb, scores = planted(3, 200, 8)
     want = diversity_filter(emb, scores, 50, 0.8, progress=False)
-    assert np.array_equal(diversity_filter(torch.from_numpy(emb), torch.from_numpy(scores), 50, 0.8, progress=False), want)
+    assert np.array_equal(
+        diversity_filter(torch.from_numpy(emb), torch.from_numpy(scores), 50, 0.8, progress=False), want
+    )
     assert np.array_equal(diversity_filter(emb, scores, 50, 0.8, device="cpu", progress=False), want)
     assert np.array_equal(diversity_filter(emb.astype(np.float64), scores.tolist(), 50, 0.8, progress=False), want)
     ints = np.random.default_rng(0).integers(-3, 4, size=(40, 5))
@@ -338,7 +340,9 @@ def test_digit_ids_come_from_the_tokenizer(tok) -> None:
 def test_unscorable_prompts_are_reported_never_three(tok) -> None:
     model = tinygpt(len(tok))
     long = " ".join(["blue"] * 200)
-    with pytest.raises(ValueError, match=r"1 prompt\(s\) cannot be scored: prompts\[1\]: 201 tokens exceed max_length 128"):
+    with pytest.raises(
+        ValueError, match=r"1 prompt\(s\) cannot be scored: prompts\[1\]: 201 tokens exceed max_length 128"
+    ):
         expected_score(model, tok, [PROMPTS[0], long], progress=False)
     with pytest.warns(UserWarning, match=r"prompts\[1\]"):
         got = expected_score(model, tok, [PROMPTS[0], long], errors="nan", progress=False)
@@ -399,7 +403,9 @@ def test_embeddings_equal_unpadded_forwards_for_left_and_right_padding(name: str
         got = last_token_embeddings(model, ids, mask, batch_size=2, progress=False)
         assert got.dtype == np.float32 and got.shape == last.shape
         np.testing.assert_allclose(got, last, atol=1e-5)
-        np.testing.assert_allclose(mean_pool_embeddings(model, ids, mask, batch_size=3, progress=False), mean, atol=1e-5)
+        np.testing.assert_allclose(
+            mean_pool_embeddings(model, ids, mask, batch_size=3, progress=False), mean, atol=1e-5
+        )
     from_text = last_token_embeddings(model, PROMPTS, tokenizer=tok, batch_size=4, progress=False)
     np.testing.assert_allclose(from_text, last, atol=1e-5)
     no_mask = last_token_embeddings(model, torch.tensor([rows[0]]), progress=False)

@@ -115,7 +115,7 @@ def _check_budget(budget: Any) -> int | None:
 # normalised rows: the one definition every path (and the tests) shares
 
 
-def _row_norms(emb: Any, chunk: int = 4096) -> np.ndarray:
+def _row_norms(emb: Any, chunk: int = 256) -> np.ndarray:
     """float64 L2 norms of the rows of ``emb``, computed once in fixed chunks;
     a non-finite or zero row raises ``ValueError`` naming it."""
     n = emb.shape[0]
@@ -126,8 +126,8 @@ def _row_norms(emb: Any, chunk: int = 4096) -> np.ndarray:
             x = emb[lo:hi].double()
             ssq = (x * x).sum(1).cpu().numpy()
         else:
-            x = emb[lo:hi].astype(np.float64)
-            ssq = np.einsum("ij,ij->i", x, x)
+            x = emb[lo:hi]
+            ssq = np.einsum("ij,ij->i", x, x, dtype=np.float64, casting="unsafe")
         out[lo:hi] = np.sqrt(ssq)
         odd = np.flatnonzero(~np.isfinite(ssq) | (ssq < np.finfo(np.float64).tiny))
         for j in odd:  # overflow, underflow, zero or non-finite rows: rare, one at a time
@@ -326,14 +326,16 @@ def diversity_filter(
     with _NoTf32(backend), tqdm(total=target, desc="diversity filter", disable=not progress) as bar:
         while pos < n and len(kept) < target:
             m = len(kept)
-            b = min(block, n - pos, max(64, 2 * (target - m)))
+            # blocks grow with the kept set (the in-block Gram costs b/m of the
+            # cross product) and shrink near the budget (less overshoot)
+            b = min(block, n - pos, max(256, m // 2), max(64, 2 * (target - m)))
             idx = order[pos : pos + b]
             pos += b
             c = _normalised(emb, norms, idx, backend)
-            alive = np.ones(b, dtype=bool)
+            alive: np.ndarray = np.ones(b, dtype=bool)
             if m:
                 ks = k_rows[:m]
-                alive = ~_similar(backend.matmul_t(c, ks), thr, backend, c, ks).any(axis=1)
+                alive = np.asarray(~_similar(backend.matmul_t(c, ks), thr, backend, c, ks).any(axis=1))
             a = np.flatnonzero(alive)
             if a.size == 0:
                 continue
@@ -443,7 +445,7 @@ def _context_length(model: Any, kind: str) -> int | None:
     cfg = getattr(model, "config", None)
     for key in ("max_position_embeddings", "n_positions"):
         v = getattr(cfg, key, None)
-        if isinstance(v, numbers.Integral) and v > 0:
+        if isinstance(v, numbers.Integral) and int(v) > 0:
             return int(v)
     return None
 
@@ -776,8 +778,9 @@ def _check_conversations(conversations: Any) -> list[list[tuple[str, str]]]:
 
 
 def conversation_text(conversation: Sequence[tuple[str, str]]) -> str:
-    """The text embedded for a conversation: its turns as ``instruction\\nresponse``
-    joined by blank lines (the reference uses a chat template instead)."""
+    """The text embedded for a conversation: each turn's instruction and
+    response on two lines, turns separated by a blank line (the reference
+    uses a chat template instead)."""
     return "\n\n".join(f"{q}\n{a}" for q, a in conversation)
 
 
@@ -815,7 +818,9 @@ def deita_select(
         cm, ct = _check_pair("complexity_scorer", complexity_scorer)
         qm, qt = _check_pair("quality_scorer", quality_scorer)
         flat = [t for conv in convs for t in conv]
-        cflat = expected_score(cm, ct, [complexity_prompt(q) for q, _ in flat], batch_size=batch_size, progress=progress)
+        cflat = expected_score(
+            cm, ct, [complexity_prompt(q) for q, _ in flat], batch_size=batch_size, progress=progress
+        )
         qflat = expected_score(
             qm, qt, [quality_prompt(q, a) for q, a in flat], batch_size=batch_size, progress=progress
         )
@@ -828,7 +833,9 @@ def deita_select(
             raise ValueError("give embeddings=, or conversations= with embedder=")
         em, et = _check_pair("embedder", embedder)
         fn = last_token_embeddings if pooling == "last" else mean_pool_embeddings
-        embeddings = fn(em, [conversation_text(c) for c in convs], tokenizer=et, batch_size=batch_size, progress=progress)
+        embeddings = fn(
+            em, [conversation_text(c) for c in convs], tokenizer=et, batch_size=batch_size, progress=progress
+        )
     idx = diversity_filter(embeddings, scores, budget, threshold, device=device, progress=progress)
     s = _check_scores(scores, len(scores))
     return DeitaSelection(indices=idx, scores=s, complexity=comp, quality=qual)
