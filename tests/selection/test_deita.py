@@ -171,6 +171,22 @@ def test_tensor_float64_and_integer_inputs_agree() -> None:
     )
 
 
+def test_torch_path_agrees_with_the_numpy_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the PyTorch path (used on a GPU) run on the CPU: same indices, borderline pairs included
+    import dataprobes.selection.deita as deita
+
+    emb, scores = planted(5, 300, 12, dup=0.5, noise=0.3)
+    want = {thr: diversity_filter(emb, scores, None, thr, block_size=37, progress=False) for thr in (0.3, 0.9)}
+    monkeypatch.setattr(deita, "_resolve_device", lambda device, emb: torch.device("cpu"))
+    for thr, w in want.items():
+        for data in (emb, torch.from_numpy(emb)):
+            got = diversity_filter(data, scores, None, thr, block_size=37, progress=False)
+            assert np.array_equal(got, w)
+            assert np.array_equal(got, brute_force(emb, scores, None, thr))
+    with pytest.raises(ValueError, match="row 2 is a zero vector"):
+        diversity_filter(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]), [1.0, 2.0, 3.0], 2, progress=False)
+
+
 def test_extreme_magnitudes_are_normalised_not_lost() -> None:
     e = np.array([[1e-200, 0.0], [0.0, 1e200], [1e200, 1e200]])
     assert diversity_filter(e, [3.0, 2.0, 1.0], None, 0.5, progress=False).tolist() == [0, 1]

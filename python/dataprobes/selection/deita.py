@@ -115,46 +115,71 @@ def _check_budget(budget: Any) -> int | None:
 # normalised rows: the one definition every path (and the tests) shares
 
 
-def _row_norms(emb: Any, chunk: int = 256) -> np.ndarray:
-    """float64 L2 norms of the rows of ``emb``, computed once in fixed chunks;
-    a non-finite or zero row raises ``ValueError`` naming it."""
-    n = emb.shape[0]
-    out = np.empty(n, dtype=np.float64)
-    for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        if _is_tensor(emb):
-            x = emb[lo:hi].double()
-            ssq = (x * x).sum(1).cpu().numpy()
-        else:
-            x = emb[lo:hi]
-            ssq = np.einsum("ij,ij->i", x, x, dtype=np.float64, casting="unsafe")
-        out[lo:hi] = np.sqrt(ssq)
-        odd = np.flatnonzero(~np.isfinite(ssq) | (ssq < np.finfo(np.float64).tiny))
-        for j in odd:  # overflow, underflow, zero or non-finite rows: rare, one at a time
-            row = emb[lo + j].double().cpu().numpy() if _is_tensor(emb) else emb[lo + j].astype(np.float64)
-            if not np.isfinite(row).all():
-                raise ValueError(f"embeddings must be finite: row {lo + j} contains NaN or infinity")
-            peak = float(np.max(np.abs(row)))
-            if peak == 0.0:
-                raise ValueError(
-                    f"embeddings row {lo + j} is a zero vector: its cosine to any row is undefined; "
-                    "drop it or give it a non-zero embedding"
-                )
-            out[lo + j] = peak * float(np.sqrt(np.sum((row / peak) ** 2)))
+def _careful_norm(row: np.ndarray, index: int) -> float:
+    """The float64 norm of one row whose plain sum of squares overflowed,
+    underflowed or was not finite: rescaled by its largest entry; a
+    non-finite or zero row raises ``ValueError`` naming it."""
+    row = np.asarray(row, dtype=np.float64)
+    if not np.isfinite(row).all():
+        raise ValueError(f"embeddings must be finite: row {index} contains NaN or infinity")
+    peak = float(np.max(np.abs(row)))
+    if peak == 0.0:
+        raise ValueError(
+            f"embeddings row {index} is a zero vector: its cosine to any row is undefined; "
+            "drop it or give it a non-zero embedding"
+        )
+    return peak * float(np.sqrt(np.sum((row / peak) ** 2)))
+
+
+def _odd(ssq: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(~np.isfinite(ssq) | (ssq < np.finfo(np.float64).tiny))
+
+
+def _screen_rows(emb: np.ndarray, chunk: int = 1024) -> None:
+    """Refuse a zero or non-finite row anywhere in ``emb`` (one cheap pass in
+    the array's own precision; suspicious rows are checked exactly)."""
+    for lo in range(0, emb.shape[0], chunk):
+        x = emb[lo : lo + chunk]
+        for j in _odd(np.einsum("ij,ij->i", x, x).astype(np.float64)):
+            _careful_norm(x[j], lo + int(j))
+
+
+def _norms64(rows: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """float64 norms of ``rows`` (original indices ``index``): each row's sum
+    of squares in float64, the same whichever rows come with it."""
+    ssq = np.einsum("ij,ij->i", rows, rows, dtype=np.float64, casting="unsafe")
+    out = np.sqrt(ssq)
+    for j in _odd(ssq):
+        out[j] = _careful_norm(rows[j], int(index[j]))
     return out
 
 
-def _normalised(emb: Any, norms: np.ndarray, idx: np.ndarray, backend: _Backend) -> Any:
-    """Rows ``idx`` of ``emb`` divided by their float64 norms, rounded to float32:
-    elementwise, so a row's bits never depend on which other rows come with it."""
-    if _is_tensor(emb) or backend.torch is not None:
+def _row_norms_torch(emb: Any, chunk: int = 1024) -> np.ndarray:
+    """float64 norms of every row of a tensor, once, in fixed chunks (so on a
+    GPU too a row's norm never depends on the block it is later read in)."""
+    n = emb.shape[0]
+    out = np.empty(n, dtype=np.float64)
+    for lo in range(0, n, chunk):
+        x = emb[lo : lo + chunk].double()
+        ssq = (x * x).sum(1).cpu().numpy()
+        out[lo : lo + chunk] = np.sqrt(ssq)
+        for j in _odd(ssq):
+            out[lo + j] = _careful_norm(x[j].cpu().numpy(), lo + int(j))
+    return out
+
+
+def _normalised(emb: Any, norms: np.ndarray | None, idx: np.ndarray, backend: _Backend) -> Any:
+    """Rows ``idx`` of ``emb`` divided by their float64 norms, rounded to
+    float32: a row's bits never depend on which other rows come with it."""
+    if norms is not None:
         torch = backend.torch if backend.torch is not None else sys.modules["torch"]
         src = emb if _is_tensor(emb) else torch.from_numpy(emb)
         ti = torch.from_numpy(idx).to(src.device)
         rows = src.index_select(0, ti).to(backend.device, dtype=torch.float64)
         nr = torch.from_numpy(norms[idx]).to(backend.device)
         return (rows / nr[:, None]).to(torch.float32)
-    return (emb[idx].astype(np.float64) / norms[idx][:, None]).astype(np.float32)
+    rows = emb[idx]
+    return (rows.astype(np.float64) / _norms64(rows, idx)[:, None]).astype(np.float32)
 
 
 def _cos64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -316,7 +341,11 @@ def diversity_filter(
     backend = _Backend(dev)
     if _is_tensor(emb) and dev is None:
         emb = emb.cpu().numpy()  # CPU tensors: the numpy path, zero-copy
-    norms = _row_norms(emb)
+    norms: np.ndarray | None = None
+    if backend.torch is None:
+        _screen_rows(emb)  # norms are computed per block, for the rows scanned
+    else:
+        norms = _row_norms_torch(emb if _is_tensor(emb) else backend.torch.from_numpy(emb))
     order = np.argsort(-s, kind="stable")
     target = n if cap is None else min(cap, n)
 
