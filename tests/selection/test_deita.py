@@ -161,6 +161,11 @@ def test_tensor_float64_and_integer_inputs_agree() -> None:
         diversity_filter(torch.from_numpy(emb), torch.from_numpy(scores), 50, 0.8, progress=False), want
     )
     assert np.array_equal(diversity_filter(emb, scores, 50, 0.8, device="cpu", progress=False), want)
+    half = torch.from_numpy(emb).to(torch.bfloat16)
+    assert np.array_equal(
+        diversity_filter(half, scores, 50, 0.8, progress=False),
+        brute_force(half.float().numpy(), scores, 50, 0.8),
+    )
     assert np.array_equal(diversity_filter(emb.astype(np.float64), scores.tolist(), 50, 0.8, progress=False), want)
     ints = np.random.default_rng(0).integers(-3, 4, size=(40, 5))
     ints[ints.sum(1) == 0, 0] = 1

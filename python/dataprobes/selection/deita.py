@@ -339,8 +339,9 @@ def diversity_filter(
     s = _check_scores(scores, n)
     dev = _resolve_device(device, emb)
     backend = _Backend(dev)
-    if _is_tensor(emb) and dev is None:
-        emb = emb.cpu().numpy()  # CPU tensors: the numpy path, zero-copy
+    if _is_tensor(emb) and dev is None:  # CPU tensors: the numpy path (zero-copy for float32/64)
+        emb = emb.cpu()
+        emb = (emb if str(emb.dtype) in ("torch.float32", "torch.float64") else emb.float()).numpy()
     norms: np.ndarray | None = None
     if backend.torch is None:
         _screen_rows(emb)  # norms are computed per block, for the rows scanned
@@ -866,5 +867,5 @@ def deita_select(
             em, [conversation_text(c) for c in convs], tokenizer=et, batch_size=batch_size, progress=progress
         )
     idx = diversity_filter(embeddings, scores, budget, threshold, device=device, progress=progress)
-    s = _check_scores(scores, len(scores))
+    s = _check_scores(scores, len(scores))  # validated by the filter already: only converted here
     return DeitaSelection(indices=idx, scores=s, complexity=comp, quality=qual)
