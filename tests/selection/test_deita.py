@@ -192,6 +192,15 @@ def test_torch_path_agrees_with_the_numpy_path(monkeypatch: pytest.MonkeyPatch) 
         diversity_filter(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]), [1.0, 2.0, 3.0], 2, progress=False)
 
 
+def test_threshold_one_keeps_exact_duplicates() -> None:
+    # rounding puts the cosine of a row with itself a hair above 1; a cosine
+    # cannot exceed 1, so threshold 1 rejects nothing
+    e = np.random.default_rng(0).normal(size=(200, 64)).astype(np.float32)
+    e = np.concatenate([e, e])
+    assert len(diversity_filter(e, np.arange(400.0), None, 1.0, progress=False)) == 400
+    assert len(diversity_filter(e, np.arange(400.0), None, 0.999999, progress=False)) == 200
+
+
 def test_extreme_magnitudes_are_normalised_not_lost() -> None:
     e = np.array([[1e-200, 0.0], [0.0, 1e200], [1e200, 1e200]])
     assert diversity_filter(e, [3.0, 2.0, 1.0], None, 0.5, progress=False).tolist() == [0, 1]

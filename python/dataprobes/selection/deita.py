@@ -227,7 +227,8 @@ class _Backend:
 def _similar(s: Any, thr: float, backend: _Backend, rows_a: Any, rows_b: Any) -> np.ndarray:
     """Boolean ``cos > thr`` for the float32 cosine matrix ``s = rows_a @ rows_bᵀ``:
     decided by ``s`` where it is farther than :data:`BORDER_MARGIN` from ``thr``,
-    by the float64 cosine of the same float32 rows otherwise."""
+    by the float64 cosine of the same float32 rows (clipped to [-1, 1], so
+    ``thr = 1`` keeps exact duplicates) otherwise."""
     hi = s > thr + BORDER_MARGIN
     border = (s >= thr - BORDER_MARGIN) & ~hi
     out = backend.numpy(hi).copy()
@@ -236,7 +237,7 @@ def _similar(s: Any, thr: float, backend: _Backend, rows_a: Any, rows_b: Any) ->
         bj = backend.numpy(border.nonzero()[1] if backend.torch is None else border.nonzero()[:, 1])
         a = backend.numpy(backend.take(rows_a, np.asarray(bi, dtype=np.int64)))
         b = backend.numpy(backend.take(rows_b, np.asarray(bj, dtype=np.int64)))
-        out[bi, bj] = _cos64(a, b) > thr
+        out[bi, bj] = np.clip(_cos64(a, b), -1.0, 1.0) > thr  # rounding can lift |cos| past 1
     return np.asarray(out, dtype=bool)
 
 
