@@ -33,10 +33,7 @@ pub struct Spec {
 impl Spec {
     pub fn check(&self) -> Result<()> {
         if self.num_buckets == 0 || self.num_buckets > MAX_BUCKETS {
-            return Err(Error::value(format!(
-                "num_buckets must lie in [1, {MAX_BUCKETS}], got {}",
-                self.num_buckets
-            )));
+            return Err(Error::value(format!("num_buckets must lie in [1, {MAX_BUCKETS}], got {}", self.num_buckets)));
         }
         if self.ngrams == 0 || self.ngrams > MAX_NGRAMS {
             return Err(Error::value(format!("ngrams must lie in [1, {MAX_NGRAMS}], got {}", self.ngrams)));
@@ -320,11 +317,7 @@ mod tests {
         let w = text_buckets("Alice went", &spec(HashKind::Sha256, 2), &mut s, |k| got.push(k));
         assert_eq!(w, 2);
         got.sort();
-        let mut want = vec![
-            6720,
-            114,
-            hash::sha256_bucket(std::iter::once(b"went".as_slice()), 10_000),
-        ];
+        let mut want = vec![6720, 114, hash::sha256_bucket(std::iter::once(b"went".as_slice()), 10_000)];
         want.sort();
         assert_eq!(got, want);
     }
@@ -359,7 +352,8 @@ mod tests {
                 let w = log_weights(&ex, &sp, &lr, 0).unwrap();
                 for i in 0..texts.len() {
                     let r = f.indptr[i] as usize..f.indptr[i + 1] as usize;
-                    let dot: f64 = f.indices[r.clone()].iter().zip(&f.data[r]).map(|(k, v)| lr[*k as usize] * *v as f64).sum();
+                    let dot: f64 =
+                        f.indices[r.clone()].iter().zip(&f.data[r]).map(|(k, v)| lr[*k as usize] * *v as f64).sum();
                     assert!((dot - w[i]).abs() < 1e-9, "{dot} vs {}", w[i]);
                 }
             }

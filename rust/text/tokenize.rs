@@ -88,9 +88,10 @@ mod tests {
     #[test]
     fn wordpunct() {
         assert_eq!(tokens("Alice went, to the  market!!"), ["alice", "went", ",", "to", "the", "market", "!!"]);
-        assert_eq!(tokens("Good muffins cost $3.88\nin New_York."), [
-            "good", "muffins", "cost", "$", "3", ".", "88", "in", "new_york", "."
-        ]);
+        assert_eq!(
+            tokens("Good muffins cost $3.88\nin New_York."),
+            ["good", "muffins", "cost", "$", "3", ".", "88", "in", "new_york", "."]
+        );
         assert_eq!(tokens("İstanbul"), ["i", "\u{307}", "stanbul"]);
         assert_eq!(tokens("ΟΔΟΣ ΟΔΟΣ."), ["οδο\u{3C2}", "οδο\u{3C2}", "."]);
         assert!(tokens(" \t\n").is_empty());

@@ -1,4 +1,4 @@
-"""DSIR: data selection with importance resampling on hashed n-grams.
+r"""DSIR: data selection with importance resampling on hashed n-grams.
 
 Xie, Santurkar, Ma & Liang, "Data Selection for Language Models via
 Importance Resampling" (NeurIPS 2023); reference package ``data-selection``.
@@ -6,7 +6,7 @@ The math is in docs/math.md ("Data selection", "DSIR").
 
 Each example becomes a vector ``h`` of hashed n-gram counts: the text is
 lower-cased and split as nltk's ``WordPunctTokenizer`` does
-(``re.findall(r"\\w+|[^\\w\\s]+", text.lower())``, Python's Unicode classes
+(``re.findall(r"\w+|[^\w\s]+", text.lower())``, Python's Unicode classes
 exactly), and every n-gram of 1..``ngrams`` consecutive tokens adds one to
 bucket ``hash(n-gram) mod num_buckets``. Bag-of-n-grams models ``γ`` (target)
 and ``β`` (raw) are the normalised summed counts; the log importance weight of
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse
+import scipy.sparse  # type: ignore[import-untyped]
 
 from .. import _core
 from .._validation import as_indices, check_float, check_int, check_seed
@@ -127,6 +127,10 @@ class _Items:
             return len(self.texts)
         assert self.offsets is not None
         return len(self.offsets) - 1
+
+    def ids(self) -> tuple[np.ndarray, np.ndarray]:
+        assert self.flat is not None and self.offsets is not None
+        return self.flat, self.offsets
 
     def chunk(self, lo: int, hi: int) -> _Items:
         if self.texts is not None:
@@ -235,13 +239,13 @@ def hashed_ngram_features(
     lowercase: bool = True,
     progress: bool | None = None,
 ) -> scipy.sparse.csr_array:
-    """Hashed n-gram counts ``h`` of each example: an int64 CSR array
+    r"""Hashed n-gram counts ``h`` of each example: an int64 CSR array
     ``[N, num_buckets]``; row ``i`` counts every n-gram of 1..``ngrams``
     consecutive tokens of example ``i`` in bucket ``hash(n-gram) mod
     num_buckets`` (DSIR, Xie et al. 2023; docs/math.md, "DSIR").
 
     ``items``: a sequence of str (lower-cased unless ``lowercase=False``,
-    then tokenised as ``re.findall(r"\\w+|[^\\w\\s]+", text)``), or token ids (a
+    then tokenised as ``re.findall(r"\w+|[^\w\s]+", text)``), or token ids (a
     2-D integer array, or a sequence of 1-D integer arrays; ``lowercase`` is
     then ignored). ``hash``: ``"fast"`` or ``"sha256"`` (the reference's
     buckets, :func:`hash_info`)."""
@@ -256,7 +260,7 @@ def hashed_ngram_features(
         if c.texts is not None:
             p, ix, d, _ = _core.dsir_text_features(c.texts, b, n, h, low)
         else:
-            p, ix, d, _ = _core.dsir_id_features(c.flat, c.offsets, b, n, h)
+            p, ix, d, _ = _core.dsir_id_features(*c.ids(), b, n, h)
         indptr.append(p[1:] + base)
         indices.append(ix)
         data.append(d)
@@ -273,7 +277,7 @@ def _counts(name: str, it: _Items, b: int, n: int, h: str, low: bool, progress: 
         if c.texts is not None:
             total += _core.dsir_text_counts(c.texts, b, n, h, low)
         else:
-            total += _core.dsir_id_counts(c.flat, c.offsets, b, n, h)
+            total += _core.dsir_id_counts(*c.ids(), b, n, h)
     return total
 
 
@@ -381,7 +385,7 @@ def _log_weights(it: _Items, lr: np.ndarray, n: int, h: str, mlen: int, low: boo
         if c.texts is not None:
             out[lo:hi] = _core.dsir_text_log_weights(c.texts, lr, n, h, low, mlen)
         else:
-            out[lo:hi] = _core.dsir_id_log_weights(c.flat, c.offsets, lr, n, h, mlen)
+            out[lo:hi] = _core.dsir_id_log_weights(*c.ids(), lr, n, h, mlen)
     return out
 
 
@@ -474,9 +478,7 @@ def _check_num(num: Any, w: np.ndarray) -> int:
     k = check_int("num", num)
     finite = int(np.isfinite(w).sum())
     if k > finite:
-        raise ValueError(
-            f"num must be <= the number of selectable items ({finite} with a finite log weight), got {k}"
-        )
+        raise ValueError(f"num must be <= the number of selectable items ({finite} with a finite log weight), got {k}")
     return k
 
 
@@ -534,4 +536,3 @@ def dsir_select(
     if tk:
         return _top(w, _check_num(num, w))
     return gumbel_top_k(w, num, s)
-
