@@ -8,11 +8,12 @@
 //! example is processed by one thread from its own content alone, so every
 //! result is the same for any thread count and any chunking of the input.
 
-use super::hash::{self, HashKind};
-use super::tokenize::for_each_token;
+use super::hash::{self, HashKind, Sha256Cache};
+use super::tokenize::scan;
 use crate::error::{Error, Result};
 use crate::tokens::InToken;
 use rayon::prelude::*;
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::Write;
 
@@ -52,12 +53,11 @@ impl Spec {
     }
 }
 
-/// Per-thread scratch: the current token and the previous `ngrams − 1`
-/// tokens (their hashes, or their bytes for sha256).
+/// Per-thread scratch: the current token's bytes and the previous
+/// `ngrams − 1` tokens' bytes (sha256 mode).
 #[derive(Default)]
 pub struct Scratch {
     buf: Vec<u8>,
-    hashes: VecDeque<u64>,
     words: VecDeque<Vec<u8>>,
     spare: Vec<Vec<u8>>,
     digits: Vec<u8>,
@@ -65,85 +65,121 @@ pub struct Scratch {
 
 impl Scratch {
     fn reset(&mut self) {
-        self.hashes.clear();
         while let Some(v) = self.words.pop_front() {
             self.spare.push(v);
         }
     }
 }
 
-/// Emits the buckets of every n-gram ending at the token `tok`, then makes
-/// `tok` part of the history. `t` is its fast hash (unused for sha256).
-#[inline(always)]
-fn emit_token(
+thread_local! {
+    /// Unigram sha256 buckets of this worker thread (exact, bounded).
+    static SHA256_CACHE: RefCell<Sha256Cache> = RefCell::new(Sha256Cache::default());
+}
+
+/// The fast hashes of the previous `keep` (≤ `MAX_NGRAMS` − 1) tokens, oldest first.
+struct History {
+    h: [u64; MAX_NGRAMS],
+    len: usize,
+    keep: usize,
+}
+
+impl History {
+    fn new(spec: &Spec) -> Self {
+        History { h: [0; MAX_NGRAMS], len: 0, keep: spec.ngrams - 1 }
+    }
+
+    /// Emits the buckets of every n-gram ending at the token of fast hash
+    /// `t` (the unigram, then the bigram, …), then appends `t`.
+    #[inline(always)]
+    fn emit(&mut self, t: u64, m: u64, sink: &mut impl FnMut(usize)) {
+        sink(hash::fast_bucket(t, m));
+        let mut g = t;
+        for &p in self.h[..self.len].iter().rev() {
+            g = hash::extend_left(g, p);
+            sink(hash::fast_bucket(g, m));
+        }
+        if self.len < self.keep {
+            self.h[self.len] = t;
+            self.len += 1;
+        } else if self.keep > 0 {
+            self.h.copy_within(1..self.keep, 0);
+            self.h[self.keep - 1] = t;
+        }
+    }
+}
+
+/// Emits the sha256 buckets of every n-gram ending at the token `tok` (fast
+/// hash `t`, the unigram's cache key), then makes `tok` part of the history.
+#[inline]
+fn emit_sha256(
     spec: &Spec,
-    tok: &[u8],
     t: u64,
-    hashes: &mut VecDeque<u64>,
+    tok: &[u8],
+    cache: &mut Sha256Cache,
     words: &mut VecDeque<Vec<u8>>,
     spare: &mut Vec<Vec<u8>>,
     sink: &mut impl FnMut(usize),
 ) {
     let m = spec.num_buckets;
+    sink(cache.unigram(t, tok, m));
+    let h = words.len();
+    for k in 1..=h {
+        let parts = words.range(h - k..).map(|v| v.as_slice()).chain(std::iter::once(tok));
+        sink(hash::sha256_bucket(parts, m));
+    }
     let keep = spec.ngrams - 1;
-    match spec.hash {
-        HashKind::Fast => {
-            sink(hash::fast_bucket(t, m));
-            let mut g = t;
-            for &p in hashes.iter().rev() {
-                g = hash::extend_left(g, p);
-                sink(hash::fast_bucket(g, m));
-            }
-            if keep > 0 {
-                if hashes.len() == keep {
-                    hashes.pop_front();
-                }
-                hashes.push_back(t);
-            }
-        }
-        HashKind::Sha256 => {
-            sink(hash::sha256_bucket(std::iter::once(tok), m));
-            let h = words.len();
-            for k in 1..=h {
-                let parts = words.iter().skip(h - k).map(|v| v.as_slice()).chain(std::iter::once(tok));
-                sink(hash::sha256_bucket(parts, m));
-            }
-            if keep > 0 {
-                let mut v = if words.len() == keep { words.pop_front() } else { spare.pop() }.unwrap_or_default();
-                v.clear();
-                v.extend_from_slice(tok);
-                words.push_back(v);
-            }
-        }
+    if keep > 0 {
+        let mut v = if words.len() == keep { words.pop_front() } else { spare.pop() }.unwrap_or_default();
+        v.clear();
+        v.extend_from_slice(tok);
+        words.push_back(v);
     }
 }
 
 /// Calls `sink(bucket)` for every n-gram of `text`; returns its number of tokens.
 pub fn text_buckets(text: &str, spec: &Spec, s: &mut Scratch, mut sink: impl FnMut(usize)) -> usize {
-    s.reset();
-    let Scratch { buf, hashes, words, spare, .. } = s;
-    let fast = spec.hash == HashKind::Fast;
-    for_each_token(text, spec.lowercase, buf, |tok| {
-        let t = if fast { hash::fast_token(tok) } else { 0 };
-        emit_token(spec, tok, t, hashes, words, spare, &mut sink);
-    })
+    let m = spec.num_buckets;
+    match spec.hash {
+        HashKind::Fast => {
+            let mut hist = History::new(spec);
+            scan::<false>(text, spec.lowercase, &mut s.buf, |t, _| hist.emit(t, m, &mut sink))
+        }
+        HashKind::Sha256 => {
+            s.reset();
+            let Scratch { buf, words, spare, .. } = s;
+            SHA256_CACHE.with_borrow_mut(|cache| {
+                scan::<true>(text, spec.lowercase, buf, |t, tok| {
+                    emit_sha256(spec, t, tok, cache, words, spare, &mut sink)
+                })
+            })
+        }
+    }
 }
 
 /// Calls `sink(bucket)` for every n-gram of a row of token ids (sha256 mode
 /// hashes their decimal strings, so it equals the text mode on the ids
 /// written out with single spaces); returns the row's length.
 pub fn id_buckets<T: InToken>(row: &[T], spec: &Spec, s: &mut Scratch, mut sink: impl FnMut(usize)) -> usize {
-    s.reset();
-    let Scratch { hashes, words, spare, digits, .. } = s;
-    for &x in row {
-        match spec.hash {
-            HashKind::Fast => emit_token(spec, &[], hash::fast_id(x.index()), hashes, words, spare, &mut sink),
-            HashKind::Sha256 => {
-                digits.clear();
-                // Writing into a Vec cannot fail.
-                let _ = write!(digits, "{x}");
-                emit_token(spec, digits, 0, hashes, words, spare, &mut sink);
+    let m = spec.num_buckets;
+    match spec.hash {
+        HashKind::Fast => {
+            let mut hist = History::new(spec);
+            for &x in row {
+                hist.emit(hash::fast_id(x.index()), m, &mut sink);
             }
+        }
+        HashKind::Sha256 => {
+            s.reset();
+            let Scratch { words, spare, digits, .. } = s;
+            SHA256_CACHE.with_borrow_mut(|cache| {
+                for &x in row {
+                    digits.clear();
+                    // Writing into a Vec cannot fail.
+                    let _ = write!(digits, "{x}");
+                    let t = hash::fast_token(digits);
+                    emit_sha256(spec, t, digits, cache, words, spare, &mut sink);
+                }
+            });
         }
     }
     row.len()

@@ -5,76 +5,169 @@
 //! Lower-casing comes first and may change a character's class (U+0130 'İ'
 //! becomes "i" + U+0307, a combining mark that is not `\w`), so tokens are cut
 //! from the stream of lower-cased characters.
+//!
+//! ASCII bytes are classified and lower-cased through 256-entry tables, a run
+//! of one class at a time; only bytes ≥ 0x80 take the Unicode tables. The fast
+//! token hash (FNV-1a-64 of the lower-cased bytes, `hash::fast_token`) is
+//! computed on the fly, so the fast mode never copies a token.
 
+use super::hash::{fnv_step, FNV_OFFSET};
 use super::unicode::{self, Lower, ASCII_CLASS, ASCII_LOWER, SPACE};
+use crate::rng::mix64;
+
+/// Byte class of a byte ≥ 0x80 (part of a non-ASCII character).
+const HIGH: u8 = 3;
+
+/// `ASCII_CLASS` extended to all bytes (`HIGH` from 0x80).
+static BYTE_CLASS: [u8; 256] = {
+    let mut c = [HIGH; 256];
+    let mut i = 0;
+    while i < 128 {
+        c[i] = ASCII_CLASS[i];
+        i += 1;
+    }
+    c
+};
+
+/// `ASCII_LOWER` extended to all bytes (identity from 0x80), and the identity.
+static BYTE_LOWER: [u8; 256] = {
+    let mut c = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        c[i] = if i < 128 { ASCII_LOWER[i] } else { i as u8 };
+        i += 1;
+    }
+    c
+};
+static BYTE_SAME: [u8; 256] = {
+    let mut c = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        c[i] = i as u8;
+        i += 1;
+    }
+    c
+};
+
+/// The token being read: its class, FNV-1a state and (if `BYTES`) bytes.
+struct Cur<'b, const BYTES: bool> {
+    class: u8,
+    h: u64,
+    count: usize,
+    buf: &'b mut Vec<u8>,
+}
+
+impl<const BYTES: bool> Cur<'_, BYTES> {
+    /// Ends the current token (if any) and starts one of class `k`.
+    #[inline(always)]
+    fn switch(&mut self, k: u8, emit: &mut impl FnMut(u64, &[u8])) {
+        if self.class != SPACE {
+            emit(mix64(self.h), self.buf);
+            self.count += 1;
+            if BYTES {
+                self.buf.clear();
+            }
+            self.h = FNV_OFFSET;
+        }
+        self.class = k;
+    }
+
+    /// Appends one (lower-cased) non-ASCII character.
+    #[inline]
+    fn push_char(&mut self, l: char, emit: &mut impl FnMut(u64, &[u8])) {
+        let k = unicode::class(l);
+        if k != self.class {
+            self.switch(k, emit);
+        }
+        if k != SPACE {
+            let mut tmp = [0u8; 4];
+            for &b in l.encode_utf8(&mut tmp).as_bytes() {
+                self.h = fnv_step(self.h, b);
+            }
+            if BYTES {
+                self.buf.extend_from_slice(l.encode_utf8(&mut tmp).as_bytes());
+            }
+        }
+    }
+}
+
+/// Calls `emit(t, bytes)` for each token of `text` in order (the tokens of
+/// `text.lower()` if `lowercase`), with `t = hash::fast_token(bytes)`;
+/// `bytes` is the token's UTF-8 if `BYTES`, else empty. `buf` is scratch.
+/// Returns the number of tokens.
+#[inline(always)]
+pub fn scan<const BYTES: bool>(
+    text: &str,
+    lowercase: bool,
+    buf: &mut Vec<u8>,
+    mut emit: impl FnMut(u64, &[u8]),
+) -> usize {
+    let bytes = text.as_bytes();
+    let n = bytes.len();
+    let lower: &[u8; 256] = if lowercase { &BYTE_LOWER } else { &BYTE_SAME };
+    buf.clear();
+    let mut cur = Cur::<BYTES> { class: SPACE, h: FNV_OFFSET, count: 0, buf };
+    let mut i = 0;
+    while i < n {
+        let k = BYTE_CLASS[bytes[i] as usize];
+        if k == HIGH {
+            // `i` is at a character boundary: every step advances by whole characters.
+            let Some(c) = text[i..].chars().next() else { break };
+            let len = c.len_utf8();
+            if !lowercase {
+                cur.push_char(c, &mut emit);
+            } else if c == '\u{3A3}' {
+                let l = if unicode::final_sigma(text, i, i + len) { '\u{3C2}' } else { '\u{3C3}' };
+                cur.push_char(l, &mut emit);
+            } else {
+                match unicode::lower(c) {
+                    Lower::One(l) => cur.push_char(l, &mut emit),
+                    Lower::Many(s) => s.chars().for_each(|l| cur.push_char(l, &mut emit)),
+                }
+            }
+            i += len;
+            continue;
+        }
+        if k != cur.class {
+            cur.switch(k, &mut emit);
+        }
+        let start = i;
+        if k == SPACE {
+            i += 1;
+            while i < n && BYTE_CLASS[bytes[i] as usize] == SPACE {
+                i += 1;
+            }
+            continue;
+        }
+        // A run of ASCII bytes of class `k`.
+        let mut h = cur.h;
+        while i < n {
+            let b = bytes[i];
+            if BYTE_CLASS[b as usize] != k {
+                break;
+            }
+            h = fnv_step(h, lower[b as usize]);
+            i += 1;
+        }
+        cur.h = h;
+        if BYTES {
+            cur.buf.extend(bytes[start..i].iter().map(|&b| lower[b as usize]));
+        }
+    }
+    cur.switch(SPACE, &mut emit);
+    cur.count
+}
 
 /// Calls `emit` with the bytes of each token of `text`, in order (the
 /// tokens of `text.lower()` if `lowercase`); `buf` is scratch. Returns the
 /// number of tokens.
-#[inline]
 pub fn for_each_token(text: &str, lowercase: bool, buf: &mut Vec<u8>, mut emit: impl FnMut(&[u8])) -> usize {
-    let bytes = text.as_bytes();
-    let mut cur = SPACE;
-    let mut count = 0usize;
-    buf.clear();
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b < 0x80 {
-            let k = ASCII_CLASS[b as usize];
-            if k != cur {
-                if cur != SPACE {
-                    emit(buf);
-                    count += 1;
-                    buf.clear();
-                }
-                cur = k;
-            }
-            if k != SPACE {
-                buf.push(if lowercase { ASCII_LOWER[b as usize] } else { b });
-            }
-            i += 1;
-            continue;
-        }
-        // `i` is at a character boundary: every step advances by whole characters.
-        let Some(c) = text[i..].chars().next() else { break };
-        let len = c.len_utf8();
-        let mut push = |l: char| {
-            let k = unicode::class(l);
-            if k != cur {
-                if cur != SPACE {
-                    emit(buf);
-                    count += 1;
-                    buf.clear();
-                }
-                cur = k;
-            }
-            if k != SPACE {
-                let mut tmp = [0u8; 4];
-                buf.extend_from_slice(l.encode_utf8(&mut tmp).as_bytes());
-            }
-        };
-        if !lowercase {
-            push(c);
-        } else if c == '\u{3A3}' {
-            push(if unicode::final_sigma(text, i, i + len) { '\u{3C2}' } else { '\u{3C3}' });
-        } else {
-            match unicode::lower(c) {
-                Lower::One(l) => push(l),
-                Lower::Many(s) => s.chars().for_each(&mut push),
-            }
-        }
-        i += len;
-    }
-    if cur != SPACE {
-        emit(buf);
-        count += 1;
-    }
-    count
+    scan::<true>(text, lowercase, buf, |_, tok| emit(tok))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::hash::fast_token;
     use super::*;
 
     fn tokens(s: &str) -> Vec<String> {
@@ -95,5 +188,24 @@ mod tests {
         assert_eq!(tokens("İstanbul"), ["i", "\u{307}", "stanbul"]);
         assert_eq!(tokens("ΟΔΟΣ ΟΔΟΣ."), ["οδο\u{3C2}", "οδο\u{3C2}", "."]);
         assert!(tokens(" \t\n").is_empty());
+    }
+
+    #[test]
+    fn on_the_fly_hashes_equal_hashes_of_the_bytes() {
+        let texts = ["Alice went, to the  market!!", "İstanbul ΟΔΟΣ café—naïve  日本語 x_y 3.14", "", "ÀB\u{2028}c"];
+        for s in texts {
+            for low in [true, false] {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                let mut buf = Vec::new();
+                let na = scan::<true>(s, low, &mut buf, |t, tok| a.push((t, fast_token(tok))));
+                let nb = scan::<false>(s, low, &mut buf, |t, tok| {
+                    assert!(tok.is_empty());
+                    b.push(t)
+                });
+                assert_eq!(na, nb);
+                assert!(a.iter().all(|(x, y)| x == y));
+                assert_eq!(a.iter().map(|x| x.0).collect::<Vec<_>>(), b);
+            }
+        }
     }
 }
