@@ -9,8 +9,9 @@
 //! result is the same for any thread count and any chunking of the input.
 
 use super::hash::{self, HashKind, Sha256Cache};
-use super::tokenize::scan;
+use super::tokenize::{scan, token_states};
 use crate::error::{Error, Result};
+use crate::rng::mix64;
 use crate::tokens::InToken;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -58,6 +59,7 @@ impl Spec {
 #[derive(Default)]
 pub struct Scratch {
     buf: Vec<u8>,
+    states: Vec<u64>,
     words: VecDeque<Vec<u8>>,
     spare: Vec<Vec<u8>>,
     digits: Vec<u8>,
@@ -108,6 +110,31 @@ impl History {
     }
 }
 
+/// Emits the fast buckets of every n-gram of the tokens of fast hashes `ts`,
+/// in the order of [`History::emit`]; bigrams (the default) and unigrams
+/// take a loop without the history.
+#[inline(always)]
+fn emit_fast(spec: &Spec, ts: impl Iterator<Item = u64>, sink: &mut impl FnMut(usize)) {
+    let m = spec.num_buckets;
+    match spec.ngrams {
+        1 => ts.for_each(|t| sink(hash::fast_bucket(t, m))),
+        2 => {
+            let mut ts = ts;
+            let Some(mut p) = ts.next() else { return };
+            sink(hash::fast_bucket(p, m));
+            for t in ts {
+                sink(hash::fast_bucket(t, m));
+                sink(hash::fast_bucket(hash::extend_left(t, p), m));
+                p = t;
+            }
+        }
+        _ => {
+            let mut hist = History::new(spec);
+            ts.for_each(|t| hist.emit(t, m, sink));
+        }
+    }
+}
+
 /// Emits the sha256 buckets of every n-gram ending at the token `tok` (fast
 /// hash `t`, the unigram's cache key), then makes `tok` part of the history.
 #[inline]
@@ -138,11 +165,11 @@ fn emit_sha256(
 
 /// Calls `sink(bucket)` for every n-gram of `text`; returns its number of tokens.
 pub fn text_buckets(text: &str, spec: &Spec, s: &mut Scratch, mut sink: impl FnMut(usize)) -> usize {
-    let m = spec.num_buckets;
     match spec.hash {
         HashKind::Fast => {
-            let mut hist = History::new(spec);
-            scan::<false>(text, spec.lowercase, &mut s.buf, |t, _| hist.emit(t, m, &mut sink))
+            let w = token_states(text, spec.lowercase, &mut s.states);
+            emit_fast(spec, s.states[..w].iter().map(|&h| mix64(h)), &mut sink);
+            w
         }
         HashKind::Sha256 => {
             s.reset();
@@ -160,14 +187,8 @@ pub fn text_buckets(text: &str, spec: &Spec, s: &mut Scratch, mut sink: impl FnM
 /// hashes their decimal strings, so it equals the text mode on the ids
 /// written out with single spaces); returns the row's length.
 pub fn id_buckets<T: InToken>(row: &[T], spec: &Spec, s: &mut Scratch, mut sink: impl FnMut(usize)) -> usize {
-    let m = spec.num_buckets;
     match spec.hash {
-        HashKind::Fast => {
-            let mut hist = History::new(spec);
-            for &x in row {
-                hist.emit(hash::fast_id(x.index()), m, &mut sink);
-            }
-        }
+        HashKind::Fast => emit_fast(spec, row.iter().map(|&x| hash::fast_id(x.index())), &mut sink),
         HashKind::Sha256 => {
             s.reset();
             let Scratch { words, spare, digits, .. } = s;

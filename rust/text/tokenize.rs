@@ -158,6 +158,77 @@ pub fn scan<const BYTES: bool>(
     cur.count
 }
 
+/// The raw FNV-1a-64 states of the tokens of `text` (the tokens of
+/// `text.lower()` if `lowercase`; a token's fast hash is `mix64` of its
+/// state), written to `out[..count]`; returns `count`. `out` is scratch that
+/// only grows.
+///
+/// The ASCII loop has no data-dependent branch: every byte stores the state
+/// so far at `out[count]` and advances `count` only where a token ends, and
+/// restarts the state where a token starts.
+pub fn token_states(text: &str, lowercase: bool, out: &mut Vec<u64>) -> usize {
+    let bytes = text.as_bytes();
+    let n = bytes.len();
+    if out.len() < n + 1 {
+        out.resize(n + 1, 0);
+    }
+    let lower: &[u8; 256] = if lowercase { &BYTE_LOWER } else { &BYTE_SAME };
+    let (mut cur, mut h, mut count) = (SPACE, FNV_OFFSET, 0usize);
+    // Appends one (lower-cased) non-ASCII character.
+    let push_char = |l: char, cur: &mut u8, h: &mut u64, count: &mut usize, out: &mut Vec<u64>| {
+        let k = unicode::class(l);
+        if k != *cur {
+            if *cur != SPACE {
+                out[*count] = *h;
+                *count += 1;
+            }
+            *h = FNV_OFFSET;
+            *cur = k;
+        }
+        if k != SPACE {
+            let mut tmp = [0u8; 4];
+            for &b in l.encode_utf8(&mut tmp).as_bytes() {
+                *h = fnv_step(*h, b);
+            }
+        }
+    };
+    let mut i = 0;
+    while i < n {
+        let b = bytes[i];
+        let k = BYTE_CLASS[b as usize];
+        if k != HIGH {
+            let diff = k != cur;
+            out[count] = h;
+            count += (diff & (cur != SPACE)) as usize;
+            // After a space the state is never read: the next token restarts it.
+            h = fnv_step(if diff { FNV_OFFSET } else { h }, lower[b as usize]);
+            cur = k;
+            i += 1;
+            continue;
+        }
+        // `i` is at a character boundary: every step advances by whole characters.
+        let Some(c) = text[i..].chars().next() else { break };
+        let len = c.len_utf8();
+        if !lowercase {
+            push_char(c, &mut cur, &mut h, &mut count, out);
+        } else if c == '\u{3A3}' {
+            let l = if unicode::final_sigma(text, i, i + len) { '\u{3C2}' } else { '\u{3C3}' };
+            push_char(l, &mut cur, &mut h, &mut count, out);
+        } else {
+            match unicode::lower(c) {
+                Lower::One(l) => push_char(l, &mut cur, &mut h, &mut count, out),
+                Lower::Many(s) => s.chars().for_each(|l| push_char(l, &mut cur, &mut h, &mut count, out)),
+            }
+        }
+        i += len;
+    }
+    if cur != SPACE {
+        out[count] = h;
+        count += 1;
+    }
+    count
+}
+
 /// Calls `emit` with the bytes of each token of `text`, in order (the
 /// tokens of `text.lower()` if `lowercase`); `buf` is scratch. Returns the
 /// number of tokens.
@@ -192,7 +263,17 @@ mod tests {
 
     #[test]
     fn on_the_fly_hashes_equal_hashes_of_the_bytes() {
-        let texts = ["Alice went, to the  market!!", "İstanbul ΟΔΟΣ café—naïve  日本語 x_y 3.14", "", "ÀB\u{2028}c"];
+        let texts = [
+            "Alice went, to the  market!!",
+            "İstanbul ΟΔΟΣ café—naïve  日本語 x_y 3.14",
+            "",
+            "ÀB\u{2028}c",
+            " a",
+            "b ",
+            "..é,,\té!Σ",
+            "x",
+            "\u{0085}y\u{00A0}Z",
+        ];
         for s in texts {
             for low in [true, false] {
                 let (mut a, mut b) = (Vec::new(), Vec::new());
@@ -205,6 +286,9 @@ mod tests {
                 assert_eq!(na, nb);
                 assert!(a.iter().all(|(x, y)| x == y));
                 assert_eq!(a.iter().map(|x| x.0).collect::<Vec<_>>(), b);
+                let mut states = Vec::new();
+                let nc = token_states(s, low, &mut states);
+                assert_eq!(states[..nc].iter().map(|&h| mix64(h)).collect::<Vec<_>>(), b);
             }
         }
     }
