@@ -155,3 +155,32 @@ def conditional_entropy_stats(
 def entropy_profile_stats(
     tokens: npt.NDArray[np.integer], max_order: int, vocab_size: int | None, max_dense_entries: int
 ) -> list[_EntropyStats]: ...
+
+# DSIR hashed n-grams (rust/py/text.rs; python/dataprobes/selection/dsir.py)
+DSIR_FAST_HASH_VERSION: int
+DSIR_UNICODE_VERSION: str
+
+_Csr = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint64]]
+
+def dsir_text_features(texts: list[str], num_buckets: int, ngrams: int, hash: str, lowercase: bool) -> _Csr: ...
+def dsir_text_counts(
+    texts: list[str], num_buckets: int, ngrams: int, hash: str, lowercase: bool
+) -> npt.NDArray[np.int64]: ...
+def dsir_text_log_weights(
+    texts: list[str], log_ratio: npt.NDArray[np.float64], ngrams: int, hash: str, lowercase: bool, min_length: int
+) -> npt.NDArray[np.float64]: ...
+def dsir_id_features(
+    tokens: npt.NDArray[np.integer], offsets: npt.NDArray[np.uint64], num_buckets: int, ngrams: int, hash: str
+) -> _Csr: ...
+def dsir_id_counts(
+    tokens: npt.NDArray[np.integer], offsets: npt.NDArray[np.uint64], num_buckets: int, ngrams: int, hash: str
+) -> npt.NDArray[np.int64]: ...
+def dsir_id_log_weights(
+    tokens: npt.NDArray[np.integer],
+    offsets: npt.NDArray[np.uint64],
+    log_ratio: npt.NDArray[np.float64],
+    ngrams: int,
+    hash: str,
+    min_length: int,
+) -> npt.NDArray[np.float64]: ...
+def gumbel_noise(indices: npt.NDArray[np.uint64], seed: int) -> npt.NDArray[np.float64]: ...

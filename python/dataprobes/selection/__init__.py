@@ -35,6 +35,12 @@ _WHERE = {
     "hashed_ngram_features": "dsir",
     "dsir_weights": "dsir",
     "dsir_select": "dsir",
+    "fit_ngram_model": "dsir",
+    "log_importance_weights": "dsir",
+    "ngram_log_ratio": "dsir",
+    "gumbel_top_k": "dsir",
+    "gumbel_noise": "dsir",
+    "hash_info": "dsir",
 }
 
 __all__ = sorted(_WHERE)
