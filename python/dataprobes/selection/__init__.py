@@ -35,6 +35,9 @@ _WHERE = {
     "hashed_ngram_features": "dsir",
     "dsir_weights": "dsir",
     "dsir_select": "dsir",
+    "CorpusSelection": "corpus",
+    "dsir_select_corpus": "corpus",
+    "dsir_select_ray": "ray_data",
 }
 
 __all__ = sorted(_WHERE)
