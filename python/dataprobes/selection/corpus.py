@@ -157,6 +157,34 @@ class _Source:
         else:
             self.kind, self.files = resolve_files(name, value)
             self.dataset = None
+            self._check_field()
+
+    def _check_field(self) -> None:
+        """Refuses, before any work, files without ``text_field``: every
+        Parquet schema, and the first row of the first JSON Lines file."""
+        if self.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            for path in self.files:
+                names = pq.ParquetFile(path).schema_arrow.names
+                if self.text_field not in names:
+                    raise ValueError(
+                        f"{self.name}: {path.name} has no column {self.text_field!r} (text_field); columns: {names}"
+                    )
+            return
+        with _open_text(self.files[0]) as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        record = json.loads(line)
+                    except ValueError as exc:
+                        raise ValueError(f"{self.name}: {self.files[0].name} line {lineno} is not JSON: {exc}") from None
+                    if not isinstance(record, dict) or self.text_field not in record:
+                        raise ValueError(
+                            f"{self.name}: {self.files[0].name} line {lineno} has no field {self.text_field!r} "
+                            "(text_field)"
+                        )
+                    return
 
     # -- identity
     def fingerprint(self) -> dict[str, Any]:
