@@ -150,7 +150,8 @@ class _Source:
     def __init__(self, name: str, value: Any, text_field: str) -> None:
         self.name, self.text_field = name, text_field
         if _is_hf_dataset(value):
-            self.kind, self.files, self.dataset = "dataset", [], value
+            self.kind, self.dataset = "dataset", value
+            self.files: list[Path] = []
             features = getattr(value, "features", None)
             if features is not None and text_field not in features:
                 raise ValueError(f"{name} has no column {text_field!r} (text_field); columns: {sorted(features)}")
@@ -178,7 +179,9 @@ class _Source:
                     try:
                         record = json.loads(line)
                     except ValueError as exc:
-                        raise ValueError(f"{self.name}: {self.files[0].name} line {lineno} is not JSON: {exc}") from None
+                        raise ValueError(
+                            f"{self.name}: {self.files[0].name} line {lineno} is not JSON: {exc}"
+                        ) from None
                     if not isinstance(record, dict) or self.text_field not in record:
                         raise ValueError(
                             f"{self.name}: {self.files[0].name} line {lineno} has no field {self.text_field!r} "
@@ -251,7 +254,8 @@ class _Source:
                 pf = pq.ParquetFile(path)
                 if field_ not in pf.schema_arrow.names:
                     raise ValueError(f"{self.name}: {path.name} has no column {field_!r} (text_field)")
-                groups, skip = [], 0
+                groups: list[int] = []
+                skip = 0
                 for g in range(pf.num_row_groups):
                     n = pf.metadata.row_group(g).num_rows
                     if row + n <= start:
@@ -865,9 +869,7 @@ def _run(
     from tqdm import tqdm
 
     def rows_pass(src: _Source, desc: str) -> Iterable[tuple[int, list[Any]]]:
-        with tqdm(
-            total=src.num_rows(), initial=state.offset, unit="rows", desc=desc, disable=not progress
-        ) as bar:
+        with tqdm(total=src.num_rows(), initial=state.offset, unit="rows", desc=desc, disable=not progress) as bar:
             for lo, items in src.chunks(state.offset, chunk_rows):
                 yield lo, items
                 bar.update(len(items))

@@ -125,12 +125,12 @@ def read_unit(unit: dict[str, Any], text_field: str, chunk_rows: int) -> Iterato
 
 def _units_of(batch: Any) -> list[dict[str, Any]]:
     cols = {k: batch[k] for k in ("path", "start", "stop", "mode", "unit")}
-    return [{k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in cols.items()} for i in range(len(cols["unit"]))]
+    return [
+        {k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in cols.items()} for i in range(len(cols["unit"]))
+    ]
 
 
-def _fit_batch(
-    batch: dict[str, np.ndarray], *, text_field: str, num_buckets: int, ngrams: int, hash: str, chunk_rows: int
-) -> Any:
+def _fit_batch(batch: Any, *, text_field: str, num_buckets: int, ngrams: int, hash: str, chunk_rows: int) -> Any:
     """``map_batches`` body of the fit pass: per unit, its row count and
     summed bucket counts."""
     import pyarrow as pa
@@ -154,7 +154,7 @@ def _fit_batch(
 
 
 def _weigh_batch(
-    batch: dict[str, np.ndarray],
+    batch: Any,
     *,
     log_ratio: np.ndarray,
     offsets: dict[int, int],
@@ -217,11 +217,14 @@ def _fit(units: list[dict[str, Any]], kw: dict[str, Any]) -> tuple[np.ndarray, d
     rows: dict[int, int] = {}
     if not units:
         return total, rows
-    ds = ray.data.from_items(units, override_num_blocks=len(units))
-    out = ds.map_batches(_fit_batch, batch_size=1, batch_format="numpy", fn_kwargs=kw)
+    ds: Any = ray.data.from_items(units, override_num_blocks=len(units))
+    out: Any = ds.map_batches(_fit_batch, batch_size=1, batch_format="numpy", fn_kwargs=kw)
     for table in out.iter_batches(batch_format="pyarrow", batch_size=None):
         for u, n, c in zip(
-            table.column("unit").to_pylist(), table.column("rows").to_pylist(), table.column("counts").to_pylist()
+            table.column("unit").to_pylist(),
+            table.column("rows").to_pylist(),
+            table.column("counts").to_pylist(),
+            strict=True,
         ):
             rows[int(u)] = int(n)
             total += np.asarray(c, dtype=np.int64)
@@ -326,8 +329,8 @@ def dsir_select_ray(
                 "min_example_length": params.min_example_length,
                 "chunk_rows": batch_size,
             }
-            ds = ray.data.from_items(r_units, override_num_blocks=len(r_units))
-            cand = ds.map_batches(_weigh_batch, batch_size=1, batch_format="numpy", fn_kwargs=weigh_kw)
+            ds: Any = ray.data.from_items(r_units, override_num_blocks=len(r_units))
+            cand: Any = ds.map_batches(_weigh_batch, batch_size=1, batch_format="numpy", fn_kwargs=weigh_kw)
             seen = 0
             for table in cand.iter_batches(batch_format="pyarrow", batch_size=None):
                 for e, k, i, w in zip(
@@ -335,6 +338,7 @@ def dsir_select_ray(
                     table.column("key").to_pylist(),
                     table.column("index").to_pylist(),
                     table.column("log_weight").to_pylist(),
+                    strict=True,
                 ):
                     eligible += int(e)
                     seen += 1
