@@ -473,7 +473,9 @@ def test_property_units_cover_every_row_once(lines: list[str], unit_bytes: int) 
         for unit in plan_units("jsonl", [path], unit_bytes):
             for block in read_unit(unit, "text", 4):
                 got.extend(block)
-        pieces = [ln for u in plan_units("jsonl", [path], unit_bytes) for ln in _unit_lines(u["path"], u["start"], u["stop"])]
+        pieces = [
+            ln for u in plan_units("jsonl", [path], unit_bytes) for ln in _unit_lines(u["path"], u["start"], u["stop"])
+        ]
         assert b"".join(pieces) == path.read_bytes()
     assert got == [s for s in lines if s]
 
@@ -494,7 +496,9 @@ def ray_cluster() -> Any:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own context settings
-def test_ray_equals_single_process(ray_cluster: Any, data: dict[str, Any], files: dict[str, Path], tmp_path: Path) -> None:
+def test_ray_equals_single_process(
+    ray_cluster: Any, data: dict[str, Any], files: dict[str, Path], tmp_path: Path
+) -> None:
     from dataprobes.selection import dsir_select_ray
 
     kw: dict[str, Any] = {"progress": False, **FEAT}
