@@ -140,9 +140,10 @@ def test_seed_changes_the_sample_and_top_k_ignores_it(files: dict[str, Path]) ->
     chunk_rows=st.integers(1, 50),
     top_k=st.booleans(),
     salt=st.integers(0, 1000),
+    block=st.integers(1, 12),
 )
 def test_property_streamed_equals_in_memory(
-    lengths: list[int], num: int, seed: int, chunk_rows: int, top_k: bool, salt: int
+    lengths: list[int], num: int, seed: int, chunk_rows: int, top_k: bool, salt: int, block: int
 ) -> None:
     rng = np.random.default_rng(salt)
     raw = [" ".join(rng.choice(A + B, n)) for n in lengths]
@@ -150,7 +151,11 @@ def test_property_streamed_equals_in_memory(
     feat = {"num_buckets": 64, "ngrams": 2, "hash": "fast", "min_example_length": 3}
     with tempfile.TemporaryDirectory() as d:
         rp, tp = _write_jsonl(Path(d) / "r.jsonl", raw), _write_jsonl(Path(d) / "t.jsonl", target)
-        res = dsir_select_corpus(rp, tp, num, top_k=top_k, seed=seed, chunk_rows=chunk_rows, progress=False, **feat)
+        saved, corpus_mod._WRITE_BATCH = corpus_mod._WRITE_BATCH, block  # rows per read block
+        try:
+            res = dsir_select_corpus(rp, tp, num, top_k=top_k, seed=seed, chunk_rows=chunk_rows, progress=False, **feat)
+        finally:
+            corpus_mod._WRITE_BATCH = saved
     if sum(lengths) == 0:  # no raw n-grams: every row is too short, nothing to select
         assert res.indices.size == 0 and res.num_eligible == 0
         return

@@ -213,10 +213,35 @@ class _Source:
         return None
 
     # -- items
-    def _check(self, item: Any, row: int, where: str) -> Any:
-        if item is None:
-            raise ValueError(f"{self.name}: row {row}{where} has no {self.text_field!r} (text_field) value")
-        return item
+    def _values(self, values: list[Any], first_row: int) -> list[Any]:
+        """``values`` with a null (a row without ``text_field``) refused."""
+        if any(v is None for v in values):
+            k = next(i for i, v in enumerate(values) if v is None)
+            raise ValueError(f"{self.name}: row {first_row + k} has no {self.text_field!r} (text_field) value")
+        return values
+
+    def _parse(self, lines: list[bytes], linenos: list[int], path: Path) -> list[Any]:
+        """The ``text_field`` values of JSON lines (one ``json.loads`` of the
+        whole block; on an error, line by line to name the culprit)."""
+        try:
+            records = json.loads(b"[" + b",".join(lines) + b"]")
+            if len(records) != len(lines):
+                raise ValueError("a line holds more than one value")
+        except ValueError:
+            records = []
+            for line, lineno in zip(lines, linenos, strict=True):
+                try:
+                    records.append(json.loads(line))
+                except ValueError as exc:
+                    raise ValueError(f"{self.name}: {path.name} line {lineno} is not JSON: {exc}") from None
+        field_ = self.text_field
+        out = []
+        for record, lineno in zip(records, linenos, strict=True):
+            value = record.get(field_) if isinstance(record, dict) else None
+            if value is None:
+                raise ValueError(f"{self.name}: {path.name} line {lineno} has no {field_!r} (text_field) value")
+            out.append(value)
+        return out
 
     def blocks(self, start: int) -> Iterator[list[Any]]:
         """Lists of the ``text_field`` values of consecutive rows, from global
@@ -226,26 +251,20 @@ class _Source:
             row = 0
             for path in self.files:
                 with _open_text(path) as f:
-                    block: list[Any] = []
+                    lines: list[bytes] = []
+                    linenos: list[int] = []
                     for lineno, line in enumerate(f, 1):
-                        if not line.strip():
+                        if line.isspace() or not line:
                             continue
                         if row >= start:
-                            try:
-                                record = json.loads(line)
-                            except ValueError as exc:
-                                raise ValueError(f"{self.name}: {path.name} line {lineno} is not JSON: {exc}") from None
-                            if not isinstance(record, dict) or field_ not in record:
-                                raise ValueError(
-                                    f"{self.name}: {path.name} line {lineno} has no field {field_!r} (text_field)"
-                                )
-                            block.append(self._check(record[field_], row, f" ({path.name} line {lineno})"))
-                            if len(block) >= _WRITE_BATCH:
-                                yield block
-                                block = []
+                            lines.append(line)
+                            linenos.append(lineno)
+                            if len(lines) >= _WRITE_BATCH:
+                                yield self._parse(lines, linenos, path)
+                                lines, linenos = [], []
                         row += 1
-                    if block:
-                        yield block
+                    if lines:
+                        yield self._parse(lines, linenos, path)
         elif self.kind == "parquet":
             import pyarrow.parquet as pq
 
@@ -290,15 +309,26 @@ class _Source:
     def chunks(self, start: int, chunk_rows: int) -> Iterator[tuple[int, list[Any]]]:
         """``(first_row, items)`` of exactly ``chunk_rows`` rows (the last may
         be shorter), from global row ``start`` on."""
-        lo, buf = start, []
+        lo = pos = start
+        pending: list[Any] = []
         for block in self.blocks(start):
-            buf.extend(block)
-            while len(buf) >= chunk_rows:
-                items, buf = buf[:chunk_rows], buf[chunk_rows:]
-                yield lo, [self._check(x, lo + i, "") for i, x in enumerate(items)]
-                lo += len(items)
-        if buf:
-            yield lo, [self._check(x, lo + i, "") for i, x in enumerate(buf)]
+            self._values(block, pos)
+            pos += len(block)
+            i = 0
+            if pending:
+                i = chunk_rows - len(pending)
+                pending.extend(block[:i])
+                if len(pending) < chunk_rows:
+                    continue
+                yield lo, pending
+                lo += chunk_rows
+            while len(block) - i >= chunk_rows:
+                yield lo, block[i : i + chunk_rows]
+                lo += chunk_rows
+                i += chunk_rows
+            pending = block[i:]
+        if pending:
+            yield lo, pending
 
     # -- rows for writing
     def selected_rows(self, indices: np.ndarray) -> Iterator[Any]:
