@@ -53,6 +53,8 @@ if args["method"] == "ray":
     ray.init(num_cpus=args["ray_cpus"], include_dashboard=False, log_to_driver=False)
     t_ray = time.perf_counter() - t
 t = time.perf_counter()
+ru0 = resource.getrusage(resource.RUSAGE_SELF)
+cpu0 = ru0.ru_utime + ru0.ru_stime
 if args["method"] == "in-memory":
     def texts(path):
         with open(path) as f:
@@ -70,8 +72,10 @@ else:
                              overwrite=True, **kw, **feat)
     idx = res.indices
 wall = time.perf_counter() - t
+ru = resource.getrusage(resource.RUSAGE_SELF)
+cpu = ru.ru_utime + ru.ru_stime - cpu0
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"wall": wall, "rss_mb": rss, "ray_start": t_ray, "indices": idx.tolist()}))
+print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": rss, "ray_start": t_ray, "indices": idx.tolist()}))
 """
 
 A = "the a cat dog sat ran on under mat hat with and , . near far house garden small big".split()
@@ -155,13 +159,19 @@ def main() -> None:
     print(f"{a.buckets} buckets, chunk_rows={a.chunk_rows}; all selections identical (asserted)")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n")
     base = statistics.median(float(r["wall"]) for r in runs["in-memory"])  # type: ignore[arg-type]
-    print("| method | wall s (median) | min–max | MB/s | ÷ in-memory | peak RSS MB |")
-    print("|---|---|---|---|---|---|")
+    cbase = statistics.median(float(r["cpu"]) for r in runs["in-memory"])  # type: ignore[arg-type]
+    print("| method | wall s (median) | min–max | MB/s | ÷ in-memory | CPU s (driver) | ÷ in-memory | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|")
     for m in methods:
         walls = [float(r["wall"]) for r in runs[m]]  # type: ignore[arg-type]
         med = statistics.median(walls)
+        cpu = statistics.median(float(r["cpu"]) for r in runs[m])  # type: ignore[arg-type]
         rss = max(float(r["rss_mb"]) for r in runs[m])  # type: ignore[arg-type]
-        print(f"| {m} | {med:.2f} | {min(walls):.2f}–{max(walls):.2f} | {mb / med:.1f} | {med / base:.2f} | {rss:.0f} |")
+        print(
+            f"| {m} | {med:.2f} | {min(walls):.2f}–{max(walls):.2f} | {mb / med:.1f} | {med / base:.2f} "
+            f"| {cpu:.2f} | {cpu / cbase:.2f} | {rss:.0f} |"
+        )
+    print("\n(CPU s: the child process's own user+system time; Ray workers' time is not in it.)")
     if a.ray:
         starts = [float(r["ray_start"]) for r in runs["ray"]]  # type: ignore[arg-type]
         print(f"\nRay start-up (not included above): median {statistics.median(starts):.1f} s")

@@ -59,6 +59,7 @@ _JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjs
 _PARQUET_SUFFIXES = (".parquet",)
 _HASHES = ("fast", "sha256")
 _WRITE_BATCH = 8192
+_FEATURE_ROWS = 2048  # rows per sparse feature matrix when counting n-grams
 
 # Called as ``_after_checkpoint(phase, rows_done)`` after each state write
 # (tests interrupt a run there).
@@ -590,8 +591,11 @@ def ngram_counts(items: list[Any], num_buckets: int, ngrams: int, hash: str) -> 
     """Summed hashed n-gram counts of ``items`` (int64 [num_buckets])."""
     from .dsir import hashed_ngram_features
 
-    feats = hashed_ngram_features(items, num_buckets, ngrams, hash)
-    return np.asarray(feats.sum(axis=0), dtype=np.int64).reshape(-1)
+    total = np.zeros(num_buckets, dtype=np.int64)
+    for lo in range(0, len(items), _FEATURE_ROWS):  # bounds the sparse matrix, not the chunk
+        feats = hashed_ngram_features(items[lo : lo + _FEATURE_ROWS], num_buckets, ngrams, hash)
+        total += np.asarray(feats.sum(axis=0), dtype=np.int64).reshape(-1)
+    return total
 
 
 def log_ratio_from_counts(target_counts: np.ndarray, raw_counts: np.ndarray) -> np.ndarray:
