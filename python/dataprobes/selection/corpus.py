@@ -768,7 +768,10 @@ def dsir_select_corpus(
     (DSIR, Xie et al. 2023), streaming, resumable; see the module docstring.
 
     The selection equals ``dsir_select(raw_rows, target_rows, num, top_k=...,
-    seed=...)`` on the whole corpus in memory, for any ``chunk_rows``.
+    seed=...)`` on the whole corpus in memory (as a set; ``indices`` are in
+    row order), for any ``chunk_rows``. Where ``dsir_select`` refuses a
+    ``num`` above the number of selectable rows, a streamed run cannot know
+    that number in advance: it selects all of them (``num_eligible``).
 
     Args:
         raw, target: a ``.jsonl`` / ``.jsonl.gz`` / ``.parquet`` file, a
