@@ -193,7 +193,8 @@ class _Source:
     # -- identity
     def fingerprint(self) -> dict[str, Any]:
         """Names, sizes and modification times of the files (or the
-        ``datasets`` fingerprint): a changed input is not resumed."""
+        ``datasets.Dataset`` fingerprint): a changed input is not resumed. An
+        ``IterableDataset`` has no fingerprint; resuming trusts it is the same."""
         if self.dataset is not None:
             fp = getattr(self.dataset, "_fingerprint", None)
             return {"kind": "dataset", "type": type(self.dataset).__name__, "fingerprint": fp}
