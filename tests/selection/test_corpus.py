@@ -520,6 +520,11 @@ def test_ray_equals_single_process(
     dsir_select_corpus(files["shards"], files["target"], 25, out, top_k=True, engine="ray", **kw)
     assert out.read_bytes() == (tmp_path / "local.jsonl").read_bytes()
     assert json.loads((tmp_path / "ray.jsonl.manifest.json").read_text())["engine"] == "ray"
+    cli_out = tmp_path / "cli.jsonl"
+    args = ["select", "dsir", "--target", str(files["target"]), "--raw", str(files["shards"]), "--num", "25"]
+    args += ["--num-buckets", "512", "--min-example-length", "5", "--top-k", "--engine", "ray", "--no-progress"]
+    assert main([*args, "--out", str(cli_out)]) == 0
+    assert cli_out.read_bytes() == out.read_bytes()
     pres = dsir_select_ray(files["pshards"], files["target"], 25, **kw)  # row groups of 13 rows as units
     np.testing.assert_array_equal(pres.indices, reference(data["raw"], data["target"], 25, top_k=False, seed=0, **FEAT))
     with pytest.raises(TypeError, match='raw must be a path for engine="ray"'):
