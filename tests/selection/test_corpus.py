@@ -193,6 +193,11 @@ def test_formats_agree_and_outputs_are_the_selected_rows(
         manifest = json.loads((tmp_path / f"{name}{suffix}.manifest.json").read_text())
         assert manifest["indices"] == want.tolist() and manifest["seed"] == 11 and manifest["hash"] == "fast"
         assert manifest["params"]["num_buckets"] == 512 and manifest["num_rows"] == len(data["raw"])
+        assert manifest["hash_info"]["version"] >= 1 and manifest["inputs"]["raw"]["kind"] in (
+            "jsonl",
+            "parquet",
+            "dataset",
+        )
     lines = files["raw"].read_text().splitlines()
     lines = [ln for ln in lines if ln.strip()]
     assert outs["jsonl"].read_text() == "".join(lines[i] + "\n" for i in want)  # byte for byte, in order

@@ -659,8 +659,8 @@ def check_params(
         num=check_int("num", num, 0),
         top_k=bool(top_k),
         seed=check_seed("seed", seed),
-        num_buckets=check_int("num_buckets", num_buckets, 1, 1 << 31),
-        ngrams=check_int("ngrams", ngrams, 1, 64),
+        num_buckets=check_int("num_buckets", num_buckets, 1, 2**32),
+        ngrams=check_int("ngrams", ngrams, 1, 32),
         hash=hash,
         min_example_length=check_int("min_example_length", min_example_length, 0),
         text_field=text_field,
@@ -696,6 +696,7 @@ def make_manifest(
 ) -> dict[str, Any]:
     """The manifest written beside the selected rows."""
     from .. import __version__
+    from .dsir import hash_info
 
     return {
         "format": "dataprobes.dsir_selection",
@@ -705,6 +706,7 @@ def make_manifest(
         "engine": engine,
         "params": params.as_dict(),
         "hash": params.hash,
+        "hash_info": hash_info(params.hash),
         "seed": params.seed,
         "inputs": {"raw": raw_fp, "target": target_fp},
         "num_rows": num_rows,
@@ -855,7 +857,15 @@ def dsir_select_corpus(
         state_path = sd / _STATE_FILE
 
     raw_fp, target_fp = raw_src.fingerprint(), target_src.fingerprint()
-    key = {"version": _STATE_VERSION, **params.as_dict(), "raw": raw_fp, "target": target_fp}
+    from .dsir import hash_info
+
+    key = {
+        "version": _STATE_VERSION,
+        **params.as_dict(),
+        "hash_info": hash_info(params.hash),  # a new hash version is not resumed
+        "raw": raw_fp,
+        "target": target_fp,
+    }
     if state_path is not None and state_path.exists() and not restart:
         state = _State.load(state_path, key, params.num_buckets)
     else:
