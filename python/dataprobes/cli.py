@@ -127,7 +127,98 @@ def build_parser() -> argparse.ArgumentParser:
     from .demo import add_arguments
 
     add_arguments(demo)
+    _add_select(sub)
     return parser
+
+
+def _add_select(sub: Any) -> None:
+    """``dataprobes select dsir``: DSIR importance resampling over corpus files
+    (:func:`dataprobes.selection.dsir_select_corpus`)."""
+    select = sub.add_parser("select", help="select training data from a large corpus", description="Data selection.")
+    methods = select.add_subparsers(dest="method", required=True)
+    dsir = methods.add_parser(
+        "dsir",
+        help="importance resampling on hashed n-grams (DSIR)",
+        description="Select --num rows of --raw whose hashed n-grams look like --target (DSIR, Xie et al. 2023), "
+        "streaming over .jsonl / .jsonl.gz / .parquet files or directories of shards. The rows are written in "
+        "their original order to --out with <out>.manifest.json; an interrupted run resumes when run again with "
+        "the same arguments (--restart starts over).",
+    )
+    dsir.add_argument("--target", required=True, help="target corpus: a .jsonl/.jsonl.gz/.parquet file or directory")
+    dsir.add_argument("--raw", required=True, help="raw corpus to select from (same kinds as --target)")
+    dsir.add_argument("--num", "-n", type=_int_at_least(0), required=True, help="rows to select")
+    dsir.add_argument("--out", "-o", type=Path, required=True, help="output: .jsonl, .jsonl.gz or .parquet")
+    dsir.add_argument("--top-k", action="store_true", help="keep the highest weights instead of resampling")
+    dsir.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the resampling noise (default 0)")
+    dsir.add_argument("--text-field", default="text", help="column holding the text or token ids (default text)")
+    dsir.add_argument("--num-buckets", type=_int_at_least(1), default=10000, help="hash buckets (default 10000)")
+    dsir.add_argument("--ngrams", type=_int_at_least(1), default=2, help="longest n-gram (default 2)")
+    dsir.add_argument("--hash", choices=["fast", "sha256"], default="fast", help="n-gram hash (default fast)")
+    dsir.add_argument(
+        "--min-example-length", type=_int_at_least(0), default=100, help="rows with fewer words are never selected"
+    )
+    dsir.add_argument("--chunk-rows", type=_int_at_least(1), default=16384, help="rows per chunk (default 16384)")
+    dsir.add_argument(
+        "--state-dir", type=Path, default=None, help="where to keep the resumable state (default: beside --out)"
+    )
+    dsir.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray (Ray Data)")
+    dsir.add_argument("--json", action="store_true", help="print the summary as JSON")
+    dsir.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    dsir.add_argument("--restart", action="store_true", help="ignore the state of an interrupted run")
+    dsir.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+
+
+def run_select_dsir(args: argparse.Namespace) -> dict[str, Any]:
+    """Runs ``dataprobes select dsir``; returns the summary to print. The
+    state of a local run lives in ``--state-dir`` (default
+    ``.<out>.dsir-state`` beside ``--out``, removed after success)."""
+    import shutil
+
+    from .selection.corpus import dsir_select_corpus
+
+    out: Path = args.out
+    check_output(out, "--out", force=args.force)
+    default_state = args.state_dir is None
+    state_dir = None
+    if args.engine == "local":
+        state_dir = out.with_name(f".{out.name}.dsir-state") if default_state else args.state_dir
+    elif not default_state:
+        raise ValueError("--state-dir applies to --engine local only")
+    resumable = state_dir is not None and (state_dir / "dsir_state.npz").exists() and not args.restart
+    if resumable:
+        print(f"dataprobes: resuming the selection into {out.name} from {state_dir}", file=sys.stderr)
+    try:
+        result = dsir_select_corpus(
+            args.raw,
+            args.target,
+            args.num,
+            out,
+            text_field=args.text_field,
+            top_k=args.top_k,
+            seed=args.seed,
+            num_buckets=args.num_buckets,
+            ngrams=args.ngrams,
+            hash=args.hash,
+            min_example_length=args.min_example_length,
+            chunk_rows=args.chunk_rows,
+            state_dir=state_dir,
+            restart=args.restart,
+            overwrite=args.force,
+            progress=not args.no_progress,
+            engine=args.engine,
+        )
+    except OSError as exc:
+        raise CommandError(f"cannot write --out {out}: {exc.strerror or exc}") from exc
+    if default_state and state_dir is not None:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    return {
+        "summary": result.summary(),
+        "out": str(out),
+        "manifest": str(result.manifest_path),
+        "num_selected": int(result.indices.size),
+        "num_rows": result.num_rows,
+        "num_eligible": result.num_eligible,
+    }
 
 
 def _make_process(args: argparse.Namespace) -> _ChainProcess:
@@ -403,6 +494,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .demo import run
 
             run(args)
+        elif args.command == "select":
+            summary = run_select_dsir(args)
+            print(json.dumps(summary, indent=2) if args.json else summary["summary"])
     except (ValueError, TypeError) as exc:
         print(f"dataprobes: error: {exc}", file=sys.stderr)
         return 2
@@ -410,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dataprobes: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        if args.command == "generate":
+        if args.command in ("generate", "select"):
             print(
                 "\ndataprobes: interrupted; run the same command again to resume where it stopped "
                 "(--restart to start over)",

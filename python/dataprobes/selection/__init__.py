@@ -41,6 +41,9 @@ _WHERE = {
     "gumbel_top_k": "dsir",
     "gumbel_noise": "dsir",
     "hash_info": "dsir",
+    "CorpusSelection": "corpus",
+    "dsir_select_corpus": "corpus",
+    "dsir_select_ray": "ray_data",
 }
 
 __all__ = sorted(_WHERE)
