@@ -19,7 +19,10 @@ Before timing, the sha256 weights are asserted equal to the reference's on the
 reference's share of the file (to 1e-12 relative to Σ_j |h_j log_ratio_j|),
 and the length filter to agree. Repeats are interleaved between the modes; the
 median and spread (min-max) are reported, as MB/s per core (text bytes in
-UTF-8 of the ``text`` fields) and ratios to the reference.
+UTF-8 of the ``text`` fields) and ratios to the reference. On a shared machine
+wall-clock rates depend on the other jobs, so each row also gives the rate per
+CPU-second of the process (``time.process_time``, all threads); the load
+average is printed before and after.
 
     python benches/bench_dsir.py                 # 64 MB, threads 1 and all
     python benches/bench_dsir.py --quick         # smoke test
@@ -94,22 +97,27 @@ def child(args: argparse.Namespace) -> None:
     lr = np.load(args.log_ratio)
     ids = np.random.default_rng(0).integers(0, 50_000, size=(args.tokens // 1024, 1024)).astype(np.uint32)
     lr_ids = np.random.default_rng(1).normal(size=lr.size)
-    out: dict[str, list[float]] = {"fast": [], "sha256": [], "ids": []}
+    out: dict[str, list[float]] = {m: [] for m in ("fast", "sha256", "ids", "fast_cpu", "sha256_cpu", "ids_cpu")}
     log_importance_weights(docs[:100], lr, hash="fast")  # warm the pool
     for _ in range(args.repeats):
         for mode in ("fast", "sha256", "ids"):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             if mode == "ids":
                 log_importance_weights(ids, lr_ids, hash="fast", min_example_length=0, progress=False)
             else:
                 log_importance_weights(docs, lr, hash=mode, progress=False)
             out[mode].append(time.perf_counter() - t0)
+            out[f"{mode}_cpu"].append(time.process_time() - c0)
     print(json.dumps(out))
 
 
 def summary(times: list[float], amount: float, cores: int) -> tuple[float, float, float]:
     rates = [amount / t / cores for t in times]
     return statistics.median(rates), min(rates), max(rates)
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -130,6 +138,8 @@ def main() -> None:
     if args.quick:
         args.mb, args.ref_mb, args.tokens, args.repeats = 4.0, 0.3, 2**20, 2
     from data_selection.hashed_ngram_dsir import get_ngram_counts
+
+    load_before = loadavg()
 
     with tempfile.TemporaryDirectory() as tmp:
         raw_path = Path(tmp) / "raw.jsonl"
@@ -172,18 +182,21 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--child", "--raw", str(raw_path), "--log-ratio", str(lr_path)]
             cmd += ["--tokens", str(args.tokens), "--repeats", str(args.repeats)]
             res = json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout)
-            for mode in ("fast", "sha256"):
-                med, lo, hi = summary(res[mode], raw_mb, threads)
-                rows.append((f"dataprobes {mode}", threads, f"{med:.1f} MB/s ({lo:.1f}-{hi:.1f})", med / ref_rate))
-            med, lo, hi = summary(res["ids"], args.tokens / 1e6, threads)
-            rows.append(("dataprobes token ids (fast)", threads, f"{med:.0f} M tok/s ({lo:.0f}-{hi:.0f})", None))
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()}")
+            for mode in ("fast", "sha256", "ids"):
+                amount, unit, fmt = (args.tokens / 1e6, "M tok/s", ".0f") if mode == "ids" else (raw_mb, "MB/s", ".1f")
+                med, lo, hi = summary(res[mode], amount, threads)
+                cpu, _, _ = summary(res[f"{mode}_cpu"], amount, 1)
+                name = "dataprobes token ids (fast)" if mode == "ids" else f"dataprobes {mode}"
+                rate = f"{med:{fmt}} {unit} ({lo:{fmt}}-{hi:{fmt}})"
+                rows.append((name, threads, rate, f"{cpu:{fmt}} {unit}", None if mode == "ids" else med / ref_rate))
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(f"load average (1, 5, 15 min): before {load_before}, after {loadavg()}")
     print(f"raw {raw_mb:.1f} MB ({len(docs)} examples); reference on {nbytes(ref_docs) / 1e6:.2f} MB")
-    print("\n| method | threads | per core: median (min-max) | vs data-selection per core |")
-    print("|---|---|---|---|")
-    print(f"| data-selection 1.0.3 (sha256) | 1 | {ref_rate:.2f} MB/s | 1x |")
-    for name, th, rate, ratio in rows:
-        print(f"| {name} | {th} | {rate} | {'' if ratio is None else f'{ratio:.0f}x'} |")
+    print("\n| method | threads | per core (wall): median (min-max) | per CPU-second | vs data-selection per core |")
+    print("|---|---|---|---|---|")
+    print(f"| data-selection 1.0.3 (sha256) | 1 | {ref_rate:.2f} MB/s | | 1x |")
+    for name, th, rate, cpu, ratio in rows:
+        print(f"| {name} | {th} | {rate} | {cpu} | {'' if ratio is None else f'{ratio:.0f}x'} |")
 
 
 if __name__ == "__main__":

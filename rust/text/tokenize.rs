@@ -6,10 +6,11 @@
 //! becomes "i" + U+0307, a combining mark that is not `\w`), so tokens are cut
 //! from the stream of lower-cased characters.
 //!
-//! ASCII bytes are classified and lower-cased through 256-entry tables, a run
-//! of one class at a time; only bytes ≥ 0x80 take the Unicode tables. The fast
-//! token hash (FNV-1a-64 of the lower-cased bytes, `hash::fast_token`) is
-//! computed on the fly, so the fast mode never copies a token.
+//! ASCII bytes are classified and lower-cased through 256-entry tables; only
+//! bytes ≥ 0x80 take the Unicode tables. The fast token hash (FNV-1a-64 of the
+//! lower-cased bytes, `hash::fast_token`) is computed on the fly: the fast
+//! mode ([`token_states`]) never copies a token and has no data-dependent
+//! branch on ASCII; the sha256 mode ([`scan`]) also collects the bytes.
 
 use super::hash::{fnv_step, FNV_OFFSET};
 use super::unicode::{self, Lower, ASCII_CLASS, ASCII_LOWER, SPACE};
