@@ -23,7 +23,8 @@ import torch
 from .capture import GradientCapture
 from .store import GradientStore, StoreWriter
 
-LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+#: ``loss_fn(model, batch)``: per-example losses ``[B]``, or ``(losses, mask)``
+LossFn = Callable[[torch.nn.Module, Any], "torch.Tensor | tuple[torch.Tensor, torch.Tensor]"]
 
 
 def _check_ids(ids: Any) -> np.ndarray:

@@ -227,8 +227,7 @@ class AdamPreconditioner:
         v = hit[0]
         if tuple(v.shape) != tuple(param.shape):
             raise ValueError(f"Adam moments for {name!r} have shape {tuple(v.shape)}, parameter {tuple(param.shape)}")
-        f32 = {"device": param.device, "dtype": torch.float32}
-        return m.to(**f32), v.to(**f32)  # type: ignore[arg-type]
+        return m.to(device=param.device, dtype=torch.float32), v.to(device=param.device, dtype=torch.float32)
 
     def less_feature(self, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``Γ = (β1 m + (1−β1) g) / sqrt(β2 v + (1−β2) g² + ε)`` elementwise

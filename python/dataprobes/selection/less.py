@@ -197,7 +197,7 @@ def less_trainer_callback(checkpoint_dir: str | os.PathLike[str]) -> Any:
         raise TypeError(f"checkpoint_dir must be a path, got {type(checkpoint_dir).__name__}")
     root = Path(checkpoint_dir)
 
-    class LessCallback(TrainerCallback):  # type: ignore[misc]
+    class LessCallback(TrainerCallback):
         def __init__(self) -> None:
             self.checkpoints: list[Path] = []
             self.epoch_lrs: list[float] = []
@@ -331,6 +331,7 @@ def less_features(
     loss_fn: LossFn | None = None,
     store_dir: str | os.PathLike[str] | None = None,
     store_dtype: str = "float16",
+    backend: str = "auto",
     progress: bool = True,
 ) -> list[np.ndarray] | list[GradientStore]:
     """LESS features of ``rows`` at every checkpoint: the Adam feature
@@ -352,12 +353,14 @@ def less_features(
     Returns one float32 ``[N, k]`` array per checkpoint, or with
     ``store_dir`` one :class:`~dataprobes.attribution.GradientStore` per
     checkpoint at ``store_dir/checkpoint-{i}`` (ids ``0..N-1``; resumable).
+    ``backend``: the sketch kernel, as :class:`GradientCapture`.
     """
     from tqdm.auto import tqdm
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     check_choice("kind", kind, ("train", "val"))
+    check_choice("backend", backend, ("auto", "triton", "torch"))
     if isinstance(checkpoints, (str, os.PathLike)) or not isinstance(checkpoints, Sequence):
         raise TypeError("checkpoints must be a sequence of checkpoint paths (one per epoch)")
     if not checkpoints:
@@ -382,7 +385,9 @@ def less_features(
         model.eval()
         for i, path in enumerate(checkpoints):
             pre = _load_checkpoint(model, Path(path), less=kind == "train")
-            cap = GradientCapture(model, modules, mode="flat", k=k, seed=seed, precondition=pre, normalize=True)
+            cap = GradientCapture(
+                model, modules, mode="flat", k=k, seed=seed, precondition=pre, normalize=True, backend=backend
+            )
 
             def loss(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
                 x, ln = batch
