@@ -147,12 +147,16 @@ class _LessFlatTarget(FlatTarget):
         backend: str,
     ) -> None:
         super().__init__(spec, None, k, seed, scheme, backend)
-        self.pre, self.m, self.v = pre, m.contiguous(), v.contiguous()
+        b1, b2 = pre.betas
+        self.c1, self.c2 = 1.0 - b1, 1.0 - b2
+        # the per-checkpoint parts of m' and v' + eps, formed once
+        self.bm = (b1 * m).contiguous()
+        self.bv = (b2 * v + pre.eps).contiguous()
         self.pending: torch.Tensor | None = None
 
     def _to(self, device: torch.device) -> None:
-        if self.m.device != device:
-            self.m, self.v = self.m.to(device), self.v.to(device)
+        if self.bm.device != device:
+            self.bm, self.bv = self.bm.to(device), self.bv.to(device)
 
     def _sketch_into(self, acc: torch.Tensor, a: int, gw: torch.Tensor) -> None:
         if self.pending is None:
@@ -169,7 +173,10 @@ class _LessFlatTarget(FlatTarget):
         step = self._chunks(g.shape[0]).step
         for a in range(0, g.shape[0], step):
             e = min(g.shape[0], a + step)
-            feat = self.pre.less_feature(g[a:e], self.m, self.v)
+            ga = g[a:e]
+            # Γ = (β1 m + (1−β1) g) / sqrt(β2 v + ε + (1−β2) g²), in place
+            feat = torch.add(self.bm, ga, alpha=self.c1)
+            feat.div_(torch.addcmul(self.bv, ga, ga, value=self.c2).sqrt_())
             acc[a:e] += sjlt(
                 feat.reshape(e - a, -1),
                 self.k,
