@@ -215,6 +215,8 @@ def test_less_scores_unequal_subtasks_is_not_equal_reshape() -> None:
     tr, va = [rng.standard_normal((9, 4))], [rng.standard_normal((5, 4))]
     tasks = [[0], [1, 2, 3, 4]]
     np.testing.assert_allclose(less_scores(tr, va, [1.0], tasks), _brute(tr, va, np.ones(1), tasks), atol=1e-12)
+    eq = np.array([[0, 1], [2, 4]])  # equal sizes may come as one array
+    np.testing.assert_allclose(less_scores(tr, va, [1.0], eq), _brute(tr, va, np.ones(1), eq.tolist()), atol=1e-12)
     one = less_scores(tr, va, [3.0])  # None: one task of all rows
     np.testing.assert_allclose(one, _brute(tr, va, np.ones(1), [list(range(5))]), atol=1e-12)
 

@@ -506,6 +506,8 @@ def _check_pair(t: _Source, v: _Source) -> None:
 def _check_subtasks(subtasks: Any, m: int) -> list[np.ndarray]:
     if subtasks is None:
         return [np.arange(m)]
+    if isinstance(subtasks, np.ndarray) and subtasks.ndim == 2:
+        subtasks = list(subtasks)  # equal-size tasks as one [tasks, size] array
     if isinstance(subtasks, (str, bytes, np.ndarray)) or not isinstance(subtasks, Sequence):
         raise TypeError("subtasks must be a sequence of index sequences (validation rows of each task), or None")
     if not subtasks:
