@@ -32,6 +32,8 @@ def test_readme_example_runs(index: int, tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(code, encoding="utf-8")
     env = dict(os.environ, MPLBACKEND="Agg")
+    # as a user runs them: the test session's Triton interpreter switch is not theirs
+    env.pop("TRITON_INTERPRET", None)
     res = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
     )
