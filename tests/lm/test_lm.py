@@ -442,3 +442,19 @@ def test_training_on_fixed_data_rejects_bad_arguments() -> None:
         train(m, chain, epochs=2, progress=False)
     with pytest.raises(ValueError, match="betas"):
         train(m, chain, data=rows, betas=(0.9, 1.0), progress=False)
+    with pytest.raises(TypeError, match="betas"):
+        train(m, chain, data=rows, betas=("a", 0.9), progress=False)
+    with pytest.raises(ValueError, match="warmup"):
+        train(m, chain, data=rows, warmup=-1, progress=False)
+
+
+def test_fixed_data_order_accepts_every_seed() -> None:
+    """Epoch orders come from SeedSequence([seed, epoch]): any seed check_seed accepts works."""
+    from dataprobes.lm.train import _epoch_batches
+
+    rows = torch.arange(20).reshape(10, 2)
+    for seed in (0, 2**45, 2**64 - 1):
+        batches = list(_epoch_batches(rows, 4, 2, seed))
+        assert len(batches) == 6
+        seen = torch.cat([b for e, b in batches if e == 0])[:, 0].sort().values
+        assert torch.equal(seen, rows[:, 0])

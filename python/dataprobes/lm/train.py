@@ -73,7 +73,8 @@ def _epoch_batches(tokens: torch.Tensor, batch_size: int, epochs: int, seed: int
     the last batch of an epoch may be short."""
     n = tokens.shape[0]
     for epoch in range(epochs):
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        state = np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0]
+        gen = torch.Generator().manual_seed(int(state))
         order = torch.randperm(n, generator=gen)
         for lo in range(0, n, batch_size):
             yield epoch, tokens[order[lo : lo + batch_size]]
@@ -133,8 +134,15 @@ def train(
     seed = check_seed("seed", seed)
     check_process("process", process)
     check_model_vocab(model, process.vocab_size)
-    if not (isinstance(betas, tuple | list) and len(betas) == 2 and all(0 <= float(b) < 1 for b in betas)):
+    if not (
+        isinstance(betas, tuple | list)
+        and len(betas) == 2
+        and all(isinstance(b, int | float) and not isinstance(b, bool) for b in betas)
+    ):
+        raise TypeError(f"betas must be a pair of numbers, got {betas!r}")
+    if not all(0 <= float(b) < 1 for b in betas):
         raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+    warmup = check_int("warmup", warmup, 0)
     device = next(model.parameters()).device
     torch.manual_seed(seed)
     if data is None:
@@ -157,7 +165,7 @@ def train(
     ckpt_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
     if ckpt_dir is not None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-    held_out = process.sample(check_int("eval_sequences", eval_sequences, 1), seq_len, seed=seed + 1)
+    held_out = process.sample(check_int("eval_sequences", eval_sequences, 1), seq_len, seed=(seed + 1) % 2**64)
     opt = torch.optim.AdamW(
         model.parameters(), lr=lr, weight_decay=weight_decay, betas=(float(betas[0]), float(betas[1]))
     )
