@@ -457,6 +457,9 @@ def test_embeddings_truncate_and_refuse_bad_masks(tok) -> None:
         last_token_embeddings(model, torch.ones((1, 3)), progress=False)
     with pytest.raises(TypeError, match="tokenizer is required"):
         mean_pool_embeddings(model, ["what is"], progress=False)
+    for empty in ([], np.zeros((0, 4), dtype=np.int64)):
+        with pytest.raises(ValueError, match="inputs must not be empty"):
+            last_token_embeddings(model, empty, progress=False)
 
 
 def test_tinygpt_hidden_is_what_the_head_reads() -> None:

@@ -311,8 +311,10 @@ def diversity_filter(
     Cosines are taken between rows L2-normalised in float64 and rounded to
     float32; a pair is decided by its float32 cosine unless that lies within
     ``BORDER_MARGIN = 1e-4`` of ``threshold``, then by the float64 cosine of
-    the same rows. Any block size, device or thread count gives the same
-    indices: those of the greedy rule on float64 cosines.
+    the same rows (the float64 cosine of the float32-rounded unit rows, which
+    can differ from the exact cosine by ~1e-7). Any block size, device or
+    thread count gives the same indices: those of the greedy rule on these
+    decided cosines.
 
     Candidates are processed ``block_size`` at a time: one matrix product of
     the block against the kept set, then the block's survivors are resolved in
@@ -682,6 +684,8 @@ def combined_score(complexity: Sequence[Any], quality: Sequence[Any]) -> np.ndar
 
 
 def _rows_from_inputs(inputs: Any, attention_mask: Any, tokenizer: Any, limit: int | None) -> list[np.ndarray]:
+    if hasattr(inputs, "__len__") and not isinstance(inputs, (str, bytes)) and len(inputs) == 0:
+        raise ValueError("inputs must not be empty")
     if isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)) and inputs and isinstance(inputs[0], str):
         if tokenizer is None:
             raise TypeError("tokenizer is required when inputs are strings")
