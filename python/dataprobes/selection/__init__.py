@@ -35,6 +35,8 @@ _WHERE = {
     "hashed_ngram_features": "dsir",
     "dsir_weights": "dsir",
     "dsir_select": "dsir",
+    "labelled_pool": "probe_pool",
+    "LabelledPool": "probe_pool",
 }
 
 __all__ = sorted(_WHERE)
