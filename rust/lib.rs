@@ -12,6 +12,7 @@ pub mod pool;
 pub mod process;
 pub mod rng;
 pub mod stats;
+pub mod text;
 pub mod tokens;
 
 #[cfg(feature = "python")]

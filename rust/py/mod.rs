@@ -5,6 +5,7 @@ mod incontext;
 mod markov;
 mod ngram;
 mod process;
+mod text;
 mod tokens;
 mod transforms;
 
@@ -86,6 +87,15 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ngram::ngram_counts, m)?)?;
     m.add_function(wrap_pyfunction!(ngram::conditional_entropy_stats, m)?)?;
     m.add_function(wrap_pyfunction!(ngram::entropy_profile_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(text::dsir_text_features, m)?)?;
+    m.add_function(wrap_pyfunction!(text::dsir_text_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(text::dsir_text_log_weights, m)?)?;
+    m.add_function(wrap_pyfunction!(text::dsir_id_features, m)?)?;
+    m.add_function(wrap_pyfunction!(text::dsir_id_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(text::dsir_id_log_weights, m)?)?;
+    m.add_function(wrap_pyfunction!(text::gumbel_noise, m)?)?;
+    m.add("DSIR_FAST_HASH_VERSION", crate::text::hash::FAST_VERSION)?;
+    m.add("DSIR_UNICODE_VERSION", crate::text::unicode_tables::UNICODE_VERSION)?;
     m.add("DEFAULT_MAX_DENSE_ENTRIES", crate::stats::ngram::DEFAULT_MAX_DENSE)?;
     m.add("MAX_DENSE_NDIM", crate::stats::ngram::MAX_DENSE_NDIM)?;
     m.add("MAX_TABLE_ENTRIES", crate::process::law::MAX_TABLE_ENTRIES)?;

@@ -92,8 +92,21 @@ correction ``G ↦ G / (sqrt(v̂) + ε)`` (``v̂`` the bias-corrected
   exact correction when ``v̂`` is rank 1 and ``ε = 0``, and otherwise is an
   approximation (the error is that of the rank-1 fit).
 
-LESS (Xia et al. 2024) uses the full Adam update direction
-``m̂/(sqrt(v̂)+ε)`` for training examples; that variant is not implemented.
+``precondition=AdamPreconditioner(..., less=True)`` gives the LESS feature
+(Xia et al. 2024) ``Γ = m' / sqrt(v' + ε)`` with ``m' = β1 m + (1−β1) g``,
+``v' = β2 v + (1−β2) g²`` (docs/math.md, "LESS"):
+
+* flat mode: exactly. Γ is not linear in ``g``, so each module's whole
+  per-example gradient (all its calls in the forward pass) is accumulated
+  first (``B × rows × width`` floats per module), then transformed and
+  sketched at the end of :meth:`GradientCapture.backward`. A module that did
+  not run keeps a zero block (LESS skips parameters without a gradient).
+  For a weight shared by several captured modules (tied embeddings) the
+  block is the gradient through that module's use, not the parameter's total.
+* factored mode: refused (``ValueError``). Factored capture never forms
+  ``g``, only ``P_outᵀ g P_in``; Γ needs every coordinate of ``g`` (its
+  square enters the denominator), and no rescaling of the projections
+  reproduces it, not even approximately in a controlled way.
 
 Normalisation and dtype: with ``normalize=True`` each final row is scaled to
 unit L2 norm (zero rows stay zero), after preconditioning. Projections run
@@ -112,9 +125,60 @@ from torch import nn
 
 from .._validation import check_bool, check_choice, check_int, check_seed
 from .exact import compress_flat, flatten_grads, per_example_grads_func
-from .kernels import projection_matrix
+from .kernels import projection_matrix, sjlt
 from .precondition import AdamPreconditioner
 from .targets import FactoredTarget, FlatTarget, LayoutEntry, ModuleSpec, _derive_seed, select_modules
+
+
+class _LessFlatTarget(FlatTarget):
+    """Flat target for the LESS feature: the module's per-example gradient is
+    summed over its calls into ``pending`` [B, rows, width]; :meth:`finish`
+    maps it to ``Γ = m'/sqrt(v'+eps)`` and sketches it into ``acc``."""
+
+    def __init__(
+        self,
+        spec: ModuleSpec,
+        pre: AdamPreconditioner,
+        m: torch.Tensor,
+        v: torch.Tensor,
+        k: int,
+        seed: int,
+        scheme: str,
+        backend: str,
+    ) -> None:
+        super().__init__(spec, None, k, seed, scheme, backend)
+        self.pre, self.m, self.v = pre, m.contiguous(), v.contiguous()
+        self.pending: torch.Tensor | None = None
+
+    def _to(self, device: torch.device) -> None:
+        if self.m.device != device:
+            self.m, self.v = self.m.to(device), self.v.to(device)
+
+    def _sketch_into(self, acc: torch.Tensor, a: int, gw: torch.Tensor) -> None:
+        if self.pending is None:
+            s = self.spec
+            self.pending = torch.zeros(acc.shape[0], s.rows, s.width, dtype=torch.float32, device=acc.device)
+        self.pending[a : a + gw.shape[0]] += gw
+
+    def finish(self, acc: torch.Tensor) -> None:
+        """Transform the accumulated gradients and sketch them (then forget them)."""
+        g, self.pending = self.pending, None
+        if g is None:
+            return
+        self._to(g.device)
+        step = self._chunks(g.shape[0]).step
+        for a in range(0, g.shape[0], step):
+            e = min(g.shape[0], a + step)
+            feat = self.pre.less_feature(g[a:e], self.m, self.v)
+            acc[a:e] += sjlt(
+                feat.reshape(e - a, -1),
+                self.k,
+                self.seed,
+                offset=self.spec.start,
+                scheme=self.scheme,
+                backend=self.backend,
+            )
+
 
 __all__ = [
     "AdamPreconditioner",
@@ -233,6 +297,11 @@ class GradientCapture:
             raise TypeError(f"precondition must be an AdamPreconditioner or None, got {type(precondition).__name__}")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+        if precondition is not None and precondition.less and mode != "flat":
+            raise ValueError(
+                "the LESS feature m'/sqrt(v'+eps) needs each per-example gradient coordinate, which factored "
+                "capture never forms: use mode='flat' with AdamPreconditioner(..., less=True)"
+            )
         explicit: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
         if isinstance(projection, Mapping):
             if mode != "factored":
@@ -373,6 +442,8 @@ class GradientCapture:
         }
         if self._projection_sha256 is not None:
             cfg["projection_sha256"] = self._projection_sha256
+        if self.precondition is not None and self.precondition.less:
+            cfg["precondition"] = {"kind": "less", "betas": list(self.precondition.betas), "eps": self.precondition.eps}
         return cfg
 
     @property
@@ -455,6 +526,9 @@ class GradientCapture:
         self._acc: torch.Tensor | None = None
         self._mask: torch.Tensor | None = None
         self._error: BaseException | None = None
+        for t in getattr(self, "_targets", ()):
+            if isinstance(t, _LessFlatTarget):
+                t.pending = None
 
     def _prepare(self) -> None:
         """Build projection matrices (factored) or divisors (flat) once."""
@@ -465,6 +539,15 @@ class GradientCapture:
             w = cast(torch.Tensor, t.module.weight)
             bias = cast(torch.Tensor, getattr(t.module, "bias", None))
             v = None
+            if pre is not None and pre.less:
+                m, v = pre.less_moments(w, f"{t.name}.weight")
+                m, v = m.reshape(t.rows, t.cols), v.reshape(t.rows, t.cols)
+                if t.bias:
+                    mb, vb = pre.less_moments(bias, f"{t.name}.bias")
+                    m, v = torch.cat([m, mb.reshape(t.rows, 1)], 1), torch.cat([v, vb.reshape(t.rows, 1)], 1)
+                target = _LessFlatTarget(t, pre, m, v, cast(int, self.k), self.seed, self.scheme, self.backend)
+                self._targets.append(target)
+                continue
             if pre is not None:
                 v = pre.second_moment(w, f"{t.name}.weight").reshape(t.rows, t.cols)
                 if t.bias:
@@ -565,6 +648,9 @@ class GradientCapture:
                 torch.autograd.grad(total, self._outputs, allow_unused=True)
             if self._error is not None:
                 raise self._error
+            for t in self._targets:
+                if isinstance(t, _LessFlatTarget):
+                    t.finish(self._acc)
             out = self._acc
         finally:
             self._reset()

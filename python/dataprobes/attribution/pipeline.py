@@ -23,13 +23,25 @@ import torch
 from .capture import GradientCapture
 from .store import GradientStore, StoreWriter
 
-LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+#: ``loss_fn(model, batch)``: per-example losses ``[B]``, or ``(losses, mask)``
+LossFn = Callable[[torch.nn.Module, Any], "torch.Tensor | tuple[torch.Tensor, torch.Tensor]"]
 
 
 def _check_ids(ids: Any) -> np.ndarray:
     """A batch's example ids as int64, validated before any conversion (float
     ids and uint64 ids beyond int64 are refused, not truncated or wrapped)."""
     return StoreWriter._check_ids(ids, "ids", allow_dup=True)
+
+
+def _losses_and_mask(out: Any) -> tuple[Any, torch.Tensor | None]:
+    """``loss_fn`` returns per-example losses ``[B]``, or ``(losses, mask)``
+    with a ``[B, T]`` position mask for :meth:`GradientCapture.backward`
+    (padding of variable-length rows)."""
+    if isinstance(out, tuple):
+        if len(out) != 2:
+            raise ValueError("loss_fn must return losses [B] or a pair (losses [B], mask [B, T])")
+        return out[0], out[1]
+    return out, None
 
 
 def _check_batch(ids: np.ndarray, losses: Any) -> None:
@@ -53,13 +65,14 @@ def capture_batches(
     capture: GradientCapture, loss_fn: LossFn, batches: Iterable[tuple[Any, Any]]
 ) -> Iterable[tuple[np.ndarray, torch.Tensor]]:
     """Yields ``(ids, compressed gradients [B, dim])`` for each ``(ids, batch)``;
-    ``loss_fn(model, batch)`` returns per-example losses ``[B]``."""
+    ``loss_fn(model, batch)`` returns per-example losses ``[B]`` (or
+    ``(losses, mask)``, the mask passed to :meth:`GradientCapture.backward`)."""
     with capture:
         for ids, batch in batches:
             ids_arr = _check_ids(ids)
-            losses = loss_fn(capture.model, batch)
+            losses, mask = _losses_and_mask(loss_fn(capture.model, batch))
             _check_batch(ids_arr, losses)
-            yield ids_arr, capture.backward(losses)
+            yield ids_arr, capture.backward(losses, mask=mask)
 
 
 def capture_to_store(
@@ -76,6 +89,8 @@ def capture_to_store(
 ) -> GradientStore:
     """Captures every ``(ids, batch)`` and appends it to the store at ``path``.
 
+    ``loss_fn(model, batch)`` returns per-example losses ``[B]``, or
+    ``(losses, mask)`` with a ``[B, T]`` position mask (padding).
     Batches whose ids are all stored already are skipped without a forward
     pass (resume after an interruption); partially stored batches write only
     their missing rows. Returns the store, opened for reading.
@@ -90,9 +105,9 @@ def capture_to_store(
                 done = writer.contains(ids)
                 if done.all():
                     continue
-                losses = loss_fn(capture.model, batch)
+                losses, mask = _losses_and_mask(loss_fn(capture.model, batch))
                 _check_batch(ids, losses)
-                g = capture.backward(losses)
+                g = capture.backward(losses, mask=mask)
                 keep = ~done
                 writer.append(ids[keep], g[torch.from_numpy(keep).to(g.device)])
     return GradientStore(path)

@@ -105,6 +105,12 @@ class TinyGPT(nn.Module):
         continue after the cached ones and the cache is extended: incremental
         decoding in O(T) per token instead of re-reading the prefix.
         """
+        return self.head(self.hidden(idx, cache))
+
+    def hidden(self, idx: torch.Tensor, cache: list[list[torch.Tensor]] | None = None) -> torch.Tensor:
+        """Final hidden states ``[B, T, d_model]`` (after the final LayerNorm,
+        what the tied head reads; Hugging Face's ``hidden_states[-1]``) for
+        token ids ``idx`` [B, T]; ``cache`` as in :meth:`forward`."""
         if idx.dim() != 2:
             raise ValueError(f"idx must be [batch, time], got shape {tuple(idx.shape)}")
         t0 = cache[0][0].shape[2] if cache and cache[0] else 0
@@ -115,7 +121,7 @@ class TinyGPT(nn.Module):
         h = self.tok_emb(idx) + self.pos_emb(pos)[None]
         for i, block in enumerate(self.blocks):
             h = block(h, None if cache is None else cache[i])
-        return self.head(self.ln_f(h))
+        return self.ln_f(h)
 
     def new_cache(self) -> list[list[torch.Tensor]]:
         """An empty key/value cache for :meth:`forward`."""

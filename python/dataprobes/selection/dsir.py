@@ -1,0 +1,537 @@
+"""DSIR: data selection with importance resampling on hashed n-grams.
+
+Xie, Santurkar, Ma & Liang, "Data Selection for Language Models via
+Importance Resampling" (NeurIPS 2023); reference package ``data-selection``.
+The math is in docs/math.md ("Data selection", "DSIR").
+
+Each example becomes a vector ``h`` of hashed n-gram counts: the text is
+lower-cased and split as nltk's ``WordPunctTokenizer`` does
+(``re.findall(r"\\w+|[^\\w\\s]+", text.lower())``, Python's Unicode classes
+exactly), and every n-gram of 1..``ngrams`` consecutive tokens adds one to
+bucket ``hash(n-gram) mod num_buckets``. Bag-of-n-grams models ``γ`` (target)
+and ``β`` (raw) are the normalised summed counts; the log importance weight of
+a raw example is ``Σ_j h_j (log(γ_j + ε) − log(β_j + ε))`` with ``ε = 1e-8``;
+``num`` examples are drawn without replacement with probability proportional
+to ``exp(weight)`` by Gumbel-top-k, or the ``num`` largest are kept.
+
+``hash="sha256"`` reproduces the reference bit for bit (sha256 of the n-gram
+string "w1 w2", read as an integer, modulo ``num_buckets``); ``hash="fast"``
+(the default) is a stable, documented 64-bit hash (:func:`hash_info`) that is
+an order of magnitude faster. Items may also be token ids (a 2-D integer array
+or a sequence of 1-D integer arrays): their n-grams of ids are hashed, and
+``sha256`` then equals the reference run on the ids written in decimal with
+single spaces.
+
+The featuriser, the fitted counts and the weights run in Rust on all cores
+(``RAYON_NUM_THREADS`` sets the thread count); every result is identical for
+any thread count and any chunking of the input, and the Gumbel noise of item
+``i`` depends only on ``(seed, i)`` (:func:`gumbel_noise`), so a sharded or
+streamed selection equals a single one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse
+
+from .. import _core
+from .._validation import as_indices, check_float, check_int, check_seed
+
+__all__ = [
+    "DEFAULT_NUM_BUCKETS",
+    "dsir_select",
+    "dsir_weights",
+    "fit_ngram_model",
+    "gumbel_noise",
+    "gumbel_top_k",
+    "hash_info",
+    "hashed_ngram_features",
+    "log_importance_weights",
+    "ngram_log_ratio",
+]
+
+DEFAULT_NUM_BUCKETS = 10_000
+#: The reference's smoothing inside the logs of the importance weight.
+LOG_EPSILON = 1e-8
+_MAX_NGRAMS = 32
+_MAX_BUCKETS = 2**32
+_CHUNK = 1 << 15  # examples per call into the core (the progress bar's step)
+_AUTO_PROGRESS = 1 << 17  # show a bar by default from this many examples
+
+
+def hash_info(hash: str = "fast") -> dict[str, Any]:
+    """What ``hash`` means, to record with every saved artefact (weights,
+    fitted models): name, version, seed and a description; also the Unicode
+    version of the tokeniser's character tables."""
+    h = _check_hash(hash)
+    if h == "sha256":
+        desc = "sha256 of the UTF-8 n-gram 'w1 w2 ... wk', big-endian integer mod num_buckets (data-selection)"
+        version = 1
+    else:
+        desc = (
+            "token t = mix64(FNV-1a-64(UTF-8 bytes)) or mix64(id ^ 0xD1B54A32D192ED03); "
+            "k-gram g_1 = t(w_k), g_i = mix64(g_{i-1} * 0x9E3779B97F4A7C15 ^ t(w_{k-i+1})); "
+            "bucket = (g * num_buckets) >> 64; mix64 = SplitMix64 finaliser"
+        )
+        version = int(_core.DSIR_FAST_HASH_VERSION)
+    return {
+        "hash": h,
+        "version": version,
+        "seed": 0,
+        "description": desc,
+        "tokenizer": r"re.findall(r'\w+|[^\w\s]+', text.lower())",
+        "unicode_version": str(_core.DSIR_UNICODE_VERSION),
+    }
+
+
+# --------------------------------------------------------------------------
+# argument checks
+
+
+def _check_hash(hash: Any) -> str:
+    if not isinstance(hash, str):
+        raise TypeError(f"hash must be a str ('fast' or 'sha256'), got {type(hash).__name__}")
+    if hash not in ("fast", "sha256"):
+        raise ValueError(f"hash must be 'fast' or 'sha256', got {hash!r}")
+    return hash
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def _check_progress(value: Any) -> bool | None:
+    return None if value is None else _check_bool("progress", value)
+
+
+@dataclass
+class _Items:
+    """Examples as the core takes them: texts, or token ids cut at offsets."""
+
+    texts: list[str] | None
+    flat: np.ndarray | None = None  # [1, total] integer ids
+    offsets: np.ndarray | None = None  # [n + 1] uint64
+
+    @property
+    def kind(self) -> str:
+        return "text" if self.texts is not None else "ids"
+
+    def __len__(self) -> int:
+        if self.texts is not None:
+            return len(self.texts)
+        assert self.offsets is not None
+        return len(self.offsets) - 1
+
+    def chunk(self, lo: int, hi: int) -> _Items:
+        if self.texts is not None:
+            return _Items(self.texts[lo:hi])
+        assert self.offsets is not None and self.flat is not None
+        a, b = int(self.offsets[lo]), int(self.offsets[hi])
+        return _Items(None, self.flat[:, a:b], self.offsets[lo : hi + 1] - np.uint64(a))
+
+
+def _ids_array(name: str, arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must hold str or integer token ids, got dtype {arr.dtype}")
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    if arr.size and np.issubdtype(arr.dtype, np.signedinteger) and int(arr.min()) < 0:
+        raise ValueError(f"{name}: token ids must be >= 0")
+    return arr
+
+
+def _as_items(name: str, items: Any) -> _Items:
+    """``items`` as texts or token-id rows (``TypeError``/``ValueError``
+    naming ``name`` for anything else)."""
+    if isinstance(items, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of str or of token-id arrays, not a single {type(items).__name__}")
+    if isinstance(items, np.ndarray):
+        if items.dtype.kind in "US":
+            if items.ndim != 1:
+                raise ValueError(f"{name}: an array of str must be 1-D, got shape {items.shape}")
+            if items.dtype.kind == "S":
+                raise TypeError(f"{name} must hold str, not bytes")
+            return _Items([str(s) for s in items.tolist()])
+        if items.dtype != object:
+            arr = _ids_array(name, items)
+            if arr.ndim != 2:
+                raise ValueError(
+                    f"{name}: token ids must be a 2-D array [num_examples, length] or a sequence of 1-D arrays, "
+                    f"got shape {arr.shape}"
+                )
+            n, t = arr.shape
+            flat = np.ascontiguousarray(arr).reshape(1, n * t)
+            return _Items(None, flat, np.arange(n + 1, dtype=np.uint64) * np.uint64(t))
+        items = items.tolist()
+    if not isinstance(items, Sequence):
+        if not isinstance(items, Iterable):
+            raise TypeError(f"{name} must be a sequence of str or of token-id arrays, got {type(items).__name__}")
+        items = list(items)
+    if len(items) == 0 or isinstance(items[0], str):
+        texts = items if isinstance(items, list) else list(items)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"{name}[{i}] must be a str like {name}[0], got {type(t).__name__}")
+        return _Items(texts)
+    rows = []
+    for i, r in enumerate(items):
+        if isinstance(r, str):
+            raise TypeError(f"{name}[{i}] is a str but {name}[0] is not: do not mix texts and token ids")
+        try:
+            a = np.asarray(r)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{name}[{i}] must be a 1-D array of token ids: {exc}") from None
+        if a.size == 0:
+            a = a.astype(np.int64)
+        a = _ids_array(f"{name}[{i}]", a)
+        if a.ndim != 1:
+            raise ValueError(f"{name}[{i}] must be a 1-D array of token ids, got shape {a.shape}")
+        rows.append(a)
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.uint64, count=len(rows))
+    offsets = np.zeros(len(rows) + 1, dtype=np.uint64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    if flat.dtype == np.float64 or not np.issubdtype(flat.dtype, np.integer):
+        # uint64 with signed rows promotes to float64: ids beyond int64 are refused.
+        raise TypeError(f"{name}: mixing uint64 and signed token ids is not supported; use one integer dtype")
+    return _Items(None, np.ascontiguousarray(flat).reshape(1, -1), offsets)
+
+
+def _check_spec(num_buckets: Any, ngrams: Any, hash: Any) -> tuple[int, int, str]:
+    return (
+        check_int("num_buckets", num_buckets, 1, _MAX_BUCKETS),
+        check_int("ngrams", ngrams, 1, _MAX_NGRAMS),
+        _check_hash(hash),
+    )
+
+
+def _chunks(n: int, progress: bool | None, desc: str) -> Iterator[tuple[int, int]]:
+    from tqdm.auto import tqdm
+
+    show = (n >= _AUTO_PROGRESS) if progress is None else progress
+    with tqdm(total=n, desc=desc, unit="ex", disable=not show, leave=False) as bar:
+        for lo in range(0, n, _CHUNK):
+            hi = min(n, lo + _CHUNK)
+            yield lo, hi
+            bar.update(hi - lo)
+
+
+# --------------------------------------------------------------------------
+# features, models, weights
+
+
+def hashed_ngram_features(
+    items: Any,
+    num_buckets: int = DEFAULT_NUM_BUCKETS,
+    ngrams: int = 2,
+    hash: str = "fast",
+    *,
+    lowercase: bool = True,
+    progress: bool | None = None,
+) -> scipy.sparse.csr_array:
+    """Hashed n-gram counts ``h`` of each example: an int64 CSR array
+    ``[N, num_buckets]``; row ``i`` counts every n-gram of 1..``ngrams``
+    consecutive tokens of example ``i`` in bucket ``hash(n-gram) mod
+    num_buckets`` (DSIR, Xie et al. 2023; docs/math.md, "DSIR").
+
+    ``items``: a sequence of str (lower-cased unless ``lowercase=False``,
+    then tokenised as ``re.findall(r"\\w+|[^\\w\\s]+", text)``), or token ids (a
+    2-D integer array, or a sequence of 1-D integer arrays; ``lowercase`` is
+    then ignored). ``hash``: ``"fast"`` or ``"sha256"`` (the reference's
+    buckets, :func:`hash_info`)."""
+    b, n, h = _check_spec(num_buckets, ngrams, hash)
+    low = _check_bool("lowercase", lowercase)
+    it = _as_items("items", items)
+    indptr = [np.zeros(1, dtype=np.int64)]
+    indices, data = [], []
+    base = 0
+    for lo, hi in _chunks(len(it), _check_progress(progress), "n-gram features"):
+        c = it.chunk(lo, hi)
+        if c.texts is not None:
+            p, ix, d, _ = _core.dsir_text_features(c.texts, b, n, h, low)
+        else:
+            p, ix, d, _ = _core.dsir_id_features(c.flat, c.offsets, b, n, h)
+        indptr.append(p[1:] + base)
+        indices.append(ix)
+        data.append(d)
+        base += len(ix)
+    ind = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64)
+    dat = np.concatenate(data) if data else np.zeros(0, dtype=np.int64)
+    return scipy.sparse.csr_array((dat, ind, np.concatenate(indptr)), shape=(len(it), b))
+
+
+def _counts(name: str, it: _Items, b: int, n: int, h: str, low: bool, progress: bool | None) -> np.ndarray:
+    total = np.zeros(b, dtype=np.int64)
+    for lo, hi in _chunks(len(it), progress, f"fitting on {name}"):
+        c = it.chunk(lo, hi)
+        if c.texts is not None:
+            total += _core.dsir_text_counts(c.texts, b, n, h, low)
+        else:
+            total += _core.dsir_id_counts(c.flat, c.offsets, b, n, h)
+    return total
+
+
+def _normalise(name: str, counts: np.ndarray, smoothing: float) -> np.ndarray:
+    if smoothing == 0.0:
+        s = counts.sum()
+        if s == 0:
+            raise ValueError(f"{name} has no n-grams (every example is empty): cannot fit a bag-of-n-grams model")
+        return counts / s  # exactly the reference's `counts / counts.sum()`
+    c = counts + smoothing
+    return c / c.sum()
+
+
+def fit_ngram_model(
+    items: Any,
+    num_buckets: int = DEFAULT_NUM_BUCKETS,
+    ngrams: int = 2,
+    hash: str = "fast",
+    *,
+    smoothing: float = 0.0,
+    lowercase: bool = True,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """The bag-of-n-grams model of ``items``: float64 ``[num_buckets]``
+    bucket probabilities ``(c_j + smoothing) / Σ_k (c_k + smoothing)`` with
+    ``c`` the summed :func:`hashed_ngram_features`. ``smoothing=0`` (the
+    default) is the reference's fit, ``counts / counts.sum()``, bit for bit;
+    the reference smooths later, by ``1e-8`` inside the logs
+    (:func:`ngram_log_ratio`). ``ValueError`` if ``items`` has no n-gram
+    and ``smoothing`` is 0."""
+    b, n, h = _check_spec(num_buckets, ngrams, hash)
+    sm = check_float("smoothing", smoothing)
+    if sm < 0:
+        raise ValueError(f"smoothing must be >= 0, got {sm}")
+    low = _check_bool("lowercase", lowercase)
+    it = _as_items("items", items)
+    if len(it) == 0:
+        raise ValueError("items must hold at least one example")
+    return _normalise("items", _counts("items", it, b, n, h, low, _check_progress(progress)), sm)
+
+
+def _check_probs(name: str, value: Any) -> np.ndarray:
+    try:
+        p = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} must be a 1-D array of probabilities: {exc}") from None
+    if p.dtype == np.bool_ or not np.issubdtype(p.dtype, np.number) or np.issubdtype(p.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {p.dtype}")
+    if p.ndim != 1 or p.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {p.shape}")
+    p = p.astype(np.float64)
+    if not np.isfinite(p).all() or (p < 0).any():
+        raise ValueError(f"{name} must be finite and >= 0")
+    return p
+
+
+def ngram_log_ratio(target_probs: Any, raw_probs: Any, *, eps: float = LOG_EPSILON) -> np.ndarray:
+    """``log(γ + eps) − log(β + eps)`` per bucket (float64), the reference's
+    smoothed log ratio of the target model ``γ`` to the raw model ``β``."""
+    g = _check_probs("target_probs", target_probs)
+    b = _check_probs("raw_probs", raw_probs)
+    if g.shape != b.shape:
+        raise ValueError(f"target_probs and raw_probs must have the same length, got {g.size} and {b.size}")
+    e = check_float("eps", eps, positive=True)
+    return np.log(g + e) - np.log(b + e)
+
+
+def log_importance_weights(
+    items: Any,
+    log_ratio: Any,
+    ngrams: int = 2,
+    hash: str = "fast",
+    *,
+    min_example_length: int = 100,
+    lowercase: bool = True,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """``Σ_j h_j · log_ratio[j]`` for each example (float64 ``[N]``),
+    accumulated n-gram by n-gram inside the featuriser pass (no feature
+    matrix; ``num_buckets = len(log_ratio)``).
+
+    Examples shorter than ``min_example_length`` words get ``-inf`` (never
+    selected), as the reference filters them. The length is the reference's
+    ``(Σ_j h_j + n(n−1)/2) // n`` for ``n = ngrams``, which is the number of
+    tokens (words and punctuation runs, or ids) of every example with at least
+    ``n − 1`` tokens; ``min_example_length=0`` keeps all."""
+    lr = np.asarray(log_ratio) if not isinstance(log_ratio, np.ndarray) else log_ratio
+    if lr.dtype == np.bool_ or not np.issubdtype(lr.dtype, np.number) or np.issubdtype(lr.dtype, np.complexfloating):
+        raise TypeError(f"log_ratio must be a real numeric array, got dtype {lr.dtype}")
+    if lr.ndim != 1 or lr.size == 0 or lr.size > _MAX_BUCKETS:
+        raise ValueError(f"log_ratio must be 1-D with 1 to {_MAX_BUCKETS} entries, got shape {lr.shape}")
+    lr = np.ascontiguousarray(lr, dtype=np.float64)
+    if not np.isfinite(lr).all():
+        raise ValueError("log_ratio must be finite (smooth the models, see ngram_log_ratio)")
+    _, n, h = _check_spec(lr.size, ngrams, hash)
+    mlen = check_int("min_example_length", min_example_length)
+    low = _check_bool("lowercase", lowercase)
+    return _log_weights(_as_items("items", items), lr, n, h, mlen, low, _check_progress(progress))
+
+
+def _log_weights(it: _Items, lr: np.ndarray, n: int, h: str, mlen: int, low: bool, progress: bool | None) -> np.ndarray:
+    out = np.empty(len(it), dtype=np.float64)
+    for lo, hi in _chunks(len(it), progress, "importance weights"):
+        c = it.chunk(lo, hi)
+        if c.texts is not None:
+            out[lo:hi] = _core.dsir_text_log_weights(c.texts, lr, n, h, low, mlen)
+        else:
+            out[lo:hi] = _core.dsir_id_log_weights(c.flat, c.offsets, lr, n, h, mlen)
+    return out
+
+
+def dsir_weights(
+    raw: Any,
+    target: Any,
+    *,
+    num_buckets: int = DEFAULT_NUM_BUCKETS,
+    ngrams: int = 2,
+    hash: str = "fast",
+    min_example_length: int = 100,
+    lowercase: bool = True,
+    smoothing: float = 0.0,
+    eps: float = LOG_EPSILON,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """DSIR log importance weights of ``raw`` (float64 ``[N]``): fit
+    ``γ`` on ``target`` and ``β`` on ``raw`` (:func:`fit_ngram_model`), then
+    ``Σ_j h_j (log(γ_j + eps) − log(β_j + eps))`` per raw example, ``-inf``
+    below ``min_example_length`` words (:func:`log_importance_weights`).
+    ``raw`` and ``target`` are both texts or both token ids. Unlike the
+    reference (which fits ``β`` on its first ``100,000 · num_buckets``
+    n-grams per worker by default), ``β`` is fitted on all of ``raw``."""
+    b, n, h = _check_spec(num_buckets, ngrams, hash)
+    sm = check_float("smoothing", smoothing)
+    if sm < 0:
+        raise ValueError(f"smoothing must be >= 0, got {sm}")
+    check_float("eps", eps, positive=True)
+    check_int("min_example_length", min_example_length)
+    low = _check_bool("lowercase", lowercase)
+    prog = _check_progress(progress)
+    r = _as_items("raw", raw)
+    t = _as_items("target", target)
+    if len(t) == 0:
+        raise ValueError("target must hold at least one example")
+    if len(r) == 0:
+        raise ValueError("raw must hold at least one example")
+    if r.kind != t.kind:
+        raise ValueError(f"raw and target must both be texts or both token ids, got {r.kind} and {t.kind}")
+    gamma = _normalise("target", _counts("target", t, b, n, h, low, prog), sm)
+    beta = _normalise("raw", _counts("raw", r, b, n, h, low, prog), sm)
+    lr = ngram_log_ratio(gamma, beta, eps=eps)
+    return _log_weights(r, lr, n, h, check_int("min_example_length", min_example_length), low, prog)
+
+
+# --------------------------------------------------------------------------
+# resampling
+
+
+def gumbel_noise(indices: Any, seed: int) -> np.ndarray:
+    """Gumbel(0, 1) noise ``−ln(−ln U)`` of items ``indices`` (float64):
+    ``U`` is drawn from a counter-based stream keyed by ``(seed, index)``
+    alone, so item ``i`` gets the same noise in any chunk, shard or order."""
+    s = check_seed("seed", seed)
+    return _core.gumbel_noise(as_indices(indices), s)
+
+
+def _check_log_weights(log_weights: Any) -> np.ndarray:
+    try:
+        w = np.asarray(log_weights)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"log_weights must be a 1-D array: {exc}") from None
+    if w.dtype == np.bool_ or not np.issubdtype(w.dtype, np.number) or np.issubdtype(w.dtype, np.complexfloating):
+        raise TypeError(f"log_weights must be a real numeric array, got dtype {w.dtype}")
+    if w.ndim != 1:
+        raise ValueError(f"log_weights must be 1-D, got shape {w.shape}")
+    w = w.astype(np.float64)
+    if np.isnan(w).any() or (w == np.inf).any():
+        raise ValueError("log_weights must not hold NaN or +inf (-inf marks an excluded item)")
+    return w
+
+
+def _top(keys: np.ndarray, num: int) -> np.ndarray:
+    """Indices of the ``num`` largest ``keys``, largest first, ties by
+    smaller index."""
+    if num == 0:
+        return np.zeros(0, dtype=np.int64)
+    if num < keys.size:
+        part = np.argpartition(-keys, num - 1)[:num]
+        thr = keys[part].min()
+        above = np.flatnonzero(keys > thr)
+        at = np.flatnonzero(keys == thr)[: num - above.size]
+        cand = np.concatenate([above, at])
+    else:
+        cand = np.arange(keys.size)
+    return cand[np.lexsort((cand, -keys[cand]))].astype(np.int64)
+
+
+def _check_num(num: Any, w: np.ndarray) -> int:
+    k = check_int("num", num)
+    finite = int(np.isfinite(w).sum())
+    if k > finite:
+        raise ValueError(
+            f"num must be <= the number of selectable items ({finite} with a finite log weight), got {k}"
+        )
+    return k
+
+
+def gumbel_top_k(log_weights: Any, num: int, seed: int) -> np.ndarray:
+    """``num`` indices drawn without replacement with probabilities
+    proportional to ``exp(log_weights)`` (int64, in drawing order): the
+    ``num`` largest ``log_weights[i] + G_i`` with ``G_i = gumbel_noise(i,
+    seed)`` (Gumbel-top-k; Kool et al. 2019), ties broken by smaller index.
+    Items with weight ``-inf`` are never drawn; ``num`` must not exceed the
+    number of the others. Unlike the reference's unseeded noise, the result
+    is a function of ``(log_weights, num, seed)``."""
+    w = _check_log_weights(log_weights)
+    k = _check_num(num, w)
+    s = check_seed("seed", seed)
+    keys = w + _core.gumbel_noise(np.arange(w.size, dtype=np.uint64), s)
+    return _top(keys, k)
+
+
+def dsir_select(
+    raw: Any,
+    target: Any,
+    num: int,
+    *,
+    top_k: bool = False,
+    seed: int = 0,
+    num_buckets: int = DEFAULT_NUM_BUCKETS,
+    ngrams: int = 2,
+    hash: str = "fast",
+    min_example_length: int = 100,
+    lowercase: bool = True,
+    smoothing: float = 0.0,
+    eps: float = LOG_EPSILON,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """Indices (int64) of ``num`` examples of ``raw`` selected by DSIR:
+    importance resampling without replacement on :func:`dsir_weights`
+    (:func:`gumbel_top_k` with ``seed``), or the ``num`` largest weights if
+    ``top_k`` (ties by smaller index). Examples shorter than
+    ``min_example_length`` words are never selected."""
+    tk = _check_bool("top_k", top_k)
+    s = check_seed("seed", seed)
+    check_int("num", num)
+    w = dsir_weights(
+        raw,
+        target,
+        num_buckets=num_buckets,
+        ngrams=ngrams,
+        hash=hash,
+        min_example_length=min_example_length,
+        lowercase=lowercase,
+        smoothing=smoothing,
+        eps=eps,
+        progress=progress,
+    )
+    if tk:
+        return _top(w, _check_num(num, w))
+    return gumbel_top_k(w, num, s)
+
