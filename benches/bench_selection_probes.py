@@ -270,23 +270,29 @@ def targeted(seed: int, cfg: dict[str, Any], workdir: Path) -> dict[str, Any]:
     bias["share of the pool"] = len(short) / (n + len(short))
 
     rows: dict[str, Any] = {}
+    selections: dict[str, list[int]] = {}
     for name, idx in sel.items():
         kl, steps = train_kl(pool.tokens[idx], law, seed, cfg)
+        per_task = [float((pool.component[idx] == c).mean()) for c in TARGET]
         rows[name] = {
             "precision": float(good[idx].mean()),
             "clean precision": float(clean[idx].mean()),
+            "smaller subtask share": min(per_task),
             "kl": kl,
             "steps": steps,
         }
+        selections[name] = idx.tolist()
     kl, steps = train_kl(np.asarray(pool.tokens), law, seed, cfg)
     rows["full pool"] = {
         "precision": float(good.mean()),
         "clean precision": float(clean.mean()),
+        "smaller subtask share": min(float((pool.component == c).mean()) for c in TARGET),
         "kl": kl,
         "steps": steps,
     }
     return {
         "methods": rows,
+        "selections": selections,
         "length_bias": bias,
         "less_library_vs_reference_spearman": agree,
         "seconds": {"dsir": t_dsir, "less_library": t_less},
@@ -418,7 +424,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 tg.append(targeted(s, cfg, Path(tmp)))
                 cu.append(curation(s, cfg))
-                print(f"seed {s}: {time.perf_counter() - t0:.0f} s", flush=True)
+                print(f"seed {s}: {time.perf_counter() - t0:.0f} s wall, {time.process_time():.0f} s CPU", flush=True)
                 done = {"seeds": seeds[: len(tg)], "targeted": tg, "curation": cu}
                 (args.out / "partial.json").write_text(json.dumps(done, indent=1))
     elapsed = time.perf_counter() - start
@@ -428,7 +434,7 @@ def main() -> None:
         for k in tg[0]["length_bias"]
     }
     print(f"\n## Targeted selection (DSIR, LESS): {len(seeds)} seeds, pool {tg[0]['pool']}\n")
-    print(table(st, ["precision", "clean precision", "kl", "steps"]))
+    print(table(st, ["precision", "clean precision", "smaller subtask share", "kl", "steps"]))
     print(
         "\nlength bias (share of short off-target rows in the top 5 %):",
         {k: f"{m:.3f} ± {s:.3f}" for k, (m, s) in bias.items()},
