@@ -373,18 +373,21 @@ def table(summary: dict[str, dict[str, tuple[float, float]]], fields: list[str])
     return "\n".join(lines)
 
 
-def plot(summary: dict[str, Any], fields: list[str], title: str, path: Path) -> None:
+def plot(runs: list[dict[str, Any]], fields: list[str], title: str, path: Path) -> None:
+    """Bars: mean over seeds ± std; dots: each seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(summary)
-    fig, axes = plt.subplots(1, len(fields), figsize=(5.5 * len(fields), 4.2))
+    names = list(runs[0]["methods"])
+    fig, axes = plt.subplots(1, len(fields), figsize=(4.6 * len(fields), 4.4))
     for ax, f in zip(np.atleast_1d(axes), fields, strict=True):
-        m = [summary[k][f][0] for k in names]
-        s = [summary[k][f][1] for k in names]
-        ax.bar(range(len(names)), m, yerr=s, capsize=3, color="tab:blue")
+        vals = np.array([[r["methods"][k][f] for r in runs] for k in names])
+        x = np.arange(len(names))
+        ax.bar(x, vals.mean(1), yerr=vals.std(1), capsize=3, color="tab:blue", alpha=0.7)
+        for j in range(vals.shape[1]):
+            ax.plot(x, vals[:, j], "k.", markersize=5)
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
         ax.set_title(f)
     fig.suptitle(title)
@@ -473,15 +476,15 @@ def main() -> None:
     )
     args.figures.mkdir(parents=True, exist_ok=True)
     plot(
-        st,
-        ["precision", "kl"],
-        "targeted selection: precision of the 5 % and exact KL to the target law",
+        tg,
+        ["precision", "clean precision", "smaller subtask share", "kl"],
+        "targeted selection (DSIR, LESS): the selected 5 % and the exact KL to the target law after training",
         args.figures / f"selection_targeted{suffix}.png",
     )
     plot(
-        sc,
-        ["kl", "noisy share", "copy share"],
-        "curation: exact KL to the pool law after training",
+        cu,
+        ["kl", "noisy share", "copy share", "chains covered"],
+        "curation (DEITA): exact KL to the pool law after training, and what was kept",
         args.figures / f"selection_deita{suffix}.png",
     )
 
