@@ -352,7 +352,7 @@ def curation(seed: int, cfg: dict[str, Any]) -> dict[str, Any]:
 # reporting
 
 
-def summarise(runs: list[dict[str, Any]], key: str) -> dict[str, dict[str, tuple[float, float]]]:
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float]]]:
     out: dict[str, dict[str, tuple[float, float]]] = {}
     for name in runs[0]["methods"]:
         out[name] = {}
@@ -431,7 +431,7 @@ def main() -> None:
                 done = {"seeds": seeds[: len(tg)], "targeted": tg, "curation": cu}
                 (args.out / "partial.json").write_text(json.dumps(done, indent=1))
     elapsed = time.perf_counter() - start
-    st, sc = summarise(tg, "targeted"), summarise(cu, "curation")
+    st, sc = summarise(tg), summarise(cu)
     bias = {
         k: (float(np.mean([r["length_bias"][k] for r in tg])), float(np.std([r["length_bias"][k] for r in tg])))
         for k in tg[0]["length_bias"]
