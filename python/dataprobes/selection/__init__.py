@@ -53,7 +53,6 @@ _WHERE = {
     "CorpusSelection": "corpus",
     "dsir_select_corpus": "corpus",
     "dsir_select_ray": "ray_data",
-
     "labelled_pool": "probe_pool",
     "LabelledPool": "probe_pool",
 }
