@@ -75,6 +75,46 @@ def test_warmup_subset_and_checkpoints(warm) -> None:
     assert warmup_subset(100, 0.001).shape == (1,)  # at least one row
 
 
+def test_warmup_lengths_ignore_padding(tmp_path: Path) -> None:
+    """``less_warmup(lengths=...)`` trains on the valid tokens only: two
+    different paddings give byte-identical checkpoints (weights and Adam
+    moments), and without ``lengths`` the padding changes them."""
+    p = dp.MarkovChain.random(V, entropy_rate=1.0, seed=3)
+    rows = p.sample(40, T, seed=4).astype(np.int64)
+    lengths = np.random.default_rng(1).integers(2, T + 1, 40)
+    pads = [rows.copy(), rows.copy()]
+    for i, n in enumerate(lengths):
+        pads[0][i, n:] = 0
+        pads[1][i, n:] = (5 * i + 1) % V
+
+    def run(x: np.ndarray, lens: np.ndarray | None, name: str) -> list[dict]:
+        torch.manual_seed(0)
+        model = TinyGPT(vocab_size=V, max_len=16, d_model=8, n_layers=1, n_heads=2)
+        kw = {"batch_size": 4, "warmup": 1, "progress": False}
+        w = less_warmup(model, x, p, fraction=0.5, epochs=2, seed=5, checkpoint_dir=tmp_path / name, lengths=lens, **kw)
+        return [torch.load(c, weights_only=True) for c in w.checkpoints]
+
+    a, b, c = run(pads[0], lengths, "a"), run(pads[1], lengths, "b"), run(pads[1], None, "c")
+    for ca, cb, cc in zip(a, b, c, strict=True):
+        for key in ca["model"]:
+            assert torch.equal(ca["model"][key], cb["model"][key]), key
+        for i, state in ca["optimizer"]["state"].items():
+            other = cb["optimizer"]["state"][i]
+            assert torch.equal(state["exp_avg"], other["exp_avg"])
+            assert torch.equal(state["exp_avg_sq"], other["exp_avg_sq"])
+        assert ca["lr"] == cb["lr"]
+        assert any(not torch.equal(ca["model"][key], cc["model"][key]) for key in ca["model"])
+    with pytest.raises(ValueError, match="lengths"):
+        less_warmup(
+            TinyGPT(vocab_size=V, max_len=16, d_model=8, n_layers=1, n_heads=2),
+            rows,
+            p,
+            checkpoint_dir=tmp_path / "d",
+            lengths=lengths[:5],
+            progress=False,
+        )
+
+
 def test_less_feature_matches_numpy_from_checkpoint(warm) -> None:
     """Γ = m'/sqrt(v'+ε) from the saved (m, v) and batch-1 ``p.grad`` (LESS's
     own way), sketched and normalised, equals ``less_features``."""

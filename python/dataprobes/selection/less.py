@@ -113,6 +113,7 @@ def less_warmup(
     seed: int = 0,
     checkpoint_dir: str | os.PathLike[str],
     betas: tuple[float, float] = LESS_BETAS,
+    lengths: Any = None,
     **train_kwargs: Any,
 ) -> LessWarmup:
     """LESS warm-up of a :class:`~dataprobes.lm.TinyGPT` (or any model
@@ -120,9 +121,13 @@ def less_warmup(
     ``rows`` ([N, T] token ids) for ``epochs`` epochs with AdamW ``betas``
     (LESS's ``(0.9, 0.999)``), writing ``epoch-{e}.pt`` (model, optimizer
     state with the Adam moments, mean lr) to ``checkpoint_dir`` after each
-    epoch. ``train_kwargs`` go to :func:`dataprobes.lm.train` (``lr``,
-    ``batch_size``, ``warmup``, ``progress``, ...)."""
-    from ..lm.train import _check_data, train
+    epoch. ``lengths``: valid lengths of right-padded ``rows``, as for
+    :func:`less_features`; the loss then covers the valid targets only, so
+    the Adam moments come from the same tokens the features see (padding
+    content never matters). ``train_kwargs`` go to
+    :func:`dataprobes.lm.train` (``lr``, ``batch_size``, ``warmup``,
+    ``progress``, ...)."""
+    from ..lm.train import _check_data, _check_lengths, train
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -132,13 +137,16 @@ def less_warmup(
     if checkpoint_dir is None or not isinstance(checkpoint_dir, (str, os.PathLike)):
         raise TypeError(f"checkpoint_dir must be a path, got {type(checkpoint_dir).__name__}")
     vocab = getattr(process, "vocab_size", None)
-    tokens = _check_data(rows, int(vocab) if isinstance(vocab, int) else 2**62)
+    tokens = _check_data(rows, int(vocab) if isinstance(vocab, int) else 2**62, lengths)
+    lens = None if lengths is None else _check_lengths(lengths, tokens.shape[0], tokens.shape[1])
     epochs = check_int("epochs", epochs, 1)
     idx = warmup_subset(tokens.shape[0], fraction, seed=seed)
+    sel = torch.from_numpy(idx)
     res = train(
         model,
         process,
-        data=tokens[torch.from_numpy(idx)],
+        data=tokens[sel],
+        lengths=None if lens is None else lens[sel],
         epochs=epochs,
         seed=seed,
         betas=betas,
