@@ -201,6 +201,27 @@ def test_features_to_store_and_model_restored(warm, tmp_path: Path) -> None:
         assert torch.equal(v, before[k_])
 
 
+def test_less_scores_refuses_swapped_stores(warm, tmp_path: Path) -> None:
+    """Stores from ``less_features`` record their kind (``extra_config["less"]``):
+    train and val passed the wrong way round are refused, the right way scored
+    like the in-memory features."""
+    model, rows, w = warm
+    kw = {"k": 16, "progress": False, "backend": "torch"}
+    tr = less_features(model, w.checkpoints, rows[:6], kind="train", store_dir=tmp_path / "tr", **kw)
+    va = less_features(model, w.checkpoints, rows[6:9], kind="val", store_dir=tmp_path / "va", **kw)
+    assert [s.config["extra"]["less"] for s in tr + va] == ["train"] * 2 + ["val"] * 2
+    tr_mem = less_features(model, w.checkpoints, rows[:6], kind="train", **kw)
+    va_mem = less_features(model, w.checkpoints, rows[6:9], kind="val", **kw)
+    got = less_scores(tr, va, w.epoch_lrs)
+    np.testing.assert_allclose(got, less_scores(tr_mem, va_mem, w.epoch_lrs), atol=5e-3)  # float16 stores
+    with pytest.raises(ValueError, match=r"train\[0\] is a LESS val store.*swapped"):
+        less_scores(va, tr, w.epoch_lrs)
+    with pytest.raises(ValueError, match=r"val\[1\] is a LESS train store"):
+        less_scores(tr, [va[0], tr[1]], w.epoch_lrs)
+    with pytest.raises(ValueError, match=r"train\[0\] is a LESS val store"):
+        less_scores([str(s.path) for s in va], va, w.epoch_lrs)
+
+
 # -- less_scores ---------------------------------------------------------------
 
 
@@ -375,7 +396,9 @@ def test_less_scores_bad_inputs() -> None:
         ((tr[0], va, w, None), TypeError, "one store or array per checkpoint"),
         (([], [], [], None), ValueError, "must not be empty"),
         (([np.zeros((0, 3))], [va[0]], [1.0], None), ValueError, "no rows"),
-        (([tr[0].astype(int)], [va[0]], [1.0], None), ValueError, "float"),
+        (([tr[0].astype(int)], [va[0]], [1.0], None), TypeError, r"train\[0\] must be a float array"),
+        (([tr[0]], [va[0] > 0], [1.0], None), TypeError, r"val\[0\] must be a float array"),
+        (([tr[0]], [va[0].ravel()[None, None]], [1.0], None), ValueError, "2-D"),
         (([object()], [va[0]], [1.0], None), TypeError, "GradientStore"),
     ]
     for args, exc, match in cases:
