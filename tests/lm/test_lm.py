@@ -452,7 +452,7 @@ def _padded_run(rows: np.ndarray, lengths: object, **kw: object) -> tuple[TinyGP
     chain = dp.MarkovChain.random(11, entropy_rate=1.0, seed=3)
     torch.manual_seed(0)
     m = TinyGPT(vocab_size=11, max_len=16, d_model=8, n_layers=1, n_heads=2)
-    kw = {"epochs": 2, "batch_size": 5, "warmup": 1, "seed": 1, "progress": False, "betas": (0.9, 0.999), **kw}
+    kw = {"epochs": 2, "batch_size": 5, "warmup": 1, "seed": 1, "progress": False, "eval_sequences": 4, **kw}
     return m, train(m, chain, data=rows, lengths=lengths, **kw)
 
 
