@@ -554,3 +554,68 @@ def test_explicit_projection_errors(edit, kwargs, exc, match):
     edit(mats)
     with pytest.raises(exc, match=match):
         GradientCapture(model, projection=mats, **kwargs)
+
+
+class _SkipNet(nn.Module):
+    """``skip`` runs only for examples whose first feature is positive (the
+    others get exactly zero gradient there); a batch without such an
+    example never calls it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(4, 5)
+        self.skip = nn.Linear(5, 5)
+        self.out = nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.inp(x))
+        use = x[:, 0] > 0
+        if bool(use.any()):
+            h = h + use[:, None].to(h.dtype) * torch.tanh(self.skip(h))
+        return self.out(h)
+
+
+def test_less_feature_of_an_unused_module_is_the_momentum_term():
+    """LESS Γ = (β1 m + (1−β1) g)/sqrt(β2 v + (1−β2) g² + ε) with g = 0 for
+    a module the example does not use: β1 m/sqrt(β2 v + ε), not 0, whether
+    the module ran for other rows of the batch or not at all. Against a float64
+    numpy-style reference from batch-1 ``p.grad`` (None = zero gradient)."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    model = _SkipNet()
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 4, generator=gen)
+    x[[0, 2, 3], 0] = -x[[0, 2, 3], 0].abs()  # rows 0, 2, 3 skip the module
+    x[[1, 4, 5], 0] = x[[1, 4, 5], 0].abs()
+    y = torch.randn(6, 2, generator=gen)
+    names = ["inp", "skip", "out"]
+    params = dict(model.named_parameters())
+    m = {f"{n}.weight": torch.randn(params[f"{n}.weight"].shape, generator=gen) * 1e-2 for n in names}
+    v = {k: torch.rand(t.shape, generator=gen) * 1e-4 for k, t in m.items()}
+    pre = AdamPreconditioner(v, first_moments=m, less=True)
+    k, seed = 23, 4
+
+    want = []
+    for i in range(6):
+        model.zero_grad(set_to_none=True)
+        mlp_losses(model, x[i : i + 1], y[i : i + 1]).sum().backward()
+        assert (params["skip.weight"].grad is None) == (i in (0, 2, 3))  # unused: p.grad is None
+        parts = []
+        for n in names:
+            p = params[f"{n}.weight"]
+            g = np.zeros(p.shape) if p.grad is None else p.grad.numpy().astype(np.float64)
+            mm, vv = m[f"{n}.weight"].double().numpy(), v[f"{n}.weight"].double().numpy()
+            parts.append(((0.9 * mm + 0.1 * g) / np.sqrt(0.999 * vv + 0.001 * g * g + 1e-8)).ravel())
+        want.append(np.concatenate(parts))
+    ref = compress_flat(torch.tensor(np.array(want), dtype=torch.float32), k, seed, normalize=False)
+    model.zero_grad(set_to_none=True)
+    for batches in ([[i] for i in range(6)], [[0, 2, 3], [1, 4, 5]], [[0, 1, 2, 3, 4, 5]]):
+        got = torch.empty(6, k)
+        with GradientCapture(model, names, mode="flat", k=k, seed=seed, precondition=pre, normalize=False) as cap:
+            for b in batches:
+                got[b] = cap.backward(mlp_losses(model, x[b], y[b]))
+        _close(got, ref, 1e-5)
+    const = 0.9 * m["skip.weight"].double().numpy() / np.sqrt(0.999 * v["skip.weight"].double().numpy() + 1e-8)
+    np.testing.assert_allclose(want[0][20:45], const.ravel())  # the skipped block: β1 m/sqrt(β2 v + ε) ≠ 0
+    assert np.abs(const).max() > 0.1

@@ -448,6 +448,100 @@ def test_training_on_fixed_data_rejects_bad_arguments() -> None:
         train(m, chain, data=rows, warmup=-1, progress=False)
 
 
+def _padded_run(rows: np.ndarray, lengths: object, **kw: object) -> tuple[TinyGPT, object]:
+    chain = dp.MarkovChain.random(11, entropy_rate=1.0, seed=3)
+    torch.manual_seed(0)
+    m = TinyGPT(vocab_size=11, max_len=16, d_model=8, n_layers=1, n_heads=2)
+    kw = {"epochs": 2, "batch_size": 5, "warmup": 1, "seed": 1, "progress": False, "eval_sequences": 4, **kw}
+    return m, train(m, chain, data=rows, lengths=lengths, **kw)
+
+
+def test_fixed_data_lengths_mask_the_padding() -> None:
+    """Right-padded rows with ``lengths``: the padding's content never changes
+    the trained weights or the Adam moments (two paddings, one of them not
+    even token ids, give identical bytes), the first loss is the mean NLL
+    over valid targets computed row by row, ``tokens_seen`` counts valid
+    tokens; without ``lengths`` the padding would be trained on."""
+    chain = dp.MarkovChain.random(11, entropy_rate=1.0, seed=3)
+    rows = chain.sample(24, 13, seed=4).astype(np.int64)
+    lengths = np.random.default_rng(0).integers(2, 14, 24)
+    a, b = rows.copy(), rows.copy()
+    for i, n in enumerate(lengths):
+        a[i, n:] = (i * 7) % 11
+        b[i, n:] = -1 - i  # not a token id: never read
+    ma, ra = _padded_run(a, lengths)
+    mb, rb = _padded_run(b, torch.from_numpy(lengths))
+    for x, y in zip(ma.parameters(), mb.parameters(), strict=True):
+        assert torch.equal(x, y)
+    assert ra.train_loss == rb.train_loss
+    assert ra.tokens_seen == rb.tokens_seen == 2 * int(lengths.sum())
+    mc, _ = _padded_run(a, None)  # padding trained on as real tokens
+    assert any(not torch.equal(x, y) for x, y in zip(ma.parameters(), mc.parameters(), strict=True))
+    # first step, one batch of all rows: Σ valid NLL / #valid targets, row by row
+    torch.manual_seed(0)
+    ref = TinyGPT(vocab_size=11, max_len=16, d_model=8, n_layers=1, n_heads=2)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for row, n in zip(rows, lengths, strict=True):
+            x = torch.from_numpy(row[:n])[None]
+            logp = torch.log_softmax(ref(x[:, :-1]).double(), -1)[0]
+            total -= float(logp[torch.arange(n - 1), x[0, 1:]].sum())
+            count += int(n) - 1
+    _, rd = _padded_run(a, lengths, batch_size=24, epochs=1)
+    assert rd.train_loss[0] == pytest.approx(total / count, rel=1e-5)
+
+
+def test_fixed_data_full_lengths_equal_no_lengths() -> None:
+    """Equal-length rows: ``lengths=None`` is the plain mean over all targets,
+    the same training as ``lengths`` = the full length, and rows padded to a
+    common length ``L`` train like the unpadded ``[N, L]`` rows."""
+    chain = dp.MarkovChain.random(11, entropy_rate=1.0, seed=3)
+    rows = chain.sample(24, 13, seed=4).astype(np.int64)
+    m1, r1 = _padded_run(rows, None)
+    m2, r2 = _padded_run(rows, np.full(24, 13))
+    assert r1.tokens_seen == r2.tokens_seen == 2 * 24 * 13
+    padded = rows.copy()
+    padded[:, 9:] = 3
+    m3, r3 = _padded_run(rows[:, :9], None)
+    m4, r4 = _padded_run(padded, [9] * 24)
+    assert r3.tokens_seen == r4.tokens_seen == 2 * 24 * 9
+    for (x1, x2), (x3, x4) in zip(
+        zip(m1.parameters(), m2.parameters(), strict=True),
+        zip(m3.parameters(), m4.parameters(), strict=True),
+        strict=True,
+    ):
+        torch.testing.assert_close(x1, x2, atol=1e-4, rtol=0)
+        torch.testing.assert_close(x3, x4, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(r1.train_loss, r2.train_loss, rtol=1e-5)
+    np.testing.assert_allclose(r3.train_loss, r4.train_loss, rtol=1e-5)
+
+
+def test_fixed_data_lengths_rejects_bad_values() -> None:
+    chain = dp.MarkovChain.random(6, entropy_rate=1.0, seed=0)
+    m = TinyGPT(vocab_size=6, max_len=16, d_model=16, n_layers=1, n_heads=2)
+    rows = chain.sample(4, 8, seed=0)
+    cases = [
+        ([2, 3, 4], ValueError, "one length per row"),
+        ([1, 3, 4, 8], ValueError, r"\[2, 8\]"),
+        ([2, 3, 4, 9], ValueError, r"\[2, 8\]"),
+        ([2.0, 3.0, 4.0, 8.0], TypeError, "lengths must hold integers"),
+        ("2348", TypeError, "lengths must be"),
+        (7, TypeError, "lengths must be"),
+    ]
+    for lengths, exc, match in cases:
+        with pytest.raises(exc, match=match):
+            train(m, chain, data=rows, lengths=lengths, progress=False)
+    bad = rows.copy()
+    bad[0, 1] = 6  # a real token outside the vocabulary is still refused
+    with pytest.raises(ValueError, match="outside"):
+        train(m, chain, data=bad, lengths=[8, 8, 8, 8], progress=False)
+    bad = rows.copy()
+    bad[0, 2:] = 6  # ... but the same id as padding is never read
+    train(m, chain, data=bad, lengths=[2, 8, 8, 8], progress=False, eval_sequences=2)
+    with pytest.raises(ValueError, match="pass data= too"):
+        train(m, chain, steps=2, lengths=[8], progress=False)
+
+
 def test_fixed_data_order_accepts_every_seed() -> None:
     """Epoch orders come from SeedSequence([seed, epoch]): any seed check_seed accepts works."""
     from dataprobes.lm.train import _epoch_batches

@@ -75,6 +75,46 @@ def test_warmup_subset_and_checkpoints(warm) -> None:
     assert warmup_subset(100, 0.001).shape == (1,)  # at least one row
 
 
+def test_warmup_lengths_ignore_padding(tmp_path: Path) -> None:
+    """``less_warmup(lengths=...)`` trains on the valid tokens only: two
+    different paddings give byte-identical checkpoints (weights and Adam
+    moments), and without ``lengths`` the padding changes them."""
+    p = dp.MarkovChain.random(V, entropy_rate=1.0, seed=3)
+    rows = p.sample(40, T, seed=4).astype(np.int64)
+    lengths = np.random.default_rng(1).integers(2, T + 1, 40)
+    pads = [rows.copy(), rows.copy()]
+    for i, n in enumerate(lengths):
+        pads[0][i, n:] = 0
+        pads[1][i, n:] = (5 * i + 1) % V
+
+    def run(x: np.ndarray, lens: np.ndarray | None, name: str) -> list[dict]:
+        torch.manual_seed(0)
+        model = TinyGPT(vocab_size=V, max_len=16, d_model=8, n_layers=1, n_heads=2)
+        kw = {"batch_size": 4, "warmup": 1, "progress": False}
+        w = less_warmup(model, x, p, fraction=0.5, epochs=2, seed=5, checkpoint_dir=tmp_path / name, lengths=lens, **kw)
+        return [torch.load(c, weights_only=True) for c in w.checkpoints]
+
+    a, b, c = run(pads[0], lengths, "a"), run(pads[1], lengths, "b"), run(pads[1], None, "c")
+    for ca, cb, cc in zip(a, b, c, strict=True):
+        for key in ca["model"]:
+            assert torch.equal(ca["model"][key], cb["model"][key]), key
+        for i, state in ca["optimizer"]["state"].items():
+            other = cb["optimizer"]["state"][i]
+            assert torch.equal(state["exp_avg"], other["exp_avg"])
+            assert torch.equal(state["exp_avg_sq"], other["exp_avg_sq"])
+        assert ca["lr"] == cb["lr"]
+        assert any(not torch.equal(ca["model"][key], cc["model"][key]) for key in ca["model"])
+    with pytest.raises(ValueError, match="lengths"):
+        less_warmup(
+            TinyGPT(vocab_size=V, max_len=16, d_model=8, n_layers=1, n_heads=2),
+            rows,
+            p,
+            checkpoint_dir=tmp_path / "d",
+            lengths=lengths[:5],
+            progress=False,
+        )
+
+
 def test_less_feature_matches_numpy_from_checkpoint(warm) -> None:
     """Γ = m'/sqrt(v'+ε) from the saved (m, v) and batch-1 ``p.grad`` (LESS's
     own way), sketched and normalised, equals ``less_features``."""
@@ -159,6 +199,27 @@ def test_features_to_store_and_model_restored(warm, tmp_path: Path) -> None:
         assert s.config["extra"]["less"] == "val"
     for k_, v in model.state_dict().items():
         assert torch.equal(v, before[k_])
+
+
+def test_less_scores_refuses_swapped_stores(warm, tmp_path: Path) -> None:
+    """Stores from ``less_features`` record their kind (``extra_config["less"]``):
+    train and val passed the wrong way round are refused, the right way scored
+    like the in-memory features."""
+    model, rows, w = warm
+    kw = {"k": 16, "progress": False, "backend": "torch"}
+    tr = less_features(model, w.checkpoints, rows[:6], kind="train", store_dir=tmp_path / "tr", **kw)
+    va = less_features(model, w.checkpoints, rows[6:9], kind="val", store_dir=tmp_path / "va", **kw)
+    assert [s.config["extra"]["less"] for s in tr + va] == ["train"] * 2 + ["val"] * 2
+    tr_mem = less_features(model, w.checkpoints, rows[:6], kind="train", **kw)
+    va_mem = less_features(model, w.checkpoints, rows[6:9], kind="val", **kw)
+    got = less_scores(tr, va, w.epoch_lrs)
+    np.testing.assert_allclose(got, less_scores(tr_mem, va_mem, w.epoch_lrs), atol=5e-3)  # float16 stores
+    with pytest.raises(ValueError, match=r"train\[0\] is a LESS val store.*swapped"):
+        less_scores(va, tr, w.epoch_lrs)
+    with pytest.raises(ValueError, match=r"val\[1\] is a LESS train store"):
+        less_scores(tr, [va[0], tr[1]], w.epoch_lrs)
+    with pytest.raises(ValueError, match=r"train\[0\] is a LESS val store"):
+        less_scores([str(s.path) for s in va], va, w.epoch_lrs)
 
 
 # -- less_scores ---------------------------------------------------------------
@@ -335,7 +396,9 @@ def test_less_scores_bad_inputs() -> None:
         ((tr[0], va, w, None), TypeError, "one store or array per checkpoint"),
         (([], [], [], None), ValueError, "must not be empty"),
         (([np.zeros((0, 3))], [va[0]], [1.0], None), ValueError, "no rows"),
-        (([tr[0].astype(int)], [va[0]], [1.0], None), ValueError, "float"),
+        (([tr[0].astype(int)], [va[0]], [1.0], None), TypeError, r"train\[0\] must be a float array"),
+        (([tr[0]], [va[0] > 0], [1.0], None), TypeError, r"val\[0\] must be a float array"),
+        (([tr[0]], [va[0].ravel()[None, None]], [1.0], None), ValueError, "2-D"),
         (([object()], [va[0]], [1.0], None), TypeError, "GradientStore"),
     ]
     for args, exc, match in cases:

@@ -100,7 +100,9 @@ correction ``G ↦ G / (sqrt(v̂) + ε)`` (``v̂`` the bias-corrected
   per-example gradient (all its calls in the forward pass) is accumulated
   first (``B × rows × width`` floats per module), then transformed and
   sketched at the end of :meth:`GradientCapture.backward`. A module that did
-  not run keeps a zero block (LESS skips parameters without a gradient).
+  not run (or whose output an example does not depend on) has ``g = 0``,
+  and Γ at ``g = 0`` is ``β1 m / sqrt(β2 v + ε)``, not 0: that constant block
+  is added for every example, exactly as a zero gradient would give.
   For a weight shared by several captured modules (tied embeddings) the
   block is the gradient through that module's use, not the parameter's total.
 * factored mode: refused (``ValueError``). Factored capture never forms
@@ -153,10 +155,22 @@ class _LessFlatTarget(FlatTarget):
         self.bm = (b1 * m).contiguous()
         self.bv = (b2 * v + pre.eps).contiguous()
         self.pending: torch.Tensor | None = None
+        self._zero_sketch: torch.Tensor | None = None
 
     def _to(self, device: torch.device) -> None:
         if self.bm.device != device:
             self.bm, self.bv = self.bm.to(device), self.bv.to(device)
+
+    def zero_gradient_sketch(self, device: torch.device) -> torch.Tensor:
+        """Sketch ``[k]`` of Γ at ``g = 0``, ``β1 m / sqrt(β2 v + ε)`` (the
+        block of every example when the module did not run), formed once."""
+        self._to(device)
+        if self._zero_sketch is None or self._zero_sketch.device != device:
+            feat = (self.bm / self.bv.sqrt()).reshape(1, -1)
+            self._zero_sketch = sjlt(
+                feat, self.k, self.seed, offset=self.spec.start, scheme=self.scheme, backend=self.backend
+            )[0]
+        return self._zero_sketch
 
     def _sketch_into(self, acc: torch.Tensor, a: int, gw: torch.Tensor) -> None:
         if self.pending is None:
@@ -165,9 +179,12 @@ class _LessFlatTarget(FlatTarget):
         self.pending[a : a + gw.shape[0]] += gw
 
     def finish(self, acc: torch.Tensor) -> None:
-        """Transform the accumulated gradients and sketch them (then forget them)."""
+        """Transform the accumulated gradients and sketch them (then forget
+        them). A module that did not run has ``g = 0`` for every example, so
+        each row gets the constant Γ ``β1 m / sqrt(β2 v + ε)``, not 0."""
         g, self.pending = self.pending, None
         if g is None:
+            acc += self.zero_gradient_sketch(acc.device)
             return
         self._to(g.device)
         step = self._chunks(g.shape[0]).step

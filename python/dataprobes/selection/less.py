@@ -8,7 +8,8 @@ The recipe (docs/math.md, "Data selection: LESS"):
    epoch's mean learning rate: :func:`less_warmup` for a
    :class:`~dataprobes.lm.TinyGPT` (through :func:`dataprobes.lm.train`),
    :func:`less_trainer_callback` for a Hugging Face ``Trainer`` (LoRA via
-   PEFT).
+   PEFT). Right-padded rows take ``lengths`` (the loss covers valid tokens
+   only), as in step 2.
 2. **Features.** For every checkpoint ``i``, training examples get the Adam
    feature ``Γ_i(z) = m'/sqrt(v'+ε)`` (``m' = β1 m + (1−β1) g``,
    ``v' = β2 v + (1−β2) g²``, no bias correction, β = (0.9, 0.999),
@@ -113,6 +114,7 @@ def less_warmup(
     seed: int = 0,
     checkpoint_dir: str | os.PathLike[str],
     betas: tuple[float, float] = LESS_BETAS,
+    lengths: Any = None,
     **train_kwargs: Any,
 ) -> LessWarmup:
     """LESS warm-up of a :class:`~dataprobes.lm.TinyGPT` (or any model
@@ -120,9 +122,13 @@ def less_warmup(
     ``rows`` ([N, T] token ids) for ``epochs`` epochs with AdamW ``betas``
     (LESS's ``(0.9, 0.999)``), writing ``epoch-{e}.pt`` (model, optimizer
     state with the Adam moments, mean lr) to ``checkpoint_dir`` after each
-    epoch. ``train_kwargs`` go to :func:`dataprobes.lm.train` (``lr``,
-    ``batch_size``, ``warmup``, ``progress``, ...)."""
-    from ..lm.train import _check_data, train
+    epoch. ``lengths``: valid lengths of right-padded ``rows``, as for
+    :func:`less_features`; the loss then covers the valid targets only, so
+    the Adam moments come from the same tokens the features see (padding
+    content never matters). ``train_kwargs`` go to
+    :func:`dataprobes.lm.train` (``lr``, ``batch_size``, ``warmup``,
+    ``progress``, ...)."""
+    from ..lm.train import _check_data, _check_lengths, train
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -132,13 +138,16 @@ def less_warmup(
     if checkpoint_dir is None or not isinstance(checkpoint_dir, (str, os.PathLike)):
         raise TypeError(f"checkpoint_dir must be a path, got {type(checkpoint_dir).__name__}")
     vocab = getattr(process, "vocab_size", None)
-    tokens = _check_data(rows, int(vocab) if isinstance(vocab, int) else 2**62)
+    tokens = _check_data(rows, int(vocab) if isinstance(vocab, int) else 2**62, lengths)
+    lens = None if lengths is None else _check_lengths(lengths, tokens.shape[0], tokens.shape[1])
     epochs = check_int("epochs", epochs, 1)
     idx = warmup_subset(tokens.shape[0], fraction, seed=seed)
+    sel = torch.from_numpy(idx)
     res = train(
         model,
         process,
-        data=tokens[torch.from_numpy(idx)],
+        data=tokens[sel],
+        lengths=None if lens is None else lens[sel],
         epochs=epochs,
         seed=seed,
         betas=betas,
@@ -449,8 +458,10 @@ class _Source:
                 raise TypeError(
                     f"{name} must be a GradientStore, a store path or a 2-D float array, got {type(item).__name__}"
                 )
-            if item.ndim != 2 or not np.issubdtype(item.dtype, np.floating):
-                raise ValueError(f"{name} must be a 2-D float array [n, dim], got {item.shape}, dtype {item.dtype}")
+            if not np.issubdtype(item.dtype, np.floating):
+                raise TypeError(f"{name} must be a float array [n, dim] of features, got dtype {item.dtype}")
+            if item.ndim != 2:
+                raise ValueError(f"{name} must be a 2-D float array [n, dim], got shape {item.shape}")
             self.array = item
             self.n, self.dim = item.shape
             self.ids, self.config = None, None
@@ -469,6 +480,13 @@ class _Source:
         return rows / np.where(norm > 0, norm, 1.0)[:, None]
 
 
+def _store_kind(s: _Source) -> Any:
+    """The ``extra_config["less"]`` a :func:`less_features` store records
+    (``"train"`` / ``"val"``), or ``None``."""
+    extra = (s.config or {}).get("extra")
+    return extra.get("less") if isinstance(extra, dict) else None
+
+
 def _sources(name: str, value: Any) -> list[_Source]:
     if isinstance(value, (str, os.PathLike, GradientStore)) or (
         isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim == 2
@@ -481,6 +499,13 @@ def _sources(name: str, value: Any) -> list[_Source]:
     if not value:
         raise ValueError(f"{name} must not be empty (one entry per checkpoint)")
     out = [_Source(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    other = "val" if name == "train" else "train"
+    for s in out:
+        if _store_kind(s) == other:
+            raise ValueError(
+                f"{s.name} is a LESS {other} store (less_features(kind={other!r})), not {name} features: "
+                "are train and val swapped?"
+            )
     for s in out[1:]:
         if s.n != out[0].n:
             raise ValueError(f"{name} checkpoints have different numbers of rows: {out[0].n} and {s.n} ({s.name})")
@@ -574,7 +599,9 @@ def less_scores(
     ``train`` / ``val``: one entry per checkpoint ``i``, each a
     :class:`~dataprobes.attribution.GradientStore`, a store path or an
     in-memory ``[n, dim]`` array (train: Γ features, val: gradients, e.g.
-    from :func:`less_features`); rows in store order. ``lr_weights``: the
+    from :func:`less_features`; its stores record their kind, and a val
+    store passed as train or the reverse raises ``ValueError``); rows in
+    store order. ``lr_weights``: the
     checkpoints' mean learning rates, renormalised to ``w̄`` (sum 1).
     ``subtasks``: validation row indices of each task (sizes may differ;
     ``None``: one task of all rows). A zero vector has cosine 0.
