@@ -5,6 +5,12 @@
 //! Python's `re` `\w` is `str.isalnum() or '_'`, which differs from Rust's
 //! `char::is_alphanumeric` (Rust counts combining marks with the Alphabetic
 //! property, Python does not); `\s` is `str.isspace()`.
+//!
+//! nltk >= 3.10 compiles `WordPunctTokenizer` with the third-party `regex`
+//! engine, whose `\w` is `Alphabetic | Mark | Decimal_Number |
+//! Connector_Punctuation | Join_Control` (so combining marks are word
+//! characters and superscript digits are not) and whose `\s` leaves out
+//! U+001C..U+001F: the two sets of classes are [`WordClasses`].
 
 use super::unicode_tables as t;
 use std::cmp::Ordering;
@@ -30,6 +36,81 @@ pub static ASCII_CLASS: [u8; 128] = {
     }
     c
 };
+
+/// Class of a byte >= 0x80 (part of a non-ASCII character) in [`Classes::byte`].
+pub const HIGH: u8 = 3;
+
+/// Which engine's `\w` and `\s` the tokeniser follows (docs/math.md, "DSIR").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WordClasses {
+    /// Python's `re` (nltk < 3.10).
+    PythonRe,
+    /// The `regex` engine with nltk's flags (nltk >= 3.10).
+    NltkRegex,
+}
+
+impl WordClasses {
+    /// Parses `"python-re"` / `"nltk-regex"`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "python-re" => Some(WordClasses::PythonRe),
+            "nltk-regex" => Some(WordClasses::NltkRegex),
+            _ => None,
+        }
+    }
+
+    /// The tables of these classes.
+    #[inline]
+    pub fn tables(self) -> &'static Classes {
+        match self {
+            WordClasses::PythonRe => &PYTHON_RE,
+            WordClasses::NltkRegex => &NLTK_REGEX,
+        }
+    }
+}
+
+/// One engine's classes: a byte table (ASCII classes, [`HIGH`] from 0x80)
+/// and the non-ASCII word and space ranges.
+pub struct Classes {
+    pub byte: [u8; 256],
+    word: &'static [(u32, u32)],
+    space: &'static [(u32, u32)],
+}
+
+const fn byte_table(ascii_1c_1f_space: bool) -> [u8; 256] {
+    let mut c = [HIGH; 256];
+    let mut i = 0;
+    while i < 128 {
+        c[i] = ASCII_CLASS[i];
+        if !ascii_1c_1f_space && i >= 0x1C && i <= 0x1F {
+            c[i] = PUNCT;
+        }
+        i += 1;
+    }
+    c
+}
+
+/// Python's `re` classes.
+pub static PYTHON_RE: Classes = Classes { byte: byte_table(true), word: &t::WORD, space: &t::SPACE };
+/// The `regex` engine's classes (nltk >= 3.10).
+pub static NLTK_REGEX: Classes = Classes { byte: byte_table(false), word: &t::REGEX_WORD, space: &t::REGEX_SPACE };
+
+impl Classes {
+    /// The class (`SPACE`, `WORD`, `PUNCT`) of `c`.
+    #[inline]
+    pub fn class(&self, c: char) -> u8 {
+        let u = c as u32;
+        if u < 128 {
+            self.byte[u as usize]
+        } else if in_ranges(self.word, u) {
+            WORD
+        } else if in_ranges(self.space, u) {
+            SPACE
+        } else {
+            PUNCT
+        }
+    }
+}
 
 /// ASCII lower case (`A`-`Z` to `a`-`z`, the rest unchanged).
 pub static ASCII_LOWER: [u8; 128] = {
@@ -59,16 +140,7 @@ fn in_ranges(r: &[(u32, u32)], c: u32) -> bool {
 /// The class (`SPACE`, `WORD`, `PUNCT`) of `c` under Python's `re`.
 #[inline]
 pub fn class(c: char) -> u8 {
-    let u = c as u32;
-    if u < 128 {
-        ASCII_CLASS[u as usize]
-    } else if in_ranges(&t::WORD, u) {
-        WORD
-    } else if in_ranges(&t::SPACE, u) {
-        SPACE
-    } else {
-        PUNCT
-    }
+    PYTHON_RE.class(c)
 }
 
 /// Python's `Cased` (and not `Case_Ignorable`) and `Case_Ignorable`, as
@@ -145,6 +217,33 @@ mod tests {
         assert_eq!(class('é'), WORD);
         assert_eq!(class('\u{3000}'), SPACE);
         assert_eq!(class('٣'), WORD);
+    }
+
+    #[test]
+    fn regex_classes_differ_on_marks_superscripts_and_separators() {
+        let r = WordClasses::NltkRegex.tables();
+        assert_eq!(r.class('\u{301}'), WORD); // combining acute: Mark
+        assert_eq!(class('\u{301}'), PUNCT);
+        assert_eq!(r.class('²'), PUNCT); // No, not Nd
+        assert_eq!(class('²'), WORD);
+        for u in 0x1Cu32..=0x1F {
+            let c = char::from_u32(u).unwrap();
+            assert_eq!((class(c), r.class(c)), (SPACE, PUNCT));
+        }
+        for u in 0u32..128 {
+            let c = char::from_u32(u).unwrap();
+            let want = if in_ranges(&t::REGEX_WORD, u) {
+                WORD
+            } else if in_ranges(&t::REGEX_SPACE, u) {
+                SPACE
+            } else {
+                PUNCT
+            };
+            assert_eq!(r.byte[u as usize], want, "U+{u:04X}");
+        }
+        assert!(r.byte[0x80..].iter().all(|&b| b == HIGH));
+        assert_eq!(WordClasses::parse("python-re"), Some(WordClasses::PythonRe));
+        assert_eq!(WordClasses::parse("re"), None);
     }
 
     #[test]

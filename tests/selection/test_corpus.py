@@ -519,7 +519,7 @@ def test_ray_equals_single_process(
     local = dsir_select_corpus(files["raw"], files["target"], 25, **kw)
     # small units: many map_batches tasks, rows split across byte ranges, blank lines; a gzip file as one unit
     for raw in (files["raw"], files["gz"]):
-        res = dsir_select_ray(raw, files["target"], 25, unit_bytes=700, batch_size=7, **kw)
+        res = dsir_select_ray(raw, files["target"], 25, unit_bytes=700, chunk_rows=7, **kw)
         np.testing.assert_array_equal(res.indices, local.indices)
         np.testing.assert_allclose(res.log_weights, local.log_weights, rtol=1e-12, atol=1e-12)
         assert (res.num_rows, res.num_eligible) == (local.num_rows, local.num_eligible)
