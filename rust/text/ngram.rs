@@ -543,7 +543,13 @@ mod tests {
         let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
         let ex = Texts(&refs);
         for m in [97u64, 1 << 24, 1 << 32] {
-            let sp = Spec { num_buckets: m, ngrams: 3, hash: HashKind::Fast, lowercase: true, classes: WordClasses::NltkRegex };
+            let sp = Spec {
+                num_buckets: m,
+                ngrams: 3,
+                hash: HashKind::Fast,
+                lowercase: true,
+                classes: WordClasses::NltkRegex,
+            };
             let f = features(&ex, &sp).unwrap();
             let mut want = std::collections::BTreeMap::new();
             for (k, v) in f.indices.iter().zip(&f.data) {

@@ -287,7 +287,9 @@ mod tests {
             "cafe\u{301} x² \u{1c}\u{1f}Ⅻ\u{200d}",
         ];
         for s in texts {
-            for (low, classes) in [true, false].into_iter().flat_map(|l| [(l, &PYTHON_RE), (l, WordClasses::NltkRegex.tables())]) {
+            for (low, classes) in
+                [true, false].into_iter().flat_map(|l| [(l, &PYTHON_RE), (l, WordClasses::NltkRegex.tables())])
+            {
                 let (mut a, mut b) = (Vec::new(), Vec::new());
                 let mut buf = Vec::new();
                 let na = scan::<true>(s, classes, low, &mut buf, |t, tok| a.push((t, fast_token(tok))));

@@ -17,10 +17,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import regex
-
 import numpy as np
 import pytest
+import regex
 import scipy.stats
 from hypothesis import given
 from hypothesis import strategies as st
@@ -106,9 +105,7 @@ texts = st.text(
 WORD_CLASSES = st.sampled_from(["nltk-regex", "python-re"])
 
 
-@given(
-    st.lists(texts, max_size=6), st.integers(1, 3), st.sampled_from(["fast", "sha256"]), st.booleans(), WORD_CLASSES
-)
+@given(st.lists(texts, max_size=6), st.integers(1, 3), st.sampled_from(["fast", "sha256"]), st.booleans(), WORD_CLASSES)
 def test_features_match_pure_python(items: list[str], n: int, hash: str, lowercase: bool, wc: str) -> None:
     b = 2**32  # near-injective: every token string shows
     f = hashed_ngram_features(items, b, n, hash, lowercase=lowercase, word_classes=wc)
@@ -519,7 +516,8 @@ def test_iterators_are_consumed_once_in_order() -> None:
     assert (hashed_ngram_features((d for d in docs), 64) != want).nnz == 0
     np.testing.assert_array_equal(ngram_bucket_counts(iter(docs), 64), np.asarray(want.sum(0)).ravel())
     np.testing.assert_array_equal(
-        dsir_weights(iter(docs), iter(docs[:1]), min_example_length=0), dsir_weights(docs, docs[:1], min_example_length=0)
+        dsir_weights(iter(docs), iter(docs[:1]), min_example_length=0),
+        dsir_weights(docs, docs[:1], min_example_length=0),
     )
 
 

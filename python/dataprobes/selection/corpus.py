@@ -696,6 +696,7 @@ def check_params(
     """Checks the selection arguments (TypeError / ValueError naming them),
     with the limits of :mod:`dataprobes.selection.dsir`."""
     from . import dsir
+
     if not isinstance(text_field, str):
         raise TypeError(f"text_field must be a str, got {type(text_field).__name__}")
     if not text_field:

@@ -112,9 +112,7 @@ def hash_info(hash: str = "fast", word_classes: str = DEFAULT_WORD_CLASSES) -> d
         "word_classes_unicode_version": (
             str(_core.DSIR_REGEX_UNICODE_VERSION) if wc == "nltk-regex" else str(_core.DSIR_UNICODE_VERSION)
         ),
-        "word_classes_source": (
-            f"regex {_core.DSIR_REGEX_MODULE_VERSION}" if wc == "nltk-regex" else "Python re"
-        ),
+        "word_classes_source": (f"regex {_core.DSIR_REGEX_MODULE_VERSION}" if wc == "nltk-regex" else "Python re"),
     }
 
 
@@ -132,9 +130,7 @@ def _check_hash(hash: Any) -> str:
 
 def _check_word_classes(word_classes: Any) -> str:
     if not isinstance(word_classes, str):
-        raise TypeError(
-            f"word_classes must be a str ('nltk-regex' or 'python-re'), got {type(word_classes).__name__}"
-        )
+        raise TypeError(f"word_classes must be a str ('nltk-regex' or 'python-re'), got {type(word_classes).__name__}")
     if word_classes not in WORD_CLASSES:
         raise ValueError(f"word_classes must be 'nltk-regex' or 'python-re', got {word_classes!r}")
     return word_classes
