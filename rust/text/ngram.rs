@@ -10,7 +10,7 @@
 
 use super::hash::{self, HashKind, Sha256Cache};
 use super::tokenize::{scan, token_states};
-use super::unicode::WordClasses;
+use super::unicode::{NltkRegex, PythonRe, WordClasses};
 use crate::error::{Error, Result};
 use crate::rng::mix64;
 use crate::tokens::InToken;
@@ -177,7 +177,11 @@ fn emit_sha256(
 pub fn text_buckets(text: &str, spec: &Spec, s: &mut Scratch, mut sink: impl FnMut(usize)) -> usize {
     match spec.hash {
         HashKind::Fast => {
-            let w = token_states(text, spec.classes.tables(), spec.lowercase, &mut s.states);
+            // One monomorphic copy of the tokeniser per class table (constant addresses).
+            let w = match spec.classes {
+                WordClasses::PythonRe => token_states::<PythonRe>(text, spec.lowercase, &mut s.states),
+                WordClasses::NltkRegex => token_states::<NltkRegex>(text, spec.lowercase, &mut s.states),
+            };
             emit_fast(spec, s.states[..w].iter().map(|&h| mix64(h)), &mut sink);
             w
         }
@@ -185,9 +189,11 @@ pub fn text_buckets(text: &str, spec: &Spec, s: &mut Scratch, mut sink: impl FnM
             s.reset();
             let Scratch { buf, words, spare, .. } = s;
             SHA256_CACHE.with_borrow_mut(|cache| {
-                scan::<true>(text, spec.classes.tables(), spec.lowercase, buf, |t, tok| {
-                    emit_sha256(spec, t, tok, cache, words, spare, &mut sink)
-                })
+                let emit = |t, tok: &[u8]| emit_sha256(spec, t, tok, cache, words, spare, &mut sink);
+                match spec.classes {
+                    WordClasses::PythonRe => scan::<true, PythonRe>(text, spec.lowercase, buf, emit),
+                    WordClasses::NltkRegex => scan::<true, NltkRegex>(text, spec.lowercase, buf, emit),
+                }
             })
         }
     }

@@ -13,7 +13,7 @@
 //! branch on ASCII; the sha256 mode ([`scan`]) also collects the bytes.
 
 use super::hash::{fnv_step, FNV_OFFSET};
-use super::unicode::{self, Classes, Lower, ASCII_LOWER, HIGH, SPACE};
+use super::unicode::{self, ClassTable, Lower, ASCII_LOWER, HIGH, SPACE};
 use crate::rng::mix64;
 
 /// `ASCII_LOWER` extended to all bytes (identity from 0x80), and the identity.
@@ -38,7 +38,6 @@ static BYTE_SAME: [u8; 256] = {
 
 /// The token being read: its class, FNV-1a state and (if `BYTES`) bytes.
 struct Cur<'b, const BYTES: bool> {
-    classes: &'static Classes,
     class: u8,
     h: u64,
     count: usize,
@@ -62,8 +61,8 @@ impl<const BYTES: bool> Cur<'_, BYTES> {
 
     /// Appends one (lower-cased) non-ASCII character.
     #[inline]
-    fn push_char(&mut self, l: char, emit: &mut impl FnMut(u64, &[u8])) {
-        let k = self.classes.class(l);
+    fn push_char<C: ClassTable>(&mut self, l: char, emit: &mut impl FnMut(u64, &[u8])) {
+        let k = C::class(l);
         if k != self.class {
             self.switch(k, emit);
         }
@@ -82,11 +81,10 @@ impl<const BYTES: bool> Cur<'_, BYTES> {
 /// Calls `emit(t, bytes)` for each token of `text` in order (the tokens of
 /// `text.lower()` if `lowercase`), with `t = hash::fast_token(bytes)`;
 /// `bytes` is the token's UTF-8 if `BYTES`, else empty. `buf` is scratch.
-/// `classes` are the `\w` / `\s` classes. Returns the number of tokens.
+/// `C` are the `\w` / `\s` classes. Returns the number of tokens.
 #[inline(always)]
-pub fn scan<const BYTES: bool>(
+pub fn scan<const BYTES: bool, C: ClassTable>(
     text: &str,
-    classes: &'static Classes,
     lowercase: bool,
     buf: &mut Vec<u8>,
     mut emit: impl FnMut(u64, &[u8]),
@@ -95,8 +93,8 @@ pub fn scan<const BYTES: bool>(
     let n = bytes.len();
     let lower: &[u8; 256] = if lowercase { &BYTE_LOWER } else { &BYTE_SAME };
     buf.clear();
-    let byte_class = &classes.byte;
-    let mut cur = Cur::<BYTES> { classes, class: SPACE, h: FNV_OFFSET, count: 0, buf };
+    let byte_class = C::BYTE;
+    let mut cur = Cur::<BYTES> { class: SPACE, h: FNV_OFFSET, count: 0, buf };
     let mut i = 0;
     while i < n {
         let k = byte_class[bytes[i] as usize];
@@ -105,14 +103,14 @@ pub fn scan<const BYTES: bool>(
             let Some(c) = text[i..].chars().next() else { break };
             let len = c.len_utf8();
             if !lowercase {
-                cur.push_char(c, &mut emit);
+                cur.push_char::<C>(c, &mut emit);
             } else if c == '\u{3A3}' {
                 let l = if unicode::final_sigma(text, i, i + len) { '\u{3C2}' } else { '\u{3C3}' };
-                cur.push_char(l, &mut emit);
+                cur.push_char::<C>(l, &mut emit);
             } else {
                 match unicode::lower(c) {
-                    Lower::One(l) => cur.push_char(l, &mut emit),
-                    Lower::Many(s) => s.chars().for_each(|l| cur.push_char(l, &mut emit)),
+                    Lower::One(l) => cur.push_char::<C>(l, &mut emit),
+                    Lower::Many(s) => s.chars().for_each(|l| cur.push_char::<C>(l, &mut emit)),
                 }
             }
             i += len;
@@ -156,18 +154,18 @@ pub fn scan<const BYTES: bool>(
 /// The ASCII loop has no data-dependent branch: every byte stores the state
 /// so far at `out[count]` and advances `count` only where a token ends, and
 /// restarts the state where a token starts.
-pub fn token_states(text: &str, classes: &'static Classes, lowercase: bool, out: &mut Vec<u64>) -> usize {
+pub fn token_states<C: ClassTable>(text: &str, lowercase: bool, out: &mut Vec<u64>) -> usize {
     let bytes = text.as_bytes();
     let n = bytes.len();
     if out.len() < n + 1 {
         out.resize(n + 1, 0);
     }
     let lower: &[u8; 256] = if lowercase { &BYTE_LOWER } else { &BYTE_SAME };
-    let byte_class = &classes.byte;
+    let byte_class = C::BYTE;
     let (mut cur, mut h, mut count) = (SPACE, FNV_OFFSET, 0usize);
     // Appends one (lower-cased) non-ASCII character.
     let push_char = |l: char, cur: &mut u8, h: &mut u64, count: &mut usize, out: &mut Vec<u64>| {
-        let k = classes.class(l);
+        let k = C::class(l);
         if k != *cur {
             if *cur != SPACE {
                 out[*count] = *h;
@@ -223,30 +221,29 @@ pub fn token_states(text: &str, classes: &'static Classes, lowercase: bool, out:
 /// Calls `emit` with the bytes of each token of `text`, in order (the
 /// tokens of `text.lower()` if `lowercase`); `buf` is scratch. Returns the
 /// number of tokens.
-pub fn for_each_token(
+pub fn for_each_token<C: ClassTable>(
     text: &str,
-    classes: &'static Classes,
     lowercase: bool,
     buf: &mut Vec<u8>,
     mut emit: impl FnMut(&[u8]),
 ) -> usize {
-    scan::<true>(text, classes, lowercase, buf, |_, tok| emit(tok))
+    scan::<true, C>(text, lowercase, buf, |_, tok| emit(tok))
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::hash::fast_token;
-    use super::super::unicode::{WordClasses, PYTHON_RE};
+    use super::super::unicode::{NltkRegex, PythonRe};
     use super::*;
 
     fn tokens(s: &str) -> Vec<String> {
-        tokens_in(s, &PYTHON_RE)
+        tokens_in::<PythonRe>(s)
     }
 
-    fn tokens_in(s: &str, classes: &'static Classes) -> Vec<String> {
+    fn tokens_in<C: ClassTable>(s: &str) -> Vec<String> {
         let mut out = Vec::new();
         let mut buf = Vec::new();
-        let n = for_each_token(s, classes, true, &mut buf, |t| out.push(String::from_utf8(t.to_vec()).unwrap()));
+        let n = for_each_token::<C>(s, true, &mut buf, |t| out.push(String::from_utf8(t.to_vec()).unwrap()));
         assert_eq!(n, out.len());
         out
     }
@@ -265,10 +262,9 @@ mod tests {
 
     #[test]
     fn nltk_regex_classes() {
-        let r = WordClasses::NltkRegex.tables();
         assert_eq!(tokens("cafe\u{301} x²"), ["cafe", "\u{301}", "x²"]);
-        assert_eq!(tokens_in("cafe\u{301} x²", r), ["cafe\u{301}", "x", "²"]);
-        assert_eq!(tokens_in("a\u{1c}b", r), ["a", "\u{1c}", "b"]);
+        assert_eq!(tokens_in::<NltkRegex>("cafe\u{301} x²"), ["cafe\u{301}", "x", "²"]);
+        assert_eq!(tokens_in::<NltkRegex>("a\u{1c}b"), ["a", "\u{1c}", "b"]);
         assert_eq!(tokens("a\u{1c}b"), ["a", "b"]);
     }
 
@@ -287,23 +283,26 @@ mod tests {
             "cafe\u{301} x² \u{1c}\u{1f}Ⅻ\u{200d}",
         ];
         for s in texts {
-            for (low, classes) in
-                [true, false].into_iter().flat_map(|l| [(l, &PYTHON_RE), (l, WordClasses::NltkRegex.tables())])
-            {
-                let (mut a, mut b) = (Vec::new(), Vec::new());
-                let mut buf = Vec::new();
-                let na = scan::<true>(s, classes, low, &mut buf, |t, tok| a.push((t, fast_token(tok))));
-                let nb = scan::<false>(s, classes, low, &mut buf, |t, tok| {
-                    assert!(tok.is_empty());
-                    b.push(t)
-                });
-                assert_eq!(na, nb);
-                assert!(a.iter().all(|(x, y)| x == y));
-                assert_eq!(a.iter().map(|x| x.0).collect::<Vec<_>>(), b);
-                let mut states = Vec::new();
-                let nc = token_states(s, classes, low, &mut states);
-                assert_eq!(states[..nc].iter().map(|&h| mix64(h)).collect::<Vec<_>>(), b);
+            for low in [true, false] {
+                check::<PythonRe>(s, low);
+                check::<NltkRegex>(s, low);
             }
         }
+    }
+
+    fn check<C: ClassTable>(s: &str, low: bool) {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut buf = Vec::new();
+        let na = scan::<true, C>(s, low, &mut buf, |t, tok| a.push((t, fast_token(tok))));
+        let nb = scan::<false, C>(s, low, &mut buf, |t, tok| {
+            assert!(tok.is_empty());
+            b.push(t)
+        });
+        assert_eq!(na, nb);
+        assert!(a.iter().all(|(x, y)| x == y));
+        assert_eq!(a.iter().map(|x| x.0).collect::<Vec<_>>(), b);
+        let mut states = Vec::new();
+        let nc = token_states::<C>(s, low, &mut states);
+        assert_eq!(states[..nc].iter().map(|&h| mix64(h)).collect::<Vec<_>>(), b);
     }
 }

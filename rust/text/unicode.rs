@@ -43,9 +43,9 @@ pub const HIGH: u8 = 3;
 /// Which engine's `\w` and `\s` the tokeniser follows (docs/math.md, "DSIR").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WordClasses {
-    /// Python's `re` (nltk < 3.10).
+    /// Python's `re` (nltk < 3.10): [`PythonRe`].
     PythonRe,
-    /// The `regex` engine with nltk's flags (nltk >= 3.10).
+    /// The `regex` engine with nltk's flags (nltk >= 3.10): [`NltkRegex`].
     NltkRegex,
 }
 
@@ -58,24 +58,22 @@ impl WordClasses {
             _ => None,
         }
     }
-
-    /// The tables of these classes.
-    #[inline]
-    pub fn tables(self) -> &'static Classes {
-        match self {
-            WordClasses::PythonRe => &PYTHON_RE,
-            WordClasses::NltkRegex => &NLTK_REGEX,
-        }
-    }
 }
 
-/// One engine's classes: a byte table (ASCII classes, [`HIGH`] from 0x80)
-/// and the non-ASCII word and space ranges.
-pub struct Classes {
-    pub byte: [u8; 256],
-    word: &'static [(u32, u32)],
-    space: &'static [(u32, u32)],
+/// One engine's classes as a type, so that the tokeniser is compiled once per
+/// engine with its tables at constant addresses (a run-time table cost about
+/// a fifth of the fast mode's throughput).
+pub trait ClassTable {
+    /// ASCII classes, [`HIGH`] from 0x80.
+    const BYTE: &'static [u8; 256];
+    /// The class (`SPACE`, `WORD`, `PUNCT`) of `c`.
+    fn class(c: char) -> u8;
 }
+
+/// Python's `re` classes.
+pub struct PythonRe;
+/// The `regex` engine's classes (nltk >= 3.10).
+pub struct NltkRegex;
 
 const fn byte_table(ascii_1c_1f_space: bool) -> [u8; 256] {
     let mut c = [HIGH; 256];
@@ -90,24 +88,43 @@ const fn byte_table(ascii_1c_1f_space: bool) -> [u8; 256] {
     c
 }
 
-/// Python's `re` classes.
-pub static PYTHON_RE: Classes = Classes { byte: byte_table(true), word: &t::WORD, space: &t::SPACE };
-/// The `regex` engine's classes (nltk >= 3.10).
-pub static NLTK_REGEX: Classes = Classes { byte: byte_table(false), word: &t::REGEX_WORD, space: &t::REGEX_SPACE };
+static PYTHON_RE_BYTES: [u8; 256] = byte_table(true);
+static NLTK_REGEX_BYTES: [u8; 256] = byte_table(false);
 
-impl Classes {
-    /// The class (`SPACE`, `WORD`, `PUNCT`) of `c`.
+/// The class of the non-ASCII code point `u` given fixed-size tables.
+#[inline(always)]
+fn classify<const W: usize, const S: usize>(word: &[(u32, u32); W], space: &[(u32, u32); S], u: u32) -> u8 {
+    if in_ranges(word, u) {
+        WORD
+    } else if in_ranges(space, u) {
+        SPACE
+    } else {
+        PUNCT
+    }
+}
+
+impl ClassTable for PythonRe {
+    const BYTE: &'static [u8; 256] = &PYTHON_RE_BYTES;
     #[inline]
-    pub fn class(&self, c: char) -> u8 {
+    fn class(c: char) -> u8 {
         let u = c as u32;
         if u < 128 {
-            self.byte[u as usize]
-        } else if in_ranges(self.word, u) {
-            WORD
-        } else if in_ranges(self.space, u) {
-            SPACE
+            ASCII_CLASS[u as usize]
         } else {
-            PUNCT
+            classify(&t::WORD, &t::SPACE, u)
+        }
+    }
+}
+
+impl ClassTable for NltkRegex {
+    const BYTE: &'static [u8; 256] = &NLTK_REGEX_BYTES;
+    #[inline]
+    fn class(c: char) -> u8 {
+        let u = c as u32;
+        if u < 128 {
+            NLTK_REGEX_BYTES[u as usize]
+        } else {
+            classify(&t::REGEX_WORD, &t::REGEX_SPACE, u)
         }
     }
 }
@@ -140,7 +157,7 @@ fn in_ranges(r: &[(u32, u32)], c: u32) -> bool {
 /// The class (`SPACE`, `WORD`, `PUNCT`) of `c` under Python's `re`.
 #[inline]
 pub fn class(c: char) -> u8 {
-    PYTHON_RE.class(c)
+    PythonRe::class(c)
 }
 
 /// Python's `Cased` (and not `Case_Ignorable`) and `Case_Ignorable`, as
@@ -221,14 +238,14 @@ mod tests {
 
     #[test]
     fn regex_classes_differ_on_marks_superscripts_and_separators() {
-        let r = WordClasses::NltkRegex.tables();
-        assert_eq!(r.class('\u{301}'), WORD); // combining acute: Mark
+        let r = NltkRegex::class;
+        assert_eq!(r('\u{301}'), WORD); // combining acute: Mark
         assert_eq!(class('\u{301}'), PUNCT);
-        assert_eq!(r.class('²'), PUNCT); // No, not Nd
+        assert_eq!(r('²'), PUNCT); // No, not Nd
         assert_eq!(class('²'), WORD);
         for u in 0x1Cu32..=0x1F {
             let c = char::from_u32(u).unwrap();
-            assert_eq!((class(c), r.class(c)), (SPACE, PUNCT));
+            assert_eq!((class(c), r(c)), (SPACE, PUNCT));
         }
         for u in 0u32..128 {
             let c = char::from_u32(u).unwrap();
@@ -239,9 +256,11 @@ mod tests {
             } else {
                 PUNCT
             };
-            assert_eq!(r.byte[u as usize], want, "U+{u:04X}");
+            assert_eq!(NltkRegex::BYTE[u as usize], want, "U+{u:04X}");
+            assert_eq!(r(c), want);
         }
-        assert!(r.byte[0x80..].iter().all(|&b| b == HIGH));
+        assert!(NltkRegex::BYTE[0x80..].iter().all(|&b| b == HIGH));
+        assert_eq!(PythonRe::BYTE[..128], ASCII_CLASS[..]);
         assert_eq!(WordClasses::parse("python-re"), Some(WordClasses::PythonRe));
         assert_eq!(WordClasses::parse("re"), None);
     }
