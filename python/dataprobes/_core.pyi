@@ -26,6 +26,20 @@ __all__ = [
     "ROW_SUM_TOL",
     "state_indices",
     "tune_temperature",
+    # DSIR (selection/dsir.py)
+    "DSIR_FAST_HASH_VERSION",
+    "DSIR_MAX_BUCKETS",
+    "DSIR_MAX_NGRAMS",
+    "DSIR_REGEX_MODULE_VERSION",
+    "DSIR_REGEX_UNICODE_VERSION",
+    "DSIR_UNICODE_VERSION",
+    "dsir_id_counts",
+    "dsir_id_features",
+    "dsir_id_log_weights",
+    "dsir_text_counts",
+    "dsir_text_features",
+    "dsir_text_log_weights",
+    "gumbel_noise",
 ]
 
 DEFAULT_MAX_DENSE_ENTRIES: int
