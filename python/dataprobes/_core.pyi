@@ -26,6 +26,20 @@ __all__ = [
     "ROW_SUM_TOL",
     "state_indices",
     "tune_temperature",
+    # DSIR (selection/dsir.py)
+    "DSIR_FAST_HASH_VERSION",
+    "DSIR_MAX_BUCKETS",
+    "DSIR_MAX_NGRAMS",
+    "DSIR_REGEX_MODULE_VERSION",
+    "DSIR_REGEX_UNICODE_VERSION",
+    "DSIR_UNICODE_VERSION",
+    "dsir_id_counts",
+    "dsir_id_features",
+    "dsir_id_log_weights",
+    "dsir_text_counts",
+    "dsir_text_features",
+    "dsir_text_log_weights",
+    "gumbel_noise",
 ]
 
 DEFAULT_MAX_DENSE_ENTRIES: int
@@ -159,22 +173,34 @@ def entropy_profile_stats(
 # DSIR hashed n-grams (rust/py/text.rs; python/dataprobes/selection/dsir.py)
 DSIR_FAST_HASH_VERSION: int
 DSIR_UNICODE_VERSION: str
+DSIR_REGEX_UNICODE_VERSION: str
+DSIR_REGEX_MODULE_VERSION: str
+DSIR_MAX_BUCKETS: int
+DSIR_MAX_NGRAMS: int
 
 _Csr = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint64]]
 
-def dsir_text_features(texts: list[str], num_buckets: int, ngrams: int, hash: str, lowercase: bool) -> _Csr: ...
+def dsir_text_features(
+    texts: list[str], num_buckets: int, ngrams: int, hash: str, lowercase: bool, word_classes: str
+) -> _Csr: ...
 def dsir_text_counts(
-    texts: list[str], num_buckets: int, ngrams: int, hash: str, lowercase: bool
-) -> npt.NDArray[np.int64]: ...
+    texts: list[str], out: npt.NDArray[np.int64], ngrams: int, hash: str, lowercase: bool, word_classes: str
+) -> None: ...
 def dsir_text_log_weights(
-    texts: list[str], log_ratio: npt.NDArray[np.float64], ngrams: int, hash: str, lowercase: bool, min_length: int
+    texts: list[str],
+    log_ratio: npt.NDArray[np.float64],
+    ngrams: int,
+    hash: str,
+    lowercase: bool,
+    word_classes: str,
+    min_length: int,
 ) -> npt.NDArray[np.float64]: ...
 def dsir_id_features(
     tokens: npt.NDArray[np.integer], offsets: npt.NDArray[np.uint64], num_buckets: int, ngrams: int, hash: str
 ) -> _Csr: ...
 def dsir_id_counts(
-    tokens: npt.NDArray[np.integer], offsets: npt.NDArray[np.uint64], num_buckets: int, ngrams: int, hash: str
-) -> npt.NDArray[np.int64]: ...
+    tokens: npt.NDArray[np.integer], offsets: npt.NDArray[np.uint64], out: npt.NDArray[np.int64], ngrams: int, hash: str
+) -> None: ...
 def dsir_id_log_weights(
     tokens: npt.NDArray[np.integer],
     offsets: npt.NDArray[np.uint64],

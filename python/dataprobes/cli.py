@@ -155,6 +155,12 @@ def _add_select(sub: Any) -> None:
     dsir.add_argument("--ngrams", type=_int_at_least(1), default=2, help="longest n-gram (default 2)")
     dsir.add_argument("--hash", choices=["fast", "sha256"], default="fast", help="n-gram hash (default fast)")
     dsir.add_argument(
+        "--word-classes",
+        choices=["nltk-regex", "python-re"],
+        default="nltk-regex",
+        help="the tokeniser's \\w and \\s: nltk >= 3.10's regex engine (default) or Python's re (nltk < 3.10)",
+    )
+    dsir.add_argument(
         "--min-example-length", type=_int_at_least(0), default=100, help="rows with fewer words are never selected"
     )
     dsir.add_argument("--chunk-rows", type=_int_at_least(1), default=16384, help="rows per chunk (default 16384)")
@@ -174,10 +180,9 @@ def run_select_dsir(args: argparse.Namespace) -> dict[str, Any]:
     ``.<out>.dsir-state`` beside ``--out``, removed after success)."""
     import shutil
 
-    from .selection.corpus import dsir_select_corpus
+    from .selection.corpus import dsir_select_corpus, saved_phase
 
     out: Path = args.out
-    check_output(out, "--out", force=args.force)
     default_state = args.state_dir is None
     state_dir = None
     if args.engine == "local":
@@ -185,6 +190,12 @@ def run_select_dsir(args: argparse.Namespace) -> dict[str, Any]:
     elif not default_state:
         raise ValueError("--state-dir applies to --engine local only")
     resumable = state_dir is not None and (state_dir / "dsir_state.npz").exists() and not args.restart
+    # A run that died after renaming its rows over --out (pass "write") or
+    # before removing its state ("done") left --out behind: resuming it
+    # (same arguments, else the state is refused before anything is written)
+    # rewrites the same rows.
+    finishing = resumable and state_dir is not None and saved_phase(state_dir) in ("write", "done")
+    check_output(out, "--out", force=args.force or finishing)
     if resumable:
         print(f"dataprobes: resuming the selection into {out.name} from {state_dir}", file=sys.stderr)
     try:
@@ -200,10 +211,11 @@ def run_select_dsir(args: argparse.Namespace) -> dict[str, Any]:
             ngrams=args.ngrams,
             hash=args.hash,
             min_example_length=args.min_example_length,
+            word_classes=args.word_classes,
             chunk_rows=args.chunk_rows,
             state_dir=state_dir,
             restart=args.restart,
-            overwrite=args.force,
+            overwrite=args.force or finishing,
             progress=not args.no_progress,
             engine=args.engine,
         )

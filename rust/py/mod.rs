@@ -96,6 +96,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(text::gumbel_noise, m)?)?;
     m.add("DSIR_FAST_HASH_VERSION", crate::text::hash::FAST_VERSION)?;
     m.add("DSIR_UNICODE_VERSION", crate::text::unicode_tables::UNICODE_VERSION)?;
+    m.add("DSIR_REGEX_UNICODE_VERSION", crate::text::unicode_tables::REGEX_UNICODE_VERSION)?;
+    m.add("DSIR_REGEX_MODULE_VERSION", crate::text::unicode_tables::REGEX_MODULE_VERSION)?;
+    m.add("DSIR_MAX_BUCKETS", crate::text::ngram::MAX_BUCKETS)?;
+    m.add("DSIR_MAX_NGRAMS", crate::text::ngram::MAX_NGRAMS)?;
     m.add("DEFAULT_MAX_DENSE_ENTRIES", crate::stats::ngram::DEFAULT_MAX_DENSE)?;
     m.add("MAX_DENSE_NDIM", crate::stats::ngram::MAX_DENSE_NDIM)?;
     m.add("MAX_TABLE_ENTRIES", crate::process::law::MAX_TABLE_ENTRIES)?;

@@ -6,20 +6,24 @@ use crate::error::Error;
 use crate::text::hash::HashKind;
 use crate::text::ngram::{self, Csr, Ids, Spec, Texts};
 use crate::text::resample;
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
+use crate::text::unicode::WordClasses;
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadwriteArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 
 type CsrTuple<'py> =
     (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<u64>>);
 
-fn spec(num_buckets: u64, ngrams: usize, hash: &str, lowercase: bool) -> PyResult<Spec> {
+fn spec(num_buckets: u64, ngrams: usize, hash: &str, lowercase: bool, word_classes: &str) -> PyResult<Spec> {
     let hash = match hash {
         "fast" => HashKind::Fast,
         "sha256" => HashKind::Sha256,
         other => return Err(Error::value(format!("hash must be 'fast' or 'sha256', got {other:?}")).into()),
     };
-    let s = Spec { num_buckets, ngrams, hash, lowercase };
+    let classes = WordClasses::parse(word_classes).ok_or_else(|| {
+        Error::value(format!("word_classes must be 'nltk-regex' or 'python-re', got {word_classes:?}"))
+    })?;
+    let s = Spec { num_buckets, ngrams, hash, lowercase, classes };
     s.check()?;
     Ok(s)
 }
@@ -53,7 +57,7 @@ fn csr_tuple(py: Python<'_>, c: Csr) -> CsrTuple<'_> {
 
 /// Sparse hashed n-gram counts of texts: (indptr, indices, data, lengths).
 #[pyfunction]
-#[pyo3(signature = (texts, num_buckets, ngrams, hash, lowercase))]
+#[pyo3(signature = (texts, num_buckets, ngrams, hash, lowercase, word_classes))]
 pub fn dsir_text_features<'py>(
     py: Python<'py>,
     texts: &Bound<'py, PyList>,
@@ -61,29 +65,34 @@ pub fn dsir_text_features<'py>(
     ngrams: usize,
     hash: &str,
     lowercase: bool,
+    word_classes: &str,
 ) -> PyResult<CsrTuple<'py>> {
-    let s = spec(num_buckets, ngrams, hash, lowercase)?;
+    let s = spec(num_buckets, ngrams, hash, lowercase, word_classes)?;
     Ok(csr_tuple(py, with_texts(py, texts, |t| ngram::features(t, &s))?))
 }
 
-/// Bucket counts summed over texts.
+/// Adds the bucket counts summed over texts to `out` (int64, contiguous,
+/// `num_buckets = len(out)` entries).
 #[pyfunction]
-#[pyo3(signature = (texts, num_buckets, ngrams, hash, lowercase))]
+#[pyo3(signature = (texts, out, ngrams, hash, lowercase, word_classes))]
 pub fn dsir_text_counts<'py>(
     py: Python<'py>,
     texts: &Bound<'py, PyList>,
-    num_buckets: u64,
+    mut out: PyReadwriteArray1<'py, i64>,
     ngrams: usize,
     hash: &str,
     lowercase: bool,
-) -> PyResult<Bound<'py, PyArray1<i64>>> {
-    let s = spec(num_buckets, ngrams, hash, lowercase)?;
-    Ok(with_texts(py, texts, |t| ngram::counts(t, &s))?.into_pyarray(py))
+    word_classes: &str,
+) -> PyResult<()> {
+    let total = out.as_slice_mut()?;
+    let s = spec(total.len() as u64, ngrams, hash, lowercase, word_classes)?;
+    with_texts(py, texts, |t| ngram::counts_into(t, &s, total))
 }
 
 /// Log importance weights of texts (−inf below `min_length`).
 #[pyfunction]
-#[pyo3(signature = (texts, log_ratio, ngrams, hash, lowercase, min_length))]
+#[pyo3(signature = (texts, log_ratio, ngrams, hash, lowercase, word_classes, min_length))]
+#[allow(clippy::too_many_arguments)]
 pub fn dsir_text_log_weights<'py>(
     py: Python<'py>,
     texts: &Bound<'py, PyList>,
@@ -91,10 +100,11 @@ pub fn dsir_text_log_weights<'py>(
     ngrams: usize,
     hash: &str,
     lowercase: bool,
+    word_classes: &str,
     min_length: u64,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let lr = log_ratio.as_slice()?;
-    let s = spec(lr.len() as u64, ngrams, hash, lowercase)?;
+    let s = spec(lr.len() as u64, ngrams, hash, lowercase, word_classes)?;
     Ok(with_texts(py, texts, |t| ngram::log_weights(t, &s, lr, min_length))?.into_pyarray(py))
 }
 
@@ -121,24 +131,26 @@ pub fn dsir_id_features<'py>(
     ngrams: usize,
     hash: &str,
 ) -> PyResult<CsrTuple<'py>> {
-    let s = spec(num_buckets, ngrams, hash, false)?;
+    let s = spec(num_buckets, ngrams, hash, false, "python-re")?;
     let c = with_ids!(py, tokens, offsets, |ex| ngram::features(&ex, &s))?;
     Ok(csr_tuple(py, c))
 }
 
-/// Bucket counts summed over rows of token ids.
+/// Adds the bucket counts summed over rows of token ids to `out` (int64,
+/// contiguous, `num_buckets = len(out)` entries).
 #[pyfunction]
-#[pyo3(signature = (tokens, offsets, num_buckets, ngrams, hash))]
+#[pyo3(signature = (tokens, offsets, out, ngrams, hash))]
 pub fn dsir_id_counts<'py>(
     py: Python<'py>,
     tokens: &Bound<'py, PyAny>,
     offsets: PyReadonlyArray1<'py, u64>,
-    num_buckets: u64,
+    mut out: PyReadwriteArray1<'py, i64>,
     ngrams: usize,
     hash: &str,
-) -> PyResult<Bound<'py, PyArray1<i64>>> {
-    let s = spec(num_buckets, ngrams, hash, false)?;
-    Ok(with_ids!(py, tokens, offsets, |ex| ngram::counts(&ex, &s))?.into_pyarray(py))
+) -> PyResult<()> {
+    let total = out.as_slice_mut()?;
+    let s = spec(total.len() as u64, ngrams, hash, false, "python-re")?;
+    Ok(with_ids!(py, tokens, offsets, |ex| ngram::counts_into(&ex, &s, total))?)
 }
 
 /// Log importance weights of rows of token ids.
@@ -154,7 +166,7 @@ pub fn dsir_id_log_weights<'py>(
     min_length: u64,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let lr = log_ratio.as_slice()?;
-    let s = spec(lr.len() as u64, ngrams, hash, false)?;
+    let s = spec(lr.len() as u64, ngrams, hash, false, "python-re")?;
     let w = with_ids!(py, tokens, offsets, |ex| ngram::log_weights(&ex, &s, lr, min_length))?;
     Ok(w.into_pyarray(py))
 }

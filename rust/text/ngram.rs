@@ -10,6 +10,7 @@
 
 use super::hash::{self, HashKind, Sha256Cache};
 use super::tokenize::{scan, token_states};
+use super::unicode::{NltkRegex, PythonRe, WordClasses};
 use crate::error::{Error, Result};
 use crate::rng::mix64;
 use crate::tokens::InToken;
@@ -20,8 +21,15 @@ use std::io::Write;
 
 /// The largest n-gram order accepted.
 pub const MAX_NGRAMS: usize = 32;
-/// The largest number of buckets accepted (counts are dense per bucket).
+/// The largest number of buckets accepted (the summed counts are one dense
+/// `i64` per bucket; the per-thread accumulators of [`counts_into`] are dense
+/// only while small).
 pub const MAX_BUCKETS: u64 = 1 << 32;
+/// Budget of the per-thread dense accumulators of [`counts_into`]: above it,
+/// each chunk collects sorted (bucket, count) runs instead.
+const DENSE_ACCUMULATOR_BYTES: usize = 64 << 20;
+/// Buckets a sparse chunk buffers before sorting them into its runs.
+const SPARSE_BUFFER: usize = 1 << 20;
 
 /// What is hashed and how.
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +38,8 @@ pub struct Spec {
     pub ngrams: usize,
     pub hash: HashKind,
     pub lowercase: bool,
+    /// The tokeniser's `\w` / `\s` (texts only).
+    pub classes: WordClasses,
 }
 
 impl Spec {
@@ -167,7 +177,11 @@ fn emit_sha256(
 pub fn text_buckets(text: &str, spec: &Spec, s: &mut Scratch, mut sink: impl FnMut(usize)) -> usize {
     match spec.hash {
         HashKind::Fast => {
-            let w = token_states(text, spec.lowercase, &mut s.states);
+            // One monomorphic copy of the tokeniser per class table (constant addresses).
+            let w = match spec.classes {
+                WordClasses::PythonRe => token_states::<PythonRe>(text, spec.lowercase, &mut s.states),
+                WordClasses::NltkRegex => token_states::<NltkRegex>(text, spec.lowercase, &mut s.states),
+            };
             emit_fast(spec, s.states[..w].iter().map(|&h| mix64(h)), &mut sink);
             w
         }
@@ -175,9 +189,11 @@ pub fn text_buckets(text: &str, spec: &Spec, s: &mut Scratch, mut sink: impl FnM
             s.reset();
             let Scratch { buf, words, spare, .. } = s;
             SHA256_CACHE.with_borrow_mut(|cache| {
-                scan::<true>(text, spec.lowercase, buf, |t, tok| {
-                    emit_sha256(spec, t, tok, cache, words, spare, &mut sink)
-                })
+                let emit = |t, tok: &[u8]| emit_sha256(spec, t, tok, cache, words, spare, &mut sink);
+                match spec.classes {
+                    WordClasses::PythonRe => scan::<true, PythonRe>(text, spec.lowercase, buf, emit),
+                    WordClasses::NltkRegex => scan::<true, NltkRegex>(text, spec.lowercase, buf, emit),
+                }
             })
         }
     }
@@ -309,33 +325,141 @@ pub fn features<E: Examples>(ex: &E, spec: &Spec) -> Result<Csr> {
 }
 
 /// Bucket counts summed over all examples (the fitted bag-of-n-grams model
-/// before normalisation), and the total number of n-grams.
+/// before normalisation).
 pub fn counts<E: Examples>(ex: &E, spec: &Spec) -> Result<Vec<i64>> {
     spec.check()?;
+    let mut total: Vec<i64> = crate::alloc::zeros(spec.num_buckets as usize, "the bucket counts")?;
+    counts_into(ex, spec, &mut total)?;
+    Ok(total)
+}
+
+/// Adds the bucket counts summed over all examples to `total`
+/// (`num_buckets` entries). Examples are cut into `4 × threads` chunks; each
+/// chunk counts into a dense accumulator while all of them fit in
+/// `DENSE_ACCUMULATOR_BYTES`, else into sorted (bucket, count) runs (buffered
+/// buckets sorted and merged), so memory follows the n-grams seen, not
+/// `threads × num_buckets`. Integer sums are exact: neither the chunking nor
+/// the representation can change the result.
+pub fn counts_into<E: Examples>(ex: &E, spec: &Spec, total: &mut [i64]) -> Result<()> {
+    spec.check()?;
     let m = spec.num_buckets as usize;
+    if total.len() != m {
+        return Err(Error::value(format!("out must have num_buckets = {m} entries, got {}", total.len())));
+    }
     let n = ex.len();
-    // Integer sums are exact: the chunking (which follows the pool size)
-    // cannot change the result.
-    let chunks = (rayon::current_num_threads() * 4).clamp(1, n.max(1));
-    let size = n.div_ceil(chunks).max(1);
-    let parts: Vec<Result<Vec<i64>>> = (0..n.div_ceil(size))
-        .into_par_iter()
-        .map(|c| {
-            let mut acc: Vec<i64> = crate::alloc::zeros(m, "the bucket counts")?;
-            let mut s = Scratch::default();
-            for i in c * size..((c + 1) * size).min(n) {
-                ex.buckets(i, spec, &mut s, |k| acc[k] += 1);
+    if n == 0 {
+        return Ok(());
+    }
+    let chunks = (rayon::current_num_threads() * 4).clamp(1, n);
+    let size = n.div_ceil(chunks);
+    let chunks = n.div_ceil(size);
+    let dense = m.saturating_mul(8).saturating_mul(chunks) <= DENSE_ACCUMULATOR_BYTES;
+    if dense {
+        let parts: Vec<Result<Vec<i64>>> = (0..chunks)
+            .into_par_iter()
+            .map(|c| {
+                let mut acc: Vec<i64> = crate::alloc::zeros(m, "the bucket counts")?;
+                let mut s = Scratch::default();
+                for i in c * size..((c + 1) * size).min(n) {
+                    ex.buckets(i, spec, &mut s, |k| acc[k] += 1);
+                }
+                Ok(acc)
+            })
+            .collect();
+        for p in parts {
+            for (t, v) in total.iter_mut().zip(p?) {
+                *t += v;
             }
-            Ok(acc)
-        })
-        .collect();
-    let mut total: Vec<i64> = crate::alloc::zeros(m, "the bucket counts")?;
-    for p in parts {
-        for (t, v) in total.iter_mut().zip(p?) {
-            *t += v;
+        }
+    } else {
+        let parts: Vec<Result<Runs>> = (0..chunks)
+            .into_par_iter()
+            .map(|c| {
+                let mut runs = Runs::default();
+                let mut buf: Vec<u32> = crate::alloc::with_capacity(SPARSE_BUFFER, "the bucket buffer")?;
+                let mut s = Scratch::default();
+                for i in c * size..((c + 1) * size).min(n) {
+                    ex.buckets(i, spec, &mut s, |k| {
+                        // k < num_buckets <= 2^32
+                        buf.push(k as u32);
+                    });
+                    if buf.len() >= SPARSE_BUFFER {
+                        runs.absorb(&mut buf)?;
+                    }
+                }
+                runs.absorb(&mut buf)?;
+                Ok(runs)
+            })
+            .collect();
+        for p in parts {
+            for (k, c) in p?.0 {
+                total[k as usize] += c;
+            }
         }
     }
-    Ok(total)
+    Ok(())
+}
+
+/// Sorted, distinct (bucket, count) pairs.
+#[derive(Default)]
+struct Runs(Vec<(u32, i64)>);
+
+impl Runs {
+    /// Sorts the buffered buckets `buf` into runs, merges them in and clears `buf`.
+    fn absorb(&mut self, buf: &mut Vec<u32>) -> Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        buf.sort_unstable();
+        let mut fresh: Vec<(u32, i64)> = Vec::new();
+        for &k in buf.iter() {
+            match fresh.last_mut() {
+                Some((last, c)) if *last == k => *c += 1,
+                _ => {
+                    fresh.try_reserve(1).map_err(|_| Error::memory("not enough memory for the bucket counts"))?;
+                    fresh.push((k, 1));
+                }
+            }
+        }
+        buf.clear();
+        if self.0.is_empty() {
+            self.0 = fresh;
+            return Ok(());
+        }
+        let old = std::mem::take(&mut self.0);
+        let mut merged: Vec<(u32, i64)> = crate::alloc::with_capacity(old.len() + fresh.len(), "the bucket counts")?;
+        let (mut a, mut b) = (old.into_iter().peekable(), fresh.into_iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&x), Some(&y)) if x.0 == y.0 => {
+                    a.next();
+                    b.next();
+                    (x.0, x.1 + y.1)
+                }
+                (Some(&x), Some(&y)) => {
+                    if x.0 < y.0 {
+                        a.next();
+                        x
+                    } else {
+                        b.next();
+                        y
+                    }
+                }
+                (Some(&x), None) => {
+                    a.next();
+                    x
+                }
+                (None, Some(&y)) => {
+                    b.next();
+                    y
+                }
+                (None, None) => break,
+            };
+            merged.push(next);
+        }
+        self.0 = merged;
+        Ok(())
+    }
 }
 
 /// The log importance weight `Σ_j h_j · log_ratio[j]` of every example,
@@ -364,7 +488,7 @@ mod tests {
     use super::*;
 
     fn spec(hash: HashKind, ngrams: usize) -> Spec {
-        Spec { num_buckets: 10_000, ngrams, hash, lowercase: true }
+        Spec { num_buckets: 10_000, ngrams, hash, lowercase: true, classes: WordClasses::PythonRe }
     }
 
     #[test]
@@ -397,7 +521,7 @@ mod tests {
         let ex = Texts(&texts);
         for hash in [HashKind::Fast, HashKind::Sha256] {
             for n in 1..4 {
-                let sp = Spec { num_buckets: 97, ngrams: n, hash, lowercase: true };
+                let sp = Spec { num_buckets: 97, ngrams: n, hash, lowercase: true, classes: WordClasses::PythonRe };
                 let f = features(&ex, &sp).unwrap();
                 let c = counts(&ex, &sp).unwrap();
                 let mut sum = vec![0i64; 97];
@@ -413,6 +537,46 @@ mod tests {
                         f.indices[r.clone()].iter().zip(&f.data[r]).map(|(k, v)| lr[*k as usize] * *v as f64).sum();
                     assert!((dot - w[i]).abs() < 1e-9, "{dot} vs {}", w[i]);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn sparse_runs_equal_dense_counts() {
+        // Many buckets per chunk force the sparse path; few force the dense one.
+        let texts: Vec<String> =
+            (0..300).map(|i| format!("w{} x{} the cat {} sat{}", i % 17, i % 5, i * 7919 % 1000, i % 3)).collect();
+        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+        let ex = Texts(&refs);
+        for m in [97u64, 1 << 24, 1 << 32] {
+            let sp = Spec {
+                num_buckets: m,
+                ngrams: 3,
+                hash: HashKind::Fast,
+                lowercase: true,
+                classes: WordClasses::NltkRegex,
+            };
+            let f = features(&ex, &sp).unwrap();
+            let mut want = std::collections::BTreeMap::new();
+            for (k, v) in f.indices.iter().zip(&f.data) {
+                *want.entry(*k as usize).or_insert(0i64) += v;
+            }
+            let mut runs = Runs::default();
+            let mut buf = Vec::new();
+            let mut s = Scratch::default();
+            for (i, _) in refs.iter().enumerate() {
+                ex.buckets(i, &sp, &mut s, |k| buf.push(k as u32));
+                if buf.len() > 50 {
+                    runs.absorb(&mut buf).unwrap();
+                }
+            }
+            runs.absorb(&mut buf).unwrap();
+            let got: Vec<(usize, i64)> = runs.0.iter().map(|&(k, c)| (k as usize, c)).collect();
+            assert_eq!(got, want.clone().into_iter().collect::<Vec<_>>());
+            if m <= 1 << 24 {
+                let c = counts(&ex, &sp).unwrap();
+                let nz: Vec<(usize, i64)> = c.iter().enumerate().filter(|x| *x.1 != 0).map(|(k, &v)| (k, v)).collect();
+                assert_eq!(nz, want.into_iter().collect::<Vec<_>>());
             }
         }
     }

@@ -13,22 +13,8 @@
 //! branch on ASCII; the sha256 mode ([`scan`]) also collects the bytes.
 
 use super::hash::{fnv_step, FNV_OFFSET};
-use super::unicode::{self, Lower, ASCII_CLASS, ASCII_LOWER, SPACE};
+use super::unicode::{self, ClassTable, Lower, ASCII_LOWER, HIGH, SPACE};
 use crate::rng::mix64;
-
-/// Byte class of a byte ≥ 0x80 (part of a non-ASCII character).
-const HIGH: u8 = 3;
-
-/// `ASCII_CLASS` extended to all bytes (`HIGH` from 0x80).
-static BYTE_CLASS: [u8; 256] = {
-    let mut c = [HIGH; 256];
-    let mut i = 0;
-    while i < 128 {
-        c[i] = ASCII_CLASS[i];
-        i += 1;
-    }
-    c
-};
 
 /// `ASCII_LOWER` extended to all bytes (identity from 0x80), and the identity.
 static BYTE_LOWER: [u8; 256] = {
@@ -75,8 +61,8 @@ impl<const BYTES: bool> Cur<'_, BYTES> {
 
     /// Appends one (lower-cased) non-ASCII character.
     #[inline]
-    fn push_char(&mut self, l: char, emit: &mut impl FnMut(u64, &[u8])) {
-        let k = unicode::class(l);
+    fn push_char<C: ClassTable>(&mut self, l: char, emit: &mut impl FnMut(u64, &[u8])) {
+        let k = C::class(l);
         if k != self.class {
             self.switch(k, emit);
         }
@@ -95,9 +81,9 @@ impl<const BYTES: bool> Cur<'_, BYTES> {
 /// Calls `emit(t, bytes)` for each token of `text` in order (the tokens of
 /// `text.lower()` if `lowercase`), with `t = hash::fast_token(bytes)`;
 /// `bytes` is the token's UTF-8 if `BYTES`, else empty. `buf` is scratch.
-/// Returns the number of tokens.
+/// `C` are the `\w` / `\s` classes. Returns the number of tokens.
 #[inline(always)]
-pub fn scan<const BYTES: bool>(
+pub fn scan<const BYTES: bool, C: ClassTable>(
     text: &str,
     lowercase: bool,
     buf: &mut Vec<u8>,
@@ -107,23 +93,24 @@ pub fn scan<const BYTES: bool>(
     let n = bytes.len();
     let lower: &[u8; 256] = if lowercase { &BYTE_LOWER } else { &BYTE_SAME };
     buf.clear();
+    let byte_class = C::BYTE;
     let mut cur = Cur::<BYTES> { class: SPACE, h: FNV_OFFSET, count: 0, buf };
     let mut i = 0;
     while i < n {
-        let k = BYTE_CLASS[bytes[i] as usize];
+        let k = byte_class[bytes[i] as usize];
         if k == HIGH {
             // `i` is at a character boundary: every step advances by whole characters.
             let Some(c) = text[i..].chars().next() else { break };
             let len = c.len_utf8();
             if !lowercase {
-                cur.push_char(c, &mut emit);
+                cur.push_char::<C>(c, &mut emit);
             } else if c == '\u{3A3}' {
                 let l = if unicode::final_sigma(text, i, i + len) { '\u{3C2}' } else { '\u{3C3}' };
-                cur.push_char(l, &mut emit);
+                cur.push_char::<C>(l, &mut emit);
             } else {
                 match unicode::lower(c) {
-                    Lower::One(l) => cur.push_char(l, &mut emit),
-                    Lower::Many(s) => s.chars().for_each(|l| cur.push_char(l, &mut emit)),
+                    Lower::One(l) => cur.push_char::<C>(l, &mut emit),
+                    Lower::Many(s) => s.chars().for_each(|l| cur.push_char::<C>(l, &mut emit)),
                 }
             }
             i += len;
@@ -135,7 +122,7 @@ pub fn scan<const BYTES: bool>(
         let start = i;
         if k == SPACE {
             i += 1;
-            while i < n && BYTE_CLASS[bytes[i] as usize] == SPACE {
+            while i < n && byte_class[bytes[i] as usize] == SPACE {
                 i += 1;
             }
             continue;
@@ -144,7 +131,7 @@ pub fn scan<const BYTES: bool>(
         let mut h = cur.h;
         while i < n {
             let b = bytes[i];
-            if BYTE_CLASS[b as usize] != k {
+            if byte_class[b as usize] != k {
                 break;
             }
             h = fnv_step(h, lower[b as usize]);
@@ -167,17 +154,18 @@ pub fn scan<const BYTES: bool>(
 /// The ASCII loop has no data-dependent branch: every byte stores the state
 /// so far at `out[count]` and advances `count` only where a token ends, and
 /// restarts the state where a token starts.
-pub fn token_states(text: &str, lowercase: bool, out: &mut Vec<u64>) -> usize {
+pub fn token_states<C: ClassTable>(text: &str, lowercase: bool, out: &mut Vec<u64>) -> usize {
     let bytes = text.as_bytes();
     let n = bytes.len();
     if out.len() < n + 1 {
         out.resize(n + 1, 0);
     }
     let lower: &[u8; 256] = if lowercase { &BYTE_LOWER } else { &BYTE_SAME };
+    let byte_class = C::BYTE;
     let (mut cur, mut h, mut count) = (SPACE, FNV_OFFSET, 0usize);
     // Appends one (lower-cased) non-ASCII character.
     let push_char = |l: char, cur: &mut u8, h: &mut u64, count: &mut usize, out: &mut Vec<u64>| {
-        let k = unicode::class(l);
+        let k = C::class(l);
         if k != *cur {
             if *cur != SPACE {
                 out[*count] = *h;
@@ -196,7 +184,7 @@ pub fn token_states(text: &str, lowercase: bool, out: &mut Vec<u64>) -> usize {
     let mut i = 0;
     while i < n {
         let b = bytes[i];
-        let k = BYTE_CLASS[b as usize];
+        let k = byte_class[b as usize];
         if k != HIGH {
             let diff = k != cur;
             out[count] = h;
@@ -233,19 +221,29 @@ pub fn token_states(text: &str, lowercase: bool, out: &mut Vec<u64>) -> usize {
 /// Calls `emit` with the bytes of each token of `text`, in order (the
 /// tokens of `text.lower()` if `lowercase`); `buf` is scratch. Returns the
 /// number of tokens.
-pub fn for_each_token(text: &str, lowercase: bool, buf: &mut Vec<u8>, mut emit: impl FnMut(&[u8])) -> usize {
-    scan::<true>(text, lowercase, buf, |_, tok| emit(tok))
+pub fn for_each_token<C: ClassTable>(
+    text: &str,
+    lowercase: bool,
+    buf: &mut Vec<u8>,
+    mut emit: impl FnMut(&[u8]),
+) -> usize {
+    scan::<true, C>(text, lowercase, buf, |_, tok| emit(tok))
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::hash::fast_token;
+    use super::super::unicode::{NltkRegex, PythonRe};
     use super::*;
 
     fn tokens(s: &str) -> Vec<String> {
+        tokens_in::<PythonRe>(s)
+    }
+
+    fn tokens_in<C: ClassTable>(s: &str) -> Vec<String> {
         let mut out = Vec::new();
         let mut buf = Vec::new();
-        let n = for_each_token(s, true, &mut buf, |t| out.push(String::from_utf8(t.to_vec()).unwrap()));
+        let n = for_each_token::<C>(s, true, &mut buf, |t| out.push(String::from_utf8(t.to_vec()).unwrap()));
         assert_eq!(n, out.len());
         out
     }
@@ -263,6 +261,14 @@ mod tests {
     }
 
     #[test]
+    fn nltk_regex_classes() {
+        assert_eq!(tokens("cafe\u{301} x²"), ["cafe", "\u{301}", "x²"]);
+        assert_eq!(tokens_in::<NltkRegex>("cafe\u{301} x²"), ["cafe\u{301}", "x", "²"]);
+        assert_eq!(tokens_in::<NltkRegex>("a\u{1c}b"), ["a", "\u{1c}", "b"]);
+        assert_eq!(tokens("a\u{1c}b"), ["a", "b"]);
+    }
+
+    #[test]
     fn on_the_fly_hashes_equal_hashes_of_the_bytes() {
         let texts = [
             "Alice went, to the  market!!",
@@ -274,23 +280,29 @@ mod tests {
             "..é,,\té!Σ",
             "x",
             "\u{0085}y\u{00A0}Z",
+            "cafe\u{301} x² \u{1c}\u{1f}Ⅻ\u{200d}",
         ];
         for s in texts {
             for low in [true, false] {
-                let (mut a, mut b) = (Vec::new(), Vec::new());
-                let mut buf = Vec::new();
-                let na = scan::<true>(s, low, &mut buf, |t, tok| a.push((t, fast_token(tok))));
-                let nb = scan::<false>(s, low, &mut buf, |t, tok| {
-                    assert!(tok.is_empty());
-                    b.push(t)
-                });
-                assert_eq!(na, nb);
-                assert!(a.iter().all(|(x, y)| x == y));
-                assert_eq!(a.iter().map(|x| x.0).collect::<Vec<_>>(), b);
-                let mut states = Vec::new();
-                let nc = token_states(s, low, &mut states);
-                assert_eq!(states[..nc].iter().map(|&h| mix64(h)).collect::<Vec<_>>(), b);
+                check::<PythonRe>(s, low);
+                check::<NltkRegex>(s, low);
             }
         }
+    }
+
+    fn check<C: ClassTable>(s: &str, low: bool) {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut buf = Vec::new();
+        let na = scan::<true, C>(s, low, &mut buf, |t, tok| a.push((t, fast_token(tok))));
+        let nb = scan::<false, C>(s, low, &mut buf, |t, tok| {
+            assert!(tok.is_empty());
+            b.push(t)
+        });
+        assert_eq!(na, nb);
+        assert!(a.iter().all(|(x, y)| x == y));
+        assert_eq!(a.iter().map(|x| x.0).collect::<Vec<_>>(), b);
+        let mut states = Vec::new();
+        let nc = token_states::<C>(s, low, &mut states);
+        assert_eq!(states[..nc].iter().map(|&h| mix64(h)).collect::<Vec<_>>(), b);
     }
 }

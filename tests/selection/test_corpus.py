@@ -424,6 +424,7 @@ def test_argument_checks(files: dict[str, Path], tmp_path: Path) -> None:
         ({"progress": 1}, "progress must be a bool"),
         ({"out": 5}, "out must be a path"),
         ({"engine": None}, "engine must be a str"),
+        ({"word_classes": 1}, "word_classes must be a str"),
     ]
     for over, msg in bad_type:
         kw = {"raw": r, "target": t, "num": 3, "progress": False, **over}
@@ -454,6 +455,9 @@ def test_argument_checks(files: dict[str, Path], tmp_path: Path) -> None:
         ({"engine": "ray", "state_dir": tmp_path}, "state_dir applies to engine='local'"),
         ({"text_field": "body"}, "no field 'body'"),
         ({"state_dir": tmp_path / "exists.jsonl"}, "is a file, not a directory"),
+        ({"word_classes": "re"}, "word_classes must be 'nltk-regex' or 'python-re'"),
+        ({"num_buckets": 2**32 + 1}, "num_buckets must be <= 4294967296"),
+        ({"ngrams": 33}, "ngrams must be <= 32"),
     ]
     for over, msg in bad_value:
         kw = {"raw": r, "target": t, "num": 3, "progress": False, **over}
@@ -469,6 +473,105 @@ def test_argument_checks(files: dict[str, Path], tmp_path: Path) -> None:
         dsir_select_corpus(nulls, t, 3, progress=False)
     with pytest.raises(ValueError, match="no column 'body'"):
         dsir_select_corpus(files["parquet"], t, 3, text_field="body", progress=False)
+
+
+def test_check_params_takes_the_limits_of_dsir(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataprobes.selection import dsir
+
+    kw: dict[str, Any] = {"text_field": "text", "top_k": False, "seed": 0, "hash": "fast", "min_example_length": 0}
+    kw |= {"word_classes": "nltk-regex", "num_buckets": 10, "ngrams": 2}
+    assert corpus_mod.check_params(3, **kw).ngrams == 2
+    monkeypatch.setattr(dsir, "MAX_NGRAMS", 1)
+    monkeypatch.setattr(dsir, "MAX_BUCKETS", 9)
+    with pytest.raises(ValueError, match="ngrams must be <= 1"):
+        corpus_mod.check_params(3, **(kw | {"num_buckets": 5}))
+    with pytest.raises(ValueError, match="num_buckets must be <= 9"):
+        corpus_mod.check_params(3, **(kw | {"ngrams": 1}))
+
+
+# ------------------------------------------------------------------ review, issue 12
+
+
+def test_fit_pass_counts_without_a_feature_matrix(
+    data: dict[str, Any], files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataprobes.selection import dsir
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the corpus fit pass must use the counts-only pass")
+
+    monkeypatch.setattr(dsir, "hashed_ngram_features", refuse)
+    res = dsir_select_corpus(files["raw"], files["target"], 25, seed=3, chunk_rows=9, progress=False, **FEAT)
+    np.testing.assert_array_equal(res.indices, reference(data["raw"], data["target"], 25, top_k=False, seed=3, **FEAT))
+
+
+def test_state_holds_sparse_counts_and_resumes(
+    data: dict[str, Any], files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feat = {**FEAT, "num_buckets": 2**20}  # dense counts would be 2 x 8 MiB per save
+    whole = dsir_select_corpus(files["raw"], files["target"], 20, progress=False, **feat)
+    sizes: list[int] = []
+
+    def hook(phase: str, rows: int) -> None:
+        sizes.append((tmp_path / "s" / "dsir_state.npz").stat().st_size)
+        if phase == "weigh" and rows >= 50:
+            raise Interrupt
+
+    monkeypatch.setattr(corpus_mod, "_after_checkpoint", hook)
+    with pytest.raises(Interrupt):
+        dsir_select_corpus(
+            files["raw"], files["target"], 20, chunk_rows=25, state_dir=tmp_path / "s", progress=False, **feat
+        )
+    assert max(sizes) < 2**17, sizes
+    with np.load(tmp_path / "s" / "dsir_state.npz") as z:
+        assert "target_counts" not in z and z["raw_buckets"].size == z["raw_values"].size > 0
+    monkeypatch.undo()
+    again = dsir_select_corpus(
+        files["raw"], files["target"], 20, chunk_rows=7, state_dir=tmp_path / "s", progress=False, **feat
+    )
+    np.testing.assert_array_equal(again.indices, whole.indices)
+    np.testing.assert_array_equal(again.log_weights, whole.log_weights)
+
+
+def test_word_classes_are_recorded_and_part_of_the_resume_key(files: dict[str, Path], tmp_path: Path) -> None:
+    kw: dict[str, Any] = {"progress": False, **FEAT}
+    state = tmp_path / "state"
+    out = tmp_path / "o.jsonl"
+    res = dsir_select_corpus(files["raw"], files["target"], 20, out, word_classes="python-re", state_dir=state, **kw)
+    info = res.manifest["hash_info"]
+    assert res.manifest["params"]["word_classes"] == info["word_classes"] == "python-re"
+    assert json.loads(res.manifest_path.read_text())["hash_info"]["word_classes_unicode_version"]  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="word_classes: saved 'python-re', now 'nltk-regex'"):
+        dsir_select_corpus(files["raw"], files["target"], 20, state_dir=state, **kw)
+
+
+def test_cli_resumes_a_run_that_died_after_writing_out(
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["select", "dsir", "--target", str(files["target"]), "--raw", str(files["raw"]), "--num", "25"]
+    args += ["--num-buckets", "512", "--min-example-length", "5", "--seed", "9", "--no-progress"]
+    assert main(args + ["--out", str(tmp_path / "whole.jsonl")]) == 0
+    out = tmp_path / "died.jsonl"
+
+    def die(path: Path, *a: Any, **k: Any) -> None:  # the rows are renamed over --out; then the run dies
+        assert out.exists()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(corpus_mod, "write_json_atomic", die)
+    assert main(args + ["--out", str(out)]) == 130
+    monkeypatch.undo()
+    assert out.exists() and not corpus_mod.manifest_path(out).exists()
+    assert corpus_mod.saved_phase(tmp_path / ".died.jsonl.dsir-state") == "write"
+    before = out.read_bytes()
+    capsys.readouterr()
+    # other arguments are refused (by the saved state) before the output is touched
+    assert main([("8" if a == "9" else a) for a in args] + ["--out", str(out)]) == 2
+    assert "different arguments" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(args + ["--out", str(out)]) == 0, capsys.readouterr().err  # "run the same command again"
+    assert "resuming" in capsys.readouterr().err
+    assert out.read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+    assert corpus_mod.manifest_path(out).exists()
+    assert main(args + ["--out", str(out)]) == 2  # finished, state removed: an existing --out is refused again
 
 
 # ------------------------------------------------------------------ Ray Data
@@ -519,7 +622,7 @@ def test_ray_equals_single_process(
     local = dsir_select_corpus(files["raw"], files["target"], 25, **kw)
     # small units: many map_batches tasks, rows split across byte ranges, blank lines; a gzip file as one unit
     for raw in (files["raw"], files["gz"]):
-        res = dsir_select_ray(raw, files["target"], 25, unit_bytes=700, batch_size=7, **kw)
+        res = dsir_select_ray(raw, files["target"], 25, unit_bytes=700, chunk_rows=7, **kw)
         np.testing.assert_array_equal(res.indices, local.indices)
         np.testing.assert_allclose(res.log_weights, local.log_weights, rtol=1e-12, atol=1e-12)
         assert (res.num_rows, res.num_eligible) == (local.num_rows, local.num_eligible)

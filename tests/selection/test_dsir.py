@@ -1,14 +1,17 @@
 """DSIR (dataprobes.selection.dsir) against independent references: a pure
-Python featuriser (``re`` + ``hashlib`` and the documented fast hash), the
-reference package ``data-selection`` in sha256 mode, numpy dot products, and
-the law of Gumbel-top-k sampling without replacement."""
+Python featuriser (``re`` or the ``regex`` engine + ``hashlib`` and the
+documented fast hash), the reference package ``data-selection`` as installed
+in sha256 mode, numpy dot products, and the law of Gumbel-top-k sampling
+without replacement."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 from collections import Counter
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import regex
 import scipy.stats
 from hypothesis import given
 from hypothesis import strategies as st
@@ -30,11 +34,15 @@ from dataprobes.selection.dsir import (
     hash_info,
     hashed_ngram_features,
     log_importance_weights,
+    ngram_bucket_counts,
     ngram_log_ratio,
 )
 
 M64 = 2**64 - 1
 WPT = re.compile(r"\w+|[^\w\s]+")
+# nltk >= 3.10: WordPunctTokenizer's pattern on the `regex` engine, with its flags
+WPT_REGEX = regex.compile(r"\w+|[^\w\s]+", re.UNICODE | re.MULTILINE | re.DOTALL)
+FINDALL = {"python-re": WPT.findall, "nltk-regex": WPT_REGEX.findall}
 
 # ------------------------------------------------------------------ pure-Python reference
 
@@ -66,9 +74,9 @@ def _bucket(gram: tuple, b: int, hash: str, ids: bool = False) -> int:
     return (g * b) >> 64
 
 
-def ref_counts(example, b: int, n: int, hash: str, lowercase: bool = True) -> Counter:
+def ref_counts(example, b: int, n: int, hash: str, lowercase: bool = True, word_classes: str = "nltk-regex") -> Counter:
     if isinstance(example, str):
-        toks: list = WPT.findall(example.lower() if lowercase else example)
+        toks: list = FINDALL[word_classes](example.lower() if lowercase else example)
         return Counter(_bucket(g, b, hash) for g in _ngrams(toks, n))
     return Counter(_bucket(g, b, hash, ids=True) for g in _ngrams([int(x) for x in example], n))
 
@@ -80,7 +88,7 @@ def row_counter(f, i: int) -> Counter:
 
 # ------------------------------------------------------------------ text strategies
 
-SPECIAL = "İΣσςΑΒΓ_٣५\u0345\u0307\u3000\u00a0é\u0301ǅẞ日本語한국어عربىΟΔΟΣ!?.,;'\"-$()[]🙂\t\n "
+SPECIAL = "İΣσςΑΒΓ_٣५\u0345\u0307\u3000\u00a0é\u0301ǅẞ日本語한국어عربىΟΔΟΣ!?.,;'\"-$()[]🙂\t\n ²Ⅻⅱ\u200d\x1c\x1f\x85"
 texts = st.text(
     alphabet=st.one_of(
         st.characters(exclude_categories=("Cs",)),
@@ -94,13 +102,16 @@ texts = st.text(
 # ------------------------------------------------------------------ features
 
 
-@given(st.lists(texts, max_size=6), st.integers(1, 3), st.sampled_from(["fast", "sha256"]), st.booleans())
-def test_features_match_pure_python(items: list[str], n: int, hash: str, lowercase: bool) -> None:
+WORD_CLASSES = st.sampled_from(["nltk-regex", "python-re"])
+
+
+@given(st.lists(texts, max_size=6), st.integers(1, 3), st.sampled_from(["fast", "sha256"]), st.booleans(), WORD_CLASSES)
+def test_features_match_pure_python(items: list[str], n: int, hash: str, lowercase: bool, wc: str) -> None:
     b = 2**32  # near-injective: every token string shows
-    f = hashed_ngram_features(items, b, n, hash, lowercase=lowercase)
+    f = hashed_ngram_features(items, b, n, hash, lowercase=lowercase, word_classes=wc)
     assert f.shape == (len(items), b) and f.dtype == np.int64
     for i, t in enumerate(items):
-        assert row_counter(f, i) == ref_counts(t, b, n, hash, lowercase), t
+        assert row_counter(f, i) == ref_counts(t, b, n, hash, lowercase, wc), t
 
 
 @pytest.mark.parametrize(
@@ -112,12 +123,23 @@ def test_features_match_pure_python(items: list[str], n: int, hash: str, lowerca
         "x_y 42 ٣٤ ५ deux-mots l'été",
         "日本語のテキスト、句読点。한국어 عربى",
         "tab\there\u3000ideographic\u00a0nbsp",
+        "cafe\u0301 x² Ⅻ a\u200db",  # \w differs: a mark, a superscript, Nl, ZWJ (review, issue 12)
+        "a\x1cb\x1d c\x1e\x1fd\x85e",  # \s differs: U+001C..U+001F are space for re only
     ],
 )
 @pytest.mark.parametrize("hash", ["fast", "sha256"])
-def test_unicode_regressions(text: str, hash: str) -> None:
-    f = hashed_ngram_features([text], 2**32, 3, hash)
-    assert row_counter(f, 0) == ref_counts(text, 2**32, 3, hash)
+@pytest.mark.parametrize("wc", ["nltk-regex", "python-re"])
+def test_unicode_regressions(text: str, hash: str, wc: str) -> None:
+    f = hashed_ngram_features([text], 2**32, 3, hash, word_classes=wc)
+    assert row_counter(f, 0) == ref_counts(text, 2**32, 3, hash, word_classes=wc)
+
+
+def test_word_classes_split_the_reviewed_example() -> None:
+    tok = {wc: hashed_ngram_features(["cafe\u0301 x²"], 2**32, 1, "sha256", word_classes=wc) for wc in FINDALL}
+    want_regex = Counter(_bucket((t,), 2**32, "sha256") for t in ["cafe\u0301", "x", "²"])
+    want_re = Counter(_bucket((t,), 2**32, "sha256") for t in ["cafe", "\u0301", "x²"])
+    assert row_counter(tok["nltk-regex"], 0) == want_regex
+    assert row_counter(tok["python-re"], 0) == want_re
 
 
 def test_reference_buckets() -> None:
@@ -166,22 +188,29 @@ def _corpus(rng: np.random.Generator, n: int, vocab: list[str], lo: int = 60, hi
 VOCAB = "The cat sat on mat . , ! dog Ran fast ÉTÉ naïve ΟΔΟΣ 日本 don't x_y 42 3.14 (a) -- ...".split()
 
 
+def _installed_word_classes() -> str:
+    """The classes of the installed nltk: the `regex` engine from 3.10 on."""
+    major, minor = (int(x) for x in importlib.metadata.version("nltk").split(".")[:2])
+    return "nltk-regex" if (major, minor) >= (3, 10) else "python-re"
+
+
 # nltk >= 3.10 runs WordPunctTokenizer's pattern on the third-party `regex`
-# engine, whose \w also takes combining marks, superscripts and more, and whose
-# \s leaves out U+001C..U+001F; DSIR's published runs (and this module) use
-# Python's `re`. The package is compared on the whole of Unicode with a `re`
-# tokeniser, and as installed on text where both engines agree.
-AGREEING = st.text(alphabet=st.sampled_from("abcXYZ019_ .,!?'\"-$()\tΣσΑΒΓΟΔéÉß日本語한국어عربى🙂٣"), max_size=60)
-
-
-@given(st.lists(texts, min_size=1, max_size=4), st.lists(AGREEING, min_size=1, max_size=3), st.integers(1, 3))
-def test_sha256_features_equal_data_selection(items: list[str], agreeing: list[str], n: int) -> None:
+# engine, whose \w also takes combining marks (not superscripts), and whose
+# \s leaves out U+001C..U+001F; DSIR's published runs used Python's `re`. The
+# package as installed (its default tokenizer) is compared with the matching
+# word_classes, and with a `re` tokeniser against word_classes="python-re", on
+# the whole of Unicode.
+@given(st.lists(texts, min_size=1, max_size=5), st.integers(1, 3))
+def test_sha256_features_equal_data_selection(items: list[str], n: int) -> None:
     hd = pytest.importorskip("data_selection.hashed_ngram_dsir")
-    f = hashed_ngram_features(items + agreeing, 10_000, n, "sha256")
-    for i, t in enumerate(items + agreeing):
-        tokenizer = WPT.findall if i < len(items) else hd.wpt.tokenize
-        want = hd.get_ngram_counts(t, n=n, num_buckets=10_000, tokenizer=tokenizer)
+    installed = _installed_word_classes()
+    f = hashed_ngram_features(items, 10_000, n, "sha256", word_classes=installed)
+    g = hashed_ngram_features(items, 10_000, n, "sha256", word_classes="python-re")
+    for i, t in enumerate(items):
+        want = hd.get_ngram_counts(t, n=n, num_buckets=10_000)  # the package's own tokenizer
         np.testing.assert_array_equal(f[[i], :].toarray()[0], want)
+        want_re = hd.get_ngram_counts(t, n=n, num_buckets=10_000, tokenizer=WPT.findall)
+        np.testing.assert_array_equal(g[[i], :].toarray()[0], want_re)
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -351,9 +380,71 @@ def test_select_prefers_target_like_examples(rng: np.random.Generator) -> None:
 
 
 def test_hash_info() -> None:
+    import unicodedata
+
     info = hash_info()
     assert info["hash"] == "fast" and info["seed"] == 0 and info["version"] >= 1
     assert hash_info("sha256")["hash"] == "sha256"
+    assert info["word_classes"] == "nltk-regex" and "regex" in info["tokenizer"]
+    # each table's Unicode version: str.lower() is Python's, \w / \s the regex engine's
+    assert info["unicode_version"] == unicodedata.unidata_version
+    m = re.search(r"unicode\.org/Public/(\d+\.\d+\.\d+)/", regex.__doc__ or "")
+    assert m is not None and info["word_classes_unicode_version"] == m.group(1)
+    assert info["word_classes_source"] == f"regex {regex.__version__}"
+    old = hash_info("fast", "python-re")
+    assert old["word_classes_unicode_version"] == unicodedata.unidata_version and "re.findall" in old["tokenizer"]
+
+
+# ------------------------------------------------------------------ summed counts
+
+
+@given(st.lists(texts, max_size=8), st.integers(1, 3), st.sampled_from(["fast", "sha256"]), WORD_CLASSES)
+def test_bucket_counts_are_feature_column_sums(items: list[str], n: int, hash: str, wc: str) -> None:
+    f = hashed_ngram_features(items, 97, n, hash, word_classes=wc)
+    want = np.asarray(f.sum(axis=0)).ravel().astype(np.int64)
+    got = ngram_bucket_counts(items, 97, n, hash, word_classes=wc)
+    assert got.dtype == np.int64 and got.shape == (97,)
+    np.testing.assert_array_equal(got, want)
+    acc = np.arange(97, dtype=np.int64)
+    assert ngram_bucket_counts(items, 97, n, hash, word_classes=wc, add_to=acc) is acc
+    np.testing.assert_array_equal(acc, want + np.arange(97))
+
+
+def test_bucket_counts_with_many_buckets_are_sparse_and_exact(rng: np.random.Generator) -> None:
+    # 2^24 buckets: past the dense per-thread budget, counted in sorted runs
+    raw = _corpus(rng, 60, VOCAB, 1, 200) + ["", "x"]
+    f = hashed_ngram_features(raw, 2**24, 3)
+    want = np.asarray(f.sum(axis=0)).ravel()
+    got = ngram_bucket_counts(raw, 2**24, 3)
+    nz = np.flatnonzero(got)
+    np.testing.assert_array_equal(nz, np.flatnonzero(want))
+    np.testing.assert_array_equal(got[nz], want[nz])
+    ids = rng.integers(0, 10**6, size=(20, 300))
+    gi = ngram_bucket_counts(ids, 2**24, 2)
+    fi = np.asarray(hashed_ngram_features(ids, 2**24, 2).sum(axis=0)).ravel()
+    np.testing.assert_array_equal(np.flatnonzero(gi), np.flatnonzero(fi))
+    assert gi.sum() == fi.sum() == 20 * (300 + 299)
+
+
+_MEMORY_SCRIPT = """
+import resource, sys
+import numpy as np
+from dataprobes.selection.dsir import ngram_bucket_counts
+texts = [" ".join(f"w{(i * 31 + j) % 5000}" for j in range(200)) for i in range(400)]
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+c = ngram_bucket_counts(texts, 2**25, 2)
+assert c.sum() == 400 * (200 + 199)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
+"""
+
+
+def test_bucket_counts_memory_does_not_scale_with_threads_times_buckets() -> None:
+    # review, issue 12: 2^25 buckets took 2.6 GB with 2 threads (8 dense per-chunk accumulators)
+    env = dict(os.environ, RAYON_NUM_THREADS="2")
+    res = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT], env=env, capture_output=True, text=True, check=True)
+    grown_mb = int(res.stdout.strip())
+    assert grown_mb < 2**25 * 8 / 2**20 / 2, grown_mb  # well under one dense 256 MiB vector
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 1 << 20  # KiB: the child stayed under 1 GiB
 
 
 # ------------------------------------------------------------------ bad inputs
@@ -375,6 +466,23 @@ def test_hash_info() -> None:
         (lambda: hashed_ngram_features(["a"], hash=1), TypeError, "hash"),
         (lambda: hashed_ngram_features(["a"], lowercase=1), TypeError, "lowercase"),
         (lambda: hashed_ngram_features(42), TypeError, "items"),
+        (lambda: hashed_ngram_features({"a b", "c d"}), TypeError, "items must be a sequence .* not a set"),
+        (lambda: hashed_ngram_features({"a b": 1}), TypeError, "items must be a sequence .* not a dict"),
+        (lambda: hashed_ngram_features({"a b": 1}.keys()), TypeError, "not a dict_keys"),
+        (lambda: dsir_weights(frozenset(["a b"]), ["a"]), TypeError, "raw must be a sequence"),
+        (lambda: dsir_weights(["a b"], {"a": 0}), TypeError, "target must be a sequence"),
+        (lambda: hashed_ngram_features(["ok", "a\ud800b"]), ValueError, r"items\[1\] is not valid Unicode"),
+        (lambda: ngram_bucket_counts(["a\udfffb"]), ValueError, r"items\[0\] is not valid Unicode"),
+        (lambda: dsir_weights(["a", "b\ud800"], ["a"]), ValueError, r"raw\[1\] is not valid Unicode"),
+        (lambda: dsir_weights(["a"], ["\ud800"]), ValueError, r"target\[0\] is not valid Unicode"),
+        (lambda: log_importance_weights(["\ud800"], [0.0]), ValueError, r"items\[0\] is not valid Unicode"),
+        (lambda: hashed_ngram_features(["a"], word_classes="re"), ValueError, "word_classes"),
+        (lambda: hashed_ngram_features(["a"], word_classes=None), TypeError, "word_classes"),
+        (lambda: hash_info("fast", "regex"), ValueError, "word_classes"),
+        (lambda: ngram_bucket_counts(["a"], 4, add_to=np.zeros(5, dtype=np.int64)), ValueError, "add_to"),
+        (lambda: ngram_bucket_counts(["a"], 4, add_to=np.zeros(4)), TypeError, "add_to"),
+        (lambda: ngram_bucket_counts(["a"], 4, add_to=[0, 0, 0, 0]), TypeError, "add_to"),
+        (lambda: ngram_bucket_counts(["a"], 4, add_to=np.zeros(8, dtype=np.int64)[::2]), ValueError, "add_to"),
         (lambda: fit_ngram_model([], 10), ValueError, "at least one"),
         (lambda: fit_ngram_model(["a"], 10, smoothing=-1), ValueError, "smoothing"),
         (lambda: dsir_weights(["a b"], []), ValueError, "target must hold"),
@@ -399,6 +507,18 @@ def test_hash_info() -> None:
 def test_bad_inputs(call, exc: type[Exception], match: str) -> None:
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_iterators_are_consumed_once_in_order() -> None:
+    docs = ["a b c", "b c d", "x y"]
+    want = hashed_ngram_features(docs, 64)
+    assert (hashed_ngram_features(iter(docs), 64) != want).nnz == 0
+    assert (hashed_ngram_features((d for d in docs), 64) != want).nnz == 0
+    np.testing.assert_array_equal(ngram_bucket_counts(iter(docs), 64), np.asarray(want.sum(0)).ravel())
+    np.testing.assert_array_equal(
+        dsir_weights(iter(docs), iter(docs[:1]), min_example_length=0),
+        dsir_weights(docs, docs[:1], min_example_length=0),
+    )
 
 
 def test_empty_items_give_empty_outputs() -> None:

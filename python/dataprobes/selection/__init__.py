@@ -45,6 +45,7 @@ _WHERE = {
     "dsir_weights": "dsir",
     "dsir_select": "dsir",
     "fit_ngram_model": "dsir",
+    "ngram_bucket_counts": "dsir",
     "log_importance_weights": "dsir",
     "ngram_log_ratio": "dsir",
     "gumbel_top_k": "dsir",

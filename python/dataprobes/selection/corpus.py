@@ -25,8 +25,9 @@ the bucket counts and the running top-``num`` is held in memory.
   ``<out>.manifest.json`` (selected indices, parameters, hash and seed, input
   fingerprints).
 
-With ``state_dir``, the running state (counts, the top-``num`` arrays, the pass
-and the row offset) is written atomically after every chunk; re-running with
+With ``state_dir``, the running state (the nonzero bucket counts, the
+top-``num`` arrays, the pass and the row offset) is written atomically after
+every chunk; re-running with
 the same arguments resumes where the last run stopped and gives the identical
 selection (any ``chunk_rows``), and different arguments are refused. The layout
 and the Ray Data engine (:mod:`dataprobes.selection.ray_data`) are described in
@@ -52,14 +53,12 @@ from .._validation import check_int, check_seed
 
 __all__ = ["CorpusSelection", "dsir_select_corpus"]
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: counts stored sparse (nonzero buckets and their counts)
 _STATE_FILE = "dsir_state.npz"
 _PHASES = ("fit_target", "fit_raw", "weigh", "write", "done")
 _JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
 _PARQUET_SUFFIXES = (".parquet",)
-_HASHES = ("fast", "sha256")
 _WRITE_BATCH = 8192
-_FEATURE_ROWS = 2048  # rows per sparse feature matrix when counting n-grams
 
 # Called as ``_after_checkpoint(phase, rows_done)`` after each state write
 # (tests interrupt a run there).
@@ -499,8 +498,9 @@ class _State:
             "scalars": np.array(
                 [self.offset, self.target_rows, self.raw_rows, self.num_eligible, _STATE_VERSION], dtype=np.int64
             ),
-            "target_counts": self.target_counts,
-            "raw_counts": self.raw_counts,
+            # sparse: a save costs the n-grams seen, not num_buckets
+            **dict(zip(("target_buckets", "target_values"), sparse_counts(self.target_counts), strict=True)),
+            **dict(zip(("raw_buckets", "raw_values"), sparse_counts(self.raw_counts), strict=True)),
             "top_keys": self.top_keys,
             "top_index": self.top_index,
             "top_log_weights": self.top_log_weights,
@@ -514,7 +514,18 @@ class _State:
                 saved_key = json.loads(str(z["key"]))
                 phase = str(z["phase"])
                 scalars = z["scalars"].tolist()
-                arrays = {k: z[k] for k in ("target_counts", "raw_counts", "top_keys", "top_index", "top_log_weights")}
+                arrays = {
+                    k: z[k]
+                    for k in (
+                        "target_buckets",
+                        "target_values",
+                        "raw_buckets",
+                        "raw_values",
+                        "top_keys",
+                        "top_index",
+                        "top_log_weights",
+                    )
+                }
         except (OSError, ValueError, KeyError) as exc:
             raise ValueError(
                 f"state_dir: cannot read {path} ({exc}); pass restart=True (--restart) to start over"
@@ -534,9 +545,29 @@ class _State:
         state = cls(key, num_buckets)
         state.phase = phase
         state.offset, state.target_rows, state.raw_rows, state.num_eligible = (int(v) for v in scalars[:4])
+        try:
+            for name in ("target", "raw"):
+                b, v = arrays.pop(f"{name}_buckets"), arrays.pop(f"{name}_values")
+                setattr(state, f"{name}_counts", dense_counts(b, v, num_buckets))
+        except (IndexError, ValueError) as exc:
+            raise ValueError(f"state_dir: {path} is damaged ({exc}); pass restart=True to start over") from None
         for k, v in arrays.items():
             setattr(state, k, v)
         return state
+
+
+def saved_phase(state_dir: Path) -> str | None:
+    """The pass a saved state in ``state_dir`` stopped in (``"fit_target"``
+    … ``"write"``, ``"done"``), or ``None`` without a readable state. A state
+    in ``"write"`` or ``"done"`` may have already renamed the rows over
+    ``out``: resuming it rewrites the same bytes."""
+    path = Path(state_dir) / _STATE_FILE
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            phase = str(z["phase"])
+    except (OSError, ValueError, KeyError):
+        return None
+    return phase if phase in _PHASES else None
 
 
 def merge_top(
@@ -568,6 +599,7 @@ def chunk_candidates(
     ngrams: int,
     hash: str,
     min_example_length: int,
+    word_classes: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The top-``num`` candidates ``(keys, indices, log_weights)`` of one chunk
     of raw rows starting at global row ``first_row``, and how many of its rows
@@ -577,7 +609,9 @@ def chunk_candidates(
     from .dsir import gumbel_noise, log_importance_weights
 
     lw = np.asarray(
-        log_importance_weights(items, log_ratio, ngrams, hash, min_example_length=min_example_length),
+        log_importance_weights(
+            items, log_ratio, ngrams, hash, min_example_length=min_example_length, word_classes=word_classes
+        ),
         dtype=np.float64,
     )
     index = np.arange(first_row, first_row + len(items), dtype=np.int64)
@@ -588,15 +622,28 @@ def chunk_candidates(
     return (*merge_top(empty_f, empty_i, empty_f, keys, index, lw, num), int(index.size))
 
 
-def ngram_counts(items: list[Any], num_buckets: int, ngrams: int, hash: str) -> np.ndarray:
-    """Summed hashed n-gram counts of ``items`` (int64 [num_buckets])."""
-    from .dsir import hashed_ngram_features
+def ngram_counts(items: list[Any], params: Params, add_to: np.ndarray) -> np.ndarray:
+    """Adds the summed hashed n-gram counts of ``items`` to ``add_to`` (int64
+    [num_buckets]) in place, by the counts-only pass
+    (:func:`dataprobes.selection.ngram_bucket_counts`), and returns it."""
+    from .dsir import ngram_bucket_counts
 
-    total = np.zeros(num_buckets, dtype=np.int64)
-    for lo in range(0, len(items), _FEATURE_ROWS):  # bounds the sparse matrix, not the chunk
-        feats = hashed_ngram_features(items[lo : lo + _FEATURE_ROWS], num_buckets, ngrams, hash)
-        total += np.asarray(feats.sum(axis=0), dtype=np.int64).reshape(-1)
-    return total
+    return ngram_bucket_counts(
+        items, params.num_buckets, params.ngrams, params.hash, word_classes=params.word_classes, add_to=add_to
+    )
+
+
+def sparse_counts(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The nonzero buckets of ``counts`` and their counts (int64 each)."""
+    nz = np.flatnonzero(counts).astype(np.int64)
+    return nz, counts[nz]
+
+
+def dense_counts(buckets: np.ndarray, values: np.ndarray, num_buckets: int) -> np.ndarray:
+    """The inverse of :func:`sparse_counts`."""
+    out = np.zeros(num_buckets, dtype=np.int64)
+    out[buckets] = values
+    return out
 
 
 def log_ratio_from_counts(target_counts: np.ndarray, raw_counts: np.ndarray) -> np.ndarray:
@@ -628,6 +675,7 @@ class Params:
     hash: str
     min_example_length: int
     text_field: str
+    word_classes: str
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -643,27 +691,28 @@ def check_params(
     ngrams: Any,
     hash: Any,
     min_example_length: Any,
+    word_classes: Any,
 ) -> Params:
-    """Checks the selection arguments (TypeError / ValueError naming them)."""
+    """Checks the selection arguments (TypeError / ValueError naming them),
+    with the limits of :mod:`dataprobes.selection.dsir`."""
+    from . import dsir
+
     if not isinstance(text_field, str):
         raise TypeError(f"text_field must be a str, got {type(text_field).__name__}")
     if not text_field:
         raise ValueError("text_field must not be empty")
     if not isinstance(top_k, (bool, np.bool_)):
         raise TypeError(f"top_k must be a bool, got {type(top_k).__name__}")
-    if not isinstance(hash, str):
-        raise TypeError(f"hash must be a str, got {type(hash).__name__}")
-    if hash not in _HASHES:
-        raise ValueError(f"hash must be 'fast' or 'sha256', got {hash!r}")
     return Params(
         num=check_int("num", num, 0),
         top_k=bool(top_k),
         seed=check_seed("seed", seed),
-        num_buckets=check_int("num_buckets", num_buckets, 1, 2**32),
-        ngrams=check_int("ngrams", ngrams, 1, 32),
-        hash=hash,
+        num_buckets=check_int("num_buckets", num_buckets, 1, dsir.MAX_BUCKETS),
+        ngrams=check_int("ngrams", ngrams, 1, dsir.MAX_NGRAMS),
+        hash=dsir._check_hash(hash),
         min_example_length=check_int("min_example_length", min_example_length, 0),
         text_field=text_field,
+        word_classes=dsir._check_word_classes(word_classes),
     )
 
 
@@ -706,7 +755,7 @@ def make_manifest(
         "engine": engine,
         "params": params.as_dict(),
         "hash": params.hash,
-        "hash_info": hash_info(params.hash),
+        "hash_info": hash_info(params.hash, params.word_classes),
         "seed": params.seed,
         "inputs": {"raw": raw_fp, "target": target_fp},
         "num_rows": num_rows,
@@ -760,6 +809,7 @@ def dsir_select_corpus(
     ngrams: int = 2,
     hash: str = "fast",
     min_example_length: int = 100,
+    word_classes: str = "nltk-regex",
     chunk_rows: int = 16384,
     state_dir: str | os.PathLike[str] | None = None,
     restart: bool = False,
@@ -790,8 +840,8 @@ def dsir_select_corpus(
             integer token ids.
         top_k: keep the ``num`` largest weights instead of sampling.
         seed: seed of the Gumbel noise (importance resampling).
-        num_buckets, ngrams, hash, min_example_length: the featuriser's
-            settings (see :func:`dataprobes.selection.dsir_weights`).
+        num_buckets, ngrams, hash, min_example_length, word_classes: the
+            featuriser's settings (see :func:`dataprobes.selection.dsir_weights`).
         chunk_rows: rows per chunk (memory, and how often state is saved).
         state_dir: directory for the resumable state (``None``: none kept).
         restart: ignore a saved state and start over.
@@ -821,7 +871,8 @@ def dsir_select_corpus(
             ngrams=ngrams,
             hash=hash,
             min_example_length=min_example_length,
-            batch_size=chunk_rows,
+            word_classes=word_classes,
+            chunk_rows=chunk_rows,
             overwrite=overwrite,
             progress=progress,
         )
@@ -836,6 +887,7 @@ def dsir_select_corpus(
         ngrams=ngrams,
         hash=hash,
         min_example_length=min_example_length,
+        word_classes=word_classes,
     )
     chunk_rows = check_int("chunk_rows", chunk_rows, 1)
     for name, flag in (("restart", restart), ("overwrite", overwrite), ("progress", progress)):
@@ -862,7 +914,7 @@ def dsir_select_corpus(
     key = {
         "version": _STATE_VERSION,
         **params.as_dict(),
-        "hash_info": hash_info(params.hash),  # a new hash version is not resumed
+        "hash_info": hash_info(params.hash, params.word_classes),  # a new hash or table version is not resumed
         "raw": raw_fp,
         "target": target_fp,
     }
@@ -924,7 +976,7 @@ def _run(
 
     if state.phase == "fit_target":
         for lo, items in rows_pass(target, "fit target"):
-            state.target_counts += ngram_counts(items, params.num_buckets, params.ngrams, params.hash)
+            ngram_counts(items, params, state.target_counts)
             state.offset = state.target_rows = lo + len(items)
             _checkpoint(state, path)
         if state.target_rows == 0:
@@ -932,7 +984,7 @@ def _run(
         _advance(state, path, "fit_raw")
     if state.phase == "fit_raw":
         for lo, items in rows_pass(raw, "fit raw"):
-            state.raw_counts += ngram_counts(items, params.num_buckets, params.ngrams, params.hash)
+            ngram_counts(items, params, state.raw_counts)
             state.offset = state.raw_rows = lo + len(items)
             _checkpoint(state, path)
         _advance(state, path, "weigh")
@@ -949,6 +1001,7 @@ def _run(
                 ngrams=params.ngrams,
                 hash=params.hash,
                 min_example_length=params.min_example_length,
+                word_classes=params.word_classes,
             )
             state.num_eligible += eligible
             state.top_keys, state.top_index, state.top_log_weights = merge_top(

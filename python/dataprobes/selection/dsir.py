@@ -14,13 +14,22 @@ a raw example is ``Σ_j h_j (log(γ_j + ε) − log(β_j + ε))`` with ``ε = 1e
 ``num`` examples are drawn without replacement with probability proportional
 to ``exp(weight)`` by Gumbel-top-k, or the ``num`` largest are kept.
 
-``hash="sha256"`` reproduces the reference bit for bit (sha256 of the n-gram
-string "w1 w2", read as an integer, modulo ``num_buckets``); ``hash="fast"``
+Which characters are ``\w`` and ``\s`` depends on the regular-expression
+engine: nltk >= 3.10 compiles the tokeniser with the third-party ``regex``
+engine (``word_classes="nltk-regex"``, the default: ``\w`` also matches
+combining marks, not superscript digits, and ``\s`` leaves out U+001C..U+001F),
+nltk < 3.10 with Python's ``re`` (``word_classes="python-re"``); the two agree
+on ASCII letters, digits and white space but split ``'cafe\u0301 x²'``
+differently. ``hash="sha256"`` with the ``word_classes`` of the installed nltk
+reproduces the reference bit for bit (sha256 of the n-gram string "w1 w2",
+read as an integer, modulo ``num_buckets``); ``hash="fast"``
 (the default) is a stable, documented 64-bit hash (:func:`hash_info`) that is
 an order of magnitude faster. Items may also be token ids (a 2-D integer array
 or a sequence of 1-D integer arrays): their n-grams of ids are hashed, and
 ``sha256`` then equals the reference run on the ids written in decimal with
-single spaces.
+single spaces. ``items`` is a sequence (list, tuple, array) or an iterator,
+which is consumed once; a ``set`` or ``dict`` has no order that a selection
+could index and is refused.
 
 The featuriser, the fitted counts and the weights run in Rust on all cores
 (``RAYON_NUM_THREADS`` sets the thread count); every result is identical for
@@ -31,7 +40,7 @@ streamed selection equals a single one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, MappingView, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,23 +60,33 @@ __all__ = [
     "hash_info",
     "hashed_ngram_features",
     "log_importance_weights",
+    "ngram_bucket_counts",
     "ngram_log_ratio",
 ]
 
 DEFAULT_NUM_BUCKETS = 10_000
 #: The reference's smoothing inside the logs of the importance weight.
 LOG_EPSILON = 1e-8
-_MAX_NGRAMS = 32
-_MAX_BUCKETS = 2**32
+#: The tokeniser's character classes: the ``regex`` engine's (nltk >= 3.10)
+#: or Python's ``re`` (nltk < 3.10).
+WORD_CLASSES = ("nltk-regex", "python-re")
+DEFAULT_WORD_CLASSES = "nltk-regex"
+MAX_NGRAMS = int(_core.DSIR_MAX_NGRAMS)  # 32
+MAX_BUCKETS = int(_core.DSIR_MAX_BUCKETS)  # 2**32
+_MAX_NGRAMS = MAX_NGRAMS
+_MAX_BUCKETS = MAX_BUCKETS
 _CHUNK = 1 << 15  # examples per call into the core (the progress bar's step)
 _AUTO_PROGRESS = 1 << 17  # show a bar by default from this many examples
 
 
-def hash_info(hash: str = "fast") -> dict[str, Any]:
-    """What ``hash`` means, to record with every saved artefact (weights,
-    fitted models): name, version, seed and a description; also the Unicode
-    version of the tokeniser's character tables."""
+def hash_info(hash: str = "fast", word_classes: str = DEFAULT_WORD_CLASSES) -> dict[str, Any]:
+    r"""What ``hash`` and ``word_classes`` mean, to record with every saved
+    artefact (weights, fitted models): name, version, seed and a description
+    of the hash; the tokeniser, its character classes and the Unicode version
+    of each table (``unicode_version``: Python's ``str.lower()`` mapping;
+    ``word_classes_unicode_version``: the ``\w`` / ``\s`` tables)."""
     h = _check_hash(hash)
+    wc = _check_word_classes(word_classes)
     if h == "sha256":
         desc = "sha256 of the UTF-8 n-gram 'w1 w2 ... wk', big-endian integer mod num_buckets (data-selection)"
         version = 1
@@ -83,8 +102,17 @@ def hash_info(hash: str = "fast") -> dict[str, Any]:
         "version": version,
         "seed": 0,
         "description": desc,
-        "tokenizer": r"re.findall(r'\w+|[^\w\s]+', text.lower())",
+        "word_classes": wc,
+        "tokenizer": (
+            r"regex.findall(r'\w+|[^\w\s]+', text.lower(), flags=UNICODE|MULTILINE|DOTALL) (nltk >= 3.10)"
+            if wc == "nltk-regex"
+            else r"re.findall(r'\w+|[^\w\s]+', text.lower()) (nltk < 3.10)"
+        ),
         "unicode_version": str(_core.DSIR_UNICODE_VERSION),
+        "word_classes_unicode_version": (
+            str(_core.DSIR_REGEX_UNICODE_VERSION) if wc == "nltk-regex" else str(_core.DSIR_UNICODE_VERSION)
+        ),
+        "word_classes_source": (f"regex {_core.DSIR_REGEX_MODULE_VERSION}" if wc == "nltk-regex" else "Python re"),
     }
 
 
@@ -98,6 +126,14 @@ def _check_hash(hash: Any) -> str:
     if hash not in ("fast", "sha256"):
         raise ValueError(f"hash must be 'fast' or 'sha256', got {hash!r}")
     return hash
+
+
+def _check_word_classes(word_classes: Any) -> str:
+    if not isinstance(word_classes, str):
+        raise TypeError(f"word_classes must be a str ('nltk-regex' or 'python-re'), got {type(word_classes).__name__}")
+    if word_classes not in WORD_CLASSES:
+        raise ValueError(f"word_classes must be 'nltk-regex' or 'python-re', got {word_classes!r}")
+    return word_classes
 
 
 def _check_bool(name: str, value: Any) -> bool:
@@ -173,10 +209,17 @@ def _as_items(name: str, items: Any) -> _Items:
             flat = np.ascontiguousarray(arr).reshape(1, n * t)
             return _Items(None, flat, np.arange(n + 1, dtype=np.uint64) * np.uint64(t))
         items = items.tolist()
+    if isinstance(items, (Set, Mapping, MappingView)):
+        raise TypeError(
+            f"{name} must be a sequence of str or of token-id arrays (in a fixed order), not a "
+            f"{type(items).__name__}: sort it or pass a list"
+        )
     if not isinstance(items, Sequence):
-        if not isinstance(items, Iterable):
-            raise TypeError(f"{name} must be a sequence of str or of token-id arrays, got {type(items).__name__}")
-        items = list(items)
+        if not isinstance(items, Iterator):
+            raise TypeError(
+                f"{name} must be a sequence or an iterator of str or of token-id arrays, got {type(items).__name__}"
+            )
+        items = list(items)  # an iterator is consumed once
     if len(items) == 0 or isinstance(items[0], str):
         texts = items if isinstance(items, list) else list(items)
         for i, t in enumerate(texts):
@@ -205,6 +248,23 @@ def _as_items(name: str, items: Any) -> _Items:
         # uint64 with signed rows promotes to float64: ids beyond int64 are refused.
         raise TypeError(f"{name}: mixing uint64 and signed token ids is not supported; use one integer dtype")
     return _Items(None, np.ascontiguousarray(flat).reshape(1, -1), offsets)
+
+
+def _text_call(name: str, texts: list[str], lo: int, fn: Any, *args: Any) -> Any:
+    """``fn(texts, *args)``, with a text that is not valid Unicode (a lone
+    surrogate) a ``ValueError`` naming ``name[lo + i]``."""
+    try:
+        return fn(texts, *args)
+    except UnicodeEncodeError as exc:
+        for i, t in enumerate(texts):
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ValueError(
+                    f"{name}[{lo + i}] is not valid Unicode text: {e.reason} at position {e.start} "
+                    f"({t[e.start : e.end]!r})"
+                ) from None
+        raise exc
 
 
 def _check_spec(num_buckets: Any, ngrams: Any, hash: Any) -> tuple[int, int, str]:
@@ -237,6 +297,7 @@ def hashed_ngram_features(
     hash: str = "fast",
     *,
     lowercase: bool = True,
+    word_classes: str = DEFAULT_WORD_CLASSES,
     progress: bool | None = None,
 ) -> scipy.sparse.csr_array:
     r"""Hashed n-gram counts ``h`` of each example: an int64 CSR array
@@ -244,13 +305,16 @@ def hashed_ngram_features(
     consecutive tokens of example ``i`` in bucket ``hash(n-gram) mod
     num_buckets`` (DSIR, Xie et al. 2023; docs/math.md, "DSIR").
 
-    ``items``: a sequence of str (lower-cased unless ``lowercase=False``,
-    then tokenised as ``re.findall(r"\w+|[^\w\s]+", text)``), or token ids (a
-    2-D integer array, or a sequence of 1-D integer arrays; ``lowercase`` is
-    then ignored). ``hash``: ``"fast"`` or ``"sha256"`` (the reference's
-    buckets, :func:`hash_info`)."""
+    ``items``: a sequence (or an iterator, consumed once) of str
+    (lower-cased unless ``lowercase=False``, then tokenised as
+    ``findall(r"\w+|[^\w\s]+", text)`` with the ``\w`` / ``\s`` of
+    ``word_classes``: ``"nltk-regex"`` or ``"python-re"``), or token ids (a
+    2-D integer array, or a sequence of 1-D integer arrays; ``lowercase`` and
+    ``word_classes`` are then ignored). ``hash``: ``"fast"`` or ``"sha256"``
+    (the reference's buckets, :func:`hash_info`)."""
     b, n, h = _check_spec(num_buckets, ngrams, hash)
     low = _check_bool("lowercase", lowercase)
+    wc = _check_word_classes(word_classes)
     it = _as_items("items", items)
     indptr = [np.zeros(1, dtype=np.int64)]
     indices, data = [], []
@@ -258,7 +322,7 @@ def hashed_ngram_features(
     for lo, hi in _chunks(len(it), _check_progress(progress), "n-gram features"):
         c = it.chunk(lo, hi)
         if c.texts is not None:
-            p, ix, d, _ = _core.dsir_text_features(c.texts, b, n, h, low)
+            p, ix, d, _ = _text_call("items", c.texts, lo, _core.dsir_text_features, b, n, h, low, wc)
         else:
             p, ix, d, _ = _core.dsir_id_features(*c.ids(), b, n, h)
         indptr.append(p[1:] + base)
@@ -270,15 +334,67 @@ def hashed_ngram_features(
     return scipy.sparse.csr_array((dat, ind, np.concatenate(indptr)), shape=(len(it), b))
 
 
-def _counts(name: str, it: _Items, b: int, n: int, h: str, low: bool, progress: bool | None) -> np.ndarray:
-    total = np.zeros(b, dtype=np.int64)
+def _counts(
+    name: str,
+    it: _Items,
+    n: int,
+    h: str,
+    low: bool,
+    wc: str,
+    progress: bool | None,
+    total: np.ndarray,
+) -> np.ndarray:
+    """Adds the summed bucket counts of ``it`` to ``total`` (int64, one per
+    bucket) in place and returns it; the core adds each chunk's counts into
+    ``total`` itself (no per-chunk dense array)."""
     for lo, hi in _chunks(len(it), progress, f"fitting on {name}"):
         c = it.chunk(lo, hi)
         if c.texts is not None:
-            total += _core.dsir_text_counts(c.texts, b, n, h, low)
+            _text_call(name, c.texts, lo, _core.dsir_text_counts, total, n, h, low, wc)
         else:
-            total += _core.dsir_id_counts(*c.ids(), b, n, h)
+            _core.dsir_id_counts(*c.ids(), total, n, h)
     return total
+
+
+def ngram_bucket_counts(
+    items: Any,
+    num_buckets: int = DEFAULT_NUM_BUCKETS,
+    ngrams: int = 2,
+    hash: str = "fast",
+    *,
+    lowercase: bool = True,
+    word_classes: str = DEFAULT_WORD_CLASSES,
+    add_to: np.ndarray | None = None,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """Hashed n-gram counts summed over ``items``: int64 ``[num_buckets]``,
+    ``c_j = Σ_i h_ij`` (the column sums of :func:`hashed_ngram_features`,
+    without building it; DSIR's fitted model before normalisation,
+    docs/math.md, "DSIR"). Same ``items`` and settings as
+    :func:`hashed_ngram_features`.
+
+    ``add_to``: an int64 C-contiguous writable array of ``num_buckets``
+    entries to add the counts to in place (and return), e.g. running counts
+    over the chunks of a corpus. Memory beyond the output follows the
+    distinct n-grams seen, not ``threads × num_buckets``; ``MemoryError`` when
+    even that does not fit."""
+    b, n, h = _check_spec(num_buckets, ngrams, hash)
+    low = _check_bool("lowercase", lowercase)
+    wc = _check_word_classes(word_classes)
+    prog = _check_progress(progress)
+    if add_to is None:
+        total = np.zeros(b, dtype=np.int64)
+    else:
+        if not isinstance(add_to, np.ndarray):
+            raise TypeError(f"add_to must be a numpy int64 array or None, got {type(add_to).__name__}")
+        if add_to.dtype != np.int64:
+            raise TypeError(f"add_to must have dtype int64, got {add_to.dtype}")
+        if add_to.shape != (b,):
+            raise ValueError(f"add_to must have shape ({b},) (num_buckets), got {add_to.shape}")
+        if not (add_to.flags.c_contiguous and add_to.flags.writeable):
+            raise ValueError("add_to must be C-contiguous and writeable")
+        total = add_to
+    return _counts("items", _as_items("items", items), n, h, low, wc, prog, total)
 
 
 def _normalise(name: str, counts: np.ndarray, smoothing: float) -> np.ndarray:
@@ -299,6 +415,7 @@ def fit_ngram_model(
     *,
     smoothing: float = 0.0,
     lowercase: bool = True,
+    word_classes: str = DEFAULT_WORD_CLASSES,
     progress: bool | None = None,
 ) -> np.ndarray:
     """The bag-of-n-grams model of ``items``: float64 ``[num_buckets]``
@@ -313,10 +430,12 @@ def fit_ngram_model(
     if sm < 0:
         raise ValueError(f"smoothing must be >= 0, got {sm}")
     low = _check_bool("lowercase", lowercase)
+    wc = _check_word_classes(word_classes)
+    prog = _check_progress(progress)
     it = _as_items("items", items)
     if len(it) == 0:
         raise ValueError("items must hold at least one example")
-    return _normalise("items", _counts("items", it, b, n, h, low, _check_progress(progress)), sm)
+    return _normalise("items", _counts("items", it, n, h, low, wc, prog, np.zeros(b, dtype=np.int64)), sm)
 
 
 def _check_probs(name: str, value: Any) -> np.ndarray:
@@ -353,6 +472,7 @@ def log_importance_weights(
     *,
     min_example_length: int = 100,
     lowercase: bool = True,
+    word_classes: str = DEFAULT_WORD_CLASSES,
     progress: bool | None = None,
 ) -> np.ndarray:
     """``Σ_j h_j · log_ratio[j]`` for each example (float64 ``[N]``),
@@ -375,15 +495,19 @@ def log_importance_weights(
     _, n, h = _check_spec(lr.size, ngrams, hash)
     mlen = check_int("min_example_length", min_example_length)
     low = _check_bool("lowercase", lowercase)
-    return _log_weights(_as_items("items", items), lr, n, h, mlen, low, _check_progress(progress))
+    wc = _check_word_classes(word_classes)
+    prog = _check_progress(progress)
+    return _log_weights("items", _as_items("items", items), lr, n, h, mlen, low, wc, prog)
 
 
-def _log_weights(it: _Items, lr: np.ndarray, n: int, h: str, mlen: int, low: bool, progress: bool | None) -> np.ndarray:
+def _log_weights(
+    name: str, it: _Items, lr: np.ndarray, n: int, h: str, mlen: int, low: bool, wc: str, progress: bool | None
+) -> np.ndarray:
     out = np.empty(len(it), dtype=np.float64)
     for lo, hi in _chunks(len(it), progress, "importance weights"):
         c = it.chunk(lo, hi)
         if c.texts is not None:
-            out[lo:hi] = _core.dsir_text_log_weights(c.texts, lr, n, h, low, mlen)
+            out[lo:hi] = _text_call(name, c.texts, lo, _core.dsir_text_log_weights, lr, n, h, low, wc, mlen)
         else:
             out[lo:hi] = _core.dsir_id_log_weights(*c.ids(), lr, n, h, mlen)
     return out
@@ -398,6 +522,7 @@ def dsir_weights(
     hash: str = "fast",
     min_example_length: int = 100,
     lowercase: bool = True,
+    word_classes: str = DEFAULT_WORD_CLASSES,
     smoothing: float = 0.0,
     eps: float = LOG_EPSILON,
     progress: bool | None = None,
@@ -416,6 +541,7 @@ def dsir_weights(
     check_float("eps", eps, positive=True)
     check_int("min_example_length", min_example_length)
     low = _check_bool("lowercase", lowercase)
+    wc = _check_word_classes(word_classes)
     prog = _check_progress(progress)
     r = _as_items("raw", raw)
     t = _as_items("target", target)
@@ -425,10 +551,10 @@ def dsir_weights(
         raise ValueError("raw must hold at least one example")
     if r.kind != t.kind:
         raise ValueError(f"raw and target must both be texts or both token ids, got {r.kind} and {t.kind}")
-    gamma = _normalise("target", _counts("target", t, b, n, h, low, prog), sm)
-    beta = _normalise("raw", _counts("raw", r, b, n, h, low, prog), sm)
+    gamma = _normalise("target", _counts("target", t, n, h, low, wc, prog, np.zeros(b, dtype=np.int64)), sm)
+    beta = _normalise("raw", _counts("raw", r, n, h, low, wc, prog, np.zeros(b, dtype=np.int64)), sm)
     lr = ngram_log_ratio(gamma, beta, eps=eps)
-    return _log_weights(r, lr, n, h, check_int("min_example_length", min_example_length), low, prog)
+    return _log_weights("raw", r, lr, n, h, check_int("min_example_length", min_example_length), low, wc, prog)
 
 
 # --------------------------------------------------------------------------
@@ -509,6 +635,7 @@ def dsir_select(
     hash: str = "fast",
     min_example_length: int = 100,
     lowercase: bool = True,
+    word_classes: str = DEFAULT_WORD_CLASSES,
     smoothing: float = 0.0,
     eps: float = LOG_EPSILON,
     progress: bool | None = None,
@@ -529,6 +656,7 @@ def dsir_select(
         hash=hash,
         min_example_length=min_example_length,
         lowercase=lowercase,
+        word_classes=word_classes,
         smoothing=smoothing,
         eps=eps,
         progress=progress,

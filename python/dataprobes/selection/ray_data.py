@@ -130,25 +130,30 @@ def _units_of(batch: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _fit_batch(batch: Any, *, text_field: str, num_buckets: int, ngrams: int, hash: str, chunk_rows: int) -> Any:
+def _fit_batch(batch: Any, *, params: _corpus.Params, chunk_rows: int) -> Any:
     """``map_batches`` body of the fit pass: per unit, its row count and
-    summed bucket counts."""
+    summed bucket counts, sparse (the nonzero buckets and their counts)."""
     import pyarrow as pa
 
-    units, rows, counts = [], [], []
+    units, rows, buckets, values = [], [], [], []
+    c = np.zeros(params.num_buckets, dtype=np.int64)
     for unit in _units_of(batch):
-        n, c = 0, np.zeros(num_buckets, dtype=np.int64)
-        for items in read_unit(unit, text_field, chunk_rows):
-            c += _corpus.ngram_counts(items, num_buckets, ngrams, hash)
+        n = 0
+        c[:] = 0
+        for items in read_unit(unit, params.text_field, chunk_rows):
+            _corpus.ngram_counts(items, params, c)
             n += len(items)
+        b, v = _corpus.sparse_counts(c)
         units.append(int(unit["unit"]))
         rows.append(n)
-        counts.append(c)
+        buckets.append(b)
+        values.append(v)
     return pa.table(
         {
             "unit": pa.array(units, pa.int64()),
             "rows": pa.array(rows, pa.int64()),
-            "counts": pa.array([c.tolist() for c in counts], pa.list_(pa.int64())),
+            "buckets": pa.array([b.tolist() for b in buckets], pa.list_(pa.int64())),
+            "values": pa.array([v.tolist() for v in values], pa.list_(pa.int64())),
         }
     )
 
@@ -165,6 +170,7 @@ def _weigh_batch(
     ngrams: int,
     hash: str,
     min_example_length: int,
+    word_classes: str,
     chunk_rows: int,
 ) -> Any:
     """``map_batches`` body of the weighting pass: per unit, its top-``num``
@@ -188,6 +194,7 @@ def _weigh_batch(
                 ngrams=ngrams,
                 hash=hash,
                 min_example_length=min_example_length,
+                word_classes=word_classes,
             )
             k, i, w = _corpus.merge_top(k, i, w, ck, ci, cw, num)
             e += ce
@@ -212,22 +219,22 @@ def _fit(units: list[dict[str, Any]], kw: dict[str, Any]) -> tuple[np.ndarray, d
     """Summed counts and rows per unit (the fit pass on Ray)."""
     import ray.data
 
-    num_buckets = kw["num_buckets"]
-    total = np.zeros(num_buckets, dtype=np.int64)
+    total = np.zeros(kw["params"].num_buckets, dtype=np.int64)
     rows: dict[int, int] = {}
     if not units:
         return total, rows
     ds: Any = ray.data.from_items(units, override_num_blocks=len(units))
     out: Any = ds.map_batches(_fit_batch, batch_size=1, batch_format="numpy", fn_kwargs=kw)
     for table in out.iter_batches(batch_format="pyarrow", batch_size=None):
-        for u, n, c in zip(
+        for u, n, b, v in zip(
             table.column("unit").to_pylist(),
             table.column("rows").to_pylist(),
-            table.column("counts").to_pylist(),
+            table.column("buckets").to_pylist(),
+            table.column("values").to_pylist(),
             strict=True,
         ):
             rows[int(u)] = int(n)
-            total += np.asarray(c, dtype=np.int64)
+            total[np.asarray(b, dtype=np.int64)] += np.asarray(v, dtype=np.int64)  # distinct buckets
     if len(rows) != len(units):
         raise RuntimeError(f"the fit pass returned {len(rows)} of {len(units)} units")
     return total, rows
@@ -246,7 +253,8 @@ def dsir_select_ray(
     ngrams: int = 2,
     hash: str = "fast",
     min_example_length: int = 100,
-    batch_size: int = 16384,
+    word_classes: str = "nltk-regex",
+    chunk_rows: int = 16384,
     unit_bytes: int = _UNIT_BYTES,
     overwrite: bool = False,
     progress: bool = True,
@@ -256,7 +264,7 @@ def dsir_select_ray(
     same selection as :func:`dataprobes.selection.dsir_select_corpus`.
 
     Uses the running Ray cluster (or starts a local one, as Ray Data does).
-    ``batch_size``: rows featurised at a time inside a unit (memory);
+    ``chunk_rows``: rows featurised at a time inside a unit (memory);
     ``unit_bytes``: bytes of JSON Lines per unit (parallelism). The other
     arguments are those of ``dsir_select_corpus``; see the module docstring.
     """
@@ -273,8 +281,9 @@ def dsir_select_ray(
         ngrams=ngrams,
         hash=hash,
         min_example_length=min_example_length,
+        word_classes=word_classes,
     )
-    batch_size = check_int("batch_size", batch_size, 1)
+    chunk_rows = check_int("chunk_rows", chunk_rows, 1)
     unit_bytes = check_int("unit_bytes", unit_bytes, 1)
     for name, flag in (("overwrite", overwrite), ("progress", progress)):
         if not isinstance(flag, (bool, np.bool_)):
@@ -294,13 +303,7 @@ def dsir_select_ray(
     saved_bars = ctx.enable_progress_bars
     ctx.enable_progress_bars = bool(progress)
     try:
-        fit_kw = {
-            "text_field": params.text_field,
-            "num_buckets": params.num_buckets,
-            "ngrams": params.ngrams,
-            "hash": params.hash,
-            "chunk_rows": batch_size,
-        }
+        fit_kw = {"params": params, "chunk_rows": chunk_rows}
         t_units = _numbered(plan_units(target_src.kind, target_src.files, unit_bytes))
         r_units = _numbered(plan_units(raw_src.kind, raw_src.files, unit_bytes))
         t_counts, t_rows = _fit(t_units, fit_kw)
@@ -327,7 +330,8 @@ def dsir_select_ray(
                 "ngrams": params.ngrams,
                 "hash": params.hash,
                 "min_example_length": params.min_example_length,
-                "chunk_rows": batch_size,
+                "word_classes": params.word_classes,
+                "chunk_rows": chunk_rows,
             }
             ds: Any = ray.data.from_items(r_units, override_num_blocks=len(r_units))
             cand: Any = ds.map_batches(_weigh_batch, batch_size=1, batch_format="numpy", fn_kwargs=weigh_kw)
