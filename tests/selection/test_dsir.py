@@ -509,6 +509,16 @@ def test_bad_inputs(call, exc: type[Exception], match: str) -> None:
         call()
 
 
+def test_pandas_and_arrow_columns_are_read_in_order() -> None:
+    """A DataFrame column (whatever its index) or an Arrow array is a sequence by position."""
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    raw = ["the cat sat on the mat " * 3, "a dog ran in the park " * 3, "the cat ran"]
+    want = dsir_weights(raw, ["the cat sat"] * 3, min_example_length=0)
+    for column in (pd.Series(raw, index=[7, 3, 5]), pa.array(raw), pa.chunked_array([raw[:1], raw[1:]])):
+        np.testing.assert_array_equal(dsir_weights(column, ["the cat sat"] * 3, min_example_length=0), want)
+
+
 def test_iterators_are_consumed_once_in_order() -> None:
     docs = ["a b c", "b c d", "x y"]
     want = hashed_ngram_features(docs, 64)

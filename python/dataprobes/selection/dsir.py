@@ -209,6 +209,10 @@ def _as_items(name: str, items: Any) -> _Items:
             flat = np.ascontiguousarray(arr).reshape(1, n * t)
             return _Items(None, flat, np.arange(n + 1, dtype=np.uint64) * np.uint64(t))
         items = items.tolist()
+    if not isinstance(items, (Sequence, Iterator, Set, Mapping, MappingView)) and hasattr(items, "to_pylist"):
+        items = items.to_pylist()  # a pyarrow array: ordered
+    elif not isinstance(items, (Sequence, Iterator, Set, Mapping, MappingView)) and hasattr(items, "to_numpy"):
+        items = items.to_numpy().tolist()  # a pandas Series / Index: ordered, read by position
     if isinstance(items, (Set, Mapping, MappingView)):
         raise TypeError(
             f"{name} must be a sequence of str or of token-id arrays (in a fixed order), not a "
