@@ -535,3 +535,21 @@ def test_empty_items_give_empty_outputs() -> None:
     assert hashed_ngram_features([], 10).shape == (0, 10)
     assert log_importance_weights([], np.zeros(10)).shape == (0,)
     assert hashed_ngram_features(np.zeros((3, 0), dtype=np.int64), 10).nnz == 0
+
+
+def test_dsir_the_filter_and_the_pool_need_no_torch() -> None:
+    """DSIR, DEITA's filter on arrays and the labelled pool run where PyTorch is not installed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np\n"
+        "from dataprobes.selection import diversity_filter, dsir_select, labelled_pool\n"
+        "raw = ['the cat sat ' * 40, 'dogs bark ' * 40]\n"
+        "assert dsir_select(raw, ['the cat'], 1, min_example_length=0).shape == (1,)\n"
+        "assert diversity_filter(np.eye(3), np.arange(3.0), 2, progress=False).tolist() == [2, 1]\n"
+        "labelled_pool(seed=0)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
