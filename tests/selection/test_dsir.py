@@ -11,7 +11,6 @@ import importlib.metadata
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 from collections import Counter
@@ -434,7 +433,8 @@ texts = [" ".join(f"w{(i * 31 + j) % 5000}" for j in range(200)) for i in range(
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 c = ngram_bucket_counts(texts, 2**25, 2)
 assert c.sum() == 400 * (200 + 199)
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((peak - base) // 1024, peak // 1024)
 """
 
 
@@ -442,9 +442,12 @@ def test_bucket_counts_memory_does_not_scale_with_threads_times_buckets() -> Non
     # review, issue 12: 2^25 buckets took 2.6 GB with 2 threads (8 dense per-chunk accumulators)
     env = dict(os.environ, RAYON_NUM_THREADS="2")
     res = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT], env=env, capture_output=True, text=True, check=True)
-    grown_mb = int(res.stdout.strip())
-    assert grown_mb < 2**25 * 8 / 2**20 / 2, grown_mb  # well under one dense 256 MiB vector
-    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 1 << 20  # KiB: the child stayed under 1 GiB
+    grown_mb, peak_mb = map(int, res.stdout.split())
+    # the dense 256 MiB output itself (its touched pages) plus well under one more dense vector; the
+    # per-thread dense accumulators it replaced took 8 of them (2 GiB) at 2 threads
+    assert grown_mb < 2**25 * 8 / 2**20 * 1.5, grown_mb
+    # the child's own peak (RUSAGE_CHILDREN would also hold every earlier child of the test session)
+    assert peak_mb < 1024, peak_mb
 
 
 # ------------------------------------------------------------------ bad inputs
