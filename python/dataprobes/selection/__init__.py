@@ -13,6 +13,13 @@ whose right answer is known (docs/math.md, "Data selection"):
   n-grams: :func:`hashed_ngram_features`, :func:`dsir_weights`,
   :func:`dsir_select` (module :mod:`dataprobes.selection.dsir`).
 
+- **At corpus scale**: :func:`dsir_select_corpus` (JSON Lines, Parquet,
+  ``datasets``; streamed, resumable; ``dataprobes select dsir``) and
+  :func:`dsir_select_ray` (Ray Data), module :mod:`dataprobes.selection.corpus`.
+- **Planted truth**: :func:`labelled_pool` builds a pool of Markov chains,
+  noisy and near-duplicated rows with their labels and the exact target law
+  (module :mod:`dataprobes.selection.probe_pool`).
+
 DSIR needs only numpy and scipy; DEITA's filter runs on numpy or PyTorch;
 the gradient and model parts need PyTorch. Names are resolved lazily so that
 importing this package never imports PyTorch.
