@@ -15,6 +15,19 @@ import numpy as np
 _U64 = 2**64
 
 
+def real_array(name: str, value: Any, what: str = "a 1-D array") -> np.ndarray:
+    """``value`` as a float64 array: ``ValueError`` if numpy cannot make an array
+    of it (ragged input), ``TypeError`` for bool, complex or non-numeric dtypes.
+    The caller checks the shape and the values."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} must be {what}: {exc}") from None
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    return arr.astype(np.float64)  # a copy: callers may change it
+
+
 def check_int(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
     """``value`` as a Python int in ``[minimum, maximum]``; without ``maximum``
     at most ``2**64 - 1`` (counts, sizes and indices are 64-bit: a larger int

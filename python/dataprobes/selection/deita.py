@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .._validation import check_choice, check_float_in, check_int, check_positive_int
+from .._validation import check_choice, check_float_in, check_int, check_positive_int, real_array
 
 __all__ = [
     "COMPLEXITY_TEMPLATE",
@@ -89,17 +89,11 @@ def _check_embeddings(embeddings: Any) -> Any:
 def _check_scores(scores: Any, n: int) -> np.ndarray:
     if _is_tensor(scores):
         scores = scores.detach().cpu().double().numpy()
-    try:
-        arr = np.asarray(scores)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"scores must be a 1-D array: {exc}") from None
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"scores must be a real numeric array, got dtype {arr.dtype}")
+    arr = real_array("scores", scores)
     if arr.ndim != 1:
         raise ValueError(f"scores must be 1-D, got shape {arr.shape}")
     if arr.shape[0] != n:
         raise ValueError(f"scores has {arr.shape[0]} entries but embeddings has {n} rows; they must match")
-    arr = arr.astype(np.float64)
     bad = ~np.isfinite(arr)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])

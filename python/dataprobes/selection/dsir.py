@@ -48,7 +48,7 @@ import numpy as np
 import scipy.sparse  # type: ignore[import-untyped]
 
 from .. import _core
-from .._validation import as_indices, check_float, check_int, check_seed
+from .._validation import as_indices, check_float, check_int, check_seed, real_array
 
 __all__ = [
     "DEFAULT_NUM_BUCKETS",
@@ -443,15 +443,9 @@ def fit_ngram_model(
 
 
 def _check_probs(name: str, value: Any) -> np.ndarray:
-    try:
-        p = np.asarray(value)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{name} must be a 1-D array of probabilities: {exc}") from None
-    if p.dtype == np.bool_ or not np.issubdtype(p.dtype, np.number) or np.issubdtype(p.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {p.dtype}")
+    p = real_array(name, value, "a 1-D array of probabilities")
     if p.ndim != 1 or p.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D array, got shape {p.shape}")
-    p = p.astype(np.float64)
     if not np.isfinite(p).all() or (p < 0).any():
         raise ValueError(f"{name} must be finite and >= 0")
     return p
@@ -574,15 +568,9 @@ def gumbel_noise(indices: Any, seed: int) -> np.ndarray:
 
 
 def _check_log_weights(log_weights: Any) -> np.ndarray:
-    try:
-        w = np.asarray(log_weights)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"log_weights must be a 1-D array: {exc}") from None
-    if w.dtype == np.bool_ or not np.issubdtype(w.dtype, np.number) or np.issubdtype(w.dtype, np.complexfloating):
-        raise TypeError(f"log_weights must be a real numeric array, got dtype {w.dtype}")
+    w = real_array("log_weights", log_weights)
     if w.ndim != 1:
         raise ValueError(f"log_weights must be 1-D, got shape {w.shape}")
-    w = w.astype(np.float64)
     if np.isnan(w).any() or (w == np.inf).any():
         raise ValueError("log_weights must not hold NaN or +inf (-inf marks an excluded item)")
     return w
