@@ -17,9 +17,7 @@ Needs PyTorch (``pip install 'dataprobes[torch]'``); Triton is optional.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from .._lazy import lazy_names
 from .._torch import require_torch
 
 require_torch("dataprobes.attribution")
@@ -67,14 +65,4 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_MOVED))
+__getattr__, __dir__ = lazy_names(__name__, globals(), _MOVED)
