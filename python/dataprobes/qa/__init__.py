@@ -1,0 +1,56 @@
+"""QA synthesis that never fails silently: typed generators, the parse and
+repair layer, and fault injection (docs/math.md, "QA synthesis").
+
+- **Generators** (module :mod:`dataprobes.qa.generate`): the
+  :class:`Generator` protocol, ``generate(prompt, schema, *, n, temperature,
+  seed) -> GenerationResult`` with validated pydantic objects and every failure
+  counted by :class:`FailureKind` (:class:`FailureCounts` accumulates and
+  reports them); back ends :class:`HFGenerator` (local Hugging Face model,
+  grammar-constrained decoding with ``llguidance``),
+  :class:`OpenAICompatibleGenerator` (vLLM, llama.cpp, Ollama over HTTP) and
+  :class:`CallableGenerator` (any function returning text).
+- **Parsing** (module :mod:`dataprobes.qa.parse`): :func:`parse_object`
+  (fences, first balanced object, ``json_repair``, pydantic validation),
+  :func:`strip_fences`, :func:`json_object_spans`, :func:`reask_prompt`,
+  :func:`format_instructions`.
+- **Fault injection** (module :mod:`dataprobes.qa.faults`):
+  :class:`FaultyGenerator` emits known JSON defects at known rates;
+  :func:`inject_defects` applies them to one object.
+
+Names are resolved lazily: importing this package imports neither pydantic nor
+PyTorch.
+"""
+
+from __future__ import annotations
+
+from .._lazy import lazy_names
+
+_WHERE = {
+    # the protocol and the back ends (generate.py)
+    "Generator": "generate",
+    "GenerationResult": "generate",
+    "GenerationFailure": "generate",
+    "FailureKind": "generate",
+    "FailureCounts": "generate",
+    "GeneratorUnavailableError": "generate",
+    "Completion": "generate",
+    "TextGenerator": "generate",
+    "CallableGenerator": "generate",
+    "OpenAICompatibleGenerator": "generate",
+    "HFGenerator": "generate",
+    "derive_seed": "generate",
+    # parse, repair, validate, re-ask (parse.py)
+    "Parsed": "parse",
+    "parse_object": "parse",
+    "strip_fences": "parse",
+    "json_object_spans": "parse",
+    "reask_prompt": "parse",
+    "format_instructions": "parse",
+    # fault injection (faults.py)
+    "DEFECTS": "faults",
+    "FaultyGenerator": "faults",
+    "inject_defects": "faults",
+}
+
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = lazy_names(__name__, globals(), _WHERE)

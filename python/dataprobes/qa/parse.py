@@ -1,0 +1,304 @@
+"""Turning a language model's text into a validated object, or a counted failure.
+
+An unconstrained model asked for JSON answers with code fences, a preamble,
+trailing prose, trailing commas, single quotes, numbers written as strings,
+renamed keys, or a cut-off object. Ragas turned such an answer into an empty
+value and failed later with a ``ZeroDivisionError`` (ragas #945, #977, #989,
+#1681). This module never does that: :func:`parse_object` returns either an
+instance of the requested pydantic model or a failure of a documented kind
+(:class:`~dataprobes.qa.generate.FailureKind`) with the text and the error.
+
+The steps (docs/math.md, "QA synthesis"):
+
+1. :func:`strip_fences`: the content of the first Markdown code fence that
+   holds a ``{``; an opening fence that never closes is dropped.
+2. :func:`json_object_spans`: balanced ``{ … }`` spans, found by string-aware
+   brace matching (braces inside ``"…"`` or ``'…'`` strings, with backslash
+   escapes, do not count), so a preamble and trailing prose fall away. No
+   ``{`` → ``no_json``; a ``{`` that never closes → ``unbalanced`` (or
+   ``truncated`` when the back end says it stopped at its token limit). A cut
+   object is never completed: closing it would invent a shorter answer.
+3. ``json.loads``; when that fails, ``json_repair`` (trailing commas, single
+   quotes, unquoted keys, comments). Non-finite numbers (``NaN``,
+   ``Infinity``) and a repair that empties a non-empty object are
+   ``invalid_json``.
+4. Keys the schema does not know (a renamed key would otherwise be dropped and
+   its field silently take its default) and pydantic validation errors are
+   ``schema_violation``. Validation runs in pydantic's default (lax) mode, so
+   ``"1"`` for an ``int`` field and ``"true"`` for a ``bool`` are accepted.
+
+The first span that loads as an object and validates wins; when none does, the
+failure of the first object-like span is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .generate import FailureKind
+
+__all__ = [
+    "MAX_CANDIDATES",
+    "Parsed",
+    "format_instructions",
+    "json_object_spans",
+    "parse_object",
+    "reask_prompt",
+    "strip_fences",
+]
+
+T = TypeVar("T", bound=BaseModel)
+
+MAX_CANDIDATES = 64
+"""At most this many ``{`` positions are tried as the start of an object (each
+try scans the rest of the text, so the parse costs at most ``64 × len(text)``)."""
+
+_FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_+.-]*[ \t]*\r?\n?(.*?)```", re.S)
+_OPEN_FENCE = re.compile(r"\A\s*```[^\n]*\n?")
+
+
+@dataclass(frozen=True)
+class Parsed(Generic[T]):
+    """The outcome of :func:`parse_object`: ``value`` (an instance of the
+    schema) or ``kind`` and ``error``; ``repaired`` when ``json_repair`` was
+    needed; ``span`` the JSON text used (``""`` when none was found)."""
+
+    value: T | None
+    kind: FailureKind | None
+    error: str
+    repaired: bool
+    span: str
+
+    @property
+    def ok(self) -> bool:
+        """Whether a valid object was recovered."""
+        return self.value is not None
+
+
+def strip_fences(text: str) -> str:
+    """The content of the first Markdown code fence (```` ```json … ``` ````) that
+    holds a ``{``, else ``text`` without an unclosed opening fence line."""
+    for match in _FENCE.finditer(text):
+        if "{" in match.group(1):
+            return match.group(1)
+    return _OPEN_FENCE.sub("", text, count=1)
+
+
+def _scan_balanced(text: str, start: int) -> int:
+    """Index one past the ``}`` closing the ``{`` at ``start``, or -1 when the
+    text ends first. Braces inside ``"…"`` / ``'…'`` strings (backslash escapes)
+    do not count."""
+    depth = 0
+    quote = ""
+    escaped = False
+    for i in range(start, len(text)):
+        c = text[i]
+        if quote:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == quote:
+                quote = ""
+        elif c == '"' or c == "'":
+            quote = c
+        elif c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return -1
+
+
+def json_object_spans(text: str, max_candidates: int = MAX_CANDIDATES) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of each balanced ``{ … }`` span, left to right, skipping
+    spans nested in an earlier one. A ``{`` whose object never closes yields
+    ``(start, -1)`` and the search goes on from the next ``{``."""
+    pos = text.find("{")
+    tried = 0
+    while pos != -1 and tried < max_candidates:
+        tried += 1
+        end = _scan_balanced(text, pos)
+        yield pos, end
+        pos = text.find("{", end if end != -1 else pos + 1)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} is not JSON")
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
+
+
+def _load(span: str) -> tuple[dict[str, Any] | None, bool, str]:
+    """``(object, repaired, error)``: strict ``json.loads``, else ``json_repair``."""
+    try:
+        obj = json.loads(span, parse_constant=_reject_constant)
+        if isinstance(obj, dict):
+            return obj, False, ""
+        strict_error = f"not a JSON object: {type(obj).__name__}"
+    except (ValueError, RecursionError) as exc:
+        strict_error = str(exc)
+    import json_repair
+
+    try:
+        obj = json_repair.loads(span)
+    except Exception as exc:  # json_repair is heuristic; any failure of it is a parse failure
+        return None, True, f"{strict_error}; repair failed: {exc}"
+    if not isinstance(obj, dict):
+        return None, True, f"{strict_error}; repair gave {type(obj).__name__}, not an object"
+    if not obj and span[1:-1].strip():
+        return None, True, f"{strict_error}; repair emptied a non-empty object"
+    if not _finite(obj):
+        return None, True, "non-finite number (NaN or Infinity) in the object"
+    return obj, True, ""
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic model classes an annotation can hold directly or as items
+    (``Model``, ``Model | None``, ``list[Model]``, ``dict[str, Model]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    origin = typing.get_origin(annotation)
+    if origin is None and not isinstance(annotation, types.UnionType):
+        return out
+    for arg in typing.get_args(annotation):
+        out.extend(_models_in(arg))
+    return out
+
+
+def _allowed_keys(schema: type[BaseModel]) -> set[str]:
+    keys = set()
+    for name, field in schema.model_fields.items():
+        keys.add(name)
+        if isinstance(field.alias, str):
+            keys.add(field.alias)
+        if isinstance(field.validation_alias, str):
+            keys.add(field.validation_alias)
+    return keys
+
+
+def _unknown_keys(schema: type[BaseModel], obj: Any, path: str = "") -> list[str]:
+    """Dotted paths of keys in ``obj`` that ``schema`` (and the models nested in
+    it) does not declare; empty when the model allows extra keys."""
+    if not isinstance(obj, dict) or schema.model_config.get("extra") == "allow":
+        return []
+    allowed = _allowed_keys(schema)
+    bad = [f"{path}{k}" for k in obj if k not in allowed]
+    for name, field in schema.model_fields.items():
+        value = obj.get(name, obj.get(field.alias) if isinstance(field.alias, str) else None)
+        models = _models_in(field.annotation)
+        if len(models) != 1 or value is None:
+            continue
+        if isinstance(value, dict):
+            if typing.get_origin(field.annotation) is dict:
+                for k, v in value.items():
+                    bad.extend(_unknown_keys(models[0], v, f"{path}{name}.{k}."))
+            else:
+                bad.extend(_unknown_keys(models[0], value, f"{path}{name}."))
+        elif isinstance(value, list):
+            for j, item in enumerate(value):
+                bad.extend(_unknown_keys(models[0], item, f"{path}{name}[{j}]."))
+    return bad
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(object)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_object(text: str, schema: type[T], *, truncated: bool = False) -> Parsed[T]:
+    """Recover one instance of ``schema`` from a model's ``text``, or say why not.
+
+    ``truncated=True`` means the back end stopped at its token limit: an
+    unclosed object is then reported as ``truncated`` rather than
+    ``unbalanced``. Never raises for bad text; ``TypeError`` for a ``text``
+    that is not a string or a ``schema`` that is not a pydantic model class.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    check_schema(schema)
+    body = strip_fences(text)
+    first: Parsed[T] | None = None
+    saw_unbalanced = False
+    for start, end in json_object_spans(body):
+        if end == -1:
+            saw_unbalanced = True
+            continue
+        span = body[start:end]
+        obj, repaired, error = _load(span)
+        if obj is None:
+            first = first or Parsed(None, FailureKind.INVALID_JSON, error, repaired, span)
+            continue
+        unknown = _unknown_keys(schema, obj)
+        if unknown:
+            expected = ", ".join(sorted(schema.model_fields))
+            msg = f"unexpected keys {', '.join(repr(k) for k in unknown)} (expected {expected})"
+            first = first or Parsed(None, FailureKind.SCHEMA_VIOLATION, msg, repaired, span)
+            continue
+        try:
+            value = schema.model_validate(obj)
+        except ValidationError as exc:
+            first = first or Parsed(None, FailureKind.SCHEMA_VIOLATION, _validation_message(exc), repaired, span)
+            continue
+        return Parsed(value, None, "", repaired, span)
+    if first is not None and not (saw_unbalanced and first.kind is FailureKind.INVALID_JSON):
+        return first
+    if saw_unbalanced:
+        kind = FailureKind.TRUNCATED if truncated else FailureKind.UNBALANCED
+        why = "the back end stopped at its token limit" if truncated else "the text ends"
+        return Parsed(None, kind, f"a JSON object opens but never closes ({why})", False, "")
+    if first is not None:
+        return first
+    what = "empty text" if not text.strip() else "no '{' in the text"
+    kind = FailureKind.TRUNCATED if truncated and text.strip() else FailureKind.NO_JSON
+    return Parsed(None, kind, f"no JSON object: {what}", False, "")
+
+
+def check_schema(schema: Any) -> type[BaseModel]:
+    """``schema`` if it is a pydantic model class, else ``TypeError`` naming it."""
+    if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+        raise TypeError(f"schema must be a pydantic BaseModel subclass, got {schema!r}")
+    return schema
+
+
+def format_instructions(schema: type[BaseModel]) -> str:
+    """The instruction appended to a prompt: answer with one JSON object that
+    matches the schema's JSON Schema (``model_json_schema()``)."""
+    check_schema(schema)
+    text = json.dumps(schema.model_json_schema(), separators=(",", ":"), sort_keys=True)
+    return (
+        "\n\nAnswer with exactly one JSON object and nothing else. "
+        f"It must match this JSON Schema:\n{text}"
+    )
+
+
+def reask_prompt(prompt: str, previous: str, error: str) -> str:
+    """The bounded re-ask: the original prompt, the rejected answer and the
+    validation error, then the request to answer again with the object only."""
+    return (
+        f"{prompt}\n\nYour previous answer was:\n{previous}\n\n"
+        f"It was rejected: {error}\n"
+        "Answer again with exactly one corrected JSON object and nothing else."
+    )
