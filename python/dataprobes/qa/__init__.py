@@ -33,6 +33,8 @@ _WHERE = {
     "FailureKind": "generate",
     "FailureCounts": "generate",
     "GeneratorUnavailableError": "generate",
+    "Ask": "generate",
+    "BackendFailure": "generate",
     "Completion": "generate",
     "TextGenerator": "generate",
     "CallableGenerator": "generate",
@@ -48,6 +50,7 @@ _WHERE = {
     "format_instructions": "parse",
     # fault injection (faults.py)
     "DEFECTS": "faults",
+    "Emission": "faults",
     "FaultyGenerator": "faults",
     "inject_defects": "faults",
 }

@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from .._validation import check_float_in, check_int, check_positive_int, check_seed
 
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 __all__ = [
+    "Ask",
+    "BackendFailure",
     "CallableGenerator",
     "Completion",
     "FailureCounts",
@@ -292,8 +294,20 @@ class Completion:
     truncated: bool = False
 
 
-class _BackendFailure(Exception):
-    """A back end call that produced no text (transport, server, callable)."""
+class Ask(NamedTuple):
+    """Which attempt a back end call is: the call's ``seed``, the ``sample``, the
+    ``attempt`` (0 the first ask) and the caller's ``prompt`` (before format
+    instructions and re-ask text)."""
+
+    seed: int
+    sample: int
+    attempt: int
+    prompt: str
+
+
+class BackendFailure(Exception):
+    """Raised by a back end's ``_complete`` when a call produced no text
+    (transport, server, callable): counted with its ``kind``, never re-asked."""
 
     def __init__(self, kind: FailureKind, message: str, raw: str = "") -> None:
         super().__init__(message)
@@ -312,9 +326,9 @@ def _check_prompt(prompt: Any) -> str:
 class TextGenerator:
     """The shared ask → parse → re-ask loop over a back end that returns text.
 
-    Subclasses implement ``_complete(prompt, schema, temperature, seed) ->
-    Completion`` (raising ``_BackendFailure`` when no text came back) and may
-    override ``_check_schema`` (a schema the back end cannot enforce is a
+    Subclasses implement ``_complete(prompt, schema, temperature, seed, key) ->
+    Completion`` (``key`` the :class:`Ask`; raising :class:`BackendFailure`
+    when no text came back) and may override ``_check_schema`` (a schema the back end cannot enforce is a
     ``ValueError``).
 
     Args:
@@ -348,7 +362,10 @@ class TextGenerator:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self._model!r})"
 
-    def _complete(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int) -> Completion:
+    def _complete(
+        self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask
+    ) -> Completion:
+        """One back end call; ``seed`` is the derived seed."""
         raise NotImplementedError
 
     def _check_schema(self, schema: type[BaseModel]) -> None:
@@ -401,8 +418,10 @@ class TextGenerator:
             for attempt in range(self.max_reasks + 1):
                 attempts += 1
                 try:
-                    completion = self._complete(ask, schema, temperature, derive_seed(seed, i, attempt))
-                except _BackendFailure as exc:
+                    completion = self._complete(
+                        ask, schema, temperature, derive_seed(seed, i, attempt), Ask(seed, i, attempt, prompt)
+                    )
+                except BackendFailure as exc:
                     failures.append(GenerationFailure(exc.kind, exc.raw, str(exc), i, attempt))
                     if not responded:
                         raise GeneratorUnavailableError(
@@ -450,11 +469,13 @@ class CallableGenerator(TextGenerator):
         super().__init__(name, max_reasks=max_reasks, format_instructions=format_instructions, progress=progress)
         self.fn = fn
 
-    def _complete(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int) -> Completion:
+    def _complete(
+        self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask
+    ) -> Completion:
         try:
             text = self.fn(prompt, temperature=temperature, seed=seed)
         except Exception as exc:  # the callable is the model: its failure is counted, not raised
-            raise _BackendFailure(FailureKind.BACKEND_ERROR, f"{type(exc).__name__}: {exc}") from exc
+            raise BackendFailure(FailureKind.BACKEND_ERROR, f"{type(exc).__name__}: {exc}") from exc
         if isinstance(text, Completion):
             return text
         if not isinstance(text, str):
@@ -538,6 +559,8 @@ class OpenAICompatibleGenerator(TextGenerator):
         self.extra_body = dict(extra_body or {})
 
     def _body(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int) -> dict[str, Any]:
+        from .parse import closed_json_schema
+
         body: dict[str, Any] = {
             "model": self._model,
             "messages": [{"role": "user", "content": prompt}],
@@ -550,14 +573,16 @@ class OpenAICompatibleGenerator(TextGenerator):
         if self.response_format == "json_schema":
             body["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": True},
+                "json_schema": {"name": schema.__name__, "schema": closed_json_schema(schema), "strict": True},
             }
         elif self.response_format == "json_object":
             body["response_format"] = {"type": "json_object"}
         body.update(self.extra_body)
         return body
 
-    def _complete(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int) -> Completion:
+    def _complete(
+        self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask
+    ) -> Completion:
         import httpx
 
         headers = {"Content-Type": "application/json"}
@@ -592,7 +617,7 @@ class OpenAICompatibleGenerator(TextGenerator):
             if k < self.max_retries and wait > 0:
                 time.sleep(wait * (1.0 + 0.1 * random.random()))
         tries = len(errors)
-        raise _BackendFailure(kind, f"{url}: {tries} tr{'y' if tries == 1 else 'ies'} failed: " + " | ".join(errors), raw)
+        raise BackendFailure(kind, f"{url}: {tries} tr{'y' if tries == 1 else 'ies'} failed: " + " | ".join(errors), raw)
 
     @staticmethod
     def _read(response: Any) -> Completion:
@@ -602,13 +627,13 @@ class OpenAICompatibleGenerator(TextGenerator):
             choice = payload["choices"][0]
             content = choice["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise _BackendFailure(
+            raise BackendFailure(
                 FailureKind.BAD_RESPONSE, f"no choices[0].message.content in the reply ({type(exc).__name__})", raw
             ) from None
         if content is None:
             content = ""
         if not isinstance(content, str):
-            raise _BackendFailure(FailureKind.BAD_RESPONSE, "message content is not a string", raw)
+            raise BackendFailure(FailureKind.BAD_RESPONSE, "message content is not a string", raw)
         return Completion(content, truncated=choice.get("finish_reason") == "length")
 
 
@@ -677,6 +702,11 @@ class HFGenerator(TextGenerator):
         self.max_new_tokens = check_positive_int("max_new_tokens", max_new_tokens)
         self.hf_model = model
         self.tokenizer = tokenizer
+        import inspect
+
+        # transformers >= 5.2x names the KV cache argument ``cache``; earlier versions ``past_key_values``
+        params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self._ll_tokenizer: Any = None
         self._grammars: dict[type[BaseModel], str] = {}
 
@@ -702,9 +732,11 @@ class HFGenerator(TextGenerator):
             return cached
         import llguidance
 
+        from .parse import closed_json_schema
+
         try:
             grammar = llguidance.LLMatcher.grammar_from_json_schema(
-                schema.model_json_schema(), defaults={"whitespace_flexible": False}
+                closed_json_schema(schema), defaults={"whitespace_flexible": False}
             )
         except ValueError as exc:
             raise ValueError(f"schema {schema.__name__} cannot be compiled to a grammar: {exc}") from None
@@ -719,13 +751,15 @@ class HFGenerator(TextGenerator):
     def _check_schema(self, schema: type[BaseModel]) -> None:
         self.grammar(schema)
 
-    def _complete(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int) -> Completion:
+    def _complete(
+        self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask
+    ) -> Completion:
         try:
             return self._decode(prompt, schema, temperature, seed)
-        except _BackendFailure:
+        except BackendFailure:
             raise
         except (RuntimeError, ValueError, IndexError) as exc:  # torch / matcher failures are counted
-            raise _BackendFailure(FailureKind.BACKEND_ERROR, f"{type(exc).__name__}: {exc}") from exc
+            raise BackendFailure(FailureKind.BACKEND_ERROR, f"{type(exc).__name__}: {exc}") from exc
 
     def _decode(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int) -> Completion:
         import llguidance
@@ -751,20 +785,20 @@ class HFGenerator(TextGenerator):
                 if matcher.is_stopped():
                     finished = True
                     break
-                output = model(input_ids=step_input, past_key_values=past, use_cache=True)
-                past = output.past_key_values
+                output = model(input_ids=step_input, use_cache=True, **{self._cache_arg: past})
+                past = getattr(output, "cache", None) or getattr(output, "past_key_values", None)
                 logits = output.logits[0, -1].float().cpu()
                 llnp.fill_next_token_bitmask(matcher, bitmask, 0)
                 allowed = np.unpackbits(bitmask[0].view(np.uint8), bitorder="little")[:vocab].astype(bool)
                 if matcher.is_error():
-                    raise _BackendFailure(FailureKind.BACKEND_ERROR, f"grammar matcher: {matcher.get_error()}")
+                    raise BackendFailure(FailureKind.BACKEND_ERROR, f"grammar matcher: {matcher.get_error()}")
                 mask = torch.full_like(logits, float("-inf"))
                 width = min(vocab, logits.shape[0])
                 keep = torch.from_numpy(allowed[:width])
                 mask[:width] = torch.where(keep, 0.0, float("-inf"))
                 logits = logits + mask
                 if not torch.isfinite(logits).any():
-                    raise _BackendFailure(FailureKind.BACKEND_ERROR, "the grammar allows no token of the model")
+                    raise BackendFailure(FailureKind.BACKEND_ERROR, "the grammar allows no token of the model")
                 if temperature == 0.0:
                     token = int(torch.argmax(logits))
                 else:
@@ -774,7 +808,7 @@ class HFGenerator(TextGenerator):
                     finished = matcher.is_accepting()
                     break
                 if not matcher.consume_token(token):
-                    raise _BackendFailure(FailureKind.BACKEND_ERROR, f"grammar matcher: {matcher.get_error()}")
+                    raise BackendFailure(FailureKind.BACKEND_ERROR, f"grammar matcher: {matcher.get_error()}")
                 out.append(token)
                 step_input = torch.tensor([[token]], device=device)
             else:

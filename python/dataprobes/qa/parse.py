@@ -17,10 +17,11 @@ The steps (docs/math.md, "QA synthesis"):
    escapes, do not count), so a preamble and trailing prose fall away. No
    ``{`` → ``no_json``; a ``{`` that never closes → ``unbalanced`` (or
    ``truncated`` when the back end says it stopped at its token limit). A cut
-   object is never completed: closing it would invent a shorter answer.
+   object is never completed (closing it would invent a shorter answer), and
+   no ``{`` after an unclosed one is tried: it lies inside the cut object.
 3. ``json.loads``; when that fails, ``json_repair`` (trailing commas, single
    quotes, unquoted keys, comments). Non-finite numbers (``NaN``,
-   ``Infinity``) and a repair that empties a non-empty object are
+   ``Infinity``, ``1e999``) and a repair that empties a non-empty object are
    ``invalid_json``.
 4. Keys the schema does not know (a renamed key would otherwise be dropped and
    its field silently take its default) and pydantic validation errors are
@@ -28,7 +29,8 @@ The steps (docs/math.md, "QA synthesis"):
    ``"1"`` for an ``int`` field and ``"true"`` for a ``bool`` are accepted.
 
 The first span that loads as an object and validates wins; when none does, the
-failure of the first object-like span is reported.
+failure reported is ``unbalanced`` / ``truncated`` if an object was left open,
+else that of the first balanced span.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ from .generate import FailureKind
 __all__ = [
     "MAX_CANDIDATES",
     "Parsed",
+    "check_schema",
+    "closed_json_schema",
     "format_instructions",
     "json_object_spans",
     "parse_object",
@@ -122,15 +126,17 @@ def _scan_balanced(text: str, start: int) -> int:
 
 def json_object_spans(text: str, max_candidates: int = MAX_CANDIDATES) -> Iterator[tuple[int, int]]:
     """``(start, end)`` of each balanced ``{ … }`` span, left to right, skipping
-    spans nested in an earlier one. A ``{`` whose object never closes yields
-    ``(start, -1)`` and the search goes on from the next ``{``."""
+    spans nested in an earlier one; a ``{`` whose object never closes yields
+    ``(start, -1)`` and ends the search (the rest of the text is inside it)."""
     pos = text.find("{")
     tried = 0
     while pos != -1 and tried < max_candidates:
         tried += 1
         end = _scan_balanced(text, pos)
         yield pos, end
-        pos = text.find("{", end if end != -1 else pos + 1)
+        if end == -1:
+            return
+        pos = text.find("{", end)
 
 
 def _reject_constant(name: str) -> Any:
@@ -152,6 +158,8 @@ def _load(span: str) -> tuple[dict[str, Any] | None, bool, str]:
     try:
         obj = json.loads(span, parse_constant=_reject_constant)
         if isinstance(obj, dict):
+            if not _finite(obj):  # 1e999 overflows to inf in json.loads
+                return None, False, "number out of the float range (overflows to infinity)"
             return obj, False, ""
         strict_error = f"not a JSON object: {type(obj).__name__}"
     except (ValueError, RecursionError) as exc:
@@ -167,7 +175,7 @@ def _load(span: str) -> tuple[dict[str, Any] | None, bool, str]:
     if not obj and span[1:-1].strip():
         return None, True, f"{strict_error}; repair emptied a non-empty object"
     if not _finite(obj):
-        return None, True, "non-finite number (NaN or Infinity) in the object"
+        return None, True, "non-finite number (NaN, Infinity or out of the float range) in the object"
     return obj, True, ""
 
 
@@ -244,8 +252,8 @@ def parse_object(text: str, schema: type[T], *, truncated: bool = False) -> Pars
     saw_unbalanced = False
     for start, end in json_object_spans(body):
         if end == -1:
-            saw_unbalanced = True
-            continue
+            saw_unbalanced = True  # every later '{' lies inside this unclosed object: none is trusted
+            break
         span = body[start:end]
         obj, repaired, error = _load(span)
         if obj is None:
@@ -263,8 +271,6 @@ def parse_object(text: str, schema: type[T], *, truncated: bool = False) -> Pars
             first = first or Parsed(None, FailureKind.SCHEMA_VIOLATION, _validation_message(exc), repaired, span)
             continue
         return Parsed(value, None, "", repaired, span)
-    if first is not None and not (saw_unbalanced and first.kind is FailureKind.INVALID_JSON):
-        return first
     if saw_unbalanced:
         kind = FailureKind.TRUNCATED if truncated else FailureKind.UNBALANCED
         why = "the back end stopped at its token limit" if truncated else "the text ends"
@@ -283,11 +289,34 @@ def check_schema(schema: Any) -> type[BaseModel]:
     return schema
 
 
+def _close_objects(node: Any) -> Any:
+    if isinstance(node, dict):
+        out = {k: _close_objects(v) for k, v in node.items()}
+        if "properties" in out and "additionalProperties" not in out:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(node, list):
+        return [_close_objects(v) for v in node]
+    return node
+
+
+def closed_json_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """``schema.model_json_schema()`` with ``"additionalProperties": false`` on
+    every object that has ``properties`` and does not say otherwise (pydantic
+    ignores unknown keys by default and so leaves it out; a grammar built from
+    the open schema lets a model invent keys). A model with ``extra="allow"``
+    keeps its ``true``."""
+    check_schema(schema)
+    closed = _close_objects(schema.model_json_schema())
+    assert isinstance(closed, dict)
+    return closed
+
+
 def format_instructions(schema: type[BaseModel]) -> str:
     """The instruction appended to a prompt: answer with one JSON object that
     matches the schema's JSON Schema (``model_json_schema()``)."""
     check_schema(schema)
-    text = json.dumps(schema.model_json_schema(), separators=(",", ":"), sort_keys=True)
+    text = json.dumps(closed_json_schema(schema), separators=(",", ":"), sort_keys=True)
     return (
         "\n\nAnswer with exactly one JSON object and nothing else. "
         f"It must match this JSON Schema:\n{text}"
