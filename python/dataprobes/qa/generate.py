@@ -557,6 +557,26 @@ class OpenAICompatibleGenerator(TextGenerator):
         if extra_body is not None and not isinstance(extra_body, Mapping):
             raise TypeError(f"extra_body must be a mapping or None, got {type(extra_body).__name__}")
         self.extra_body = dict(extra_body or {})
+        self._client: Any = None
+
+    def _http(self) -> Any:
+        """The generator's ``httpx.Client`` (one connection pool, created on first use)."""
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(timeout=self.timeout)
+        return self._client
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_client"] = None  # sockets do not pickle: a copy opens its own pool
+        return state
+
+    def close(self) -> None:
+        """Close the connection pool (a later call opens a new one)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def _body(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int) -> dict[str, Any]:
         from .parse import closed_json_schema
@@ -596,8 +616,7 @@ class OpenAICompatibleGenerator(TextGenerator):
         for k in range(self.max_retries + 1):
             wait = self.backoff * 2**k
             try:
-                with httpx.Client(timeout=self.timeout) as client:
-                    response = client.post(url, json=body, headers=headers)
+                response = self._http().post(url, json=body, headers=headers)
             except httpx.TimeoutException as exc:
                 kind, message = FailureKind.TIMEOUT, f"timed out after {self.timeout:g} s ({type(exc).__name__})"
             except httpx.HTTPError as exc:

@@ -21,7 +21,8 @@ The steps (docs/math.md, "QA synthesis"):
    no ``{`` after an unclosed one is tried: it lies inside the cut object.
 3. ``json.loads``; when that fails, ``json_repair`` (trailing commas, single
    quotes, unquoted keys, comments). Non-finite numbers (``NaN``,
-   ``Infinity``, ``1e999``) and a repair that empties a non-empty object are
+   ``Infinity``, ``1e999``, and strings such as ``"NaN"`` that lax validation
+   would read as floats) and a repair that empties a non-empty object are
    ``invalid_json``.
 4. Keys the schema does not know (a renamed key would otherwise be dropped and
    its field silently take its default) and pydantic validation errors are
@@ -148,7 +149,7 @@ def _finite(value: Any) -> bool:
         return math.isfinite(value)
     if isinstance(value, dict):
         return all(_finite(v) for v in value.values())
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple, set, frozenset)):
         return all(_finite(v) for v in value)
     return True
 
@@ -269,6 +270,10 @@ def parse_object(text: str, schema: type[T], *, truncated: bool = False) -> Pars
             value = schema.model_validate(obj)
         except ValidationError as exc:
             first = first or Parsed(None, FailureKind.SCHEMA_VIOLATION, _validation_message(exc), repaired, span)
+            continue
+        if not _finite(value.model_dump()):  # lax validation reads "NaN" / "inf" strings as floats
+            msg = "non-finite number (NaN or Infinity) in the validated object"
+            first = first or Parsed(None, FailureKind.INVALID_JSON, msg, repaired, span)
             continue
         return Parsed(value, None, "", repaired, span)
     if saw_unbalanced:
