@@ -188,6 +188,17 @@ def test_progress_bar() -> None:
     assert res.complete
 
 
+def test_torch_free_import() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dataprobes.qa as qa; qa.CallableGenerator; qa.OpenAICompatibleGenerator; qa.parse_object; "
+        "qa.FaultyGenerator; qa.HFGenerator; assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 # ---------------------------------------------------------------- the HTTP back end
 
 
@@ -212,7 +223,9 @@ class _Server:
                 status, body, delay = server.script.popleft() if server.script else (500, "script ran out", 0.0)
                 if delay:
                     time.sleep(delay)
-                data = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
+                data = (
+                    body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
+                )
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
@@ -229,7 +242,9 @@ class _Server:
         self.thread.start()
 
     def reply(self, content: str | None, finish: str = "stop", status: int = 200, delay: float = 0.0) -> None:
-        body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}]}
+        body = {
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}]
+        }
         self.script.append((status, body, delay))
 
     def close(self) -> None:
@@ -430,7 +445,9 @@ def schemas(draw: st.DrawFn) -> type[BaseModel]:
 
 @settings(max_examples=max(4, settings.default.max_examples // 4))
 @given(schema=schemas(), seed=st.integers(0, 2**32), temperature=st.sampled_from([0.0, 1.0, 2.0]))
-def test_constrained_decoding_always_valid(tiny_lm: tuple[Any, Any], schema: type[BaseModel], seed: int, temperature: float) -> None:
+def test_constrained_decoding_always_valid(
+    tiny_lm: tuple[Any, Any], schema: type[BaseModel], seed: int, temperature: float
+) -> None:
     """A random-weight model under the grammar: every sample validates on the first
     attempt (no failure, no repair, no re-ask)."""
     from dataprobes.qa import HFGenerator

@@ -62,7 +62,8 @@ class Loose(BaseModel):
     a: int
 
 
-texts = st.text(max_size=30)
+# plain text, and the characters a JSON writer or repairer can get wrong (edges of strings included)
+texts = st.text(max_size=30) | st.text(alphabet=" \t\n'\"\\{}[],:", max_size=10)
 floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
 ints = st.integers(-(2**70), 2**70)
 
@@ -187,6 +188,24 @@ def test_fences() -> None:
 def test_failure_kinds(text: str, kind: FailureKind) -> None:
     parsed = parse_object(text, QA)
     assert parsed.value is None and parsed.kind is kind and parsed.error
+
+
+@pytest.mark.parametrize("defect", ["trailing_comma", "single_quotes"])
+def test_rewrites_keep_string_edges(defect: str) -> None:
+    """Regression (found by the benchmark): json_repair strips a string's trailing
+    newline; the exact rewrites come first and keep it."""
+    obj = QA(question=" q\n", answer="tab\t it's \"x\" \\ \n\n", verdict=1, ok=True)
+    parsed = parse_object(inject_defects(obj, [defect]), QA)
+    assert parsed.value == obj and parsed.repaired
+
+
+def test_raw_control_characters_and_unquoted_keys() -> None:
+    raw = '{"question": "line one\nline two", "answer": "a", "verdict": 1, "ok": true}'
+    assert "\n" in raw
+    assert parse_object(raw, QA).value == QA(question="line one\nline two", answer="a", verdict=1, ok=True)
+    unquoted = '{question: "q", answer: "a", verdict: 1, ok: true}'  # only json_repair reads this
+    parsed = parse_object(unquoted, QA)
+    assert parsed.value == QA(question="q", answer="a", verdict=1, ok=True) and parsed.repaired
 
 
 def test_truncated_flag_names_the_token_limit() -> None:

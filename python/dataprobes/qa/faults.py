@@ -1,4 +1,4 @@
-"""A generator that emits known JSON defects at known rates.
+r"""A generator that emits known JSON defects at known rates.
 
 :class:`FaultyGenerator` answers every prompt with a known, valid object
 written with defects drawn independently at the rates given, the ones local
@@ -11,7 +11,7 @@ fence          the object inside a Markdown ```` ```json ```` fence       yes (f
 preamble       "Sure! Here's the JSON …" before the object                yes (first balanced object)
 trailing_prose "Let me know if you'd like {more} …" after it               yes
 trailing_comma a comma before every closing ``}`` / ``]``                  yes (``json_repair``)
-single_quotes  keys and strings in single quotes (``'`` and ``\\`` escaped) yes (``json_repair``)
+single_quotes  keys and strings in single quotes (inner ``'`` escaped)    yes (``json_repair``)
 string_verdict numbers and booleans written as strings (``"1"``)           yes for ``int``/``float``/``bool``
                                                                           fields (pydantic lax mode)
 truncation     the text cut at a uniform position inside the object       no: ``unbalanced``, re-asked
@@ -19,9 +19,9 @@ wrong_keys     one top-level key capitalised (``answer`` → ``Answer``)    no: 
 ============== ========================================================== ===========================
 
 Which defects hit attempt ``a`` of sample ``i`` of a call with seed ``s`` is a
-function of ``derive_seed(s, i, a)`` only, and the object of sample ``i``
-of ``derive_seed(s, i, 0)`` only (a re-ask gets the same object with fresh
-defects), so :meth:`FaultyGenerator.emission` can replay what any attempt
+function of the generator's seed, ``s``, ``i`` and ``a`` only, and the object
+of sample ``i`` does not depend on ``a`` (a re-ask gets the same object with
+fresh defects), so :meth:`FaultyGenerator.emission` can replay what any attempt
 emitted. ``benches/bench_qa_parse.py`` reports the recovered fraction per
 defect.
 """
@@ -38,7 +38,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .._validation import check_probability
-from .generate import Ask, Completion, FailureKind, TextGenerator, BackendFailure, derive_seed
+from .generate import Ask, BackendFailure, Completion, FailureKind, TextGenerator, derive_seed
 from .parse import check_schema
 
 __all__ = ["DEFECTS", "Emission", "FaultyGenerator", "inject_defects"]
@@ -213,7 +213,9 @@ class FaultyGenerator(TextGenerator):
                     )
             self._objects, self._source = list(objects_source), None
         else:
-            raise TypeError(f"objects_source must be a sequence of objects or a callable, got {type(objects_source).__name__}")
+            raise TypeError(
+                f"objects_source must be a sequence of objects or a callable, got {type(objects_source).__name__}"
+            )
         if not isinstance(defects, Mapping):
             raise TypeError(f"defects must be a mapping of defect name to probability, got {type(defects).__name__}")
         _check_defects(defects)
@@ -248,7 +250,5 @@ class FaultyGenerator(TextGenerator):
         text = inject_defects(obj, drawn, seed=rng.getrandbits(32))
         return Emission(obj, drawn, text)
 
-    def _complete(
-        self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask
-    ) -> Completion:
+    def _complete(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask) -> Completion:
         return Completion(self.emission(key.prompt, schema, key.seed, key.sample, key.attempt).text)

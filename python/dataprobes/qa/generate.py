@@ -362,9 +362,7 @@ class TextGenerator:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self._model!r})"
 
-    def _complete(
-        self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask
-    ) -> Completion:
+    def _complete(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask) -> Completion:
         """One back end call; ``seed`` is the derived seed."""
         raise NotImplementedError
 
@@ -425,8 +423,7 @@ class TextGenerator:
                     failures.append(GenerationFailure(exc.kind, exc.raw, str(exc), i, attempt))
                     if not responded:
                         raise GeneratorUnavailableError(
-                            f"{self!r} gave no response to the first sample ({exc.kind}: {exc}); "
-                            "nothing was generated",
+                            f"{self!r} gave no response to the first sample ({exc.kind}: {exc}); nothing was generated",
                             result(),
                         ) from exc
                     break  # a back end failure was already retried; the next sample may still work
@@ -469,9 +466,7 @@ class CallableGenerator(TextGenerator):
         super().__init__(name, max_reasks=max_reasks, format_instructions=format_instructions, progress=progress)
         self.fn = fn
 
-    def _complete(
-        self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask
-    ) -> Completion:
+    def _complete(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask) -> Completion:
         try:
             text = self.fn(prompt, temperature=temperature, seed=seed)
         except Exception as exc:  # the callable is the model: its failure is counted, not raised
@@ -600,9 +595,7 @@ class OpenAICompatibleGenerator(TextGenerator):
         body.update(self.extra_body)
         return body
 
-    def _complete(
-        self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask
-    ) -> Completion:
+    def _complete(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask) -> Completion:
         import httpx
 
         headers = {"Content-Type": "application/json"}
@@ -636,7 +629,9 @@ class OpenAICompatibleGenerator(TextGenerator):
             if k < self.max_retries and wait > 0:
                 time.sleep(wait * (1.0 + 0.1 * random.random()))
         tries = len(errors)
-        raise BackendFailure(kind, f"{url}: {tries} tr{'y' if tries == 1 else 'ies'} failed: " + " | ".join(errors), raw)
+        raise BackendFailure(
+            kind, f"{url}: {tries} tr{'y' if tries == 1 else 'ies'} failed: " + " | ".join(errors), raw
+        )
 
     @staticmethod
     def _read(response: Any) -> Completion:
@@ -711,7 +706,9 @@ class HFGenerator(TextGenerator):
         if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
             raise TypeError(f"model must be a transformers causal LM, got {type(model).__name__}")
         if not isinstance(tokenizer, transformers.PreTrainedTokenizerFast):
-            raise TypeError(f"tokenizer must be a fast tokenizer (PreTrainedTokenizerFast), got {type(tokenizer).__name__}")
+            raise TypeError(
+                f"tokenizer must be a fast tokenizer (PreTrainedTokenizerFast), got {type(tokenizer).__name__}"
+            )
         if tokenizer.eos_token_id is None:
             raise ValueError("tokenizer must define an eos_token")
         if name is None:
@@ -761,18 +758,14 @@ class HFGenerator(TextGenerator):
             raise ValueError(f"schema {schema.__name__} cannot be compiled to a grammar: {exc}") from None
         is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, self._lltok())
         if is_error:
-            raise ValueError(
-                f"schema {schema.__name__} cannot be enforced by llguidance: {'; '.join(messages)}"
-            )
+            raise ValueError(f"schema {schema.__name__} cannot be enforced by llguidance: {'; '.join(messages)}")
         self._grammars[schema] = grammar
         return grammar
 
     def _check_schema(self, schema: type[BaseModel]) -> None:
         self.grammar(schema)
 
-    def _complete(
-        self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask
-    ) -> Completion:
+    def _complete(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask) -> Completion:
         try:
             return self._decode(prompt, schema, temperature, seed)
         except BackendFailure:
@@ -832,5 +825,5 @@ class HFGenerator(TextGenerator):
                 step_input = torch.tensor([[token]], device=device)
             else:
                 finished = matcher.is_stopped() or matcher.is_accepting()
-        text = self.tokenizer.decode(out, skip_special_tokens=False)
+        text = str(self.tokenizer.decode(out, skip_special_tokens=False))
         return Completion(text, truncated=not finished)

@@ -36,6 +36,7 @@ else that of the first balanced span.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -98,31 +99,95 @@ def strip_fences(text: str) -> str:
     return _OPEN_FENCE.sub("", text, count=1)
 
 
+_OUTSIDE = re.compile(r"[{}\"']")
+_IN_DOUBLE = re.compile(r'["\\]')
+_IN_SINGLE = re.compile(r"['\\]")
+
+
+def _string_end(text: str, start: int) -> int:
+    """Index one past the quote closing the string that opens at ``start``
+    (backslash escapes), or -1 when the text ends first."""
+    pattern = _IN_DOUBLE if text[start] == '"' else _IN_SINGLE
+    pos = start + 1
+    while True:
+        m = pattern.search(text, pos)
+        if m is None:
+            return -1
+        if m.group() == "\\":
+            pos = m.end() + 1
+            continue
+        return m.end()
+
+
 def _scan_balanced(text: str, start: int) -> int:
     """Index one past the ``}`` closing the ``{`` at ``start``, or -1 when the
     text ends first. Braces inside ``"…"`` / ``'…'`` strings (backslash escapes)
     do not count."""
     depth = 0
-    quote = ""
-    escaped = False
-    for i in range(start, len(text)):
-        c = text[i]
-        if quote:
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif c == quote:
-                quote = ""
-        elif c == '"' or c == "'":
-            quote = c
-        elif c == "{":
+    pos = start
+    while True:
+        m = _OUTSIDE.search(text, pos)
+        if m is None:
+            return -1
+        c = m.group()
+        if c == "{":
             depth += 1
+            pos = m.end()
         elif c == "}":
             depth -= 1
+            pos = m.end()
             if depth == 0:
-                return i + 1
-    return -1
+                return pos
+        else:
+            pos = _string_end(text, m.start())
+            if pos == -1:
+                return -1
+
+
+def _normalise(span: str) -> str:
+    """The exact rewrites of two common defects, string-aware: single-quoted
+    strings become double-quoted (``\\'`` unescaped, ``"`` escaped, other escapes
+    kept) and a comma before ``}`` or ``]`` is dropped. Content is never changed."""
+    out: list[str] = []
+    pos = 0
+    n = len(span)
+    while pos < n:
+        m = _OUTSIDE_OR_COMMA.search(span, pos)
+        if m is None:
+            out.append(span[pos:])
+            break
+        out.append(span[pos : m.start()])
+        c = m.group()
+        if c in "\"'":
+            end = _string_end(span, m.start())
+            closed = end != -1
+            end = end if closed else n
+            if c == '"':
+                out.append(span[m.start() : end])
+            else:
+                inner = span[m.start() + 1 : end - 1 if closed else end]
+                out.append('"' + _SINGLE_ESCAPES.sub(_requote, inner) + '"')
+            pos = end
+        elif c == "," and _TRAILING_COMMA.match(span, m.start()):
+            pos = m.end()
+        else:
+            out.append(c)
+            pos = m.end()
+    return "".join(out)
+
+
+_OUTSIDE_OR_COMMA = re.compile(r"[{}\"',]")
+_TRAILING_COMMA = re.compile(r",[ \t\r\n]*[}\]]")
+_SINGLE_ESCAPES = re.compile(r"\\.|\"", re.S)
+
+
+def _requote(m: re.Match[str]) -> str:
+    s = m.group()
+    if s == "\\'":
+        return "'"
+    if s == '"':
+        return '\\"'
+    return s
 
 
 def json_object_spans(text: str, max_candidates: int = MAX_CANDIDATES) -> Iterator[tuple[int, int]]:
@@ -154,17 +219,36 @@ def _finite(value: Any) -> bool:
     return True
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of the float range (overflows to infinity)")
+    return value
+
+
+_STRICT = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_LENIENT = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float, strict=False)
+
+
 def _load(span: str) -> tuple[dict[str, Any] | None, bool, str]:
-    """``(object, repaired, error)``: strict ``json.loads``, else ``json_repair``."""
+    """``(object, repaired, error)``: strict ``json.loads``, then the exact
+    rewrites of :func:`_normalise` (control characters allowed in strings),
+    then ``json_repair``."""
     try:
-        obj = json.loads(span, parse_constant=_reject_constant)
+        obj = _STRICT.decode(span)
         if isinstance(obj, dict):
-            if not _finite(obj):  # 1e999 overflows to inf in json.loads
-                return None, False, "number out of the float range (overflows to infinity)"
             return obj, False, ""
         strict_error = f"not a JSON object: {type(obj).__name__}"
     except (ValueError, RecursionError) as exc:
         strict_error = str(exc)
+        if "out of the float range" in strict_error:
+            return None, False, strict_error
+    try:  # the exact rewrites first: no heuristics, no change of content
+        obj = _LENIENT.decode(_normalise(span))
+        if isinstance(obj, dict):
+            return obj, True, ""
+    except (ValueError, RecursionError):
+        pass
     import json_repair
 
     try:
@@ -194,38 +278,48 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return out
 
 
-def _allowed_keys(schema: type[BaseModel]) -> set[str]:
+@functools.lru_cache(maxsize=1024)
+def _key_plan(schema: type[BaseModel]) -> tuple[frozenset[str] | None, tuple[tuple[str, str | None, Any, bool], ...]]:
+    """Per schema, once: the keys it declares (names and string aliases; ``None``
+    when it allows extra keys) and its fields that hold exactly one nested model
+    ``(name, alias, model, is a dict of models)``."""
+    if schema.model_config.get("extra") == "allow":
+        return None, ()
     keys = set()
+    nested = []
     for name, field in schema.model_fields.items():
         keys.add(name)
-        if isinstance(field.alias, str):
-            keys.add(field.alias)
+        alias = field.alias if isinstance(field.alias, str) else None
+        if alias:
+            keys.add(alias)
         if isinstance(field.validation_alias, str):
             keys.add(field.validation_alias)
-    return keys
+        models = _models_in(field.annotation)
+        if len(models) == 1:
+            nested.append((name, alias, models[0], typing.get_origin(field.annotation) is dict))
+    return frozenset(keys), tuple(nested)
 
 
 def _unknown_keys(schema: type[BaseModel], obj: Any, path: str = "") -> list[str]:
     """Dotted paths of keys in ``obj`` that ``schema`` (and the models nested in
     it) does not declare; empty when the model allows extra keys."""
-    if not isinstance(obj, dict) or schema.model_config.get("extra") == "allow":
+    if not isinstance(obj, dict):
         return []
-    allowed = _allowed_keys(schema)
+    allowed, nested = _key_plan(schema)
+    if allowed is None:
+        return []
     bad = [f"{path}{k}" for k in obj if k not in allowed]
-    for name, field in schema.model_fields.items():
-        value = obj.get(name, obj.get(field.alias) if isinstance(field.alias, str) else None)
-        models = _models_in(field.annotation)
-        if len(models) != 1 or value is None:
-            continue
+    for name, alias, model, is_dict in nested:
+        value = obj.get(name, obj.get(alias) if alias else None)
         if isinstance(value, dict):
-            if typing.get_origin(field.annotation) is dict:
+            if is_dict:
                 for k, v in value.items():
-                    bad.extend(_unknown_keys(models[0], v, f"{path}{name}.{k}."))
+                    bad.extend(_unknown_keys(model, v, f"{path}{name}.{k}."))
             else:
-                bad.extend(_unknown_keys(models[0], value, f"{path}{name}."))
+                bad.extend(_unknown_keys(model, value, f"{path}{name}."))
         elif isinstance(value, list):
             for j, item in enumerate(value):
-                bad.extend(_unknown_keys(models[0], item, f"{path}{name}[{j}]."))
+                bad.extend(_unknown_keys(model, item, f"{path}{name}[{j}]."))
     return bad
 
 
@@ -249,6 +343,17 @@ def parse_object(text: str, schema: type[T], *, truncated: bool = False) -> Pars
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     check_schema(schema)
     body = strip_fences(text)
+    brace = body.find("{")
+    if brace >= 0:  # fast path: the C decoder finds the end of a well-formed first object itself
+        try:
+            obj, end = _STRICT.raw_decode(body, brace)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            if isinstance(obj, dict):
+                fast = _check(obj, schema, body[brace:end], False)
+                if fast.value is not None:
+                    return fast
     first: Parsed[T] | None = None
     saw_unbalanced = False
     for start, end in json_object_spans(body):
@@ -256,26 +361,14 @@ def parse_object(text: str, schema: type[T], *, truncated: bool = False) -> Pars
             saw_unbalanced = True  # every later '{' lies inside this unclosed object: none is trusted
             break
         span = body[start:end]
-        obj, repaired, error = _load(span)
-        if obj is None:
+        loaded, repaired, error = _load(span)
+        if loaded is None:
             first = first or Parsed(None, FailureKind.INVALID_JSON, error, repaired, span)
             continue
-        unknown = _unknown_keys(schema, obj)
-        if unknown:
-            expected = ", ".join(sorted(schema.model_fields))
-            msg = f"unexpected keys {', '.join(repr(k) for k in unknown)} (expected {expected})"
-            first = first or Parsed(None, FailureKind.SCHEMA_VIOLATION, msg, repaired, span)
-            continue
-        try:
-            value = schema.model_validate(obj)
-        except ValidationError as exc:
-            first = first or Parsed(None, FailureKind.SCHEMA_VIOLATION, _validation_message(exc), repaired, span)
-            continue
-        if not _finite(value.model_dump()):  # lax validation reads "NaN" / "inf" strings as floats
-            msg = "non-finite number (NaN or Infinity) in the validated object"
-            first = first or Parsed(None, FailureKind.INVALID_JSON, msg, repaired, span)
-            continue
-        return Parsed(value, None, "", repaired, span)
+        outcome = _check(loaded, schema, span, repaired)
+        if outcome.value is not None:
+            return outcome
+        first = first or outcome
     if saw_unbalanced:
         kind = FailureKind.TRUNCATED if truncated else FailureKind.UNBALANCED
         why = "the back end stopped at its token limit" if truncated else "the text ends"
@@ -285,6 +378,27 @@ def parse_object(text: str, schema: type[T], *, truncated: bool = False) -> Pars
     what = "empty text" if not text.strip() else "no '{' in the text"
     kind = FailureKind.TRUNCATED if truncated and text.strip() else FailureKind.NO_JSON
     return Parsed(None, kind, f"no JSON object: {what}", False, "")
+
+
+_NONFINITE_TEXT = re.compile(r"(?i)nan|inf")  # cheap pre-check before a model_dump walk
+
+
+def _check(obj: dict[str, Any], schema: type[T], span: str, repaired: bool) -> Parsed[T]:
+    """Unknown keys, pydantic validation and the non-finite guard for one loaded object."""
+    unknown = _unknown_keys(schema, obj)
+    if unknown:
+        expected = ", ".join(sorted(schema.model_fields))
+        msg = f"unexpected keys {', '.join(repr(k) for k in unknown)} (expected {expected})"
+        return Parsed(None, FailureKind.SCHEMA_VIOLATION, msg, repaired, span)
+    try:
+        value = schema.model_validate(obj)
+    except ValidationError as exc:
+        return Parsed(None, FailureKind.SCHEMA_VIOLATION, _validation_message(exc), repaired, span)
+    # lax validation reads strings such as "NaN" or "inf" as floats
+    if _NONFINITE_TEXT.search(span) and not _finite(value.model_dump()):
+        msg = "non-finite number (NaN or Infinity) in the validated object"
+        return Parsed(None, FailureKind.INVALID_JSON, msg, repaired, span)
+    return Parsed(value, None, "", repaired, span)
 
 
 def check_schema(schema: Any) -> type[BaseModel]:
@@ -322,10 +436,7 @@ def format_instructions(schema: type[BaseModel]) -> str:
     matches the schema's JSON Schema (``model_json_schema()``)."""
     check_schema(schema)
     text = json.dumps(closed_json_schema(schema), separators=(",", ":"), sort_keys=True)
-    return (
-        "\n\nAnswer with exactly one JSON object and nothing else. "
-        f"It must match this JSON Schema:\n{text}"
-    )
+    return f"\n\nAnswer with exactly one JSON object and nothing else. It must match this JSON Schema:\n{text}"
 
 
 def reask_prompt(prompt: str, previous: str, error: str) -> str:
