@@ -48,7 +48,7 @@ from pydantic import BaseModel, Field, ValidationError
 from dataprobes.qa import DEFECTS, FaultyGenerator, inject_defects, parse_object
 
 WORDS = (
-    "the capital of France is Paris who wrote Hamlet it's a \"quoted\" word {braces} [brackets] back\\slash "
+    'the capital of France is Paris who wrote Hamlet it\'s a "quoted" word {braces} [brackets] back\\slash '
     "café naïve λόγος 東京 emoji🙂 colon: comma, semi; tab\tnewline\n apostrophe' O'Brien 42 3.14 -7 true null"
 ).split(" ")
 
@@ -160,7 +160,7 @@ def loop_table(objects: list[BaseModel], n: int, p: float, seed: int) -> tuple[l
             res = gen.generate("Write the object.", type(objects[0]), n=n, seed=seed)
             silent = sum(
                 obj != gen.emission("Write the object.", type(objects[0]), seed, i).object
-                for obj, i in zip(res.objects, res.indices)
+                for obj, i in zip(res.objects, res.indices, strict=True)
             )
             produced = len(res.objects) / n
             predicted = 1 - q ** (1 + reasks)
@@ -188,7 +188,7 @@ def speed_table(objects: list[BaseModel], seed: int, repeats: int) -> tuple[list
         (inject_defects(o, [d for d in DEFECTS if rng.random() < 0.15], seed=seed + j), type(o))
         for j, o in enumerate(objects)
     ]
-    for (t, schema), obj in zip(clean, objects):  # equal outputs before timing
+    for (t, schema), obj in zip(clean, objects, strict=True):  # equal outputs before timing
         assert parse_object(t, schema).value == obj == schema.model_validate(json.loads(t))
 
     def ours(t: str, schema: type[BaseModel]) -> Any:

@@ -194,7 +194,7 @@ def test_failure_kinds(text: str, kind: FailureKind) -> None:
 def test_rewrites_keep_string_edges(defect: str) -> None:
     """Regression (found by the benchmark): json_repair strips a string's trailing
     newline; the exact rewrites come first and keep it."""
-    obj = QA(question=" q\n", answer="tab\t it's \"x\" \\ \n\n", verdict=1, ok=True)
+    obj = QA(question=" q\n", answer='tab\t it\'s "x" \\ \n\n', verdict=1, ok=True)
     parsed = parse_object(inject_defects(obj, [defect]), QA)
     assert parsed.value == obj and parsed.repaired
 

@@ -123,7 +123,7 @@ class GenerationResult(Generic[T]):
     ``None``), in sample order; ``indices[j]`` is the sample ``objects[j]``
     answers. ``failures``: every failed attempt, including those a re-ask then
     recovered. ``requested`` (``n``), ``attempts`` (back end calls made),
-    ``repaired`` (objects that needed ``json_repair``), ``reasked`` (objects
+    ``repaired`` (objects that needed the quote / comma rewrites or ``json_repair``), ``reasked`` (objects
     obtained by a re-ask), ``model`` and ``seed``.
     """
 
@@ -668,8 +668,9 @@ class HFGenerator(TextGenerator):
 
     Decoding stops when the grammar is complete (or the model emits EOS where
     the grammar allows it); reaching ``max_new_tokens`` first is a counted
-    ``truncated`` failure (bound strings with ``max_length`` and lists with
-    ``max_length`` in the schema to rule it out). The object is still validated
+    ``truncated`` failure (bound strings and lists with ``max_length`` and
+    integers with ``ge``/``le`` to rule it out; a float's digits are unbounded
+    in JSON, so a float field can always exhaust the budget). The object is still validated
     by pydantic (validators the JSON Schema cannot express). A schema that
     ``llguidance`` cannot compile is refused with ``ValueError`` naming
     ``schema``.
@@ -766,12 +767,16 @@ class HFGenerator(TextGenerator):
         self.grammar(schema)
 
     def _complete(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask) -> Completion:
+        was_training = self.hf_model.training
+        self.hf_model.eval()  # no dropout: the answer is a function of the seed alone
         try:
             return self._decode(prompt, schema, temperature, seed)
         except BackendFailure:
             raise
         except (RuntimeError, ValueError, IndexError) as exc:  # torch / matcher failures are counted
             raise BackendFailure(FailureKind.BACKEND_ERROR, f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self.hf_model.train(was_training)
 
     def _decode(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int) -> Completion:
         import llguidance

@@ -19,8 +19,11 @@ The steps (docs/math.md, "QA synthesis"):
    ``truncated`` when the back end says it stopped at its token limit). A cut
    object is never completed (closing it would invent a shorter answer), and
    no ``{`` after an unclosed one is tried: it lies inside the cut object.
-3. ``json.loads``; when that fails, ``json_repair`` (trailing commas, single
-   quotes, unquoted keys, comments). Non-finite numbers (``NaN``,
+3. ``json.loads``; when that fails, the exact string-aware rewrites of single
+   quotes and trailing commas (raw control characters allowed in strings);
+   when that fails, ``json_repair`` (unquoted keys, comments, missing commas:
+   heuristic, and it can change content, e.g. strip a string's trailing
+   newline, so it comes last). Non-finite numbers (``NaN``,
    ``Infinity``, ``1e999``, and strings such as ``"NaN"`` that lax validation
    would read as floats) and a repair that empties a non-empty object are
    ``invalid_json``.
@@ -75,8 +78,8 @@ _OPEN_FENCE = re.compile(r"\A\s*```[^\n]*\n?")
 @dataclass(frozen=True)
 class Parsed(Generic[T]):
     """The outcome of :func:`parse_object`: ``value`` (an instance of the
-    schema) or ``kind`` and ``error``; ``repaired`` when ``json_repair`` was
-    needed; ``span`` the JSON text used (``""`` when none was found)."""
+    schema) or ``kind`` and ``error``; ``repaired`` when the rewrites or
+    ``json_repair`` were needed; ``span`` the JSON text used (``""`` when none was found)."""
 
     value: T | None
     kind: FailureKind | None
@@ -145,8 +148,8 @@ def _scan_balanced(text: str, start: int) -> int:
 
 
 def _normalise(span: str) -> str:
-    """The exact rewrites of two common defects, string-aware: single-quoted
-    strings become double-quoted (``\\'`` unescaped, ``"`` escaped, other escapes
+    r"""The exact rewrites of two common defects, string-aware: single-quoted
+    strings become double-quoted (``\'`` unescaped, ``"`` escaped, other escapes
     kept) and a comma before ``}`` or ``]`` is dropped. Content is never changed."""
     out: list[str] = []
     pos = 0
