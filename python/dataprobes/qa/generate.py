@@ -37,7 +37,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
@@ -406,38 +406,40 @@ class TextGenerator:
                 list(objects), list(indices), list(failures), n, attempts, self._model, seed, repaired, reasked
             )
 
-        samples: Iterable[int] = range(n)
-        if self.progress:
-            from tqdm.auto import tqdm
+        from tqdm import tqdm
 
-            samples = tqdm(samples, desc=f"generate {schema.__name__}", unit="sample")
-        for i in samples:
-            ask = base
-            for attempt in range(self.max_reasks + 1):
-                attempts += 1
-                try:
-                    completion = self._complete(
-                        ask, schema, temperature, derive_seed(seed, i, attempt), Ask(seed, i, attempt, prompt)
-                    )
-                except BackendFailure as exc:
-                    failures.append(GenerationFailure(exc.kind, exc.raw, str(exc), i, attempt))
-                    if not responded:
-                        raise GeneratorUnavailableError(
-                            f"{self!r} gave no response to the first sample ({exc.kind}: {exc}); nothing was generated",
-                            result(),
-                        ) from exc
-                    break  # a back end failure was already retried; the next sample may still work
-                responded = True
-                parsed = parse_object(completion.text, schema, truncated=completion.truncated)
-                if parsed.value is not None:
-                    objects.append(parsed.value)
-                    indices.append(i)
-                    repaired += parsed.repaired
-                    reasked += attempt > 0
-                    break
-                assert parsed.kind is not None
-                failures.append(GenerationFailure(parsed.kind, completion.text, parsed.error, i, attempt))
-                ask = reask_prompt(base, completion.text, parsed.error)
+        bar = tqdm(total=n, desc=f"generate {schema.__name__}", unit="sample", disable=not self.progress)
+        try:
+            for i in range(n):
+                ask = base
+                for attempt in range(self.max_reasks + 1):
+                    attempts += 1
+                    try:
+                        completion = self._complete(
+                            ask, schema, temperature, derive_seed(seed, i, attempt), Ask(seed, i, attempt, prompt)
+                        )
+                    except BackendFailure as exc:
+                        failures.append(GenerationFailure(exc.kind, exc.raw, str(exc), i, attempt))
+                        if not responded:
+                            raise GeneratorUnavailableError(
+                                f"{self!r} gave no response to the first sample ({exc.kind}: {exc}); nothing was generated",
+                                result(),
+                            ) from exc
+                        break  # a back end failure was already retried; the next sample may still work
+                    responded = True
+                    parsed = parse_object(completion.text, schema, truncated=completion.truncated)
+                    if parsed.value is not None:
+                        objects.append(parsed.value)
+                        indices.append(i)
+                        repaired += parsed.repaired
+                        reasked += attempt > 0
+                        break
+                    assert parsed.kind is not None
+                    failures.append(GenerationFailure(parsed.kind, completion.text, parsed.error, i, attempt))
+                    ask = reask_prompt(base, completion.text, parsed.error)
+                bar.update(1)
+        finally:
+            bar.close()
         return result()
 
 
