@@ -422,7 +422,8 @@ class TextGenerator:
                         failures.append(GenerationFailure(exc.kind, exc.raw, str(exc), i, attempt))
                         if not responded:
                             raise GeneratorUnavailableError(
-                                f"{self!r} gave no response to the first sample ({exc.kind}: {exc}); nothing was generated",
+                                f"{self!r} gave no response to the first sample ({exc.kind}: {exc}); "
+                                "nothing was generated",
                                 result(),
                             ) from exc
                         break  # a back end failure was already retried; the next sample may still work
