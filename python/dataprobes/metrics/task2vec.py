@@ -495,6 +495,10 @@ def _fisher_compat(
     try:
         with _bar(passes * b, "task2vec Fisher (compat)", progress) as bar:
             for _ in range(passes):
+                # the reference's DataLoader draws its base seed from the generator at every pass
+                # (a CPU draw: on an accelerator the labels come from its own generator)
+                if gen.device.type == "cpu":
+                    torch.empty((), dtype=torch.int64).random_(generator=gen)
                 for s in range(0, b, bs):
                     x = ids[s : s + bs].to(probe.device)
                     m = None if mask is None else mask[s : s + bs].to(probe.device)
