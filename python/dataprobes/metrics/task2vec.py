@@ -205,8 +205,8 @@ def _check_batch(
                 m = np.asarray(attention_mask)
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"attention_mask must be a rectangular array: {exc}") from None
-        if not (m.dtype == np.bool_ or np.issubdtype(m.dtype, np.integer)):
-            raise TypeError(f"attention_mask must be a 0/1 integer or bool array, got dtype {m.dtype}")
+        if not (m.dtype == np.bool_ or np.issubdtype(m.dtype, np.integer) or np.issubdtype(m.dtype, np.floating)):
+            raise TypeError(f"attention_mask must be a 0/1 array (bool, integer or float), got dtype {m.dtype}")
         if m.shape != arr.shape:
             raise ValueError(f"attention_mask must have the batch's shape {arr.shape}, got {m.shape}")
         if not np.isin(m, (0, 1)).all():
