@@ -211,8 +211,8 @@ def batch_stream(
         for idx in _permutation_batches(n, num_batches, batch_size, seed, side, name):
             items = [dataset[int(i)] for i in np.sort(idx)]
             if items and isinstance(items[0], dict) and "input_ids" not in items[0] and "text" in items[0]:
-                cols = {"text": [it["text"] for it in items]}
-                items, pad = _rows_from_columns(name, cols, tokenizer, seq_len)
+                texts = {"text": [it["text"] for it in items]}
+                items, pad = _rows_from_columns(name, texts, tokenizer, seq_len)
             else:
                 pad = None
             ids, mask = _assemble(name, items, seq_len, pad if pad is not None else pad_token_id)

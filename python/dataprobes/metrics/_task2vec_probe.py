@@ -36,14 +36,14 @@ class _Trunk(nn.Module):
         if self.kind == "tinygpt":
             out: torch.Tensor = self.m.hidden(ids)  # type: ignore[operator]
             return out
-        base = self.m.base_model if getattr(self.m, "base_model", self.m) is not self.m else None
-        if base is not None:
+        base: Any = getattr(self.m, "base_model", None)
+        if base is not None and base is not self.m:
             res = base(input_ids=ids, attention_mask=mask)
             h = res.last_hidden_state if hasattr(res, "last_hidden_state") else res[0]
         else:
             res = self.m(input_ids=ids, attention_mask=mask, output_hidden_states=True)
             h = res.hidden_states[-1]
-        return h  # type: ignore[no-any-return]
+        return h
 
 
 @dataclass

@@ -432,9 +432,11 @@ def _chunk_vmap(
     def one(i1: torch.Tensor, m1: torch.Tensor | None, y1: torch.Tensor, w1: torch.Tensor) -> list[torch.Tensor]:
         def logits_of(p: dict[str, torch.Tensor]) -> torch.Tensor:
             h = functional_call(trunk, p, (i1[None], None if m1 is None else m1[None]))
-            return head(h)[0]  # type: ignore[no-any-return]
+            out: torch.Tensor = head(h)[0]
+            return out
 
-        logits, pull = vjp(logits_of, params)
+        res = vjp(logits_of, params)
+        logits, pull = res[0], res[1]
         (g,) = vmap(pull)(_cotangent(logits, y1, w1))
         return [(g[n].double() ** 2).sum(0) for n in names]
 
