@@ -318,8 +318,8 @@ def _finetune(
                     if cnt == 0:
                         bar.update(1)
                         continue
-                    nll = F.cross_entropy(logits.transpose(1, 2), tgt, reduction="none")
-                    loss = (nll * ok).sum() / cnt
+                    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="none")
+                    loss = (nll * ok.reshape(-1)).sum() / cnt
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -533,7 +533,7 @@ def task2vec_embedding(
     lr: float = DEFAULT_LR,
     finetune_batch_size: int = DEFAULT_MINIBATCH,
     fisher_samples: int = 1,
-    fisher_batch_size: int = DEFAULT_MINIBATCH,
+    fisher_batch_size: int | None = None,
     weight_decay: float = DEFAULT_WEIGHT_DECAY,
     compat: bool = False,
     seed: int = 0,
@@ -554,8 +554,9 @@ def task2vec_embedding(
     docs/math.md, "Task2Vec"). Padding: ``attention_mask`` (1 = token) or,
     without it, positions holding ``pad_token_id``; masked in default mode.
     ``fisher_batch_size``: the minibatch whose mean gradient is squared in
-    ``compat`` mode; in default mode only the number of sequences per
-    vectorised chunk (results do not depend on it). ``seed`` fixes the label
+    ``compat`` mode (default 8, the reference's); in default mode only the
+    number of sequences per vectorised chunk (results do not depend on it;
+    default: as many as fit in about 512 MiB, at most 64). ``seed`` fixes the label
     draws (sequence ``i`` uses the stream ``(seed, i)``). ``compat=True``:
     the reference's estimator, defects included (module docstring); equal to
     the reference for probes without dropout (the copy always runs in eval
@@ -570,13 +571,18 @@ def task2vec_embedding(
         lr,
         finetune_batch_size,
         fisher_samples,
-        fisher_batch_size,
+        DEFAULT_MINIBATCH if fisher_batch_size is None else fisher_batch_size,
         weight_decay,
         compat,
         seed,
         progress,
     )
     p = prepare_probe(probe, device)
+    if fisher_batch_size is None and not compat_b:
+        # vectorised chunks of sequences: per-sequence gradients of every embedded weight in
+        # float32 per draw plus their float64 squares, within about 512 MiB
+        size = sum(w.numel() for w in p.weights)
+        f_bs = max(1, min(64, 2**29 // max(1, size * (4 * samples + 8))))
     ids, mask, valid, pad = _check_batch(p, batch, attention_mask, pad_token_id)
     ignore = -100 if pad is None else pad
     hidden = _hidden_cache(p, ids, mask, ft_bs)
