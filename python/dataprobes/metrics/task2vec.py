@@ -818,6 +818,7 @@ def diversity_coefficient(
     progress: bool = True,
     tokenizer: Any = None,
     buffer_size: int = 10_000,
+    eps: float = 0.0,
     **embedding_kwargs: Any,
 ) -> DiversityResult:
     """Task2Vec diversity coefficient (Miranda, Lee et al. 2023): the mean
@@ -836,12 +837,15 @@ def diversity_coefficient(
     ``buffer_size``, and read by one running iterator: every batch new rows).
     ``seq_len`` crops sequences (and is the padded length of tokenized text).
     ``embedding_kwargs`` go to :func:`task2vec_embedding` (its ``seed`` for
-    batch ``i`` is derived from ``(seed, i)``). ``stderr`` is the
-    delete-one-batch jackknife (NaN for 2 batches)."""
+    batch ``i`` is derived from ``(seed, i)``). ``eps``: as in
+    :func:`task2vec_distance` (the reference uses 1e-8, which is not small
+    next to Fisher entries of small probes: pass it to reproduce the
+    reference's numbers). ``stderr`` is the delete-one-batch jackknife (NaN
+    for 2 batches)."""
     nb, bs, sl, sd, prog = _check_coeff_args(num_batches, batch_size, seq_len, seed, progress, embedding_kwargs)
     check_int("buffer_size", buffer_size, 1)
     emb = _embed_all(dataset, probe, nb, bs, sl, sd, 0, tokenizer, buffer_size, prog, embedding_kwargs, "dataset")
-    d = pairwise_task2vec_distances(emb)
+    d = pairwise_task2vec_distances(emb, eps=eps)
     mean, se, std = _within_stats(d)
     return DiversityResult(mean, se, d, tuple(emb), std)
 
@@ -858,6 +862,7 @@ def cross_diversity(
     progress: bool = True,
     tokenizer: Any = None,
     buffer_size: int = 10_000,
+    eps: float = 0.0,
     **embedding_kwargs: Any,
 ) -> DiversityResult:
     """Cross diversity: the mean of the ``num_batches × num_batches`` matrix of
@@ -869,7 +874,7 @@ def cross_diversity(
     check_int("buffer_size", buffer_size, 1)
     ea = _embed_all(a, probe, nb, bs, sl, sd, 0, tokenizer, buffer_size, prog, embedding_kwargs, "a")
     eb = _embed_all(b, probe, nb, bs, sl, sd, 1, tokenizer, buffer_size, prog, embedding_kwargs, "b")
-    d = _cross(ea, eb)
+    d = _cross(ea, eb, check_nonnegative_float("eps", eps))
     mean, se, std = _cross_stats(d)
     return DiversityResult(mean, se, d, tuple(ea + eb), std)
 
@@ -886,6 +891,7 @@ def alignment_coefficient(
     progress: bool = True,
     tokenizer: Any = None,
     buffer_size: int = 10_000,
+    eps: float = 0.0,
     **embedding_kwargs: Any,
 ) -> AlignmentResult:
     """Task2Vec alignment coefficient (Chawla et al. 2025): ``1 −`` the
@@ -904,6 +910,7 @@ def alignment_coefficient(
         progress=progress,
         tokenizer=tokenizer,
         buffer_size=buffer_size,
+        eps=eps,
         **embedding_kwargs,
     )
     return AlignmentResult(1.0 - r.coefficient, r.stderr, r.distances, r.embeddings)
