@@ -575,3 +575,19 @@ def test_bad_distance_input() -> None:
         task2vec_distance(np.array([0.0, 0.0]), np.array([1.0, 0.0]))
     with pytest.raises(ValueError, match="empty"):
         pairwise_task2vec_distances([])
+
+
+def test_compat_without_kept_graphs_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compat Fisher reuses the trunk's forward graph within a memory
+    budget; with no budget (forward run again) or minibatches that differ
+    from the fine-tune's, the embedding is the same."""
+    from dataprobes.metrics import task2vec as t2v
+
+    model = tiny_gpt(3)
+    ids = tokens(13, 8, seed=2)
+    kept = task2vec_embedding(model, ids, compat=True, finetune_epochs=2, fisher_samples=2, seed=1)
+    monkeypatch.setattr(t2v, "GRAPH_BUDGET", 0)
+    again = task2vec_embedding(model, ids, compat=True, finetune_epochs=2, fisher_samples=2, seed=1)
+    np.testing.assert_allclose(again.hessian, kept.hessian, rtol=1e-5, atol=1e-14)
+    ref = reference_embedding(model, ids, epochs=2, seed=1, fisher_epochs=2, loader_batch_size=8)
+    np.testing.assert_allclose(again.hessian, ref, rtol=2e-5, atol=1e-12)

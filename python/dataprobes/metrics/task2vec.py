@@ -264,15 +264,49 @@ def _bar(total: int, desc: str, progress: bool) -> Any:
     return tqdm(total=total, desc=desc, disable=not progress, leave=False)
 
 
-def _hidden_cache(probe: Probe, ids: torch.Tensor, mask: torch.Tensor | None, bs: int) -> torch.Tensor:
+#: bytes of autograd graphs the compat mode keeps from the trunk's one forward
+#: pass for its Fisher backward (minibatches beyond it run the forward again)
+GRAPH_BUDGET = 1 << 30
+
+
+def _hidden_cache(
+    probe: Probe, ids: torch.Tensor, mask: torch.Tensor | None, bs: int, graph_budget: int = 0
+) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
     """The frozen trunk's final hidden states, once, in chunks of ``bs`` rows
-    (the fine-tune's minibatches, so each equals the reference's forward)."""
-    out = []
-    with torch.no_grad():
-        for s in range(0, ids.shape[0], bs):
-            m = None if mask is None else mask[s : s + bs].to(probe.device)
-            out.append(probe.trunk(ids[s : s + bs].to(probe.device), m))
-    return torch.cat(out)
+    (the fine-tune's minibatches, so each equals the reference's forward),
+    and, while the tensors they save fit in ``graph_budget`` bytes, the same
+    states with their autograd graph to the embedded weights (the trunk is
+    frozen, so the Fisher's forward pass is this one: it is not run again)."""
+    out: list[torch.Tensor] = []
+    graphs: list[torch.Tensor | None] = []
+    used = 0
+    weights = list(probe.weights)
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal used
+        if not isinstance(t, nn.Parameter):
+            used += t.numel() * t.element_size()
+        return t
+
+    for s in range(0, ids.shape[0], bs):
+        x = ids[s : s + bs].to(probe.device)
+        m = None if mask is None else mask[s : s + bs].to(probe.device)
+        if used < graph_budget:
+            for w in weights:
+                w.requires_grad_(True)
+            try:
+                with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                    h = probe.trunk(x, m)
+            finally:
+                for w in weights:
+                    w.requires_grad_(False)
+            graphs.append(h)
+            out.append(h.detach())
+        else:
+            with torch.no_grad():
+                out.append(probe.trunk(x, m))
+            graphs.append(None)
+    return torch.cat(out), graphs
 
 
 def _finetune(
@@ -480,6 +514,7 @@ def _fisher_compat(
     passes: int,
     bs: int,
     progress: bool,
+    graphs: list[torch.Tensor | None],
 ) -> list[torch.Tensor]:
     """The reference's ``montecarlo_fisher_autoregressive``: per minibatch,
     labels ``multinomial(softmax(logits[i]))`` per sequence, loss
@@ -496,7 +531,7 @@ def _fisher_compat(
         p.requires_grad_(True)
     try:
         with _bar(passes * b, "task2vec Fisher (compat)", progress) as bar:
-            for _ in range(passes):
+            for rep in range(passes):
                 # the reference's DataLoader draws its base seed from the generator at every pass
                 # (a CPU draw: on an accelerator the labels come from its own generator)
                 if gen.device.type == "cpu":
@@ -504,8 +539,9 @@ def _fisher_compat(
                 for s in range(0, b, bs):
                     x = ids[s : s + bs].to(probe.device)
                     m = None if mask is None else mask[s : s + bs].to(probe.device)
+                    kept = graphs[s // bs] if s // bs < len(graphs) else None
                     with torch.enable_grad():
-                        logits = probe.head(probe.trunk(x, m))
+                        logits = probe.head(probe.trunk(x, m) if kept is None else kept)
                         sm = torch.softmax(logits.detach(), dim=-1)
                         target = torch.stack(
                             [torch.multinomial(sm[i], 1, generator=gen).view(-1) for i in range(sm.shape[0])]
@@ -513,7 +549,9 @@ def _fisher_compat(
                         loss = nn.CrossEntropyLoss(ignore_index=ignore_index)(
                             logits[:, :-1, :].transpose(1, 2), target[:, 1:]
                         )
-                        gs = torch.autograd.grad(loss, weights, allow_unused=True)
+                        gs = torch.autograd.grad(
+                            loss, weights, allow_unused=True, retain_graph=kept is not None and rep + 1 < passes
+                        )
                     for k, (a, g) in enumerate(zip(acc, gs, strict=True)):
                         if g is not None:
                             a += g.double() ** 2
@@ -585,10 +623,11 @@ def task2vec_embedding(
         f_bs = max(1, min(64, 2**29 // max(1, size * (4 * samples + 8))))
     ids, mask, valid, pad = _check_batch(p, batch, attention_mask, pad_token_id)
     ignore = -100 if pad is None else pad
-    hidden = _hidden_cache(p, ids, mask, ft_bs)
+    keep = GRAPH_BUDGET if compat_b and f_bs == ft_bs else 0
+    hidden, graphs = _hidden_cache(p, ids, mask, ft_bs, keep)
     if compat_b:
         losses = _finetune(p, hidden, ids, None, ignore, epochs, lr_f, wd, ft_bs, prog)
-        sq = _fisher_compat(p, ids, mask, ignore, seed_i, samples, f_bs, prog)
+        sq = _fisher_compat(p, ids, mask, ignore, seed_i, samples, f_bs, prog, graphs)
         method = "compat"
     else:
         target_ok = (valid[:, 1:] & valid[:, :-1]).to(hidden.dtype)
