@@ -591,3 +591,24 @@ def test_compat_without_kept_graphs_is_the_same(monkeypatch: pytest.MonkeyPatch)
     np.testing.assert_allclose(again.hessian, kept.hessian, rtol=1e-5, atol=1e-14)
     ref = reference_embedding(model, ids, epochs=2, seed=1, fisher_epochs=2, loader_batch_size=8)
     np.testing.assert_allclose(again.hessian, ref, rtol=2e-5, atol=1e-12)
+
+
+@pytest.mark.parametrize("compat", [False, True])
+def test_closed_form_head_update_equals_autograd_adamw(compat: bool) -> None:
+    """A linear head trains by a closed-form gradient and AdamW written out; any
+    other head by autograd and torch.optim.AdamW: the same embedding."""
+
+    class OtherLinear(nn.Linear):  # not exactly nn.Linear: takes the autograd path
+        pass
+
+    model = tiny_gpt(2)
+    other = copy.deepcopy(model)
+    other.head = OtherLinear(16, V, bias=False)
+    other.head.weight = other.tok_emb.weight
+    ids = tokens(10, 7, seed=3)
+    kw = dict(finetune_epochs=3, lr=3e-3, seed=2, compat=compat, pad_token_id=1)
+    a = task2vec_embedding(model, ids, **kw)
+    b = task2vec_embedding(other, ids, **kw)
+    assert a.finetune_loss[1] < a.finetune_loss[0]
+    np.testing.assert_allclose(a.finetune_loss, b.finetune_loss, rtol=1e-5)
+    np.testing.assert_allclose(a.hessian, b.hessian, rtol=1e-4, atol=1e-12)
