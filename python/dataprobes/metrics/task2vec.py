@@ -174,9 +174,11 @@ def _int_array(name: str, value: Any) -> np.ndarray:
 
 
 def _check_batch(
-    probe: Probe, batch: Any, attention_mask: Any, pad_token_id: Any
+    probe: Probe, batch: Any, attention_mask: Any, pad_token_id: Any, compat: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, int | None]:
-    """``(ids [B, T] int64, mask for the trunk or None, valid [B, T] bool, pad id)``."""
+    """``(ids [B, T] int64, mask for the trunk or None, valid [B, T] bool, pad id)``;
+    a probe without attention mask needs right padding unless ``compat`` (which
+    masks nothing)."""
     arr = _int_array("batch", batch)
     if arr.ndim != 2:
         raise ValueError(f"batch must be 2-D [num_sequences, length], got shape {arr.shape}")
@@ -219,7 +221,7 @@ def _check_batch(
             mask_t = valid.to(torch.int64)
     else:
         valid = torch.ones(b, t, dtype=torch.bool)
-    if probe.kind == "tinygpt" and bool((valid[:, 1:] & ~valid[:, :-1]).any()):
+    if probe.kind == "tinygpt" and not compat and bool((valid[:, 1:] & ~valid[:, :-1]).any()):
         raise ValueError(
             "this probe takes no attention mask, so padding must come last in each row (right padding); "
             "a valid token follows a padding position"
@@ -686,7 +688,7 @@ def task2vec_embedding(
         # float32 per draw plus their float64 squares, within about 512 MiB
         size = sum(w.numel() for w in p.weights)
         f_bs = max(1, min(64, 2**29 // max(1, size * (4 * samples + 8))))
-    ids, mask, valid, pad = _check_batch(p, batch, attention_mask, pad_token_id)
+    ids, mask, valid, pad = _check_batch(p, batch, attention_mask, pad_token_id, compat_b)
     ignore = -100 if pad is None else pad
     keep = GRAPH_BUDGET if compat_b and f_bs == ft_bs else 0
     hidden, graphs = _hidden_cache(p, ids, mask, ft_bs, keep)
