@@ -610,9 +610,9 @@ def _fisher_compat(
                     with torch.enable_grad():
                         logits = probe.head(probe.trunk(x, m) if kept is None else kept)
                         sm = torch.softmax(logits.detach(), dim=-1)
-                        target = torch.stack(
-                            [torch.multinomial(sm[i], 1, generator=gen).view(-1) for i in range(sm.shape[0])]
-                        )
+                        # one call for the minibatch: the same draws as the reference's call per
+                        # sequence (rows are drawn in order; checked against the port in the tests)
+                        target = torch.multinomial(sm.reshape(-1, sm.shape[-1]), 1, generator=gen).view(sm.shape[:2])
                         loss = nn.CrossEntropyLoss(ignore_index=ignore_index)(
                             logits[:, :-1, :].transpose(1, 2), target[:, 1:]
                         )
