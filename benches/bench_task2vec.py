@@ -141,36 +141,45 @@ def main() -> None:
         f"{coef_eps:.6f} (port {ref_coef:.6f}); with eps = 0 (the default): {res.coefficient:.6f}"
     )
 
-    times: dict[str, list[float]] = {"reference port": [], "dataprobes compat": [], "dataprobes default": []}
-    coef_default = float("nan")
+    runs = {
+        "reference port": lambda: reference_coefficient(process, probe, nb, bs, sl, seed),
+        "dataprobes compat": lambda: ours(process, probe, nb, bs, sl, seed, True),
+        "dataprobes default": lambda: ours(process, probe, nb, bs, sl, seed, False),
+    }
+    wall: dict[str, list[float]] = {k: [] for k in runs}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(args.repeats):
-        t = time.perf_counter()
-        reference_coefficient(process, probe, nb, bs, sl, seed)
-        times["reference port"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        ours(process, probe, nb, bs, sl, seed, True)
-        times["dataprobes compat"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        coef_default = ours(process, probe, nb, bs, sl, seed, False).coefficient
-        times["dataprobes default"].append(time.perf_counter() - t)
-    base = statistics.median(times["reference port"])
-    print(f"\none coefficient, {nb} batches, median (min-max) of {args.repeats}:")
-    for k, ts in times.items():
-        print(f"  {k:20s} {fmt(ts)}   x{base / statistics.median(ts):6.1f}")
+        for k, f in runs.items():  # interleaved
+            t, c = time.perf_counter(), time.process_time()
+            f()
+            wall[k].append(time.perf_counter() - t)
+            cpu[k].append(time.process_time() - c)
+    base_w = statistics.median(wall["reference port"])
+    base_c = statistics.median(cpu["reference port"])
+    print(f"\none coefficient, {nb} batches, median (min-max) of {args.repeats}; wall clock, then CPU time:")
+    for k in runs:
+        w, c = statistics.median(wall[k]), statistics.median(cpu[k])
+        print(f"  {k:20s} wall {fmt(wall[k])} x{base_w / w:5.1f}   cpu {fmt(cpu[k])} x{base_c / c:5.1f}")
+    coef_default = ours(process, probe, nb, bs, sl, seed, False).coefficient
     print(f"  (default-mode coefficient {coef_default:.6f})")
 
     if args.extrapolate:
         x = np.asarray(process.sample(512, 128, seed=seed), dtype=np.int64)
         per: dict[str, list[float]] = {"compat": [], "default": []}
+        per_cpu: dict[str, list[float]] = {"compat": [], "default": []}
         for _ in range(args.repeats):
             for mode in per:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 task2vec_embedding(probe, x, compat=mode == "compat", seed=seed)
                 per[mode].append(time.perf_counter() - t)
+                per_cpu[mode].append(time.process_time() - c)
         print("\none 512 x 128 batch (reference settings), and 200 x that (extrapolated):")
         for mode, ts in per.items():
             m = statistics.median(ts)
-            print(f"  {mode:8s} {fmt(ts)} per batch -> 200 batches ~ {200 * m / 60:.1f} min")
+            print(
+                f"  {mode:8s} wall {fmt(ts)} per batch -> 200 batches ~ {200 * m / 60:.1f} min"
+                f"   (cpu {fmt(per_cpu[mode])})"
+            )
     print(f"load {os.getloadavg()[0]:.2f}")
 
 

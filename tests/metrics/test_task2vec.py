@@ -614,3 +614,33 @@ def test_closed_form_head_update_equals_autograd_adamw(compat: bool) -> None:
     assert a.finetune_loss[1] < a.finetune_loss[0]
     np.testing.assert_allclose(a.finetune_loss, b.finetune_loss, rtol=1e-5)
     np.testing.assert_allclose(a.hessian, b.hessian, rtol=1e-4, atol=1e-12)
+
+
+@given(st.integers(1, 30), st.data())
+def test_array_batches_are_fresh_within_a_pass(n: int, data: st.DataObject) -> None:
+    bs = data.draw(st.integers(1, n))
+    nb = data.draw(st.integers(1, 8))
+    seed = data.draw(st.integers(0, 2**32))
+    rows = np.arange(n)[:, None] * np.ones((1, 3), int)  # row i holds the token i
+    got = [ids[:, 0] for ids, _, _ in batch_stream(rows, nb, bs, seq_len=2, seed=seed, side=0)]
+    again = [ids[:, 0] for ids, _, _ in batch_stream(rows, nb, bs, seq_len=2, seed=seed, side=0)]
+    assert len(got) == nb and all(np.array_equal(a, b) for a, b in zip(got, again, strict=True))
+    per_pass = n // bs
+    for k, b in enumerate(got):
+        assert len(set(b.tolist())) == bs  # no row twice in a batch
+        start = k - k % per_pass
+        for other in got[start:k]:  # earlier batches of the same pass
+            assert not set(b.tolist()) & set(other.tolist())
+
+
+@given(st.integers(3, 9), st.integers(0, 2**32))
+def test_jackknife_standard_error(n: int, seed: int) -> None:
+    from dataprobes.metrics.task2vec import _within_stats
+
+    rng = np.random.default_rng(seed)
+    d = rng.random((n, n))
+    d = np.triu(d, 1) + np.triu(d, 1).T
+    mean, se, std = _within_stats(d)
+    assert mean == pytest.approx(d[np.triu_indices(n, 1)].mean())
+    assert se == pytest.approx(jackknife(d), rel=1e-9, abs=1e-15)
+    assert std == pytest.approx(d[np.triu_indices(n, 1)].std(ddof=1))
