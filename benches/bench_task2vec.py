@@ -3,8 +3,9 @@ reference implementation, at equal settings.
 
 One diversity coefficient of a Markov-chain probe data set (``--batches``
 batches of ``--batch-size`` sequences of ``--seq-len`` tokens, fresh draws)
-with a small probe (``--probe tinygpt``: TinyGPT, V = 64, d = 64, 2 layers;
-``--probe gpt2``: a GPT-2 of the same size built from a config), the
+with a small probe (``--probe tinygpt``: TinyGPT, V = 64, d = 64, 2 layers,
+``--d-model``/``--layers`` to change; ``--probe gpt2``: a GPT-2 of the same
+size built from a config), the
 reference's settings otherwise (head fine-tune 10 epochs of AdamW, lr 5e-5,
 minibatches of 8, one Monte-Carlo Fisher pass):
 
@@ -55,17 +56,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "metrics"
 from task2vec_reference import reference_embedding  # noqa: E402
 
 
-def make_probe(kind: str, vocab: int, seed: int = 0) -> torch.nn.Module:
+def make_probe(kind: str, vocab: int, d: int = 64, layers: int = 2, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     if kind == "tinygpt":
-        return TinyGPT(vocab_size=vocab, max_len=128, d_model=64, n_layers=2, n_heads=4)
+        return TinyGPT(vocab_size=vocab, max_len=128, d_model=d, n_layers=layers, n_heads=4)
     import transformers
 
     cfg = transformers.GPT2Config(
         vocab_size=vocab,
         n_positions=128,
-        n_embd=64,
-        n_layer=2,
+        n_embd=d,
+        n_layer=layers,
         n_head=4,
         resid_pdrop=0.0,
         embd_pdrop=0.0,
@@ -110,6 +111,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--vocab", type=int, default=64)
+    ap.add_argument("--d-model", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
@@ -123,7 +126,7 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}, "
         f"load {os.getloadavg()[0]:.2f}"
     )
-    probe = make_probe(args.probe, args.vocab)
+    probe = make_probe(args.probe, args.vocab, args.d_model, args.layers)
     process = dp.MarkovChain.random(args.vocab, entropy_rate=2.0, seed=1)
     nb, bs, sl, seed = args.batches, args.batch_size, args.seq_len, args.seed
     print(f"probe {args.probe} ({sum(p.numel() for p in probe.parameters())} parameters); {nb} batches x {bs} x {sl}")

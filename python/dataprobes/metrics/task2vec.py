@@ -410,6 +410,7 @@ def _finetune_linear(
         chunks.append((h, torch.where(w > 0, y, 0), w, torch.arange(h.shape[0], device=dev), cnt > 0))
     first = last = math.nan
     step = 0
+    total = epochs * sum(1 for c in chunks if c[4])
     with torch.no_grad(), _bar(epochs * len(chunks), "task2vec head fine-tune", progress) as bar:
         for _ in range(epochs):
             for h, y, w, rows, any_target in chunks:
@@ -417,11 +418,12 @@ def _finetune_linear(
                 if not any_target:
                     continue
                 p = torch.softmax(F.linear(h, head.weight, head.bias), dim=-1)
-                last = float(-(w * p[rows, y].log()).sum())
-                if math.isnan(first):
-                    first = last
-                p[rows, y] -= 1.0
+                if step == 0 or step + 1 == total:  # the loss before the first and the last update
+                    last = float(-(w * p[rows, y].log()).sum())
+                    if math.isnan(first):
+                        first = last
                 p *= w[:, None]
+                p.scatter_add_(1, y[:, None], -w[:, None])
                 grads = [p.t() @ h] + ([p.sum(0)] if head.bias is not None else [])
                 step += 1
                 bc1 = 1 - beta1**step
@@ -591,7 +593,7 @@ def _fisher_compat(
     gen = torch.Generator(device=probe.device)
     gen.manual_seed(seed)
     weights = list(probe.weights)
-    acc = [torch.zeros(p.shape, dtype=torch.float64, device=p.device) for p in weights]
+    acc = [torch.zeros_like(p) for p in weights]  # in the weights' dtype, as the reference's grad2_acc
     counts = [0] * len(weights)
     b = ids.shape[0]
     for p in weights:
@@ -621,13 +623,13 @@ def _fisher_compat(
                         )
                     for k, (a, g) in enumerate(zip(acc, gs, strict=True)):
                         if g is not None:
-                            a += g.double() ** 2
+                            a.addcmul_(g, g)
                             counts[k] += 1
                     bar.update(x.shape[0])
     finally:
         for p in weights:
             p.requires_grad_(False)
-    return [a / c if c else a for a, c in zip(acc, counts, strict=True)]
+    return [(a / c if c else a).double() for a, c in zip(acc, counts, strict=True)]
 
 
 def task2vec_embedding(
