@@ -2,9 +2,9 @@ r"""Task2Vec embeddings, diversity and alignment coefficients.
 
 Achille et al., "Task2Vec: Task Embedding for Meta-Learning" (ICCV 2019);
 Miranda, Lee et al., "Beyond Scale: the Diversity Coefficient as a Data
-Quality Metric" (arXiv 2306.13840); Chawla et al., "Beyond Scale: The
-Diversity Coefficient ... alignment" (arXiv 2501.08496). The math is in
-docs/math.md ("Dataset metrics", "Task2Vec").
+Quality Metric ..." (arXiv 2306.13840); Chawla et al. (arXiv 2501.08496) for
+the alignment coefficient. The math is in docs/math.md ("Dataset metrics",
+"Task2Vec diversity and alignment coefficients").
 
 A batch of token sequences is embedded by a *probe* language model:
 
@@ -35,8 +35,10 @@ at ``t`` (``logits[:, :-1]`` against ``labels[:, 1:]``), padding is not masked
 ``ignore_index=50256``), and the squared gradient is that of the mean loss of
 each minibatch of ``fisher_batch_size`` sequences; ``fisher_samples`` passes
 are averaged (the reference's Fisher ``epochs``). Labels then come from
-``torch.multinomial`` per sequence on a generator seeded with ``seed``, as the
-reference's global generator after ``torch.manual_seed(seed)``.
+``torch.multinomial`` on a generator seeded with ``seed``: the draws the
+reference makes on its global generator after ``torch.manual_seed(seed)``
+(its per-sequence calls, and its ``DataLoader``'s one draw per pass).
+Squared gradients accumulate in the weights' dtype, as the reference's.
 
 The distance of two embeddings is Task2Vec's: ``h0/(h0+h1)`` and
 ``h1/(h0+h1)`` elementwise, then the cosine distance. The diversity
