@@ -300,7 +300,13 @@ def test_determinism_and_chunking() -> None:
     a = task2vec_embedding(model, ids, seed=3, finetune_epochs=1)
     b = task2vec_embedding(model, torch.as_tensor(ids), seed=3, finetune_epochs=1, fisher_batch_size=3)
     c = task2vec_embedding(model, ids, seed=4, finetune_epochs=1)
+    torch.set_num_threads(2)
+    try:
+        two_threads = task2vec_embedding(model, ids, seed=3, finetune_epochs=1)
+    finally:
+        torch.set_num_threads(1)
     np.testing.assert_allclose(a.hessian, b.hessian, rtol=1e-5, atol=1e-14)
+    np.testing.assert_allclose(two_threads.hessian, a.hessian, rtol=1e-5, atol=1e-14)
     assert not np.allclose(a.hessian, c.hessian)
     assert a.hessian.dtype == np.float64 and a.hessian.ndim == 1
     assert sum(a.rows) == a.hessian.shape[0] and len(a.rows) == len(a.names)
