@@ -452,11 +452,8 @@ def _sample_labels(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Inverse-CDF draws: ``probs`` [B, T, V], ``u`` [S, B, T] -> labels [S, B, T]."""
     cdf = probs.double().cumsum(-1)
     cdf = cdf / cdf[..., -1:]
-    v = probs.shape[-1]
-    lab = torch.searchsorted(
-        cdf[None].expand(u.shape[0], *cdf.shape).contiguous(), u[..., None].contiguous(), right=True
-    )
-    return lab.squeeze(-1).clamp_(max=v - 1)
+    lab = torch.searchsorted(cdf, u.permute(1, 2, 0).contiguous(), right=True)  # [B, T, S]
+    return lab.clamp_(max=probs.shape[-1] - 1).permute(2, 0, 1)
 
 
 def _fisher_default(
@@ -480,19 +477,20 @@ def _fisher_default(
     if empty.numel():
         raise ValueError(f"row {int(empty[0, 0])} of batch has no unmasked tokens (all padding)")
     w = valid.to(hidden.dtype) / n_valid[:, None].to(hidden.dtype)  # [B, T]
-    with torch.no_grad():
-        probs = torch.softmax(probe.head(hidden).double(), -1).cpu()
-    labels = _sample_labels(probs, _position_uniforms(seed, b, t, samples))  # [S, B, T]
+    uniforms = _position_uniforms(seed, b, t, samples)  # [S, B, T]
     acc = [torch.zeros(p.shape, dtype=torch.float64, device=probe.device) for p in probe.weights]
     names = probe.trunk_param_names()
     method = "vmap"
     with _bar(b, "task2vec Fisher", progress) as bar:
         for s in range(0, b, chunk):
             e = min(b, s + chunk)
+            with torch.no_grad():
+                probs = torch.softmax(probe.head(hidden[s:e]).double(), -1)
+            labels = _sample_labels(probs, uniforms[:, s:e].to(probs.device))  # [S, e - s, T]
             args = (
                 ids[s:e].to(probe.device),
                 None if mask is None else mask[s:e].to(probe.device),
-                labels[:, s:e].transpose(0, 1).contiguous().to(probe.device),
+                labels.transpose(0, 1).contiguous(),
                 w[s:e].to(probe.device),
             )
             sq: list[torch.Tensor] | None = None
@@ -687,12 +685,13 @@ def task2vec_embedding(
         progress,
     )
     p = prepare_probe(probe, device)
-    if fisher_batch_size is None and not compat_b:
-        # vectorised chunks of sequences: per-sequence gradients of every embedded weight in
-        # float32 per draw plus their float64 squares, within about 512 MiB
-        size = sum(w.numel() for w in p.weights)
-        f_bs = max(1, min(64, 2**29 // max(1, size * (4 * samples + 8))))
     ids, mask, valid, pad = _check_batch(p, batch, attention_mask, pad_token_id, compat_b)
+    if fisher_batch_size is None and not compat_b:
+        # vectorised chunks of sequences within about 512 MiB: per-sequence gradients of every
+        # embedded weight (float32 per draw, float64 squares), label laws and one-hot cotangents
+        size = sum(w.numel() for w in p.weights)
+        per_seq = size * (4 * samples + 8) + ids.shape[1] * p.vocab_size * (16 + 4 * samples)
+        f_bs = max(1, min(64, 2**29 // max(1, per_seq)))
     ignore = -100 if pad is None else pad
     keep = GRAPH_BUDGET if compat_b and f_bs == ft_bs else 0
     hidden, graphs = _hidden_cache(p, ids, mask, ft_bs, keep)
