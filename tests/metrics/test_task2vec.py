@@ -236,6 +236,7 @@ def test_padding_changes_nothing_when_masked(kind: str) -> None:
     mask = np.concatenate([np.ones((6, 7), int), np.zeros((6, 5), int)], axis=1)
     with_mask = task2vec_embedding(model, padded, finetune_epochs=2, seed=4, attention_mask=mask)
     np.testing.assert_allclose(with_mask.hessian, base.hessian, rtol=1e-4, atol=1e-12)
+    assert with_mask.method == "vmap"
     # the pad id marks the padding when no mask is given
     padded[:, 7:] = V - 1
     ids_no_pad = ids.copy()
@@ -650,3 +651,25 @@ def test_jackknife_standard_error(n: int, seed: int) -> None:
     assert mean == pytest.approx(d[np.triu_indices(n, 1)].mean())
     assert se == pytest.approx(jackknife(d), rel=1e-9, abs=1e-15)
     assert std == pytest.approx(d[np.triu_indices(n, 1)].std(ddof=1))
+
+
+def test_loop_fallback_equals_vmap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Models torch.func cannot trace take a loop of autograd calls: same Fisher."""
+    from dataprobes.metrics import task2vec as t2v
+
+    model = tiny_gpt2(4)
+    ids = tokens(5, 6, seed=7)
+    kw = dict(finetune_epochs=1, seed=3, fisher_samples=2, fisher_batch_size=2)
+    fast = task2vec_embedding(model, ids, **kw)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("vmap cannot trace this model")
+
+    # left padding needs the mask inside the model: Hugging Face's mask code defeats vmap
+    left = np.ones_like(ids)
+    left[2, :2] = 0
+    assert task2vec_embedding(model, ids, attention_mask=left, **kw).method == "loop"
+    monkeypatch.setattr(t2v, "_chunk_vmap", refuse)
+    slow = task2vec_embedding(model, ids, **kw)
+    assert (fast.method, slow.method) == ("vmap", "loop")
+    np.testing.assert_allclose(slow.hessian, fast.hessian, rtol=1e-4, atol=1e-14)

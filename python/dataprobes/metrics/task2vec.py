@@ -478,6 +478,11 @@ def _fisher_default(
         raise ValueError(f"row {int(empty[0, 0])} of batch has no unmasked tokens (all padding)")
     w = valid.to(hidden.dtype) / n_valid[:, None].to(hidden.dtype)  # [B, T]
     uniforms = _position_uniforms(seed, b, t, samples)  # [S, B, T]
+    if mask is not None and not bool((valid[:, 1:] & ~valid[:, :-1]).any()):
+        # right padding only: under causal attention no unmasked position reads a padded one,
+        # and padded positions carry zero weight, so the mask changes nothing here (and
+        # Hugging Face's mask handling is data-dependent, which vmap cannot trace)
+        mask = None
     acc = [torch.zeros(p.shape, dtype=torch.float64, device=probe.device) for p in probe.weights]
     names = probe.trunk_param_names()
     method = "vmap"
