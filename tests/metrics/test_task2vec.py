@@ -315,7 +315,7 @@ def test_determinism_and_chunking() -> None:
 
 
 def test_embedding_pickles() -> None:
-    e = task2vec_embedding(tiny_gpt(0), tokens(3, 5), finetune_epochs=1)
+    e = task2vec_embedding(tiny_gpt(0), tokens(3, 5), finetune_epochs=1, device="cpu")
     e2 = pickle.loads(pickle.dumps(e))
     assert isinstance(e2, Task2VecEmbedding)
     np.testing.assert_array_equal(e.hessian, e2.hessian)
@@ -514,6 +514,7 @@ class NoHead(nn.Module):
         (dict(batch=np.zeros((3, 5), int), lr=float("nan")), ValueError, "lr"),
         (dict(batch=np.zeros((3, 5), int), compat=1), TypeError, "compat"),
         (dict(batch=np.zeros((3, 5), int), seed=-1), ValueError, "seed"),
+        (dict(batch=np.zeros((3, 5), int), device=3), TypeError, "device"),
         (dict(batch=np.zeros((3, 5), int), pad_token_id=V), ValueError, "pad_token_id"),
         (dict(batch=np.zeros((3, 5), int), attention_mask=np.ones((3, 4), int)), ValueError, "attention_mask"),
         (dict(batch=np.zeros((3, 5), int), attention_mask=np.full((3, 5), 0.5)), ValueError, "attention_mask"),
