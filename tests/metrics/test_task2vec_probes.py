@@ -546,3 +546,21 @@ def test_alignment_falls_in_alpha_over_small_random_chains(v: int, seed: int, co
         for a in (0.0, 0.5, 1.0)
     ]
     assert vals[0] > vals[1] > vals[2], vals
+
+
+# ---------------------------------------------------------------- the library's standard error against replication
+
+
+@pytest.mark.slow
+def test_jackknife_stderr_matches_the_spread_over_data_seeds() -> None:
+    """The library's delete-one-batch jackknife standard error of
+    diversity_coefficient against the standard deviation of the coefficient
+    over 10 independent data seeds (measured: 0.0019 vs 0.0020 for i.i.d.
+    uniform, 0.0036 vs 0.0031 for an 8-component support mixture)."""
+    from dataprobes.metrics import diversity_coefficient
+
+    for process in (uniform_on(V), support_mixture(8)):
+        rs = [diversity_coefficient(process, _probe(), 6, BATCH, seq_len=T, seed=s, progress=False) for s in range(10)]
+        spread = float(np.std([r.coefficient for r in rs], ddof=1))
+        rms_se = float(np.sqrt(np.mean([r.stderr**2 for r in rs])))
+        assert 0.5 < rms_se / spread < 2.0, (rms_se, spread)
