@@ -315,9 +315,8 @@ def plot(res: dict[str, Any], cfg: dict[str, Any], figures: Path, suffix: str) -
     for name, r in res["probes"].items():
         line(ax, cfg["vocabulary"], r["vocabulary"], name, label=name)
         ax.axhline(r["dominant"][0][0], color=styles[name][0], ls=":", lw=1)
-    ax.set(
-        xscale="log", xlabel="vocabulary v (i.i.d. uniform)", ylabel="diversity", title="vocabulary (dotted: one token)"
-    )
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="vocabulary v (i.i.d. uniform)", ylabel="diversity", title="vocabulary (dotted: one repeated token)")
     ax = axes[0, 2]
     for name, r in res["probes"].items():
         line(ax, ent, r["entropy"], name, label=name)
