@@ -469,7 +469,7 @@ def test_monte_carlo_floor_of_the_coefficient_falls_as_one_over_fisher_samples()
 
 def test_alignment_falls_as_the_other_data_set_is_mixed_in() -> None:
     p, r = alignment_pair()
-    vals = alignment(p, [mixed(p, r, a) for a in ALPHAS])
+    vals = alignment(p, [mixed(p, r, a) for a in ALPHAS], seeds=SEEDS[:1])
     assert not rises([(-m, se) for m, se in vals]), (ALPHAS, vals)
 
 
@@ -525,7 +525,7 @@ def test_hmm_concepts_diversity_rises_saturates_and_rises_with_vocabulary() -> N
 # ---------------------------------------------------------------- property: alignment falls in α (small random chains)
 
 
-@settings(max_examples=max(3, settings.default.max_examples // 5))
+@settings(max_examples=max(3, settings.default.max_examples // 8))
 @given(
     v=st.integers(4, 8),
     seed=st.integers(0, 2**16),
@@ -555,8 +555,9 @@ def test_alignment_falls_in_alpha_over_small_random_chains(v: int, seed: int, co
 def test_jackknife_stderr_matches_the_spread_over_data_seeds() -> None:
     """The library's delete-one-batch jackknife standard error of
     diversity_coefficient against the standard deviation of the coefficient
-    over 10 independent data seeds (measured: 0.0019 vs 0.0020 for i.i.d.
-    uniform, 0.0036 vs 0.0031 for an 8-component support mixture)."""
+    over 10 independent data seeds (measured: RMS error 0.0020 vs spread
+    0.0020 for i.i.d. uniform, 0.0038 vs 0.0031 for an 8-component support
+    mixture; with 5 batches the jackknife overestimates more, ×1.6)."""
     from dataprobes.metrics import diversity_coefficient
 
     for process in (uniform_on(V), support_mixture(8)):
