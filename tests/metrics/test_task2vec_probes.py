@@ -45,6 +45,7 @@ import pytest
 import scipy.stats
 
 torch = pytest.importorskip("torch")
+pytest.importorskip("dataprobes.metrics.task2vec")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
