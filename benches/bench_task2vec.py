@@ -97,7 +97,10 @@ def reference_coefficient(
 
 
 def ours(process: Any, probe: torch.nn.Module, nb: int, bs: int, sl: int, seed: int, compat: bool) -> Any:
-    return diversity_coefficient(process, probe, nb, bs, seq_len=sl, seed=seed, compat=compat, progress=False)
+    # the reference seeds each batch's run on its own: independent label seeds
+    return diversity_coefficient(
+        process, probe, nb, bs, seq_len=sl, seed=seed, compat=compat, progress=False, label_seeds="independent"
+    )
 
 
 def fmt(ts: list[float]) -> str:

@@ -457,20 +457,31 @@ def test_dominant_token_near_the_lower_bound_uniform_near_the_upper() -> None:
 
 
 def test_monte_carlo_floor_of_the_coefficient_falls_as_one_over_fisher_samples() -> None:
-    """With independent label seeds per batch (the library's coefficient),
+    """With independent label seeds per batch (``label_seeds="independent"``),
     identical batches still differ by the Monte-Carlo noise of the Fisher:
     the one-token data set's diversity is that floor, and it falls about as
-    ``1 / fisher_samples`` (a squared relative error of a mean of S draws)."""
+    ``1 / fisher_samples`` (a squared relative error of a mean of S draws).
+    With common label seeds (the default) the floor is exactly 0."""
     from dataprobes.metrics import diversity_coefficient
 
     floor = [
         diversity_coefficient(
-            dominant_token(0.0), _probe(), 4, 8, seq_len=T, seed=0, progress=False, fisher_samples=s
+            dominant_token(0.0),
+            _probe(),
+            4,
+            8,
+            seq_len=T,
+            seed=0,
+            progress=False,
+            fisher_samples=s,
+            label_seeds="independent",
         ).coefficient
         for s in (1, 4)
     ]
     assert floor[0] > 0.01
     assert 2.5 < floor[0] / floor[1] < 6.0, floor
+    common = diversity_coefficient(dominant_token(0.0), _probe(), 4, 8, seq_len=T, seed=0, progress=False)
+    assert common.coefficient == 0.0
 
 
 # ---------------------------------------------------------------- alignment

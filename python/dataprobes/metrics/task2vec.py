@@ -848,8 +848,26 @@ def _cross_stats(d: np.ndarray) -> tuple[float, float, float]:
     return mean, math.sqrt(var), std
 
 
-def _seed_for(seed: int, side: int, i: int) -> int:
-    """The label-draw seed of batch ``i`` of data set ``side`` (0 = a, 1 = b)."""
+LABEL_SEEDS = ("common", "independent")
+
+
+def _check_label_seeds(label_seeds: Any) -> str:
+    if not isinstance(label_seeds, str):
+        raise TypeError(f"label_seeds must be a str, got {type(label_seeds).__name__}")
+    if label_seeds not in LABEL_SEEDS:
+        raise ValueError(f"label_seeds must be one of {LABEL_SEEDS}, got {label_seeds!r}")
+    return label_seeds
+
+
+def _seed_for(seed: int, side: int, i: int, label_seeds: str = "independent") -> int:
+    """The label-draw seed of batch ``i`` of data set ``side`` (0 = a, 1 = b):
+    ``seed`` itself for every batch when ``label_seeds="common"`` (common
+    random numbers: identical batches get identical embeddings, and the
+    Monte-Carlo label noise largely cancels in the distances; docs/math.md,
+    "Task2Vec diversity and alignment coefficients"), else a stream derived
+    from ``(seed, side, i)``."""
+    if label_seeds == "common":
+        return seed
     return int(np.random.SeedSequence([seed, side, i]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
@@ -866,6 +884,7 @@ def _embed_all(
     progress: bool,
     kwargs: dict[str, Any],
     what: str,
+    label_seeds: str,
 ) -> list[Task2VecEmbedding]:
     out = []
     pad = kwargs.get("pad_token_id")
@@ -888,7 +907,7 @@ def _embed_all(
                 kw["pad_token_id"] = tok_pad
             if mask is not None and kw.get("attention_mask") is None:
                 kw["attention_mask"] = mask
-            out.append(task2vec_embedding(probe, ids, seed=_seed_for(seed, side, i), **kw))
+            out.append(task2vec_embedding(probe, ids, seed=_seed_for(seed, side, i, label_seeds), **kw))
             bar.update(1)
     return out
 
@@ -933,6 +952,7 @@ def diversity_coefficient(
     tokenizer: Any = None,
     buffer_size: int = 10_000,
     eps: float = 0.0,
+    label_seeds: str = "common",
     **embedding_kwargs: Any,
 ) -> DiversityResult:
     """Task2Vec diversity coefficient (Miranda, Lee et al. 2023): the mean
@@ -950,15 +970,20 @@ def diversity_coefficient(
     or any iterable of sequences (a streaming set is shuffled once, with
     ``buffer_size``, and read by one running iterator: every batch new rows).
     ``seq_len`` crops sequences (and is the padded length of tokenized text).
-    ``embedding_kwargs`` go to :func:`task2vec_embedding` (its ``seed`` for
-    batch ``i`` is derived from ``(seed, i)``). ``eps``: as in
+    ``embedding_kwargs`` go to :func:`task2vec_embedding`. ``label_seeds``:
+    ``"common"`` (default) draws every batch's Fisher labels with the same
+    ``seed`` (common random numbers: two identical batches are at distance
+    0, and the Monte-Carlo floor of ``fisher_samples=1`` — about 0.06 on a
+    small probe with independent draws — cancels); ``"independent"`` derives
+    batch ``i``'s label seed from ``(seed, i)`` as independent runs would. ``eps``: as in
     :func:`task2vec_distance` (the reference uses 1e-8, which is not small
     next to Fisher entries of small probes: pass it to reproduce the
     reference's numbers). ``stderr`` is the delete-one-batch jackknife (NaN
     for 2 batches)."""
     nb, bs, sl, sd, prog = _check_coeff_args(num_batches, batch_size, seq_len, seed, progress, embedding_kwargs)
     check_int("buffer_size", buffer_size, 1)
-    emb = _embed_all(dataset, probe, nb, bs, sl, sd, 0, tokenizer, buffer_size, prog, embedding_kwargs, "dataset")
+    ls = _check_label_seeds(label_seeds)
+    emb = _embed_all(dataset, probe, nb, bs, sl, sd, 0, tokenizer, buffer_size, prog, embedding_kwargs, "dataset", ls)
     d = pairwise_task2vec_distances(emb, eps=eps)
     mean, se, std = _within_stats(d)
     return DiversityResult(mean, se, d, tuple(emb), std)
@@ -977,6 +1002,7 @@ def cross_diversity(
     tokenizer: Any = None,
     buffer_size: int = 10_000,
     eps: float = 0.0,
+    label_seeds: str = "common",
     **embedding_kwargs: Any,
 ) -> DiversityResult:
     """Cross diversity: the mean of the ``num_batches × num_batches`` matrix of
@@ -986,8 +1012,9 @@ def cross_diversity(
     :func:`diversity_coefficient`; ``stderr``: the two-sample jackknife."""
     nb, bs, sl, sd, prog = _check_coeff_args(num_batches, batch_size, seq_len, seed, progress, embedding_kwargs)
     check_int("buffer_size", buffer_size, 1)
-    ea = _embed_all(a, probe, nb, bs, sl, sd, 0, tokenizer, buffer_size, prog, embedding_kwargs, "a")
-    eb = _embed_all(b, probe, nb, bs, sl, sd, 1, tokenizer, buffer_size, prog, embedding_kwargs, "b")
+    ls = _check_label_seeds(label_seeds)
+    ea = _embed_all(a, probe, nb, bs, sl, sd, 0, tokenizer, buffer_size, prog, embedding_kwargs, "a", ls)
+    eb = _embed_all(b, probe, nb, bs, sl, sd, 1, tokenizer, buffer_size, prog, embedding_kwargs, "b", ls)
     d = _cross(ea, eb, check_nonnegative_float("eps", eps))
     mean, se, std = _cross_stats(d)
     return DiversityResult(mean, se, d, tuple(ea + eb), std)
@@ -1006,6 +1033,7 @@ def alignment_coefficient(
     tokenizer: Any = None,
     buffer_size: int = 10_000,
     eps: float = 0.0,
+    label_seeds: str = "common",
     **embedding_kwargs: Any,
 ) -> AlignmentResult:
     """Task2Vec alignment coefficient (Chawla et al. 2025): ``1 −`` the
@@ -1025,6 +1053,7 @@ def alignment_coefficient(
         tokenizer=tokenizer,
         buffer_size=buffer_size,
         eps=eps,
+        label_seeds=label_seeds,
         **embedding_kwargs,
     )
     return AlignmentResult(1.0 - r.coefficient, r.stderr, r.distances, r.embeddings)
