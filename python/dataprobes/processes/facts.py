@@ -381,6 +381,25 @@ class FactWorld(Process):
         """The tokens of ``statement(f, t)`` before the object."""
         return self.statement(f, t)[: self.object_slot(t)]
 
+    def prompts(self, t: int, facts: Any = None) -> np.ndarray:
+        """``[n, object_slot(t)]`` cloze prompts of template ``t`` for
+        ``facts`` (fact ids, default all): row ``i`` is ``prompt(facts[i], t)``."""
+        t = self._template(t)
+        idx = self._fact_ids(facts)
+        k = self.object_slot(t)
+        code = self._patterns[t, :k]
+        ft = self._fact_tokens[idx]
+        cols = [np.full(len(idx), c) if c >= 0 else ft[:, -c - 1] for c in code.tolist()]
+        return np.stack(cols, axis=1).astype(_token_dtype(self._v)).reshape(len(idx), k)
+
+    def _fact_ids(self, facts: Any) -> np.ndarray:
+        if facts is None:
+            return np.arange(self.num_facts)
+        idx = as_indices(facts, "facts").astype(np.int64)
+        if idx.size and idx.max() >= self.num_facts:
+            raise ValueError(f"facts must be fact ids < {self.num_facts}, got {int(idx.max())}")
+        return idx
+
     def question(self, f: int) -> np.ndarray:
         """QA format (never in the pretraining law): ``[Question:, subject, relation, Answer:]``."""
         f = self._fact(f)
@@ -395,9 +414,7 @@ class FactWorld(Process):
 
     def qa_tokens(self, facts: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Questions ``[n, 4]`` and answers ``[n, 2]`` of ``facts`` (default all)."""
-        idx = np.arange(self.num_facts) if facts is None else as_indices(facts, "facts").astype(np.int64)
-        if idx.size and idx.max() >= self.num_facts:
-            raise ValueError(f"facts must be fact ids < {self.num_facts}, got {int(idx.max())}")
+        idx = self._fact_ids(facts)
         dt = _token_dtype(self._v)
         q0 = self._ranges["qa"].start
         ft = self._fact_tokens[idx]
