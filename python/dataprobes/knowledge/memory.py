@@ -208,10 +208,8 @@ def _split_template(i: int, template: Any) -> tuple[str, str]:
     if "{subject}" not in template:
         raise ValueError(f"templates[{i}] must contain a {{subject}} slot, got {template!r}")
     head, found, _ = template.partition("{object}")
-    if not found:
-        return template.rstrip(), " "
     prompt = head.rstrip()
-    sep = head[len(prompt) :]
+    sep = head[len(prompt) :] if found else " "
     if not prompt:
         raise ValueError(f"templates[{i}] must have text before {{object}}, got {template!r}")
     try:
