@@ -117,16 +117,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seeds", default="0,1")
-    ap.add_argument("--facts", type=int, default=600)
+    ap.add_argument("--facts", type=int, default=1000)
     ap.add_argument("--relations", type=int, default=4)
-    ap.add_argument("--templates", type=int, default=8)
+    ap.add_argument("--templates", type=int, default=6)
     ap.add_argument("--background", type=int, default=16)
-    ap.add_argument("--exponent", type=float, default=1.0)
+    ap.add_argument("--exponent", type=float, default=1.5)
     ap.add_argument("--statement-prob", type=float, default=0.3)
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq-len", type=int, default=64)
-    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--d-model", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--quantiles", type=int, default=5)
@@ -150,9 +150,11 @@ def main() -> None:
     print(f"Spearman(exposure, level) per seed: {', '.join(f'{x:.3f}' for x in rhos)}")
     if len(rhos) > 1:
         print(f"mean {statistics.mean(rhos):.3f}, spread {min(rhos):.3f}-{max(rhos):.3f}")
-    print("\n| exposure quantile | statements seen in training | mean level | " + " | ".join(
-        f"bucket {b} [{b / 5:.1f},{(b + 1) / 5:.1f}{']' if b == 4 else ')'}" for b in range(5)
-    ) + " |")
+    print(
+        "\n| exposure quantile | statements seen in training | mean level | "
+        + " | ".join(f"bucket {b} [{b / 5:.1f},{(b + 1) / 5:.1f}{']' if b == 4 else ')'}" for b in range(5))
+        + " |"
+    )
     print("|---|---:|---:|" + "---:|" * 5)
     q = args.quantiles
     for g in range(q):

@@ -148,8 +148,13 @@ def test_hf_gpt2_text_path_matches_unbatched_generate() -> None:
             ids = tok(prompt, return_tensors="pt")["input_ids"]
             n = len(tok(prompt + " " + o)["input_ids"]) - ids.shape[1]
             assert n == 2
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
-                                 pad_token_id=tok.pad_token_id)
+            out = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=n,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+            )
             text = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
             assert hits[i, j] == (normalize_answer(text) == normalize_answer(o))
             decided += 1

@@ -27,7 +27,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -59,6 +59,45 @@ def normalize_answer(text: str) -> str:
     return re.sub(r"\s+", " ", t).strip().strip(_PUNCT).strip()
 
 
+@overload
+def memory_level(
+    model: Any,
+    world_or_facts: Any,
+    templates: Any = None,
+    *,
+    tokenizer: Any = None,
+    facts: Any = None,
+    batch_size: int = 64,
+    context: Any = None,
+    progress: bool = True,
+    return_hits: Literal[False] = False,
+) -> np.ndarray: ...
+@overload
+def memory_level(
+    model: Any,
+    world_or_facts: Any,
+    templates: Any = None,
+    *,
+    tokenizer: Any = None,
+    facts: Any = None,
+    batch_size: int = 64,
+    context: Any = None,
+    progress: bool = True,
+    return_hits: Literal[True],
+) -> tuple[np.ndarray, np.ndarray]: ...
+@overload
+def memory_level(
+    model: Any,
+    world_or_facts: Any,
+    templates: Any = None,
+    *,
+    tokenizer: Any = None,
+    facts: Any = None,
+    batch_size: int = 64,
+    context: Any = None,
+    progress: bool = True,
+    return_hits: bool,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
 def memory_level(
     model: Any,
     world_or_facts: Any,
@@ -273,7 +312,10 @@ def _text_hits(
     hits = np.zeros((len(triples), len(parts)), dtype=bool)
     mode = _model_eval(model)
     try:
-        with torch.no_grad(), tqdm(total=-(-len(jobs) // batch_size), desc="memory levels", disable=not progress) as bar:
+        with (
+            torch.no_grad(),
+            tqdm(total=-(-len(jobs) // batch_size), desc="memory levels", disable=not progress) as bar,
+        ):
             for b in range(0, len(jobs), batch_size):
                 batch = jobs[b : b + batch_size]
                 width = max(len(job[2]) for job in batch)
@@ -329,7 +371,9 @@ def memory_buckets(levels: Any, edges: Any = None) -> np.ndarray:
         if not np.isfinite(e).all() or (np.diff(e) <= 0).any():
             raise ValueError("edges must be finite and strictly increasing")
     if lv.min() < e[0] or lv.max() > e[-1]:
-        raise ValueError(f"levels must lie in [{e[0]:g}, {e[-1]:g}] (the edges' range), got [{lv.min():g}, {lv.max():g}]")
+        raise ValueError(
+            f"levels must lie in [{e[0]:g}, {e[-1]:g}] (the edges' range), got [{lv.min():g}, {lv.max():g}]"
+        )
     return np.minimum(np.searchsorted(e, lv, side="right") - 1, e.size - 2).astype(np.int64)
 
 
@@ -359,7 +403,7 @@ def level_exposure_table(levels: Any, exposure: Any, *, edges: Any = None, num_q
     bucket mix (:func:`memory_buckets` with ``edges``) of each of
     ``num_quantiles`` exposure quantiles (facts ranked by exposure, ties by
     id, cut into near-equal groups)."""
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # type: ignore[import-untyped]
 
     buckets = memory_buckets(levels, edges)
     lv = real_array("levels", levels)

@@ -264,7 +264,7 @@ class FactWorld(Process):
         # scoring tables
         self._kind = np.empty(v, dtype=np.int64)
         self._value = np.empty(v, dtype=np.int64)
-        for k, (name, rg) in enumerate(self._ranges.items()):
+        for k, rg in enumerate(self._ranges.values()):
             self._kind[rg.start : rg.stop] = k
             self._value[rg.start : rg.stop] = np.arange(len(rg))
         self._opener = np.full(v, -1, dtype=np.int64)
@@ -418,8 +418,10 @@ class FactWorld(Process):
         dt = _token_dtype(self._v)
         q0 = self._ranges["qa"].start
         ft = self._fact_tokens[idx]
-        qs = np.stack([np.full(len(idx), q0), ft[:, 0], ft[:, 1], np.full(len(idx), q0 + 1)], axis=1).astype(dt)
-        ans = np.stack([ft[:, 2], np.full(len(idx), q0 + 2)], axis=1).astype(dt)
+        qs: np.ndarray = np.stack(
+            [np.full(len(idx), q0), ft[:, 0], ft[:, 1], np.full(len(idx), q0 + 1)], axis=1
+        ).astype(dt)
+        ans: np.ndarray = np.stack([ft[:, 2], np.full(len(idx), q0 + 2)], axis=1).astype(dt)
         return qs, ans
 
     # ------------------------------------------------------------------ text
@@ -473,7 +475,7 @@ class FactWorld(Process):
         n_len = check_int("length", length, 0, 1 << 31)
         s = check_seed("seed", seed)
         n = len(idx)
-        out = np.zeros((n, n_len), dtype=_token_dtype(self._v))
+        out: np.ndarray = np.zeros((n, n_len), dtype=_token_dtype(self._v))
         if n == 0 or n_len == 0:
             return out
         bg = np.asarray(self._background.sample_at(idx, n_len, s)).astype(np.int64)
@@ -487,8 +489,12 @@ class FactWorld(Process):
             free = tpl < 0
             start = free & (_uniforms(s, idx, p, 0) < self._q)
             if start.any():
-                fs = np.minimum(np.searchsorted(self._cum, _uniforms(s, idx, p, 1)[start], side="right"), self._last_fact)
-                ts = np.minimum((_uniforms(s, idx, p, 2)[start] * self.num_templates).astype(np.int64), self.num_templates - 1)
+                fs = np.minimum(
+                    np.searchsorted(self._cum, _uniforms(s, idx, p, 1)[start], side="right"), self._last_fact
+                )
+                ts = np.minimum(
+                    (_uniforms(s, idx, p, 2)[start] * self.num_templates).astype(np.int64), self.num_templates - 1
+                )
                 fact[start], tpl[start], slot[start] = fs, ts, 0
             plain = free & ~start
             out[plain, p] = bg[rows[plain], nbg[plain]]
@@ -512,7 +518,7 @@ class FactWorld(Process):
         f = np.where(found, self._code_fact[pos], -1)
         return np.where(found, self._w[np.maximum(f, 0)], 0.0), f
 
-    def _parse(self, tokens: np.ndarray) -> dict[str, np.ndarray]:
+    def _parse(self, tokens: np.ndarray) -> dict[str, Any]:
         """Runs the unit parser over ``[N, T]`` tokens: the structural
         log-probability of each token, which tokens are background (and their
         index in the background text), the parser state before each token and
@@ -607,7 +613,7 @@ class FactWorld(Process):
         bg_index = np.cumsum(is_bg, axis=1) - 1
         return {"lp": lp, "is_bg": is_bg, "bg_index": bg_index, "statements": found, **state}
 
-    def _background_text(self, tokens: np.ndarray, parsed: dict[str, np.ndarray]) -> np.ndarray:
+    def _background_text(self, tokens: np.ndarray, parsed: dict[str, Any]) -> np.ndarray:
         """``[N, T]`` background tokens of each row moved to the front, padded with token 0."""
         n, length = tokens.shape
         bgseq = np.zeros((n, length), dtype=tokens.dtype)
@@ -622,7 +628,8 @@ class FactWorld(Process):
         (the whole statement lies inside the sequence), sorted by row and
         start. Impossible tokens are skipped as in :meth:`token_log_probs`."""
         tokens, _ = as_tokens(x)
-        return self._parse(tokens)["statements"]
+        found: dict[str, np.ndarray] = self._parse(tokens)["statements"]
+        return found
 
     def fact_counts(self, x: Any) -> np.ndarray:
         """``[F]`` number of complete statements of each fact in ``x``."""
