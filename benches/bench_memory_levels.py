@@ -110,10 +110,14 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
         "level_s": level_s,
         "prompts_per_s": {str(k): v for k, v in times.items()},
         "vocab_size": world.vocab_size,
+        "levels": levels.tolist(),
+        "seen_per_fact": seen.tolist(),
     }
 
 
 def main() -> None:
+    from dataprobes.knowledge import memory_buckets
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seeds", default="0,1")
@@ -164,6 +168,31 @@ def main() -> None:
         mix = np.mean([r["table"][g] for r in runs], axis=0)
         name = "lowest" if g == 0 else "highest" if g == q - 1 else f"Q{g + 1}"
         print(f"| {name} | {lo:,.0f}-{hi:,.0f} | {mean:.3f} | " + " | ".join(f"{m:.2f}" for m in mix) + " |")
+    edges = [0, 3, 10, 30, 100, 300, 1000, 3000, np.inf]
+    print(
+        "\n| statements seen in training | facts (all seeds) | mean level (per seed) | "
+        + " | ".join(f"bucket {b}" for b in range(5))
+        + " |"
+    )
+    print("|---|---:|---:|" + "---:|" * 5)
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        per_seed, mixes, count = [], [], 0
+        for r in runs:
+            seen, lv = np.array(r["seen_per_fact"]), np.array(r["levels"])
+            sel = (seen >= lo) & (seen < hi)
+            count += int(sel.sum())
+            if sel.any():
+                per_seed.append(float(lv[sel].mean()))
+                mixes.append(np.bincount(memory_buckets(lv[sel]), minlength=5) * 1.0)
+        if not count:
+            continue
+        mix = np.sum(mixes, axis=0) / count
+        label = f"{lo:,.0f}-{hi:,.0f}" if np.isfinite(hi) else f">= {lo:,.0f}"
+        print(
+            f"| {label} | {count} | {' / '.join(f'{m:.3f}' for m in per_seed)} | "
+            + " | ".join(f"{m:.2f}" for m in mix)
+            + " |"
+        )
     for r in runs:
         sp = r["prompts_per_s"]
         cells = ", ".join(

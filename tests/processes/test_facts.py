@@ -264,4 +264,6 @@ def test_bad_inputs() -> None:
         world.sample(2, -1)
     with pytest.raises(TypeError, match="seed"):
         world.sample(2, 5, seed=1.0)  # type: ignore[arg-type]
+    huge = dp.FactWorld(3, 1, 1, bg, exposure=[1e308, 1e308, 0.0])  # no overflow to NaN
+    np.testing.assert_array_equal(huge.exposure_weights, [0.5, 0.5, 0.0])
     assert world.sample(0, 5).shape == (0, 5) and world.log_prob(np.zeros((0, 4), np.int64)).shape == (0,)

@@ -194,7 +194,7 @@ class FactWorld(Process):
                 raise ValueError(f"exposure must have one count per fact ({f}), got shape {counts.shape}")
             if not np.isfinite(counts).all() or (counts < 0).any():
                 raise ValueError("exposure counts must be finite and >= 0")
-            if counts.sum() <= 0:
+            if not (counts > 0).any():
                 raise ValueError("exposure counts must not all be 0")
             given = _owned(counts, exposure)
         vb = background.vocab_size
@@ -258,7 +258,8 @@ class FactWorld(Process):
         self._table = table
         self._fact_tokens = table + np.array([off_s, off_r, off_o])
         self._counts = counts.astype(np.float64)
-        self._w = self._counts / self._counts.sum()
+        scaled = self._counts / self._counts.max()  # no overflow in the sum of huge counts
+        self._w = scaled / scaled.sum()
         for arr in (self._table, self._fact_tokens, self._counts, self._w, self._patterns, self._lengths):
             arr.flags.writeable = False
         # scoring tables
