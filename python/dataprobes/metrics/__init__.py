@@ -28,6 +28,11 @@ _WHERE = {
     "diversity_coefficient": "task2vec",
     "cross_diversity": "task2vec",
     "alignment_coefficient": "task2vec",
+    "task2vec_distance": "task2vec",
+    "pairwise_task2vec_distances": "task2vec",
+    "Task2VecEmbedding": "task2vec",
+    "DiversityResult": "task2vec",
+    "AlignmentResult": "task2vec",
     # fast diversity measures (diversity.py)
     "distinct_n": "diversity",
     "compression_ratio": "diversity",

@@ -12,6 +12,7 @@ from .base import Process
 from .base import _CoreScored as _CoreScored
 from .base import _unit as _unit
 from .composite import Duplicated, Mixture
+from .facts import FactWorld
 from .hmm import HMM
 from .incontext import (
     InContextMarkov,
@@ -25,6 +26,7 @@ from .noise import TokenNoise, noisy_equivalent
 
 __all__ = [
     "Duplicated",
+    "FactWorld",
     "HMM",
     "IID",
     "incontext_bigram_log_probs",
