@@ -210,6 +210,7 @@ class _Server:
         self.script: deque[tuple[int, Any, float]] = deque()
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.handler: Any = None  # a function of the request body, instead of the script
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -220,7 +221,10 @@ class _Server:
                 length = int(self.headers.get("Content-Length", "0"))
                 server.requests.append(json.loads(self.rfile.read(length)))
                 server.headers.append(dict(self.headers))
-                status, body, delay = server.script.popleft() if server.script else (500, "script ran out", 0.0)
+                if server.handler is not None:
+                    status, body, delay = 200, server.handler(server.requests[-1]), 0.0
+                else:
+                    status, body, delay = server.script.popleft() if server.script else (500, "script ran out", 0.0)
                 if delay:
                     time.sleep(delay)
                 data = (
@@ -478,6 +482,54 @@ def test_constrained_decoding_floats_valid_or_counted(tiny_lm: tuple[Any, Any]) 
         assert len(res.objects) + len(res.failures) == 4
         assert {f.kind for f in res.failures} <= {FailureKind.TRUNCATED}
         assert all(-1.5 <= o.x <= 2.5 for o in res.objects)
+
+
+def test_constrained_decoding_behind_the_http_back_end(tiny_lm: tuple[Any, Any]) -> None:
+    """The tiny model served as an OpenAI-compatible endpoint that enforces the
+    request's ``response_format`` JSON Schema: every object valid, no failure."""
+    from dataprobes.qa import HFGenerator
+
+    model, tok = tiny_lm
+    local = HFGenerator(model, tok, max_new_tokens=300)
+    server = _Server()
+    seen: list[tuple[float, int]] = []
+
+    def serve(body: dict[str, Any]) -> dict[str, Any]:
+        schema = body["response_format"]["json_schema"]["schema"]
+        seen.append((body["temperature"], body["seed"]))
+        done = local.decode(body["messages"][0]["content"], schema, temperature=body["temperature"], seed=body["seed"])
+        finish = "length" if done.truncated else "stop"
+        return {"choices": [{"message": {"role": "assistant", "content": done.text}, "finish_reason": finish}]}
+
+    server.handler = serve
+    try:
+        gen = _http(server)
+        for schema in (_schema_of("str", "int", "literal"), _schema_of("nested", "list", "optional", "bool")):
+            res = gen.generate("Write one object:", schema, n=3, temperature=1.0, seed=7)
+            assert res.complete and res.failures == [] and res.repaired == 0
+            assert all(type(o) is schema for o in res.objects)
+        assert seen[0] == (1.0, derive_seed(7, 0, 0))
+    finally:
+        server.close()
+
+
+def _schema_of(*kinds: str) -> type[BaseModel]:
+    fields = {f"f{j}_{kind}": _field(kind, j + 1) for j, kind in enumerate(kinds)}
+    return create_model("Served_" + "_".join(kinds), **fields)  # type: ignore[call-overload, no-any-return]
+
+
+def test_decode_accepts_a_json_schema_dict(tiny_lm: tuple[Any, Any]) -> None:
+    from dataprobes.qa import HFGenerator
+
+    model, tok = tiny_lm
+    gen = HFGenerator(model, tok, max_new_tokens=100)
+    schema = {"type": "object", "properties": {"k": {"enum": ["a", "b"]}}, "required": ["k"]}
+    done = gen.decode("p", schema, temperature=1.0, seed=1)
+    assert json.loads(done.text)["k"] in ("a", "b") and not done.truncated
+    with pytest.raises(TypeError, match="schema"):
+        gen.decode("p", "not a schema")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="schema"):
+        gen.decode("p", {"type": "object", "properties": {"x": {"not": {}}}, "required": ["x"]})
 
 
 def test_constrained_decoding_is_deterministic_and_pickles(tiny_lm: tuple[Any, Any]) -> None:

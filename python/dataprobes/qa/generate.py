@@ -34,6 +34,7 @@ samples are batched or split across calls.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections import Counter
@@ -728,7 +729,7 @@ class HFGenerator(TextGenerator):
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self._ll_tokenizer: Any = None
-        self._grammars: dict[type[BaseModel], str] = {}
+        self._grammars: dict[Any, str] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -743,28 +744,55 @@ class HFGenerator(TextGenerator):
             self._ll_tokenizer = llguidance.hf.from_tokenizer(self.tokenizer)
         return self._ll_tokenizer
 
-    def grammar(self, schema: type[BaseModel]) -> str:
-        """The ``llguidance`` grammar of ``schema`` (compact JSON), checked
+    def grammar(self, schema: type[BaseModel] | Mapping[str, Any]) -> str:
+        """The ``llguidance`` grammar (compact JSON) of a pydantic model class
+        (its closed JSON Schema) or of a JSON Schema given as a dict, checked
         against the tokenizer; ``ValueError`` naming ``schema`` when it cannot
         be compiled."""
-        cached = self._grammars.get(schema)
-        if cached is not None:
-            return cached
         import llguidance
+        import pydantic
 
         from .parse import closed_json_schema
 
+        key: Any
+        if isinstance(schema, Mapping):
+            json_schema, name, key = dict(schema), "(JSON Schema)", json.dumps(schema, sort_keys=True)
+        elif isinstance(schema, type) and issubclass(schema, pydantic.BaseModel):
+            json_schema, name, key = closed_json_schema(schema), schema.__name__, schema
+        else:
+            raise TypeError(f"schema must be a pydantic model class or a JSON Schema dict, got {schema!r}")
+        cached = self._grammars.get(key)
+        if cached is not None:
+            return cached
         try:
             grammar = llguidance.LLMatcher.grammar_from_json_schema(
-                closed_json_schema(schema), defaults={"whitespace_flexible": False}
+                json_schema, defaults={"whitespace_flexible": False}
             )
         except ValueError as exc:
-            raise ValueError(f"schema {schema.__name__} cannot be compiled to a grammar: {exc}") from None
+            raise ValueError(f"schema {name} cannot be compiled to a grammar: {exc}") from None
         is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, self._lltok())
         if is_error:
-            raise ValueError(f"schema {schema.__name__} cannot be enforced by llguidance: {'; '.join(messages)}")
-        self._grammars[schema] = grammar
+            raise ValueError(f"schema {name} cannot be enforced by llguidance: {'; '.join(messages)}")
+        self._grammars[key] = grammar
         return grammar
+
+    def decode(
+        self, prompt: str, schema: type[BaseModel] | Mapping[str, Any], *, temperature: float = 0.0, seed: int = 0
+    ) -> Completion:
+        """One constrained completion of ``prompt`` (no format instructions, no
+        parsing, no re-ask): the text and whether the budget cut it. ``schema``
+        is a model class or a JSON Schema dict, so a local model can serve
+        ``response_format`` requests behind an OpenAI-compatible endpoint."""
+        prompt = _check_prompt(prompt)
+        temperature = check_float_in("temperature", temperature, 0.0, 100.0)
+        seed = check_seed("seed", seed)
+        grammar = self.grammar(schema)
+        was_training = self.hf_model.training
+        self.hf_model.eval()
+        try:
+            return self._decode(prompt, grammar, temperature, seed)
+        finally:
+            self.hf_model.train(was_training)
 
     def _check_schema(self, schema: type[BaseModel]) -> None:
         self.grammar(schema)
@@ -773,7 +801,7 @@ class HFGenerator(TextGenerator):
         was_training = self.hf_model.training
         self.hf_model.eval()  # no dropout: the answer is a function of the seed alone
         try:
-            return self._decode(prompt, schema, temperature, seed)
+            return self._decode(prompt, self.grammar(schema), temperature, seed)
         except BackendFailure:
             raise
         except (RuntimeError, ValueError, IndexError) as exc:  # torch / matcher failures are counted
@@ -781,14 +809,14 @@ class HFGenerator(TextGenerator):
         finally:
             self.hf_model.train(was_training)
 
-    def _decode(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int) -> Completion:
+    def _decode(self, prompt: str, grammar: str, temperature: float, seed: int) -> Completion:
         import llguidance
         import llguidance.numpy as llnp
         import numpy as np
         import torch
 
         lltok = self._lltok()
-        matcher = llguidance.LLMatcher(lltok, self.grammar(schema))
+        matcher = llguidance.LLMatcher(lltok, grammar)
         vocab = int(lltok.vocab_size)
         bitmask = llnp.allocate_token_bitmask(1, vocab)
         eos = int(self.tokenizer.eos_token_id)
