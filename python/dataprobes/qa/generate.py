@@ -503,7 +503,10 @@ class OpenAICompatibleGenerator(TextGenerator):
     counted failure (``connection_error``, ``timeout``, ``http_error``); on the
     first sample of a call it raises :class:`GeneratorUnavailableError`. A 2xx
     reply without ``choices[0].message.content`` is ``bad_response``;
-    ``finish_reason == "length"`` marks the text truncated.
+    ``finish_reason == "length"`` marks the text truncated. A server that
+    refuses ``response_format`` (an HTTP 400 on the first sample, so
+    :class:`GeneratorUnavailableError` with its message) works with
+    ``response_format="json_object"`` or ``None``.
 
     Args:
         base_url: the API root, e.g. ``http://127.0.0.1:8000/v1``.
