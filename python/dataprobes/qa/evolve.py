@@ -37,7 +37,7 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -97,7 +97,7 @@ class QuestionVerdict(BaseModel):
     """Question filter: verdict 1 = clear, self-contained and answerable."""
 
     feedback: str
-    verdict: Literal[0, 1]
+    verdict: int = Field(ge=0, le=1)
 
 
 class EvolutionVerdict(BaseModel):
@@ -105,26 +105,27 @@ class EvolutionVerdict(BaseModel):
     evolution added nothing, so the evolved question is rejected)."""
 
     reason: str
-    verdict: Literal[0, 1]
+    verdict: int = Field(ge=0, le=1)
 
 
 class GeneratedAnswer(BaseModel):
     """An answer from the context; verdict 0 = not answerable from it."""
 
     answer: str
-    verdict: Literal[0, 1]
+    verdict: int = Field(ge=0, le=1)
 
 
 # ---------------------------------------------------------------------------
 # prompt templates (str.format fields: {context}, {context2}, {question},
-# {seed_question}, {history}). The first line names the task.
+# {seed_question}, {history}). The first line names the task; every context
+# ends with the line "(end of context)".
 
 CHUNK_CRITIC_TEMPLATE = (
     "Task: chunk critic.\n"
     "Score the context from 1 (poor) to 3 (good) on each of: clarity (is the information clear), "
     "depth (is there detail to ask about), structure (is it organised), relevance (is it on one topic). "
     'Answer with JSON only: {{"clarity": int, "depth": int, "structure": int, "relevance": int}}.\n'
-    "context:\n{context}\n"
+    "context:\n{context}\n(end of context)\n"
 )
 
 SEED_TEMPLATE = (
@@ -132,7 +133,7 @@ SEED_TEMPLATE = (
     "Write one question that can be answered fully from the context below, "
     "naming what it asks about (no pronouns without a referent). "
     'Answer with JSON only: {{"question": str}}.\n'
-    "context:\n{context}\n"
+    "context:\n{context}\n(end of context)\n"
 )
 
 REASONING_TEMPLATE = (
@@ -142,7 +143,7 @@ REASONING_TEMPLATE = (
     "The answer must stay in the context. "
     'Answer with JSON only: {{"question": str}}.\n'
     "question: {seed_question}\n"
-    "context:\n{context}\n"
+    "context:\n{context}\n(end of context)\n"
 )
 
 CONDITIONAL_TEMPLATE = (
@@ -151,7 +152,7 @@ CONDITIONAL_TEMPLATE = (
     "(an 'if' or 'given that' clause). "
     'Answer with JSON only: {{"question": str}}.\n'
     "question: {seed_question}\n"
-    "context:\n{context}\n"
+    "context:\n{context}\n(end of context)\n"
 )
 
 MULTI_CONTEXT_TEMPLATE = (
@@ -160,8 +161,8 @@ MULTI_CONTEXT_TEMPLATE = (
     "(context 1 and context 2). "
     'Answer with JSON only: {{"question": str}}.\n'
     "question: {seed_question}\n"
-    "context 1:\n{context}\n"
-    "context 2:\n{context2}\n"
+    "context 1:\n{context}\n(end of context)\n"
+    "context 2:\n{context2}\n(end of context)\n"
 )
 
 CONVERSATIONAL_TEMPLATE = (
@@ -170,7 +171,7 @@ CONVERSATIONAL_TEMPLATE = (
     "opening one (as a user would in a chat). "
     'Answer with JSON only: {{"previous_question": str, "question": str}}.\n'
     "question: {seed_question}\n"
-    "context:\n{context}\n"
+    "context:\n{context}\n(end of context)\n"
 )
 
 QUESTION_FILTER_TEMPLATE = (
@@ -178,7 +179,7 @@ QUESTION_FILTER_TEMPLATE = (
     "Is the question clear, specific and answerable from the context? verdict 1 if yes, 0 if not. "
     'Answer with JSON only: {{"feedback": str, "verdict": 0 or 1}}.\n'
     "question: {question}\n"
-    "context:\n{context}\n"
+    "context:\n{context}\n(end of context)\n"
 )
 
 EVOLUTION_FILTER_TEMPLATE = (
@@ -197,7 +198,7 @@ ANSWER_TEMPLATE = (
     'Answer with JSON only: {{"answer": str, "verdict": 0 or 1}}.\n'
     "{history}"
     "question: {question}\n"
-    "context:\n{context}\n"
+    "context:\n{context}\n(end of context)\n"
 )
 
 

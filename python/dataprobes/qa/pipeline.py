@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from tqdm import tqdm
 
 from .._durable import write_atomic, write_json_atomic
@@ -68,53 +68,6 @@ _FORMAT = "dataprobes.qa.testset/1"
 # generators
 
 
-@dataclass
-class _Failure:
-    kind: str
-    message: str
-
-
-@dataclass
-class _Result:
-    objects: list[BaseModel]
-    failures: list[_Failure]
-    attempts: int
-    model: str
-    seed: int
-
-
-class _StrictCallable:
-    """A callable ``fn(prompt, *, temperature, seed) -> str`` read strictly
-    (the whole reply must be the JSON object); used only when
-    :mod:`dataprobes.qa.generate` (whose ``CallableGenerator`` repairs
-    replies) is not installed."""
-
-    def __init__(self, fn: Callable[..., str], model: str) -> None:
-        self.fn = fn
-        self.model = model
-
-    def generate(
-        self, prompt: str, schema: type[BaseModel], *, n: int = 1, temperature: float = 0.0, seed: int = 0
-    ) -> _Result:
-        objects: list[BaseModel] = []
-        failures: list[_Failure] = []
-        for k in range(n):
-            text = self.fn(prompt, temperature=temperature, seed=seed + k)
-            if not isinstance(text, str):
-                failures.append(_Failure("not_text", f"the callable returned {type(text).__name__}"))
-                continue
-            try:
-                raw = json.loads(text)
-            except json.JSONDecodeError as exc:
-                failures.append(_Failure("json", str(exc)))
-                continue
-            try:
-                objects.append(schema.model_validate(raw))
-            except ValidationError as exc:
-                failures.append(_Failure("validation", str(exc)))
-        return _Result(objects, failures, n, self.model, seed)
-
-
 def _model_name(generator: Any, model: str | None) -> str:
     if model is not None:
         return model
@@ -130,11 +83,9 @@ def _as_generator(generator: Any, model: str) -> Any:
     if callable(gen):
         return generator
     if callable(generator):
-        try:
-            from .generate import CallableGenerator  # type: ignore[import-not-found, unused-ignore]
-        except ImportError:
-            return _StrictCallable(generator, model)
-        return CallableGenerator(generator)
+        from .generate import CallableGenerator
+
+        return CallableGenerator(generator, model=model)
     raise TypeError(
         "generator must have a generate(prompt, schema, *, n, temperature, seed) method or be a callable "
         f"fn(prompt, *, temperature, seed) -> str, got {type(generator).__name__}"
@@ -146,11 +97,6 @@ def _kind(failure: Any) -> str:
     if isinstance(k, Enum):
         k = k.value
     return str(k) if k is not None else type(failure).__name__
-
-
-def _message(failure: Any) -> str:
-    m = getattr(failure, "message", None)
-    return str(m) if m is not None else str(failure)
 
 
 # ---------------------------------------------------------------------------
@@ -235,7 +181,9 @@ class TestSet:
     ``rejections`` (reason codes of the earlier tries), ``model``, ``seed``.
     ``test_size``: samples attempted; ``exhausted``: indices whose
     ``max_tries`` tries were all rejected; ``rejections``: reason code ->
-    tries rejected; ``failures``: generator failure kind -> count;
+    tries rejected; ``failures``: generator failure kind -> count over every
+    generator call of the run (each chunk is critic-scored once per run;
+    ``generator_attempts`` of a sample counts its other calls);
     ``tries``: all tries made. ``accepted + sum(rejections) == tries``.
     """
 
@@ -342,7 +290,9 @@ class _Runner:
         self.thresholds = thresholds
         self.cache = cache
         self.related = related
-        self.critic_memo: dict[int, tuple[float | None, dict[str, int], int]] = {}
+        # chunk -> {"score", "failures", "attempts"}: each chunk is scored once
+        # per run (and its outcome kept in the progress file on resume)
+        self.critic_memo: dict[int, dict[str, Any]] = {}
 
     def call(self, prompt: str, schema: type[BaseModel], seed: int) -> tuple[BaseModel | None, dict[str, int], int]:
         """One generator call: (object or None, failure kinds, attempts)."""
@@ -390,12 +340,8 @@ class _Runner:
             if c not in self.critic_memo:
                 obj, kinds, attempts = self.call(prompt, ChunkScores, _derive(self.seed, "critic", c))
                 score = obj.score if isinstance(obj, ChunkScores) else None
-                self.critic_memo[c] = (score, kinds, attempts)
-            score, kinds, attempts = self.critic_memo[c]
-            # a chunk is scored once; its failures count in every try that
-            # consults it, so the counts do not depend on resumption
-            rec["failures"].update(kinds)
-            rec["attempts"] += attempts
+                self.critic_memo[c] = {"score": score, "failures": kinds, "attempts": attempts}
+            score = self.critic_memo[c]["score"]
             if score is None:
                 raise _Reject("generation_failed")
             if score < self.thresholds.chunk_score:
@@ -501,13 +447,15 @@ def _assignment(distribution: dict[str, float], test_size: int, seed: int) -> li
     return [names[int(k)] for k in order]
 
 
-def _load_progress(output: Path, config: dict[str, Any]) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
-    """(records, samples) of a previous run at ``output`` with the same config."""
+def _load_progress(
+    output: Path, config: dict[str, Any]
+) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    """(records, samples, critic scores) of a previous run at ``output`` with the same config."""
     state = output.with_name(output.name + ".progress.json")
     if not state.exists():
         if output.exists() and output.stat().st_size > 0:
             raise ValueError(f"output {str(output)!r} exists but has no progress file: refusing to overwrite it")
-        return {}, {}
+        return {}, {}, {}
     prog = json.loads(state.read_text(encoding="utf-8"))
     if prog.get("format") != _FORMAT or prog.get("config") != config:
         raise ValueError(
@@ -521,7 +469,8 @@ def _load_progress(output: Path, config: dict[str, Any]) -> tuple[dict[int, dict
             if line.strip():
                 s = json.loads(line)
                 samples[int(s["index"])] = s
-    return records, samples
+    critic = {int(k): v for k, v in prog.get("critic", {}).items()}
+    return records, samples, critic
 
 
 def generate_testset(
@@ -604,10 +553,12 @@ def generate_testset(
     }
     out_path = Path(output) if output is not None else None
     records: dict[int, dict[str, Any]] = {}
+    critic: dict[int, dict[str, Any]] = {}
     samples: dict[int, dict[str, Any]] = {}
     if out_path is not None:
-        records, samples = _load_progress(out_path, config)
+        records, samples, critic = _load_progress(out_path, config)
     runner = _Runner(chunks, gen, name, sd, temp, th, cache, related or word_overlap_related(chunks))
+    runner.critic_memo.update(critic)
     plan = _assignment(dist, n, sd)
     todo = [i for i in range(n) if i not in records]
     for i in tqdm(todo, desc="test set", disable=not show or not todo):
@@ -637,13 +588,20 @@ def generate_testset(
         if out_path is not None:
             if sample is not None:
                 write_atomic(out_path, _jsonl([samples[k] for k in sorted(samples)]))
-            state = {"format": _FORMAT, "config": config, "records": {str(k): records[k] for k in sorted(records)}}
+            state = {
+                "format": _FORMAT,
+                "config": config,
+                "records": {str(k): records[k] for k in sorted(records)},
+                "critic": {str(k): v for k, v in sorted(runner.critic_memo.items())},
+            }
             write_json_atomic(out_path.with_name(out_path.name + ".progress.json"), state, ensure_ascii=False)
     if out_path is not None and not out_path.exists():
         write_atomic(out_path, b"")
     rej: Counter[str] = Counter()
     fails: Counter[str] = Counter()
     tries = 0
+    for scored in runner.critic_memo.values():
+        fails.update(scored["failures"])
     for rec_i in records.values():
         rej.update(rec_i["rejections"])
         fails.update(rec_i["failures"])

@@ -15,7 +15,8 @@ generator that answers the pipeline's prompts from the facts it reads.
   whole table: the question is *answerable* when the set has one element,
   the answer *correct* when it names that element; the *hop count* is the
   minimal number of documents that together state every supporting fact
-  (an exact set cover). Near-duplicate questions are flagged with
+  (an exact set cover; of several bridge entities leading to the same
+  answer, the cheapest). Near-duplicate questions are flagged with
   :func:`dataprobes.metrics.near_duplicates` (MinHash) when it is installed,
   else by exact word-shingle Jaccard.
 - :class:`ScriptedFactGenerator` is a deterministic callable
@@ -44,6 +45,7 @@ from .pipeline import TestSet
 
 __all__ = ["FactCorpus", "SampleTruth", "ScriptedFactGenerator", "TruthReport", "check_testset"]
 
+_END = "\n(end of context)"
 _WORD = re.compile(r"[^\W_]+|<\w+>", re.UNICODE)
 
 
@@ -199,16 +201,17 @@ class FactCorpus:
 
     def resolve(
         self, query: _Query, facts: Sequence[int] | None = None
-    ) -> tuple[list[tuple[str, int]], list[list[int]]]:
+    ) -> tuple[list[tuple[str, int]], list[list[list[int]]]]:
         """The query's answers (``(kind, id)``) over ``facts`` (default the
-        whole table), each with its supporting fact ids."""
+        whole table), each with its alternative supports (lists of fact ids:
+        two bridge entities may lead to the same answer)."""
         rows = self.table if facts is None else self.table[list(facts)]
         ids = np.arange(len(self.table)) if facts is None else np.asarray(list(facts), dtype=np.int64)
         by_sr: dict[tuple[int, int], tuple[int, int]] = {}
         for f, (s, r, o) in zip(ids.tolist(), rows.tolist(), strict=True):
             by_sr[(s, r)] = (o, f)
         subjects = sorted({s for s, _, _ in rows.tolist()}) if not query.anchors else list(query.anchors)
-        answers: dict[tuple[str, int], list[int]] = {}
+        answers: dict[tuple[str, int], list[list[int]]] = {}
         if len(query.targets) > 1:
             return [], []
         for s in subjects:
@@ -226,9 +229,9 @@ class FactCorpus:
                 hit = by_sr.get((s, query.targets[0]))
                 if hit is None:
                     continue
-                answers.setdefault(("o", hit[0]), sorted({*support, hit[1]}))
+                answers.setdefault(("o", hit[0]), []).append(sorted({*support, hit[1]}))
             elif query.constraints and not query.anchors:
-                answers.setdefault(("s", s), sorted(set(support)))
+                answers.setdefault(("s", s), []).append(sorted(set(support)))
         return list(answers), list(answers.values())
 
     def name(self, kind: str, j: int) -> str:
@@ -256,8 +259,8 @@ class FactCorpus:
 class SampleTruth:
     """One sample judged against the fact table. ``expected``: the answer
     set's names (one when ``answerable``); ``hops``: minimal supporting
-    documents (0 when unanswerable); ``grounded``: the supporting facts are
-    stated in the sample's contexts; ``duplicate_of``: the first earlier
+    documents (0 when unanswerable); ``grounded``: the sample's contexts
+    state one of its supports; ``duplicate_of``: the first earlier
     sample with a near-duplicate question, else -1."""
 
     index: int
@@ -362,9 +365,14 @@ def check_testset(
         answerable = len(answers) == 1
         said = set(corpus.mentions(s["answer"]))
         correct = answerable and answers[0] in said
-        support = tuple(supports[0]) if answerable else ()
-        hops = corpus.min_documents(support) if answerable else 0
         stated = set(corpus.facts_in("\n".join(s.get("contexts") or [])))
+        # of alternative supports: the fewest documents, then one the contexts state
+        ranked = sorted(
+            ((corpus.min_documents(sup), not set(sup) <= stated, tuple(sup)) for sup in supports[0])
+            if answerable
+            else []
+        )
+        hops, _, support = ranked[0] if ranked else (0, True, ())
         out.append(
             SampleTruth(
                 index=int(s.get("index", k)),
@@ -374,7 +382,7 @@ def check_testset(
                 expected=tuple(corpus.name(kd, j) for kd, j in answers),
                 supporting_facts=support,
                 hops=hops,
-                grounded=bool(support) and set(support) <= stated,
+                grounded=any(not outside for _, outside, _ in ranked),
                 duplicate_of=dup[k],
             )
         )
@@ -436,17 +444,24 @@ class ScriptedFactGenerator:
         self.corpus = corpus
         self.calls = 0
 
+    def object(self, prompt: str, schema: Any, seed: int) -> dict[str, Any]:
+        """The reply as a dict: an ``objects_source`` for
+        :class:`~dataprobes.qa.faults.FaultyGenerator` (``schema`` unused:
+        the prompt's task decides the object)."""
+        out: dict[str, Any] = json.loads(self(prompt, seed=seed))
+        return out
+
     def __call__(self, prompt: str, *, temperature: float = 0.0, seed: int = 0) -> str:
         self.calls += 1
         task = _line(prompt, "Task:").rstrip(".")
         c = self.corpus
         rng = np.random.default_rng(seed)
         if task == "chunk critic":
-            ok = bool(c.facts_in(_between(prompt, "context:\n")))
+            ok = bool(c.facts_in(_between(prompt, "context:\n", _END)))
             v = 3 if ok else 1
             return json.dumps({"clarity": v, "depth": 2 if ok else 1, "structure": v, "relevance": v})
         if task == "seed question":
-            facts = c.facts_in(_between(prompt, "context:\n"))
+            facts = c.facts_in(_between(prompt, "context:\n", _END))
             if not facts:
                 return json.dumps({"question": "What is this text about?"})
             s, r, _ = c.table[facts[int(rng.integers(len(facts)))]].tolist()
@@ -455,9 +470,9 @@ class ScriptedFactGenerator:
             seed_q = _line(prompt, "question:")
             q = c.parse_question(seed_q)
             if task == "multi-context rewrite":
-                pool = c.facts_in(_between(prompt, "context 2:\n"))
+                pool = c.facts_in(_between(prompt, "context 2:\n", _END))
             else:
-                pool = c.facts_in(_between(prompt, "context:\n"))
+                pool = c.facts_in(_between(prompt, "context:\n", _END))
             if not q.anchors or len(q.targets) != 1:
                 return json.dumps({"question": seed_q})
             s, r = q.anchors[0], q.targets[0]
@@ -479,7 +494,7 @@ class ScriptedFactGenerator:
             return json.dumps({"question": text})
         if task == "question filter":
             lines = _between(prompt, "question: ", "\ncontext:\n").splitlines() or [""]
-            stated = c.facts_in(_between(prompt, "\ncontext:\n"))
+            stated = c.facts_in(_between(prompt, "\ncontext:\n", _END))
             answers, _ = c.resolve(c.parse_question(lines[-1], lines[:-1]), stated)
             return json.dumps({"feedback": "checked against the context", "verdict": 1 if answers else 0})
         if task == "evolution filter":
@@ -492,7 +507,7 @@ class ScriptedFactGenerator:
                 if ln.startswith("previous question:")
             ]
             query = c.parse_question(_line(prompt, "question:"), history)
-            answers, _ = c.resolve(query, c.facts_in(_between(prompt, "context:\n")))
+            answers, _ = c.resolve(query, c.facts_in(_between(prompt, "context:\n", _END)))
             if len(answers) != 1:
                 return json.dumps({"answer": "", "verdict": 0})
             return json.dumps({"answer": c.name(*answers[0]), "verdict": 1})
