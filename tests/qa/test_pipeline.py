@@ -412,3 +412,19 @@ def test_generators_pickle(corpus):
         assert run(corpus, g, n=4).samples == run(corpus, ScriptedFactGenerator(corpus), n=4).samples
         assert run(corpus, f, n=4).samples == run(corpus, faulty(corpus, {"fence": 0.5}), n=4).samples
     assert isinstance(run(corpus, g, n=1, distribution={"simple": 1}), TestSet)
+
+
+def test_near_duplicate_flags_match_exact_jaccard():
+    from dataprobes.qa.truth import _duplicates
+
+    qs = [
+        "What is the river of Alpha?",
+        "What is the capital of Beta, the large one?",
+        "what is the river of alpha ?",
+        "Tell me something else entirely about nothing",
+        "What is the capital of Beta, the large one?",
+    ]
+    flags, method = _duplicates(qs, 0.8, 3)
+    assert flags == [-1, -1, 0, -1, 1]
+    assert method in ("minhash", "jaccard")
+    assert _duplicates([], 0.8, 3) == ([], "none")
