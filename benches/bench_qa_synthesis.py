@@ -41,18 +41,22 @@ from dataprobes.qa.truth import FactCorpus, ScriptedFactGenerator, check_testset
 RECOVERABLE = ("fence", "preamble", "trailing_prose", "trailing_comma", "single_quotes", "string_verdict")
 
 
-def corpus_of(num_facts: int, relations: int, objects: int, per_doc: int, seed: int) -> tuple[FactCorpus, str]:
+def corpus_of(
+    num_facts: int, relations: int, objects: int, per_doc: int, order: str, seed: int
+) -> tuple[FactCorpus, str]:
     if hasattr(dp, "FactWorld"):
         bg = dp.MarkovChain.random(32, seed=seed)
         world = dp.FactWorld(num_facts, relations, 3, bg, num_objects=objects, seed=seed)
-        return FactCorpus.from_world(world, facts_per_document=per_doc, seed=seed), "FactWorld"
+        return FactCorpus.from_world(world, facts_per_document=per_doc, order=order, seed=seed), "FactWorld"
     rng = np.random.default_rng(seed)
     subjects = -(-num_facts // relations)
     facts = [
         (f"Subj{s}", f"rel{r}", f"Obj{int(rng.integers(objects))}") for s in range(subjects) for r in range(relations)
     ]
     templates = ["the {relation} of {subject} is {object}", "{subject} has {object} as {relation}"]
-    return FactCorpus(facts[:num_facts], templates, facts_per_document=per_doc, seed=seed), "synthetic table"
+    return FactCorpus(
+        facts[:num_facts], templates, facts_per_document=per_doc, order=order, seed=seed
+    ), "synthetic table"
 
 
 def run(corpus: FactCorpus, rate: dict[str, float], n: int, dist: dict[str, float] | None, seed: int) -> Any:
@@ -70,7 +74,8 @@ def main() -> None:
     ap.add_argument("--facts", type=int, default=240)
     ap.add_argument("--relations", type=int, default=4)
     ap.add_argument("--objects", type=int, default=400)
-    ap.add_argument("--per-doc", type=int, default=4)
+    ap.add_argument("--per-doc", type=int, default=3)
+    ap.add_argument("--order", choices=("shuffled", "subject"), default="subject", help="facts in documents")
     ap.add_argument("--rates", default="0,0.05,0.1,0.2,0.4")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--all", action="store_true", help="all five evolutions in equal shares")
@@ -81,14 +86,16 @@ def main() -> None:
     if a.quick:
         a.samples, a.facts, a.repeats, a.rates = 40, 60, 1, "0,0.2"
     rates = [float(x) for x in a.rates.split(",")]
-    corpus, source = corpus_of(a.facts, a.relations, a.objects, a.per_doc, a.seed)
+    corpus, source = corpus_of(a.facts, a.relations, a.objects, a.per_doc, a.order, a.seed)
     dist = (
         {k: 1.0 for k in ("simple", "reasoning", "conditional", "multi_context", "conversational")} if a.all else None
     )
     print(
         f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()}"
     )
-    print(f"# corpus: {source}, {len(corpus.facts)} facts, {len(corpus.documents)} documents, {a.samples} samples")
+    print(
+        f"# corpus: {source}, {len(corpus.facts)} facts, {len(corpus.documents)} documents ({a.order}), {a.samples} samples"
+    )
 
     # correctness first: recoverable defects lose nothing; counts add up
     clean, _ = run(corpus, {}, a.samples // 2, dist, a.seed)

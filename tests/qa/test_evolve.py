@@ -20,6 +20,7 @@ from dataprobes.qa.evolve import (  # noqa: E402
     Conversation,
     GeneratedAnswer,
     QuestionVerdict,
+    Thresholds,
     check_distribution,
     evolution_counts,
 )
@@ -118,3 +119,16 @@ def test_evolution_counts_are_largest_remainder_rounding(dist, n):
 def test_default_counts_match_ragas_proportions():
     assert evolution_counts(DEFAULT_DISTRIBUTION, 100) == {"simple": 50, "reasoning": 25, "multi_context": 25}
     assert sum(evolution_counts(DEFAULT_DISTRIBUTION, 7).values()) == 7
+
+
+def test_thresholds_are_checked():
+    assert Thresholds() == Thresholds(1.5, 1, 1)
+    for bad in (
+        {"chunk_score": 0.5},
+        {"chunk_score": math.nan},
+        {"chunk_score": "2"},
+        {"question_verdict": 2},
+        {"answer_verdict": True},
+    ):
+        with pytest.raises(ValueError, match="thresholds"):
+            Thresholds(**bad)

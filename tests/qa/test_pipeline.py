@@ -202,6 +202,8 @@ def test_cache_replays_every_call(corpus, tmp_path):
     ref = run(corpus, faulty(corpus, {"truncation": 0.3}), n=12, cache_dir=tmp_path / "cache")
     files = list((tmp_path / "cache").glob("*.json"))
     assert files and not list((tmp_path / "cache").glob("*.part"))
+    stray = tmp_path / "cache" / ("0" * 64 + ".json")
+    stray.write_text("not json")  # a foreign file is a miss, not an error
     replay = Interrupting(faulty(corpus), 0)  # any call would raise
     again = run(corpus, replay, n=12, cache_dir=tmp_path / "cache")
     assert again.samples == ref.samples and again.report() == ref.report()
@@ -320,11 +322,17 @@ def test_truth_on_hand_built_questions():
     assert check_testset(samples[3:4], two_per_doc).samples[0].hops == 1
 
 
-@given(st.integers(0, 10_000), st.integers(1, 4), st.integers(1, 4))
-def test_min_documents_is_the_exact_set_cover(seed, per_doc, k):
+@given(st.integers(0, 10_000), st.integers(1, 4), st.integers(1, 4), st.sampled_from(["shuffled", "subject"]))
+def test_min_documents_is_the_exact_set_cover(seed, per_doc, k, order):
     rng = np.random.default_rng(seed)
     facts = make_facts(seed, SUBJECTS[:4], RELATIONS)
-    c = FactCorpus(facts, TEMPLATES, facts_per_document=per_doc, seed=seed)
+    c = FactCorpus(facts, TEMPLATES, facts_per_document=per_doc, order=order, seed=seed)
+    assert sorted(f for ids in c.doc_facts for f in ids) == list(range(len(facts)))  # each fact stated once
+    if order == "subject":  # a subject's facts are contiguous across documents
+        for subj in {s for s, _, _ in facts}:
+            docs = sorted({d for d, ids in enumerate(c.doc_facts) for f in ids if c.facts[f][0] == subj})
+            assert docs == list(range(docs[0], docs[-1] + 1))
+            assert len(docs) <= -(-len(RELATIONS) // per_doc) + 1
     need = set(rng.choice(len(facts), size=min(k, len(facts)), replace=False).tolist())
     best = min(
         bin(mask).count("1")
@@ -373,6 +381,7 @@ def test_fact_world_corpus():
         ({"related": 3}, TypeError, "related"),
         ({"progress": "yes"}, TypeError, "progress"),
         ({"output": 5}, TypeError, "output"),
+        ({"output": "/nonexistent-dir-of-dataprobes/x.jsonl"}, ValueError, "output"),
     ],
 )
 def test_bad_input(corpus, kwargs, exc, match):
@@ -393,6 +402,8 @@ def test_bad_fact_input():
         FactCorpus([("A", "r", "B"), ("B", "r", "o")], TEMPLATES)
     with pytest.raises(ValueError, match=r"\{object\}"):
         FactCorpus([("A", "r", "o")], ["{subject} {relation}"])
+    with pytest.raises(ValueError, match="order"):
+        FactCorpus([("A", "r", "o")], TEMPLATES, order="random")
     with pytest.raises(TypeError, match="world"):
         FactCorpus.from_world(object())
     c = FactCorpus([("A", "r", "o")], TEMPLATES)
@@ -428,3 +439,61 @@ def test_near_duplicate_flags_match_exact_jaccard():
     assert flags == [-1, -1, 0, -1, 1]
     assert method in ("minhash", "jaccard")
     assert _duplicates([], 0.8, 3) == ([], "none")
+
+
+# ---------------------------------------------------------------------------
+# the local Hugging Face back end (constrained decoding, random weights)
+
+
+def test_end_to_end_with_a_local_constrained_model(corpus):
+    """A 1-layer GPT-2 with random weights under llguidance: whatever it says
+    is a valid object or a counted failure (only ``truncated``, at the token
+    budget); the counts add up and every accepted sample is complete."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("llguidance")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from dataprobes.qa import HFGenerator
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator([*corpus.documents, '{"question":"What?","verdict":1,"answer":"A"}'] * 3, trainer)
+    hf_tok = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        vocab_size=len(hf_tok),
+        n_positions=2048,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        eos_token_id=hf_tok.eos_token_id,
+        bos_token_id=hf_tok.eos_token_id,
+    )
+    model = transformers.GPT2LMHeadModel(config).eval()
+    gen = HFGenerator(model, hf_tok, max_new_tokens=24, name="tiny-random", format_instructions=False, max_reasks=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a random model may get nothing accepted
+        ts = generate_testset(
+            corpus.documents[:3], gen, 4, distribution=ALL, max_tries=2, temperature=1.0, seed=1, progress=False
+        )
+    assert set(ts.failures) <= {"truncated"}
+    assert ts.num_samples + sum(ts.rejections.values()) == ts.tries
+    assert ts.num_samples + len(ts.exhausted) == 4
+    assert set(ts.rejections) <= {
+        "generation_failed",
+        "chunk_critic",
+        "question_filter",
+        "evolution_filter",
+        "answer_filter",
+        "no_related_chunk",
+    }
+    for s in ts.samples:
+        assert s["question"] and s["answer"] and s["model"] == "tiny-random"

@@ -223,6 +223,14 @@ class Thresholds:
     question_verdict: int = 1
     answer_verdict: int = 1
 
+    def __post_init__(self) -> None:
+        v = self.chunk_score
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 1.0 <= float(v) <= 3.0:
+            raise ValueError(f"thresholds.chunk_score must be a number in [1, 3] (critic scores are 1-3), got {v!r}")
+        for name in ("question_verdict", "answer_verdict"):
+            if getattr(self, name) not in (0, 1) or isinstance(getattr(self, name), bool):
+                raise ValueError(f"thresholds.{name} must be 0 or 1, got {getattr(self, name)!r}")
+
 
 @dataclass(frozen=True)
 class Evolution:

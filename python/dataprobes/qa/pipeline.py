@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
 from .._durable import write_atomic, write_json_atomic
@@ -126,11 +126,13 @@ class GenerationCache:
         path = self.directory / f"{key}.json"
         try:
             value = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        except (FileNotFoundError, UnicodeDecodeError, json.JSONDecodeError):
+            value = None  # absent, or not a file this cache wrote: a miss
+        if not isinstance(value, dict):
             self.misses += 1
             return None
         self.hits += 1
-        return value if isinstance(value, dict) else None
+        return value
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         write_json_atomic(self.directory / f"{key}.json", value, ensure_ascii=False)
@@ -299,9 +301,12 @@ class _Runner:
         key = GenerationCache.key(prompt, self.model, seed, schema, self.temperature)
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is not None:
-            objs = hit.get("objects") or []
-            obj = schema.model_validate(objs[0]) if objs else None
-            return obj, dict(hit.get("failures") or {}), int(hit.get("attempts") or 1)
+            try:
+                objs = hit.get("objects") or []
+                cached = schema.model_validate(objs[0]) if objs else None
+                return cached, dict(hit.get("failures") or {}), int(hit.get("attempts") or 1)
+            except (ValidationError, TypeError, ValueError):
+                pass  # an entry of another schema version: generate again
         res = self.generator.generate(prompt, schema, n=1, temperature=self.temperature, seed=seed)
         objects = list(getattr(res, "objects", []) or [])
         kinds = Counter(_kind(f) for f in (getattr(res, "failures", []) or []))
@@ -540,6 +545,8 @@ def generate_testset(
     gen = _as_generator(generator, name)
     if output is not None and not isinstance(output, (str, os.PathLike)):
         raise TypeError(f"output must be a path or None, got {type(output).__name__}")
+    if output is not None and not Path(output).parent.is_dir():
+        raise ValueError(f"output: the directory of {str(output)!r} does not exist")
     cache = GenerationCache(cache_dir) if cache_dir is not None else None
     config = {
         "corpus_sha256": hashlib.sha256(json.dumps(chunks, ensure_ascii=False).encode()).hexdigest(),

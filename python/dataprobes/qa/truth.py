@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_float_in, check_int, check_seed
+from .._validation import check_choice, check_float_in, check_int, check_seed
 from .pipeline import TestSet
 
 __all__ = ["FactCorpus", "SampleTruth", "ScriptedFactGenerator", "TruthReport", "check_testset"]
@@ -69,6 +69,11 @@ class FactCorpus:
         templates: sentence templates with ``{subject}``, ``{relation}`` and
             ``{object}``.
         facts_per_document: facts stated per document (the last may hold fewer).
+        order: ``"shuffled"`` (facts in a seeded random order) or
+            ``"subject"`` (subjects in a seeded random order, each subject's
+            facts together, like encyclopedia entries: a document then holds
+            several facts of one subject, and a subject's facts spill over
+            into the next document).
         seed: fixes the fact order and each statement's template.
 
     Attributes: ``documents`` (texts), ``doc_facts`` (fact ids stated in each
@@ -81,6 +86,7 @@ class FactCorpus:
         templates: Sequence[str],
         *,
         facts_per_document: int = 3,
+        order: str = "shuffled",
         seed: int = 0,
     ) -> None:
         if isinstance(facts, (str, bytes)) or not isinstance(facts, Sequence):
@@ -104,6 +110,7 @@ class FactCorpus:
             if any(f"{{{k}}}" not in t for k in ("subject", "relation", "object")):
                 raise ValueError(f"templates[{i}] must contain {{subject}}, {{relation}} and {{object}}")
         k = check_int("facts_per_document", facts_per_document, 1)
+        how = check_choice("order", order, ("shuffled", "subject"))
         sd = check_seed("seed", seed)
         self.facts = triples
         self.subjects = sorted({s for s, _, _ in triples})
@@ -123,13 +130,16 @@ class FactCorpus:
         if len({(s, r) for s, r, _ in self.table.tolist()}) != len(triples):
             raise ValueError("facts must be distinct (subject, relation) pairs")
         rng = np.random.default_rng([sd, 0xFAC7])
-        order = rng.permutation(len(triples))
+        perm = rng.permutation(len(triples))
         tpl = rng.integers(0, len(templates), len(triples))
+        if how == "subject":
+            rank = rng.permutation(len(self.subjects))
+            perm = np.array(sorted(range(len(triples)), key=lambda f: (rank[self.table[f, 0]], self.table[f, 1])))
         self.templates = list(templates)
         self.documents: list[str] = []
         self.doc_facts: list[list[int]] = []
         for start in range(0, len(triples), k):
-            ids = [int(f) for f in order[start : start + k]]
+            ids = [int(f) for f in perm[start : start + k]]
             sentences = [
                 self.templates[int(tpl[f])].format(subject=triples[f][0], relation=triples[f][1], object=triples[f][2])
                 + " ."
@@ -143,7 +153,9 @@ class FactCorpus:
                 self.fact_docs[f_id].append(d)
 
     @classmethod
-    def from_world(cls, world: Any, *, facts_per_document: int = 3, seed: int = 0) -> FactCorpus:
+    def from_world(
+        cls, world: Any, *, facts_per_document: int = 3, order: str = "shuffled", seed: int = 0
+    ) -> FactCorpus:
         """The corpus of a fact world (anything with ``text_facts()`` and
         ``text_templates()``, such as :class:`dataprobes.FactWorld`)."""
         if not (callable(getattr(world, "text_facts", None)) and callable(getattr(world, "text_templates", None))):
@@ -151,7 +163,9 @@ class FactCorpus:
                 "world must have text_facts() and text_templates() (a dataprobes.FactWorld), got "
                 f"{type(world).__name__}"
             )
-        return cls(world.text_facts(), world.text_templates(), facts_per_document=facts_per_document, seed=seed)
+        return cls(
+            world.text_facts(), world.text_templates(), facts_per_document=facts_per_document, order=order, seed=seed
+        )
 
     # ------------------------------------------------------------ reading
     def mentions(self, text: str) -> list[tuple[str, int]]:
