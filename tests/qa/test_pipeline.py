@@ -170,16 +170,18 @@ def faulty(corpus, defects=None, seed=0):
 
 
 def test_resume_after_interruption_gives_the_same_bytes(corpus, tmp_path):
+    defects = {"truncation": 0.25, "fence": 0.5}  # failed critic calls are retried later: state to resume
     whole = tmp_path / "whole.jsonl"
-    ref = run(corpus, faulty(corpus), n=20, output=whole)
+    ref = run(corpus, faulty(corpus, defects), n=20, output=whole)
+    assert ref.failures
     part = tmp_path / "part.jsonl"
-    for limit in (37, 90):  # interrupted twice, at different places
+    for limit in (37, 150):  # interrupted twice, at different places
         with pytest.raises(KeyboardInterrupt):
-            run(corpus, Interrupting(faulty(corpus), limit), n=20, output=part)
-        assert part.exists()
+            run(corpus, Interrupting(faulty(corpus, defects), limit), n=20, output=part)
+        assert (tmp_path / "part.jsonl.progress.json").exists()
     kept = part.read_text().splitlines()
     assert 0 < len(kept) < ref.num_samples
-    resumed = run(corpus, faulty(corpus), n=20, output=part)
+    resumed = run(corpus, faulty(corpus, defects), n=20, output=part)
     assert part.read_bytes() == whole.read_bytes()
     assert resumed.samples == ref.samples and resumed.report() == ref.report()
     # a finished run is read back without a single generator call

@@ -17,7 +17,8 @@ are all rejected is *exhausted*. Generator failures (parse, repair,
 validation, ... as the back end names them) are counted by kind; nothing is
 turned into an empty value and no ratio divides by zero. Every generator
 call's seed is derived from ``(seed, i, t, stage)`` (the chunk critic's from
-``(seed, chunk)``), so the result is the same for any interruption and
+``(seed, chunk, k)``, ``k`` its failed calls so far: a chunk is scored once
+per run, a failed critic call retried by the next try that draws it), so the result is the same for any interruption and
 resumption. docs/math.md, "Knowledge probes (fact worlds)" > "QA synthesis".
 """
 
@@ -292,8 +293,8 @@ class _Runner:
         self.thresholds = thresholds
         self.cache = cache
         self.related = related
-        # chunk -> {"score", "failures", "attempts"}: each chunk is scored once
-        # per run (and its outcome kept in the progress file on resume)
+        # chunk -> {"score", "failures", "attempts", "calls"}: each chunk is
+        # scored once per run (kept in the progress file on resume)
         self.critic_memo: dict[int, dict[str, Any]] = {}
 
     def call(self, prompt: str, schema: type[BaseModel], seed: int) -> tuple[BaseModel | None, dict[str, int], int]:
@@ -342,11 +343,17 @@ class _Runner:
         def critic(c: int) -> float:
             prompt = CHUNK_CRITIC_TEMPLATE.format(context=self.chunks[c])
             prompts.append({"stage": "chunk_critic", "prompt": prompt})
-            if c not in self.critic_memo:
-                obj, kinds, attempts = self.call(prompt, ChunkScores, _derive(self.seed, "critic", c))
-                score = obj.score if isinstance(obj, ChunkScores) else None
-                self.critic_memo[c] = {"score": score, "failures": kinds, "attempts": attempts}
-            score = self.critic_memo[c]["score"]
+            memo = self.critic_memo.setdefault(c, {"score": None, "failures": {}, "attempts": 0, "calls": 0})
+            if memo["score"] is None:
+                # scored once when it works; a failed call is retried by the
+                # next try that draws the chunk, with a fresh seed
+                k = memo["calls"]
+                obj, kinds, attempts = self.call(prompt, ChunkScores, _derive(self.seed, "critic", c, k))
+                memo["score"] = obj.score if isinstance(obj, ChunkScores) else None
+                memo["failures"] = dict(Counter(memo["failures"]) + Counter(kinds))
+                memo["attempts"] += attempts
+                memo["calls"] = k + 1
+            score = memo["score"]
             if score is None:
                 raise _Reject("generation_failed")
             if score < self.thresholds.chunk_score:
