@@ -221,12 +221,13 @@ class Counting:
     model = "scripted-facts"
 
     def __init__(self, inner):
-        self.inner, self.kinds, self.calls = inner, Counter(), 0
+        self.inner, self.kinds, self.calls, self.reasked = inner, Counter(), 0, 0
 
     def generate(self, *args, **kwargs):
         self.calls += 1
         res = self.inner.generate(*args, **kwargs)
         self.kinds.update(str(f.kind) for f in res.failures)
+        self.reasked += res.reasked
         return res
 
 
@@ -235,12 +236,14 @@ def test_recoverable_defects_lose_nothing(corpus):
     recoverable = dict.fromkeys(["fence", "preamble", "trailing_comma", "single_quotes", "string_verdict"], 1.0)
     noisy = run(corpus, faulty(corpus, recoverable), n=16)
     assert noisy.samples == clean.samples and noisy.failures == {}
+    assert clean.recovered == {} and noisy.recovered["repaired"] > 0  # trailing commas, single quotes
 
 
 def test_failures_are_counted_by_kind_and_nothing_is_lost(corpus):
     gen = Counting(faulty(corpus, {"truncation": 0.3, "wrong_keys": 0.2, "fence": 0.5}, seed=2))
     ts = run(corpus, gen, n=24)
     assert ts.failures == dict(gen.kinds) and set(ts.failures) == {"unbalanced", "schema_violation"}
+    assert ts.recovered["reasked"] == gen.reasked > 0
     assert ts.rejections.get("generation_failed", 0) > 0
     assert ts.num_samples + sum(ts.rejections.values()) == ts.tries
     assert ts.num_samples + len(ts.exhausted) == 24
@@ -313,11 +316,13 @@ def test_truth_on_hand_built_questions():
         {"question": "Which one has river Zulu?", "answer": "Gamma"},
         {"question": "What is its capital?", "answer": "Xeno", "history": ["Tell me about Beta."]},
         {"question": "What is the capital of Gamma?", "answer": "Xeno"},
+        {"question": "What is the river of Alpha?", "answer": "Yolo or Zulu"},  # hedged: wrong
+        {"question": "What is the river of Alpha?", "answer": "The river of Alpha is Yolo."},
     ]
     t = check_testset(samples, c).samples
-    assert [x.answerable for x in t] == [True, True, False, True, True, True, False]
-    assert [x.correct for x in t] == [True, False, False, True, True, True, False]
-    assert [x.hops for x in t] == [1, 1, 0, 2, 1, 1, 0]  # one fact per document
+    assert [x.answerable for x in t] == [True, True, False, True, True, True, False, True, True]
+    assert [x.correct for x in t] == [True, False, False, True, True, True, False, False, True]
+    assert [x.hops for x in t] == [1, 1, 0, 2, 1, 1, 0, 1, 1]  # one fact per document
     assert t[3].expected == ("Xeno",) and t[4].expected == ("Gamma",)
     assert [x.duplicate_of for x in t][:2] == [-1, 0]
     two_per_doc = FactCorpus(facts[:2], ["{subject} {relation} {object}"], facts_per_document=2)

@@ -187,6 +187,8 @@ class TestSet:
     tries rejected; ``failures``: generator failure kind -> count over every
     generator call of the run (each chunk is critic-scored once per run;
     ``generator_attempts`` of a sample counts its other calls);
+    ``recovered``: objects the generator's parse layer saved, ``"repaired"``
+    (``json_repair``) and ``"reasked"`` (obtained by a re-ask);
     ``tries``: all tries made. ``accepted + sum(rejections) == tries``.
     """
 
@@ -199,6 +201,7 @@ class TestSet:
     failures: dict[str, int]
     tries: int
     config: dict[str, Any] = field(default_factory=dict)
+    recovered: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_samples(self) -> int:
@@ -218,6 +221,7 @@ class TestSet:
             "tries": self.tries,
             "rejections": dict(sorted(self.rejections.items())),
             "failures": dict(sorted(self.failures.items())),
+            "recovered": dict(sorted(self.recovered.items())),
             "by_evolution": dict(sorted(Counter(s["evolution"] for s in self.samples).items())),
         }
 
@@ -298,7 +302,10 @@ class _Runner:
         self.critic_memo: dict[int, dict[str, Any]] = {}
 
     def call(self, prompt: str, schema: type[BaseModel], seed: int) -> tuple[BaseModel | None, dict[str, int], int]:
-        """One generator call: (object or None, failure kinds, attempts)."""
+        """One generator call: (object or None, failure kinds, attempts).
+        Objects the parse layer had to repair or re-ask for are counted
+        under ``"recovered:repaired"`` / ``"recovered:reasked"`` (split off
+        into :attr:`TestSet.recovered`: not failures, the object is kept)."""
         key = GenerationCache.key(prompt, self.model, seed, schema, self.temperature)
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is not None:
@@ -311,6 +318,9 @@ class _Runner:
         res = self.generator.generate(prompt, schema, n=1, temperature=self.temperature, seed=seed)
         objects = list(getattr(res, "objects", []) or [])
         kinds = Counter(_kind(f) for f in (getattr(res, "failures", []) or []))
+        for what in ("repaired", "reasked"):
+            if int(getattr(res, what, 0) or 0):
+                kinds[f"recovered:{what}"] += int(getattr(res, what))
         attempts = int(getattr(res, "attempts", 1) or 1)
         obj = objects[0] if objects else None
         if obj is not None and not isinstance(obj, schema):
@@ -620,19 +630,21 @@ def generate_testset(
         rej.update(rec_i["rejections"])
         fails.update(rec_i["failures"])
         tries += len(rec_i["rejections"]) + (1 if rec_i["accepted"] else 0)
+    recovered = {k.split(":", 1)[1]: v for k, v in fails.items() if k.startswith("recovered:")}
     result = TestSet(
         samples=[samples[k] for k in sorted(samples)],
         test_size=n,
         exhausted=sorted(k for k, r in records.items() if not r["accepted"]),
         rejections=dict(rej),
-        failures=dict(fails),
+        failures={k: v for k, v in fails.items() if not k.startswith("recovered:")},
         tries=tries,
         config=config,
+        recovered=recovered,
     )
     if not result.samples:
         warnings.warn(
             f"generate_testset: no sample was accepted out of {n} ({tries} tries); "
-            f"rejections {dict(rej)}, generator failures {dict(fails)}",
+            f"rejections {dict(rej)}, generator failures {result.failures}",
             UserWarning,
             stacklevel=2,
         )

@@ -13,7 +13,8 @@ generator that answers the pipeline's prompts from the facts it reads.
   object)`` with the nearest relation named before it, and the remaining
   relation is the one asked for. The query's answer set is computed from the
   whole table: the question is *answerable* when the set has one element,
-  the answer *correct* when it names that element; the *hop count* is the
+  the answer *correct* when it names that element and no other entity of
+  its kind; the *hop count* is the
   minimal number of documents that together state every supporting fact
   (an exact set cover; of several bridge entities leading to the same
   answer, the cheapest). Near-duplicate questions are flagged with
@@ -378,7 +379,8 @@ def check_testset(
         answers, supports = corpus.resolve(query)
         answerable = len(answers) == 1
         said = set(corpus.mentions(s["answer"]))
-        correct = answerable and answers[0] in said
+        # names the answer, and no other entity of its kind ("X or Y" is not an answer)
+        correct = answerable and answers[0] in said and not any(m[0] == answers[0][0] for m in said - {answers[0]})
         stated = set(corpus.facts_in("\n".join(s.get("contexts") or [])))
         # of alternative supports: the fewest documents, then one the contexts state
         ranked = sorted(
