@@ -114,10 +114,10 @@ def main() -> None:
                 continue
             rows[r] = {"ts": ts, "truth": check_testset(ts, corpus)}
     print(
-        "\n| defect rate p (each of 8) | yield | tries | rejections | generator failures | accuracy | answerable "
-        "| hops 1/2/3 | dup. | time s (median, min-max) |"
+        "\n| defect rate p (each of 8) | yield | tries | rejections | generator failures | recovered | accuracy "
+        "| answerable | hops 1/2/3 | dup. | time s (median, min-max) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     out = []
     for r in rates:
         ts, tr = rows[r]["ts"], rows[r]["truth"]
@@ -125,10 +125,11 @@ def main() -> None:
         med = statistics.median(times[r])
         rej = ", ".join(f"{k} {v}" for k, v in sorted(ts.rejections.items()))
         fails = ", ".join(f"{k} {v}" for k, v in sorted(ts.failures.items())) or "none"
+        saved = ", ".join(f"{k} {v}" for k, v in sorted(ts.recovered.items())) or "none"
         acc = "n/a" if tr.accuracy is None else f"{tr.accuracy:.3f}"
         ans = "n/a" if tr.answerable is None else f"{tr.answerable:.3f}"
         print(
-            f"| {r:g} | {ts.num_samples}/{ts.test_size} ({ts.yield_fraction:.0%}) | {ts.tries} | {rej} | {fails} "
+            f"| {r:g} | {ts.num_samples}/{ts.test_size} ({ts.yield_fraction:.0%}) | {ts.tries} | {rej} | {fails} | {saved} "
             f"| {acc} | {ans} | {hops.get(1, 0)}/{hops.get(2, 0)}/{hops.get(3, 0)} | {tr.duplicates} "
             f"| {med:.2f} ({min(times[r]):.2f}-{max(times[r]):.2f}) |"
         )
