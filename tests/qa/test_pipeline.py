@@ -13,7 +13,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("pydantic")
@@ -504,3 +504,16 @@ def test_end_to_end_with_a_local_constrained_model(corpus):
     }
     for s in ts.samples:
         assert s["question"] and s["answer"] and s["model"] == "tiny-random"
+
+
+@settings(max_examples=max(3, settings.default.max_examples // 5))
+@given(st.floats(0.0, 0.6), st.integers(0, 2**32), st.integers(1, 3))
+def test_counts_add_up_for_any_defect_rate(corpus, rate, seed, max_tries):
+    gen = Counting(faulty(corpus, dict.fromkeys(["truncation", "wrong_keys", "fence", "trailing_comma"], rate), seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a high rate may leave nothing accepted
+        ts = run(corpus, gen, n=6, seed=seed % 1000, max_tries=max_tries)
+    assert ts.num_samples + sum(ts.rejections.values()) == ts.tries <= 6 * max_tries
+    assert ts.num_samples + len(ts.exhausted) == 6
+    assert ts.failures == dict(gen.kinds)
+    assert ts.recovered.get("reasked", 0) == gen.reasked
