@@ -16,6 +16,14 @@ repair layer, and fault injection (docs/math.md, "QA synthesis").
 - **Fault injection** (module :mod:`dataprobes.qa.faults`):
   :class:`FaultyGenerator` emits known JSON defects at known rates;
   :func:`inject_defects` applies them to one object.
+- **Test sets** (modules :mod:`dataprobes.qa.evolve`,
+  :mod:`dataprobes.qa.pipeline`): Ragas-style evolutions as data
+  (:data:`EVOLUTIONS`), critics and filters with explicit
+  :class:`Thresholds` and reason codes, :func:`generate_testset` (seeded,
+  cached, resumable, provenance per sample) returning a :class:`TestSet`.
+- **Ground truth** (module :mod:`dataprobes.qa.truth`): :class:`FactCorpus`
+  renders a fact table into documents, :func:`check_testset` checks every
+  answer against it (answerable, correct, hop count, near-duplicates).
 
 Names are resolved lazily: importing this package imports neither pydantic nor
 PyTorch.
@@ -53,6 +61,31 @@ _WHERE = {
     "Emission": "faults",
     "FaultyGenerator": "faults",
     "inject_defects": "faults",
+    # evolutions as data (evolve.py)
+    "Evolution": "evolve",
+    "EVOLUTIONS": "evolve",
+    "DEFAULT_DISTRIBUTION": "evolve",
+    "REASON_CODES": "evolve",
+    "Thresholds": "evolve",
+    "ChunkScores": "evolve",
+    "GeneratedQuestion": "evolve",
+    "Conversation": "evolve",
+    "QuestionVerdict": "evolve",
+    "EvolutionVerdict": "evolve",
+    "GeneratedAnswer": "evolve",
+    "check_distribution": "evolve",
+    "evolution_counts": "evolve",
+    # the test-set pipeline (pipeline.py)
+    "generate_testset": "pipeline",
+    "TestSet": "pipeline",
+    "GenerationCache": "pipeline",
+    "word_overlap_related": "pipeline",
+    # ground truth against a fact table (truth.py)
+    "FactCorpus": "truth",
+    "ScriptedFactGenerator": "truth",
+    "check_testset": "truth",
+    "TruthReport": "truth",
+    "SampleTruth": "truth",
 }
 
 __all__ = sorted(_WHERE)
