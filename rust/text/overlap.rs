@@ -544,13 +544,18 @@ pub fn rougel_f(lcs: usize, la: usize, lb: usize) -> f64 {
     }
 }
 
-/// For every row i: Σ_{j > i} ROUGE-L F(row i, row j) (bit-parallel LCS).
-pub fn rougel_row_sums(s: &Seqs) -> Result<Vec<f64>> {
+/// For every row i in `lo..hi`: Σ_{j > i} ROUGE-L F(row i, row j)
+/// (bit-parallel LCS). Rows can be done in blocks (a progress bar): each sum
+/// is the same whatever the block or the thread count.
+pub fn rougel_row_sums(s: &Seqs, lo: usize, hi: usize) -> Result<Vec<f64>> {
     let docs = s.len();
+    if lo > hi || hi > docs {
+        return Err(Error::value(format!("rows {lo}..{hi} are not within the {docs} items")));
+    }
     let (ids, vocab) = dense_ids(&s.keys)?;
     let row = |i: usize| &ids[s.offsets[i]..s.offsets[i + 1]];
     let threads = rayon::current_num_threads().max(1);
-    let stripes = (4 * threads).min(docs.max(1));
+    let stripes = (4 * threads).min((hi - lo).max(1));
     // Stripe k holds rows k, k + stripes, ...: balanced triangular work.
     let per: Vec<Result<Vec<(usize, f64)>>> = (0..stripes)
         .into_par_iter()
@@ -559,7 +564,7 @@ pub fn rougel_row_sums(s: &Seqs) -> Result<Vec<f64>> {
             let mut masks: Vec<u64> = Vec::new();
             let mut v: Vec<u64> = Vec::new();
             let mut out = Vec::new();
-            for i in (k..docs).step_by(stripes) {
+            for i in (lo + k..hi).step_by(stripes) {
                 let a = row(i);
                 let la = a.len();
                 let w = la.div_ceil(64).max(1);
@@ -593,10 +598,10 @@ pub fn rougel_row_sums(s: &Seqs) -> Result<Vec<f64>> {
             Ok(out)
         })
         .collect();
-    let mut sums: Vec<f64> = zeros(docs, "the ROUGE-L sums")?;
+    let mut sums: Vec<f64> = zeros(hi - lo, "the ROUGE-L sums")?;
     for part in per {
         for (i, x) in part? {
-            sums[i] = x;
+            sums[i - lo] = x;
         }
     }
     Ok(sums)
@@ -700,7 +705,8 @@ mod tests {
     fn bit_parallel_lcs_is_exact() {
         for seed in 0..30 {
             let s = random_seqs(seed, 6, 150, 3 + seed % 5);
-            let sums = rougel_row_sums(&s).unwrap();
+            let sums = rougel_row_sums(&s, 0, s.len()).unwrap();
+            assert_eq!(rougel_row_sums(&s, 2, 5).unwrap(), sums[2..5]);
             for i in 0..s.len() {
                 let want: f64 = (i + 1..s.len())
                     .map(|j| rougel_f(lcs_dp(s.row(i), s.row(j)), s.row(i).len(), s.row(j).len()))
