@@ -32,7 +32,6 @@ from dataprobes.metrics import (
     self_repetition,
     vendi_score,
 )
-from dataprobes.metrics import diversity as div
 
 # ----------------------------------------------------------------- helpers
 
@@ -84,8 +83,10 @@ def bleu_nltk(hyp: list[Any], refs: list[list[Any]], max_n: int, eps: float | No
         return 0.0
     r = min((len(x) for x in refs), key=lambda rl: (abs(rl - len(hyp)), rl))
     bp = 1.0 if len(hyp) > r else math.exp(1 - r / len(hyp))
-    ps = [(k if k else (eps if eps is not None else 0.0)) / d if k or eps is not None else sys.float_info.min
-          for k, d in zip(nums, dens)]
+    ps = [
+        (k if k else (eps if eps is not None else 0.0)) / d if k or eps is not None else sys.float_info.min
+        for k, d in zip(nums, dens)
+    ]
     return bp * math.exp(math.fsum(math.log(p) / max_n for p in ps))
 
 
@@ -173,8 +174,9 @@ def test_token_rows_match_brute_force(rows: list[list[int]], n: int) -> None:
         assert distinct_n(as_text, n) == distinct_n(arrays, n)
         assert self_bleu(as_text, 3) == self_bleu(arrays, 3)
     sets = [set(ngrams(r, n)) for r in rows]
-    want = np.mean([math.log1p(sum(sum(g in s for j, s in enumerate(sets) if j != i) for g in si))
-                    for i, si in enumerate(sets)])
+    want = np.mean(
+        [math.log1p(sum(sum(g in s for j, s in enumerate(sets) if j != i) for g in si)) for i, si in enumerate(sets)]
+    )
     assert self_repetition(arrays, n) == pytest.approx(want, rel=1e-12, abs=1e-15)
 
 
@@ -256,10 +258,14 @@ def test_self_bleu_agrees_with_nltk() -> None:
     for smoothing, fn in (("method1", bleu.SmoothingFunction().method1), ("method0", None)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            want = [bleu.sentence_bleu(toks[:i] + toks[i + 1 :], toks[i], smoothing_function=fn) for i in range(len(toks))]
+            want = [
+                bleu.sentence_bleu(toks[:i] + toks[i + 1 :], toks[i], smoothing_function=fn) for i in range(len(toks))
+            ]
         got = self_bleu(texts, smoothing=smoothing, per_item=True)
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-300)
-    w3 = bleu.sentence_bleu(toks[1:], toks[0], weights=(1 / 3,) * 3, smoothing_function=bleu.SmoothingFunction().method1)
+    w3 = bleu.sentence_bleu(
+        toks[1:], toks[0], weights=(1 / 3,) * 3, smoothing_function=bleu.SmoothingFunction().method1
+    )
     assert self_bleu(texts, 3, per_item=True)[0] == pytest.approx(w3, rel=1e-12)
 
 
@@ -269,7 +275,9 @@ def test_self_bleu_agrees_with_sacrebleu() -> None:
     texts = english_like(rng, 40) + ["one", "two words"]
     for smoothing in ("exp", "floor", "add-k", "none"):
         want = [
-            sacrebleu.sentence_bleu(texts[i], texts[:i] + texts[i + 1 :], smooth_method=smoothing, tokenize="none").score
+            sacrebleu.sentence_bleu(
+                texts[i], texts[:i] + texts[i + 1 :], smooth_method=smoothing, tokenize="none"
+            ).score
             / 100
             for i in range(len(texts))
         ]
@@ -452,6 +460,8 @@ def test_bit_identical_across_thread_counts() -> None:
     outs = []
     for threads in ("1", "3"):
         env = dict(os.environ, RAYON_NUM_THREADS=threads)
-        res = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], env=env, capture_output=True, text=True, check=True)
+        res = subprocess.run(
+            [sys.executable, "-c", _THREADS_SCRIPT], env=env, capture_output=True, text=True, check=True
+        )
         outs.append(res.stdout)
     assert outs[0] == outs[1]

@@ -214,7 +214,9 @@ def compression_ratio(
         try:
             import zstandard
         except ImportError:  # pragma: no cover - exercised where zstandard is absent
-            raise ImportError("compression_ratio(algorithm='zstd') needs the zstandard package: pip install zstandard") from None
+            raise ImportError(
+                "compression_ratio(algorithm='zstd') needs the zstandard package: pip install zstandard"
+            ) from None
         size = len(zstandard.ZstdCompressor(level=lvl).compress(data))
     else:
         inner = gzip.compress(data, compresslevel=lvl, mtime=0)
@@ -302,7 +304,7 @@ def homogenization_rougel(items: Any, *, tokenize: Tokenize = "rouge", progress:
         cuts = sorted({int(round(n - n * math.sqrt(1 - k / 32))) for k in range(33)} | {0, n})
         parts = []
         with tqdm(total=n * (n - 1) // 2, desc="ROUGE-L pairs", unit="pair", leave=False) as bar:
-            for lo, hi in zip(cuts[:-1], cuts[1:]):
+            for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
                 parts.append(_call("items", prepared, _core.diversity_rougel_row_sums, lo, hi))
                 bar.update(sum(n - 1 - i for i in range(lo, hi)))
         sums = np.concatenate(parts)
@@ -327,7 +329,7 @@ def _check_q(q: Any) -> float:
 
 
 def _vendi_from_eigs(w: np.ndarray, q: float) -> float:
-    """exp of the order-q Rényi entropy of the positive eigenvalues ``w``."""
+    """Exp of the order-q Rényi entropy of the positive eigenvalues ``w``."""
     p = w[w > 0]
     if p.size == 0:
         raise ValueError("the similarity matrix is zero: the Vendi score is undefined")
