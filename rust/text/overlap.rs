@@ -9,8 +9,10 @@
 //! bijection (exact), for n ≥ 2 two distinct n-grams collide with probability
 //! 2^-64 per pair.
 //!
-//! Counting never compares items pairwise where it need not: unique counts
-//! sort all n-gram hashes once; self-BLEU keeps, for every distinct n-gram, its
+//! Counting never compares items pairwise where it need not: distinct counts
+//! go through one open-addressing set per order (the orders in parallel);
+//! self-repetition and self-BLEU sort (n-gram, item) entries once; self-BLEU
+//! keeps, for every distinct n-gram, its
 //! largest count in any item and the runner-up, so that each item's clipped
 //! matches against *all other* items are read off in one pass (linear in the
 //! number of n-grams instead of quadratic in the number of items). ROUGE-L is
@@ -243,30 +245,78 @@ fn concat<X: Copy>(parts: Vec<Vec<X>>, what: &str) -> Result<Vec<X>> {
     Ok(all)
 }
 
+/// An open-addressing set of n-gram hashes (already uniformly random: the
+/// low bits index the table), grown at half load; 0 (probability 2^-64) is
+/// kept aside. Memory follows the number of distinct n-grams.
+struct GramSet {
+    keys: Vec<u64>,
+    len: usize,
+    zero: bool,
+}
+
+impl GramSet {
+    fn new() -> Result<Self> {
+        Ok(GramSet { keys: zeros(1 << 12, "the n-gram table")?, len: 0, zero: false })
+    }
+
+    #[inline]
+    fn insert(&mut self, k: u64) -> Result<()> {
+        if k == 0 {
+            self.zero = true;
+            return Ok(());
+        }
+        if 2 * (self.len + 1) > self.keys.len() {
+            let bigger = zeros(2 * self.keys.len(), "the n-gram table")?;
+            let old = std::mem::replace(&mut self.keys, bigger);
+            let mask = self.keys.len() - 1;
+            for k in old.into_iter().filter(|&k| k != 0) {
+                let mut i = k as usize & mask;
+                while self.keys[i] != 0 {
+                    i = (i + 1) & mask;
+                }
+                self.keys[i] = k;
+            }
+        }
+        let mask = self.keys.len() - 1;
+        let mut i = k as usize & mask;
+        loop {
+            let here = self.keys[i];
+            if here == k {
+                return Ok(());
+            }
+            if here == 0 {
+                self.keys[i] = k;
+                self.len += 1;
+                return Ok(());
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.len + self.zero as usize
+    }
+}
+
 /// For n = 1..=`max_n`: (distinct n-grams, total n-grams) over all rows
-/// (n-grams never cross rows).
+/// (n-grams never cross rows). The orders run in parallel, each counting its
+/// distinct hashes in one [`GramSet`].
 pub fn ngram_counts(s: &Seqs, max_n: usize) -> Result<Vec<(u64, u64)>> {
     check_n(max_n, "n")?;
-    let chunks = s.chunks();
-    let mut out = Vec::with_capacity(max_n);
-    for n in 1..=max_n {
-        let parts: Vec<Vec<u64>> = chunks
-            .par_iter()
-            .map(|&(a, b)| {
-                let mut v = Vec::new();
-                for i in a..b {
-                    v.extend(s.row(i).windows(n).map(gram));
+    (1..=max_n)
+        .into_par_iter()
+        .map(|n| {
+            let mut set = GramSet::new()?;
+            let mut total = 0u64;
+            for i in 0..s.len() {
+                for w in s.row(i).windows(n) {
+                    set.insert(gram(w))?;
+                    total += 1;
                 }
-                v
-            })
-            .collect();
-        let mut all = concat(parts, "the n-gram hashes")?;
-        all.par_sort_unstable();
-        let total = all.len() as u64;
-        let distinct = if all.is_empty() { 0 } else { 1 + all.windows(2).filter(|w| w[0] != w[1]).count() as u64 };
-        out.push((distinct, total));
-    }
-    Ok(out)
+            }
+            Ok((set.count() as u64, total))
+        })
+        .collect()
 }
 
 fn doc_index(s: &Seqs) -> Result<()> {
