@@ -12,7 +12,7 @@ English-like texts (Zipf words, punctuation, some accented and Greek words;
 
 and by the matching ``dataprobes.metrics`` function. The pairwise measures
 (homogenisation, self-BLEU) cost the references O(n²) Python calls, so they run
-on the first ``--pairwise`` texts. Before timing, the outputs are asserted
+on the first ``--rouge`` / ``--pairwise`` texts. Before timing, the outputs are asserted
 equal (to the reference's 3 rounded decimals where it rounds, else to 1e-9
 relative). Repeats interleave reference and dataprobes; the table gives the
 median time with its min–max spread, MB/s of UTF-8 input, and the median of
@@ -21,7 +21,7 @@ from their files (its ``__init__`` imports spacy and an LLM client, 20 s, which
 these functions do not use). numpy/BLAS run on one thread for both sides;
 dataprobes uses ``RAYON_NUM_THREADS`` (default: all cores).
 
-    OMP_NUM_THREADS=1 python benches/bench_diversity.py            # ~3 minutes
+    OMP_NUM_THREADS=1 python benches/bench_diversity.py            # ~5 minutes on 2 loaded cores
     OMP_NUM_THREADS=1 python benches/bench_diversity.py --quick    # smoke test
 """
 
@@ -137,14 +137,15 @@ def close(ref: Any, ours: Any) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--texts", type=int, default=2000)
-    ap.add_argument("--pairwise", type=int, default=200, help="texts for the O(n^2) references")
+    ap.add_argument("--pairwise", type=int, default=200, help="texts for the O(n^2) self-BLEU references")
+    ap.add_argument("--rouge", type=int, default=100, help="texts for the O(n^2) ROUGE-L reference")
     ap.add_argument("--n", type=int, default=3000, help="Vendi: rows")
     ap.add_argument("--dim", type=int, default=384, help="Vendi: feature dimension")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     if args.quick:
-        args.texts, args.pairwise, args.n, args.dim, args.repeats = 200, 40, 400, 64, 2
+        args.texts, args.pairwise, args.rouge, args.n, args.dim, args.repeats = 200, 40, 20, 400, 64, 2
 
     from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
@@ -160,6 +161,8 @@ def main() -> None:
     pair = texts[: args.pairwise]
     mb = len(" ".join(texts).encode()) / 1e6
     pmb = len(" ".join(pair).encode()) / 1e6
+    rpair = texts[: args.rouge]
+    rmb = len(" ".join(rpair).encode()) / 1e6
     print(
         f"# {args.texts} texts, {mb:.2f} MB; pairwise on {args.pairwise} texts ({pmb:.3f} MB); "
         f"RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'all')}, cores={os.cpu_count()}, "
@@ -207,11 +210,11 @@ def main() -> None:
     reps_slow = max(1, min(reps, 3))
     rows += [
         compare(
-            f"homogenisation ROUGE-L ({args.pairwise} texts)",
-            lambda: hom.homogenization_score(pair, "rougel", verbose=False),
-            lambda: homogenization_rougel(pair),
+            f"homogenisation ROUGE-L ({args.rouge} texts)",
+            lambda: hom.homogenization_score(rpair, "rougel", verbose=False),
+            lambda: homogenization_rougel(rpair),
             rounded,
-            pmb,
+            rmb,
             reps_slow,
         ),
         compare(
