@@ -215,7 +215,8 @@ def compression_ratio(
             import zstandard
         except ImportError:  # pragma: no cover - exercised where zstandard is absent
             raise ImportError(
-                "compression_ratio(algorithm='zstd') needs the zstandard package: pip install zstandard"
+                "compression_ratio(algorithm='zstd') needs the zstandard package: "
+                "pip install 'dataprobes[metrics]' (or zstandard)"
             ) from None
         size = len(zstandard.ZstdCompressor(level=lvl).compress(data))
     else:
