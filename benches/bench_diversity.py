@@ -147,9 +147,8 @@ def main() -> None:
     if args.quick:
         args.texts, args.pairwise, args.rouge, args.n, args.dim, args.repeats = 200, 40, 20, 400, 64, 2
 
-    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
-
     import sacrebleu
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
     from vendi_score import vendi
 
     comp = load_diversity("compression")
@@ -220,7 +219,9 @@ def main() -> None:
         compare(
             f"self-BLEU, nltk method1 ({args.pairwise} texts)",
             lambda: float(
-                np.mean([sentence_bleu(toks[:i] + toks[i + 1 :], toks[i], smoothing_function=m1) for i in range(len(toks))])
+                np.mean(
+                    [sentence_bleu(toks[:i] + toks[i + 1 :], toks[i], smoothing_function=m1) for i in range(len(toks))]
+                )
             ),
             lambda: self_bleu(pair),
             close,
