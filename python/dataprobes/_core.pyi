@@ -40,6 +40,12 @@ __all__ = [
     "dsir_text_features",
     "dsir_text_log_weights",
     "gumbel_noise",
+    # fast diversity measures (metrics/diversity.py)
+    "DIVERSITY_MAX_N",
+    "diversity_ngram_counts",
+    "diversity_rougel_row_sums",
+    "diversity_self_bleu",
+    "diversity_self_repetition",
 ]
 
 DEFAULT_MAX_DENSE_ENTRIES: int
@@ -210,3 +216,33 @@ def dsir_id_log_weights(
     min_length: int,
 ) -> npt.NDArray[np.float64]: ...
 def gumbel_noise(indices: npt.NDArray[np.uint64], seed: int) -> npt.NDArray[np.float64]: ...
+
+# fast diversity measures (metrics/diversity.py): items are a list of str cut
+# by ``tokenize`` (offsets None) or token ids [1, total] cut at ``offsets``.
+DIVERSITY_MAX_N: int
+
+def diversity_ngram_counts(
+    items: list[str] | npt.NDArray[np.integer],
+    offsets: npt.NDArray[np.uint64] | None,
+    tokenize: str,
+    max_n: int,
+    joined: bool,
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]: ...
+def diversity_self_repetition(
+    items: list[str] | npt.NDArray[np.integer], offsets: npt.NDArray[np.uint64] | None, tokenize: str, n: int
+) -> npt.NDArray[np.uint64]: ...
+def diversity_self_bleu(
+    items: list[str] | npt.NDArray[np.integer],
+    offsets: npt.NDArray[np.uint64] | None,
+    tokenize: str,
+    max_n: int,
+    smoothing: str,
+    smooth_value: float,
+) -> npt.NDArray[np.float64]: ...
+def diversity_rougel_row_sums(
+    items: list[str] | npt.NDArray[np.integer],
+    offsets: npt.NDArray[np.uint64] | None,
+    tokenize: str,
+    lo: int,
+    hi: int,
+) -> npt.NDArray[np.float64]: ...

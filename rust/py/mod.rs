@@ -1,5 +1,6 @@
 //! Thin PyO3 bindings: convert arguments, release the GIL, convert results.
 
+mod diversity;
 mod hmm;
 mod incontext;
 mod markov;
@@ -94,6 +95,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(text::dsir_id_counts, m)?)?;
     m.add_function(wrap_pyfunction!(text::dsir_id_log_weights, m)?)?;
     m.add_function(wrap_pyfunction!(text::gumbel_noise, m)?)?;
+    m.add_function(wrap_pyfunction!(diversity::diversity_ngram_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(diversity::diversity_self_repetition, m)?)?;
+    m.add_function(wrap_pyfunction!(diversity::diversity_self_bleu, m)?)?;
+    m.add_function(wrap_pyfunction!(diversity::diversity_rougel_row_sums, m)?)?;
+    m.add("DIVERSITY_MAX_N", crate::text::overlap::MAX_N)?;
     m.add("DSIR_FAST_HASH_VERSION", crate::text::hash::FAST_VERSION)?;
     m.add("DSIR_UNICODE_VERSION", crate::text::unicode_tables::UNICODE_VERSION)?;
     m.add("DSIR_REGEX_UNICODE_VERSION", crate::text::unicode_tables::REGEX_UNICODE_VERSION)?;

@@ -13,3 +13,6 @@ pub mod tokenize;
 pub mod unicode;
 #[rustfmt::skip]
 pub mod unicode_tables;
+// Fast diversity measures (docs/math.md, "Fast diversity measures"): distinct
+// n-grams, self-repetition, self-BLEU and pairwise ROUGE-L over many items.
+pub mod overlap;

@@ -38,6 +38,9 @@ _WHERE = {
     "compression_ratio": "diversity",
     "self_bleu": "diversity",
     "vendi_score": "diversity",
+    "ngram_diversity": "diversity",
+    "self_repetition": "diversity",
+    "homogenization_rougel": "diversity",
     # near-duplicates (dedup.py)
     "minhash": "dedup",
     "near_duplicates": "dedup",
