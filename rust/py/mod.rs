@@ -3,6 +3,7 @@
 mod hmm;
 mod incontext;
 mod markov;
+mod minhash;
 mod ngram;
 mod process;
 mod text;
@@ -94,6 +95,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(text::dsir_id_counts, m)?)?;
     m.add_function(wrap_pyfunction!(text::dsir_id_log_weights, m)?)?;
     m.add_function(wrap_pyfunction!(text::gumbel_noise, m)?)?;
+    m.add_function(wrap_pyfunction!(minhash::minhash_texts, m)?)?;
+    m.add_function(wrap_pyfunction!(minhash::minhash_ids, m)?)?;
+    m.add_function(wrap_pyfunction!(minhash::minhash_cluster, m)?)?;
+    m.add("MINHASH_FAST_VERSION", crate::text::minhash::FAST_VERSION)?;
+    m.add("MINHASH_MAX_PERM", crate::text::minhash::MAX_PERM)?;
     m.add("DSIR_FAST_HASH_VERSION", crate::text::hash::FAST_VERSION)?;
     m.add("DSIR_UNICODE_VERSION", crate::text::unicode_tables::UNICODE_VERSION)?;
     m.add("DSIR_REGEX_UNICODE_VERSION", crate::text::unicode_tables::REGEX_UNICODE_VERSION)?;

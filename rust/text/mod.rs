@@ -13,3 +13,6 @@ pub mod tokenize;
 pub mod unicode;
 #[rustfmt::skip]
 pub mod unicode_tables;
+// MinHash near-duplicates (docs/math.md, "Near-duplicates (MinHash LSH)").
+pub mod minhash;
+pub mod shingle;
