@@ -228,7 +228,9 @@ def test_pairs_and_labels_equal_brute_force(words: list[list[str]], br: tuple[in
     assert {tuple(p) for p in res.pairs.tolist()} == pairs
     assert len(pairs) == res.pairs.shape[0]
     np.testing.assert_array_equal(res.labels, labels)
-    assert res.clusters == [sorted(np.flatnonzero(labels == x).tolist()) for x in np.unique(labels) if (labels == x).sum() > 1]
+    assert res.clusters == [
+        sorted(np.flatnonzero(labels == x).tolist()) for x in np.unique(labels) if (labels == x).sum() > 1
+    ]
     # the signature of an item does not depend on its neighbours
     perm = np.random.default_rng(len(docs)).permutation(len(docs))
     np.testing.assert_array_equal(minhash([docs[i] for i in perm], 8, 2, 5), sig[perm])

@@ -114,7 +114,7 @@ def _check_shingle(shingle: Any, kind: str) -> str:
 
 
 def _permutations(compat: str | None, seed: int, num_perm: int) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
-    """datasketch's permutation parameters ``a, b`` for ``seed`` (drawn by
+    """Datasketch's permutation parameters ``a, b`` for ``seed`` (drawn by
     ``np.random.RandomState(seed)`` exactly as ``MinHash`` draws them), as
     uint64; ``None`` for the fast scheme (made in the core from the seed)."""
     if compat is None:
@@ -363,7 +363,7 @@ class NearDuplicates:
 
     @property
     def keep(self) -> np.ndarray:
-        """bool ``[N]``: True for the first item of each cluster and every
+        """Bool ``[N]``: True for the first item of each cluster and every
         item alone (the de-duplicated set)."""
         return self.labels == np.arange(self.labels.size)
 
@@ -532,9 +532,7 @@ def near_duplicates_corpus(
     parts = []
     with tqdm(desc="minhash", unit="row", disable=not prog, leave=False) as bar:
         for _, chunk in _corpus_chunks(source, text_field, cr):
-            parts.append(
-                minhash(chunk, k, n, s, shingle=shingle, lowercase=lowercase, compat=c, progress=False)
-            )
+            parts.append(minhash(chunk, k, n, s, shingle=shingle, lowercase=lowercase, compat=c, progress=False))
             bar.update(len(chunk))
     if not parts:
         raise ValueError("source has no rows")
@@ -553,7 +551,8 @@ def write_clusters(result: NearDuplicates, path: Any) -> Path:
         raise TypeError(f"result must be a NearDuplicates, got {type(result).__name__}")
     out = Path(path)
     lines = [
-        json.dumps({"cluster": i, "size": len(c), "rows": c}, separators=(",", ":")) for i, c in enumerate(result.clusters)
+        json.dumps({"cluster": i, "size": len(c), "rows": c}, separators=(",", ":"))
+        for i, c in enumerate(result.clusters)
     ]
     write_atomic(out, ("\n".join(lines) + ("\n" if lines else "")).encode())
     return out
