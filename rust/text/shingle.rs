@@ -11,9 +11,9 @@
 //! * token ids: a shingle's bytes are its ids in decimal joined by single spaces.
 //!
 //! An item with `0 < w < n` units has one shingle (all of them); an empty item
-//! has none. The fast hash of a shingle is the k-gram hash of DSIR
-//! (`hash::extend_left` over the token hashes, `hash::fast_id` for ids) for
-//! words and ids, and `hash::fast_token` of the bytes for characters.
+//! has none. The fast hash of a shingle of words or ids is [`window_hash`] of
+//! its unit hashes (`mix64(FNV-1a-64(token))`, `hash::fast_id(id)`), rolled
+//! in O(1) per shingle; of characters, `hash::fast_token` of its bytes.
 
 use super::hash::{extend_left, fast_id, fast_token};
 use super::tokenize::{scan, token_states};
@@ -48,14 +48,53 @@ fn windows(w: usize, n: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..count).map(move |i| (i, i + len))
 }
 
-/// The k-gram hash of the unit hashes `t[lo..hi]` (`hi > lo`).
-#[inline(always)]
-fn gram(t: &[u64], lo: usize, hi: usize) -> u64 {
-    let mut g = t[hi - 1];
-    for &p in t[lo..hi - 1].iter().rev() {
-        g = extend_left(g, p);
+/// Longest window hashed by the rolling hash ([`grams`]).
+pub const ROLL_MAX: usize = 64;
+const LEN_KEY: u64 = 0xA076_1D64_78BD_642F;
+
+/// The hash of a window of `m` unit hashes `u_0 … u_{m−1}`: for `m ≤ 64`,
+/// `mix64(x ⊕ m·LEN_KEY)` with `x = ⊕_j rotl(u_j, m − 1 − j)` (a cyclic
+/// polynomial, rolled in O(1) per window by [`grams`]); beyond, DSIR's
+/// k-gram hash (`hash::extend_left` from the last unit back).
+#[inline]
+pub fn window_hash(u: &[u64]) -> u64 {
+    let m = u.len();
+    if m <= ROLL_MAX {
+        finish(u.iter().fold(0u64, |x, &v| x.rotate_left(1) ^ v), m)
+    } else {
+        let mut g = u[m - 1];
+        for &p in u[..m - 1].iter().rev() {
+            g = extend_left(g, p);
+        }
+        g
     }
-    g
+}
+
+#[inline(always)]
+fn finish(x: u64, m: usize) -> u64 {
+    mix64(x ^ (m as u64).wrapping_mul(LEN_KEY))
+}
+
+/// Calls `sink` with [`window_hash`] of every window of [`windows`]`(len(t), n)`.
+#[inline]
+fn grams(t: &[u64], n: usize, sink: &mut impl FnMut(u64)) {
+    let w = t.len();
+    if w == 0 {
+        return;
+    }
+    if w <= n || n > ROLL_MAX {
+        for (lo, hi) in windows(w, n) {
+            sink(window_hash(&t[lo..hi]));
+        }
+        return;
+    }
+    let mut x = t[..n].iter().fold(0u64, |x, &v| x.rotate_left(1) ^ v);
+    sink(finish(x, n));
+    let r = (n - 1) as u32;
+    for i in 0..w - n {
+        x = (x ^ t[i].rotate_left(r)).rotate_left(1) ^ t[i + n];
+        sink(finish(x, n));
+    }
 }
 
 /// Calls `sink(h)` with the fast 64-bit hash of every shingle of `text`.
@@ -65,9 +104,7 @@ pub fn text_fast(text: &str, unit: Unit, n: usize, lowercase: bool, s: &mut Scra
             let w = token_states::<PythonRe>(text, lowercase, &mut s.states);
             s.hashes.clear();
             s.hashes.extend(s.states[..w].iter().map(|&h| mix64(h)));
-            for (lo, hi) in windows(w, n) {
-                sink(gram(&s.hashes, lo, hi));
-            }
+            grams(&s.hashes, n, &mut sink);
         }
         Unit::Char => {
             chars(text, lowercase, s);
@@ -151,9 +188,7 @@ fn chars(text: &str, lowercase: bool, s: &mut Scratch) {
 pub fn ids_fast<T: InToken>(row: &[T], n: usize, s: &mut Scratch, mut sink: impl FnMut(u64)) {
     s.hashes.clear();
     s.hashes.extend(row.iter().map(|&x| fast_id(x.index())));
-    for (lo, hi) in windows(row.len(), n) {
-        sink(gram(&s.hashes, lo, hi));
-    }
+    grams(&s.hashes, n, &mut sink);
 }
 
 /// Calls `sink(bytes)` with every shingle of the token ids `row` in decimal,
@@ -199,6 +234,19 @@ mod tests {
         out.clear();
         ids_bytes(&[3u16, 14, 159], 2, &mut s, |b| out.push(String::from_utf8(b.to_vec()).unwrap()));
         assert_eq!(out, ["3 14", "14 159"]);
+    }
+
+    #[test]
+    fn rolled_hashes_equal_direct_ones() {
+        let t: Vec<u64> = (0..200u64).map(|i| mix64(i % 37)).collect();
+        for n in [1usize, 2, 5, 13, 63, 64, 65, 100, 250] {
+            let mut got = Vec::new();
+            grams(&t, n, &mut |h| got.push(h));
+            let want: Vec<u64> = windows(t.len(), n).map(|(lo, hi)| window_hash(&t[lo..hi])).collect();
+            assert_eq!(got, want, "n = {n}");
+        }
+        // a window's hash depends on the order of its units
+        assert_ne!(window_hash(&t[0..3]), window_hash(&[t[1], t[0], t[2]]));
     }
 
     #[test]
