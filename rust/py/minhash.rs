@@ -71,7 +71,8 @@ fn signatures<'py, I: Items>(
     }
     let total = output_len(Output::Floats, &[n, k], "the signatures")?;
     if s.is_u32() {
-        let (a, b): (Vec<u32>, Vec<u32>) = (a.iter().map(|&v| v as u32).collect(), b.iter().map(|&v| v as u32).collect());
+        let (a, b): (Vec<u32>, Vec<u32>) =
+            (a.iter().map(|&v| v as u32).collect(), b.iter().map(|&v| v as u32).collect());
         let mut out: Vec<u32> = zeros(total, "the signatures")?;
         super::detach(py, || minhash::signatures_u32(items, ngram, s, &a, &b, &mut out));
         fresh(py, out, n, k)

@@ -495,10 +495,8 @@ pub fn cluster<T: Value>(sig: &[T], n: usize, k: usize, lsh: &Lsh) -> Result<Clu
     for i in 0..n as u32 {
         union(&mut parent, i, rep[i as usize]);
     }
-    let mut label: Vec<i64> = vec![-1; 0];
-    label.try_reserve_exact(n).map_err(|_| Error::memory("not enough memory for the labels"))?;
-    let mut first: Vec<i64> = vec![-1; 0];
-    first.try_reserve_exact(n).map_err(|_| Error::memory("not enough memory for the labels"))?;
+    let mut label: Vec<i64> = with_capacity(n, "the labels")?;
+    let mut first: Vec<i64> = with_capacity(n, "the labels")?;
     first.resize(n, -1);
     for i in 0..n as u32 {
         let r = find(&mut parent, i) as usize;
@@ -511,7 +509,7 @@ pub fn cluster<T: Value>(sig: &[T], n: usize, k: usize, lsh: &Lsh) -> Result<Clu
     // pairs of their groups, and every two items of one group are a pair.
     let mut pairs = Vec::new();
     if want_pairs {
-        let mut members: Vec<Vec<u32>> = vec![Vec::new(); 0];
+        let mut members: Vec<Vec<u32>> = with_capacity(reps.len(), "the duplicate groups")?;
         let mut slot: Vec<u32> = zeros(n, "the duplicate groups")?;
         for (g, &r) in reps.iter().enumerate() {
             slot[r as usize] = g as u32;
