@@ -34,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::rng::mix64;
 use crate::tokens::InToken;
 use rayon::prelude::*;
+use rdst::RadixSort;
 use sha1::digest::generic_array::GenericArray;
 use sha1::{Digest, Sha1};
 
@@ -379,14 +380,23 @@ fn union(parent: &mut [u32], a: u32, b: u32) {
     }
 }
 
-/// The hash of a slice of values seeded by `salt`.
+/// The hash of a slice of values seeded by `salt` (a bucketing key only:
+/// equal keys are confirmed by comparing the values). Four independent
+/// chains, so that the mixes overlap.
 #[inline]
 fn key<T: Value>(vals: &[T], salt: u64) -> u64 {
-    let mut h = mix64(salt ^ 0x9E37_79B9_7F4A_7C15);
-    for &v in vals {
-        h = mix64(h ^ v.bits());
+    let s = mix64(salt ^ 0x9E37_79B9_7F4A_7C15);
+    let mut h = [s, s ^ 1, s ^ 2, s ^ 3];
+    let mut chunks = vals.chunks_exact(4);
+    for c in &mut chunks {
+        for l in 0..4 {
+            h[l] = mix64(h[l] ^ c[l].bits());
+        }
     }
-    h
+    for (l, &v) in chunks.remainder().iter().enumerate() {
+        h[l] = mix64(h[l] ^ v.bits());
+    }
+    mix64(h[0] ^ h[1].rotate_left(16) ^ h[2].rotate_left(32) ^ h[3].rotate_left(48) ^ vals.len() as u64)
 }
 
 /// Clusters the `n` signatures `sig` (`n × k`) by banded LSH (module notes).
@@ -403,20 +413,23 @@ pub fn cluster<T: Value>(sig: &[T], n: usize, k: usize, lsh: &Lsh) -> Result<Clu
     }
     let row = |i: u32| &sig[i as usize * k..(i as usize + 1) * k];
     // 1. identical signatures: rep[i] = the first item with the same row.
-    let mut order: Vec<(u64, u32)> = with_capacity(n, "the signature order")?;
-    order.par_extend((0..n as u32).into_par_iter().map(|i| (key(row(i), u64::MAX), i)));
-    order.par_sort_unstable();
+    // (32-bit key, item) packed in a u64 and radix-sorted: equal keys are
+    // only candidates, confirmed by comparing the values.
+    let pack = |h: u64, i: u32| (h & !0xFFFF_FFFF) | i as u64;
+    let mut order: Vec<u64> = with_capacity(n, "the signature order")?;
+    order.par_extend((0..n as u32).into_par_iter().map(|i| pack(key(row(i), u64::MAX), i)));
+    order.radix_sort_unstable();
     let mut rep: Vec<u32> = zeros(n, "the duplicate table")?;
     let mut lo = 0;
     while lo < n {
         let mut hi = lo + 1;
-        while hi < n && order[hi].0 == order[lo].0 {
+        while hi < n && order[hi] >> 32 == order[lo] >> 32 {
             hi += 1;
         }
         // Within a run (ascending item), each item joins the first earlier
         // leader with an equal row (almost always the run's first).
         let mut leaders: Vec<u32> = Vec::new();
-        for &(_, i) in &order[lo..hi] {
+        for i in order[lo..hi].iter().map(|&p| p as u32) {
             match leaders.iter().find(|&&l| row(l) == row(i)) {
                 Some(&l) => rep[i as usize] = l,
                 None => {
@@ -440,16 +453,28 @@ pub fn cluster<T: Value>(sig: &[T], n: usize, k: usize, lsh: &Lsh) -> Result<Clu
             eq as f64 / k as f64 >= t
         }
     };
-    let mut keys: Vec<(u64, u32)> = with_capacity(reps.len(), "the band keys")?;
+    // Every band key of a signature in one pass over its row (8 bytes per
+    // band and distinct signature), then one band at a time.
+    let m = reps.len();
+    let all_keys: Vec<u64> = {
+        let mut v: Vec<u64> = zeros(m * bands, "the band keys")?;
+        v.par_chunks_mut(bands).zip(reps.par_iter()).for_each(|(out, &i)| {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = key(band(i, j), j as u64);
+            }
+        });
+        v
+    };
+    let mut keys: Vec<u64> = with_capacity(m, "the band keys")?;
     for j in 0..bands {
         keys.clear();
-        keys.par_extend(reps.par_iter().map(|&i| (key(band(i, j), j as u64), i)));
-        keys.par_sort_unstable();
+        keys.par_extend((0..m).into_par_iter().map(|g| pack(all_keys[g * bands + j], reps[g])));
+        keys.radix_sort_unstable();
         let mut starts = Vec::new();
         let mut s = 0;
         while s < keys.len() {
             let mut e = s + 1;
-            while e < keys.len() && keys[e].0 == keys[s].0 {
+            while e < keys.len() && keys[e] >> 32 == keys[s] >> 32 {
                 e += 1;
             }
             if e - s > 1 {
@@ -463,8 +488,9 @@ pub fn cluster<T: Value>(sig: &[T], n: usize, k: usize, lsh: &Lsh) -> Result<Clu
                 let mut out = Vec::new();
                 let mut checked = 0u64;
                 let run = &keys[s..e];
-                for (p, &(_, x)) in run.iter().enumerate() {
-                    for &(_, y) in &run[p + 1..] {
+                for (p, &x) in run.iter().enumerate() {
+                    for &y in &run[p + 1..] {
+                        let (x, y) = (x as u32, y as u32);
                         let (x, y) = if x < y { (x, y) } else { (y, x) };
                         // equal band values, and no earlier band equal
                         if band(x, j) != band(y, j) || (0..j).any(|jj| band(x, jj) == band(y, jj)) {

@@ -382,11 +382,14 @@ class NearDuplicates:
 
 
 def _clusters(labels: np.ndarray) -> list[list[int]]:
-    order = np.argsort(labels, kind="stable")
-    sl = labels[order]
-    cuts = np.flatnonzero(np.diff(sl)) + 1
-    groups = np.split(order, cuts)
-    return [g.tolist() for g in groups if g.size > 1]
+    """The groups of at least two items of equal label, ascending, by first item."""
+    counts = np.bincount(labels, minlength=labels.size)
+    members = np.flatnonzero(counts[labels] > 1)  # ascending
+    if members.size == 0:
+        return []
+    order = members[np.argsort(labels[members], kind="stable")]
+    cuts = np.flatnonzero(np.diff(labels[order])) + 1
+    return [g.tolist() for g in np.split(order, cuts)]
 
 
 def _check_signatures(signatures: Any) -> np.ndarray:
@@ -453,7 +456,7 @@ def near_duplicates(
     that agree is ≥ ``threshold`` (in (0, 1]); clusters are the connected
     components of the kept pairs. Items with identical signatures always
     cluster. Runs in Rust on all cores; memory beyond the signatures is about
-    16 bytes per item plus the candidate pairs of one band (and ``pairs``
+    ``8 · bands + 40`` bytes per item plus the kept pairs of one band (and ``pairs``
     with ``return_pairs=True``, which lists every pair of a cluster of
     identical items: quadratic in its size)."""
     t = check_float_in("threshold", threshold, 0.0, 1.0, low_open=True)
