@@ -46,6 +46,13 @@ __all__ = [
     "diversity_rougel_row_sums",
     "diversity_self_bleu",
     "diversity_self_repetition",
+
+    # MinHash near-duplicates (metrics/dedup.py)
+    "MINHASH_FAST_VERSION",
+    "MINHASH_MAX_PERM",
+    "minhash_cluster",
+    "minhash_ids",
+    "minhash_texts",
 ]
 
 DEFAULT_MAX_DENSE_ENTRIES: int
@@ -246,3 +253,36 @@ def diversity_rougel_row_sums(
     lo: int,
     hi: int,
 ) -> npt.NDArray[np.float64]: ...
+
+# MinHash near-duplicates (metrics/dedup.py)
+MINHASH_FAST_VERSION: int
+MINHASH_MAX_PERM: int
+
+def minhash_texts(
+    texts: list[str],
+    ngram: int,
+    shingle: str,
+    lowercase: bool,
+    scheme_name: str,
+    seed: int,
+    num_perm: int,
+    a: npt.NDArray[np.uint64] | None = None,
+    b: npt.NDArray[np.uint64] | None = None,
+) -> npt.NDArray[np.uint32] | npt.NDArray[np.uint64]: ...
+def minhash_ids(
+    tokens: npt.NDArray[np.integer],
+    offsets: npt.NDArray[np.uint64],
+    ngram: int,
+    scheme_name: str,
+    seed: int,
+    num_perm: int,
+    a: npt.NDArray[np.uint64] | None = None,
+    b: npt.NDArray[np.uint64] | None = None,
+) -> npt.NDArray[np.uint32] | npt.NDArray[np.uint64]: ...
+def minhash_cluster(
+    signatures: npt.NDArray[np.uint32] | npt.NDArray[np.uint64],
+    bands: int,
+    rows: int,
+    threshold: float | None = None,
+    pairs: bool = False,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int, int]: ...

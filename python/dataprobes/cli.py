@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(demo)
     _add_select(sub)
+    _add_dedup(sub)
     return parser
 
 
@@ -230,6 +231,69 @@ def run_select_dsir(args: argparse.Namespace) -> dict[str, Any]:
         "num_selected": int(result.indices.size),
         "num_rows": result.num_rows,
         "num_eligible": result.num_eligible,
+    }
+
+
+def _add_dedup(sub: Any) -> None:
+    """``dataprobes dedup``: MinHash LSH near-duplicate clusters of a corpus
+    (:func:`dataprobes.metrics.near_duplicates_corpus`)."""
+    dedup = sub.add_parser(
+        "dedup",
+        help="find near-duplicate rows of a corpus (MinHash LSH)",
+        description="Cluster the near-duplicate rows of a .jsonl/.jsonl.gz/.parquet file or directory by MinHash "
+        "LSH and write the clusters (one JSON line each: cluster, size, rows; the first row is the one to keep).",
+    )
+    dedup.add_argument("input", help="corpus: a .jsonl/.jsonl.gz/.parquet file or a directory of them")
+    dedup.add_argument("--out", "-o", type=Path, required=True, help="clusters file to write (.jsonl)")
+    dedup.add_argument("--threshold", type=float, default=0.8, help="Jaccard threshold in (0, 1] (default 0.8)")
+    dedup.add_argument("--num-perm", type=_int_at_least(1), default=128, help="MinHash permutations (default 128)")
+    dedup.add_argument("--ngram", type=_int_at_least(1), default=5, help="shingle size (default 5)")
+    dedup.add_argument("--bands", type=_int_at_least(1), default=None, help="LSH bands (default: from threshold)")
+    dedup.add_argument("--rows", type=_int_at_least(1), default=None, help="rows per band (default: from threshold)")
+    dedup.add_argument("--seed", type=_int_at_least(0), default=1, help="MinHash seed (default 1)")
+    dedup.add_argument("--shingle", choices=["word", "char", "token"], default=None, help="shingle units")
+    dedup.add_argument("--compat", choices=["datasketch", "datasketch-legacy", "datasketch-affine64"], default=None)
+    dedup.add_argument("--no-verify", action="store_true", help="keep every LSH candidate pair unverified")
+    dedup.add_argument("--text-field", default="text", help="column holding the text or token ids (default text)")
+    dedup.add_argument("--chunk-rows", type=_int_at_least(1), default=16384, help="rows per chunk (default 16384)")
+    dedup.add_argument("--json", action="store_true", help="print the summary as JSON")
+    dedup.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    dedup.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+
+
+def run_dedup(args: argparse.Namespace) -> dict[str, Any]:
+    """Runs ``dataprobes dedup``; returns the summary to print."""
+    from .metrics.dedup import near_duplicates_corpus, write_clusters
+
+    out: Path = args.out
+    check_output(out, "--out", force=args.force)
+    result = near_duplicates_corpus(
+        args.input,
+        text_field=args.text_field,
+        threshold=args.threshold,
+        bands=args.bands,
+        rows=args.rows,
+        num_perm=args.num_perm,
+        ngram=args.ngram,
+        seed=args.seed,
+        shingle=args.shingle,
+        compat=args.compat,
+        verify=not args.no_verify,
+        chunk_rows=args.chunk_rows,
+        progress=not args.no_progress,
+    )
+    try:
+        write_clusters(result, out)
+    except OSError as exc:
+        raise CommandError(f"cannot write --out {out}: {exc.strerror or exc}") from exc
+    return {
+        "summary": result.summary(),
+        "out": str(out),
+        "num_rows": int(result.labels.size),
+        "num_clusters": len(result.clusters),
+        "num_duplicates": result.num_duplicates,
+        "bands": result.bands,
+        "rows": result.rows,
     }
 
 
@@ -508,6 +572,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run(args)
         elif args.command == "select":
             summary = run_select_dsir(args)
+            print(json.dumps(summary, indent=2) if args.json else summary["summary"])
+        elif args.command == "dedup":
+            summary = run_dedup(args)
             print(json.dumps(summary, indent=2) if args.json else summary["summary"])
     except (ValueError, TypeError) as exc:
         print(f"dataprobes: error: {exc}", file=sys.stderr)

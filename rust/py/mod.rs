@@ -4,6 +4,7 @@ mod diversity;
 mod hmm;
 mod incontext;
 mod markov;
+mod minhash;
 mod ngram;
 mod process;
 mod text;
@@ -100,6 +101,12 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(diversity::diversity_self_bleu, m)?)?;
     m.add_function(wrap_pyfunction!(diversity::diversity_rougel_row_sums, m)?)?;
     m.add("DIVERSITY_MAX_N", crate::text::overlap::MAX_N)?;
+
+    m.add_function(wrap_pyfunction!(minhash::minhash_texts, m)?)?;
+    m.add_function(wrap_pyfunction!(minhash::minhash_ids, m)?)?;
+    m.add_function(wrap_pyfunction!(minhash::minhash_cluster, m)?)?;
+    m.add("MINHASH_FAST_VERSION", crate::text::minhash::FAST_VERSION)?;
+    m.add("MINHASH_MAX_PERM", crate::text::minhash::MAX_PERM)?;
     m.add("DSIR_FAST_HASH_VERSION", crate::text::hash::FAST_VERSION)?;
     m.add("DSIR_UNICODE_VERSION", crate::text::unicode_tables::UNICODE_VERSION)?;
     m.add("DSIR_REGEX_UNICODE_VERSION", crate::text::unicode_tables::REGEX_UNICODE_VERSION)?;

@@ -16,3 +16,7 @@ pub mod unicode_tables;
 // Fast diversity measures (docs/math.md, "Fast diversity measures"): distinct
 // n-grams, self-repetition, self-BLEU and pairwise ROUGE-L over many items.
 pub mod overlap;
+
+// MinHash near-duplicates (docs/math.md, "Near-duplicates (MinHash LSH)").
+pub mod minhash;
+pub mod shingle;

@@ -44,6 +44,14 @@ _WHERE = {
     # near-duplicates (dedup.py)
     "minhash": "dedup",
     "near_duplicates": "dedup",
+    "near_duplicates_corpus": "dedup",
+    "NearDuplicates": "dedup",
+    "jaccard": "dedup",
+    "lsh_candidate_probability": "dedup",
+    "minhash_info": "dedup",
+    "optimal_bands": "dedup",
+    "shingles": "dedup",
+    "write_clusters": "dedup",
 }
 
 __all__ = sorted(_WHERE)
