@@ -46,7 +46,6 @@ __all__ = [
     "diversity_rougel_row_sums",
     "diversity_self_bleu",
     "diversity_self_repetition",
-
     # MinHash near-duplicates (metrics/dedup.py)
     "MINHASH_FAST_VERSION",
     "MINHASH_MAX_PERM",
