@@ -166,7 +166,9 @@ def main() -> None:
         print(f"| {lab} | " + " | ".join(cells) + f" | {'–' if np.isnan(d) else f'{d:+.3f}'} |")
     cw = pooled(res, res.confident_wrong)
     wc = pooled(res, res.wrong_confidence)
-    print("\nConfident wrong answers (top p >= 0.5, fraction of all held-out stated facts; mean top p of wrong answers):")
+    print(
+        "\nConfident wrong answers (top p >= 0.5, fraction of all held-out stated facts; mean top p of wrong answers):"
+    )
     print("\n| N | " + " | ".join(f"after train {lv}" for lv in range(nb)) + " |")
     print("|---|" + "---:|" * nb)
     for jj, lab in enumerate(labels):
@@ -177,7 +179,9 @@ def main() -> None:
         print(f"| {lab} | " + " | ".join(cells) + " |")
     ua = res.unseen_accuracy
     if not np.isnan(ua).all():
-        print(f"\nnever-stated controls: mean QA accuracy {np.nanmean(ua):.4f} (chance {res.chance:.4f}), max {np.nanmax(ua):.3f}")
+        print(
+            f"\nnever-stated controls: mean QA accuracy {np.nanmean(ua):.4f} (chance {res.chance:.4f}), max {np.nanmax(ua):.3f}"
+        )
     for lv in range(nb):
         if not np.isnan(res.curve(lv)[0]).all():
             print(f"knee (90 % of best) train level {lv}: N={res.knee(lv)}")

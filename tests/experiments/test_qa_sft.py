@@ -108,7 +108,9 @@ def test_micro_end_to_end(micro, tmp_path):
     assert json.loads((out / "config.json").read_text())["config"] == cfg.to_dict()
     for seed in cfg.seeds:
         assert (out / f"seed-{seed}" / "pretrained.pt").exists()
-        assert len(list((out / f"seed-{seed}").glob("sft-*.json"))) == int((res.n_used[cfg.seeds.index(seed)] > 0).sum())
+        assert len(list((out / f"seed-{seed}").glob("sft-*.json"))) == int(
+            (res.n_used[cfg.seeds.index(seed)] > 0).sum()
+        )
     # the saved world is the config's world
     import dataprobes as dp
 

@@ -305,11 +305,15 @@ class QASFTResult:
         """``[L, L]`` mean over seeds (train level × test level) at ``N = n``
         of ``what``: ``"accuracy"``, ``"confident_wrong"`` or
         ``"wrong_confidence"``."""
-        arr = {
-            "accuracy": self.accuracy,
-            "confident_wrong": self.confident_wrong,
-            "wrong_confidence": self.wrong_confidence,
-        }.get(what) if isinstance(what, str) else None
+        arr = (
+            {
+                "accuracy": self.accuracy,
+                "confident_wrong": self.confident_wrong,
+                "wrong_confidence": self.wrong_confidence,
+            }.get(what)
+            if isinstance(what, str)
+            else None
+        )
         if arr is None:
             raise ValueError(f"what must be 'accuracy', 'confident_wrong' or 'wrong_confidence', got {what!r}")
         if str(n) not in self.config.n_labels:
@@ -529,7 +533,9 @@ def _pretrained(cfg: QASFTConfig, seed: int, world: FactWorld, root: Path | None
     return model, info
 
 
-def run_qa_sft(config: QASFTConfig, *, out_dir: str | os.PathLike[str] | None = None, progress: bool = True) -> QASFTResult:
+def run_qa_sft(
+    config: QASFTConfig, *, out_dir: str | os.PathLike[str] | None = None, progress: bool = True
+) -> QASFTResult:
     """Runs the QA-SFT study of ``config`` (see the module docstring).
 
     ``out_dir``: the config (``config.json``), each seed's world
