@@ -266,3 +266,22 @@ def test_config_round_trip_and_lazy_import():
 
     code = "import sys, dataprobes.experiments as e; e.QASFTConfig(); assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_qa_sft(monkeypatch, tmp_path, capsys, torch_one_thread):
+    from dataprobes import cli
+
+    assert cli.main(["experiment", "qa-sft", "--quick", "--seeds", "a,b"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    small = {k: v for k, v in MICRO.items() if k != "seeds"}
+    monkeypatch.setattr(QASFTConfig, "quick", classmethod(lambda cls, **kw: cls(**{**small, **kw})))
+    args = ["experiment", "qa-sft", "--quick", "--seeds", "3", "--out-dir", str(tmp_path / "o")]
+    assert cli.main([*args, "--plot", str(tmp_path / "f.png")]) == 0
+    assert "Data-efficiency" in capsys.readouterr().out and (tmp_path / "f.png").exists()
+    assert cli.main([*args, "--json"]) == 0  # resumed from the directory
+    assert json.loads(capsys.readouterr().out)["config"]["seeds"] == [3]
+
+
+def test_quick_preset():
+    cfg = QASFTConfig.quick(seeds=(4,))
+    assert cfg.seeds == (4,) and cfg.ns == (15, 60, "all") and cfg.num_facts == 120
