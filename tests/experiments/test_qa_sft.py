@@ -33,6 +33,7 @@ MICRO = {
     "sft_steps": 3,
     "sft_batch_size": 4,
     "ns": (2, 4, "all"),
+    "test_fraction": 0.5,
     "seeds": (0, 1),
 }
 
@@ -55,6 +56,7 @@ PLANTED = {
     "sft_steps": 100,
     "sft_lr": 1e-3,
     "ns": (4, "all"),
+    "test_fraction": 0.5,
     "seeds": (0,),
 }
 
@@ -283,5 +285,6 @@ def test_cli_qa_sft(monkeypatch, tmp_path, capsys, torch_one_thread):
 
 
 def test_quick_preset():
+    assert QASFTConfig().sft_steps == 150  # the BENCHMARKS.md run
     cfg = QASFTConfig.quick(seeds=(4,))
     assert cfg.seeds == (4,) and cfg.ns == (15, 60, "all") and cfg.num_facts == 120
