@@ -365,7 +365,7 @@ class QASFTResult:
         if n is None:
             n = "60" if "60" in labels else labels[-1]
         nb = self.config.num_buckets
-        lines = [f"Data-efficiency (held-out accuracy, chance {self.chance:.3f}; mean ± sd over seeds)", ""]
+        lines = [f"Data-efficiency (held-out accuracy, chance {self.chance:.3f}; mean ± sd, seeds that ran)", ""]
         lines.append("| train level | pool | " + " | ".join(f"N={x}" for x in labels) + " | knee |")
         lines.append("|---|---:|" + "---:|" * len(labels) + "---|")
         for lv in range(nb):
@@ -373,7 +373,11 @@ class QASFTResult:
             if np.isnan(mean).all():
                 continue
             pool = int(round(self.pool_counts[:, lv].mean()))
-            cells = ["–" if np.isnan(m) else f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, sd, strict=True)]
+            runs = (~np.isnan(self.overall()[:, lv, :])).sum(0)
+            cells = [
+                "–" if np.isnan(m) else f"{m:.3f} ± {s:.3f}" if k > 1 else f"{m:.3f} (1 seed)"
+                for m, s, k in zip(mean, sd, runs, strict=True)
+            ]
             lines.append(f"| {lv} | ~{pool} | " + " | ".join(cells) + f" | {self.knee(lv)} |")
         mat = self.matrix(n)
         lines += ["", f"Train level × test level accuracy at N={n}", ""]
