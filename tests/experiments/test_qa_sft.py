@@ -288,3 +288,42 @@ def test_quick_preset():
     assert QASFTConfig().sft_steps == 150  # the BENCHMARKS.md run
     cfg = QASFTConfig.quick(seeds=(4,))
     assert cfg.seeds == (4,) and cfg.ns == (15, 60, "all") and cfg.num_facts == 120
+
+
+@given(
+    buckets=st.lists(st.integers(0, 4), min_size=1, max_size=60),
+    frac=st.floats(0.05, 0.95),
+    seed=st.integers(0, 2**63),
+    data=st.data(),
+)
+def test_split_partitions_each_bucket(buckets, frac, seed, data):
+    """Per bucket, test and pool are disjoint, cover the bucket's stated facts,
+    the test share is round(frac * size), and the split is a function of the seed."""
+    from dataprobes.experiments.qa_sft import _split
+
+    b = np.array(buckets)
+    unseen = np.array(data.draw(st.lists(st.booleans(), min_size=len(b), max_size=len(b))))
+    cfg = QASFTConfig(**{**MICRO, "test_fraction": frac})
+    pools, tests = _split(cfg, seed, b, unseen)
+    for k in range(cfg.num_buckets):
+        members = set(np.flatnonzero((b == k) & ~unseen).tolist())
+        p, t = set(pools[k].tolist()), set(tests[k].tolist())
+        assert not p & t and p | t == members and len(t) == round(frac * len(members))
+    again = _split(cfg, seed, b, unseen)
+    assert all(np.array_equal(x, y) for x, y in zip(pools + tests, again[0] + again[1], strict=True))
+
+
+@given(
+    st.lists(st.lists(st.one_of(st.floats(0, 1), st.just(math.nan)), min_size=3, max_size=3), min_size=1, max_size=4)
+)
+def test_nanstats_matches_numpy(rows):
+    from dataprobes.experiments.qa_sft import _nanstats
+
+    a = np.array(rows)
+    mean, sd = _nanstats(a)
+    for j in range(a.shape[1]):
+        col = a[:, j][~np.isnan(a[:, j])]
+        if col.size:
+            assert mean[j] == pytest.approx(col.mean()) and sd[j] == pytest.approx(col.std(), abs=1e-12)
+        else:
+            assert np.isnan(mean[j]) and np.isnan(sd[j])
