@@ -107,7 +107,7 @@ def test_micro_end_to_end(micro, tmp_path):
     assert ((res.accuracy[ok] >= 0) & (res.accuracy[ok] <= 1)).all()
     assert (res.confident_wrong[ok] <= 1 - res.accuracy[ok] + 1e-12).all()
     # files: config, world, pretrained model, one record per run
-    assert json.loads((out / "config.json").read_text())["config"] == cfg.to_dict()
+    assert json.loads((out / "config.json").read_text())["config"] == {**cfg.to_dict(), "seeds": None}
     for seed in cfg.seeds:
         assert (out / f"seed-{seed}" / "pretrained.pt").exists()
         assert len(list((out / f"seed-{seed}").glob("sft-*.json"))) == int(
@@ -149,6 +149,23 @@ def test_partial_resume_matches(micro, tmp_path):
             rec.unlink()
     (part / "seed-1" / "pretrained.pt").unlink()
     same(run_qa_sft(res.config, out_dir=part, progress=False), res)
+
+
+def test_more_seeds_reuse_the_seeds_done(micro, monkeypatch):
+    """Adding a seed in the same directory runs only the new seed; the old ones load."""
+    res, out = micro
+    import shutil
+
+    from dataprobes.experiments import qa_sft
+
+    calls = []
+    real = qa_sft._sft
+    monkeypatch.setattr(qa_sft, "_sft", lambda m, w, f, c, key: calls.append(key[0]) or real(m, w, f, c, key))
+    more = out.parent / "more"
+    shutil.copytree(out, more)
+    res3 = run_qa_sft(QASFTConfig(**{**MICRO, "seeds": (0, 1, 2)}), out_dir=more, progress=False)
+    assert set(calls) == {2}
+    np.testing.assert_array_equal(res3.accuracy[:2], res.accuracy)
 
 
 def test_deterministic_without_out_dir(micro):

@@ -563,7 +563,8 @@ def run_qa_sft(
     (``pretrained.pt``) and every fine-tuning result (``sft-l{ℓ}-n{N}.json``)
     are written atomically; a re-run with the same config resumes from them
     and returns the identical result (a different config in the same
-    directory is an error). Deterministic for the config's seeds (torch's
+    directory is an error; the seeds may differ: seeds already run are
+    reused). Deterministic for the config's seeds (torch's
     CPU kernels at a fixed thread count).
     """
     import torch
@@ -581,7 +582,9 @@ def run_qa_sft(
         root = Path(out_dir)
         root.mkdir(parents=True, exist_ok=True)
         cfg_path = root / "config.json"
-        want = {"format": _FORMAT, "config": config.to_dict()}
+        # seeds are not part of the identity: each seed has its own folder, so
+        # a run with more seeds reuses the seeds already done
+        want = {"format": _FORMAT, "config": {**config.to_dict(), "seeds": None}}
         if cfg_path.exists():
             have = json.loads(cfg_path.read_text())
             if have != json.loads(json.dumps(want)):
