@@ -106,7 +106,7 @@ class QASFTConfig:
 
     def __post_init__(self) -> None:
         f = check_int("num_facts", self.num_facts, 2)
-        r = check_int("num_relations", self.num_relations, 1)
+        check_int("num_relations", self.num_relations, 1)
         check_int("num_templates", self.num_templates, 1)
         if self.num_objects is not None:
             check_int("num_objects", self.num_objects, 2)
@@ -168,8 +168,6 @@ class QASFTConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must not repeat, got {self.seeds!r}")
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
-        if r * -(-f // r) < f:  # pragma: no cover - ceil division always suffices
-            raise ValueError("num_facts too large for num_relations")
 
     @classmethod
     def quick(cls, **changes: Any) -> QASFTConfig:
@@ -567,7 +565,9 @@ def run_qa_sft(
     reused). Deterministic for the config's seeds (torch's
     CPU kernels at a fixed thread count).
     """
-    import torch
+    from .._torch import require_torch
+
+    require_torch("dataprobes.experiments.run_qa_sft")
     from tqdm.auto import tqdm
 
     from ..knowledge import memory_buckets
@@ -660,8 +660,6 @@ def run_qa_sft(
                     wconf[si, lv, j] = _none_nan(rec["wrong_confidence"])
                     unseen_acc[si, lv, j] = _none_nan([rec["unseen_accuracy"]])[0]
                     bar.update(1)
-            del model
-            torch.set_grad_enabled(True)
     return QASFTResult(
         config=cfg,
         levels=all_levels,
