@@ -160,7 +160,7 @@ def main() -> None:
             v = over[:, lv, jj]
             m = float(np.nanmean(v)) if not np.isnan(v).all() else np.nan
             sd = float(np.nanstd(v)) if not np.isnan(v).all() else np.nan
-            cells.append(fmt(m, sd))
+            cells.append(fmt(m, sd) if (~np.isnan(v)).sum() > 1 else ("–" if np.isnan(m) else f"{m:.3f} (1 seed)"))
             means.append(m)
         d = means[-1] - means[0]
         print(f"| {lab} | " + " | ".join(cells) + f" | {'–' if np.isnan(d) else f'{d:+.3f}'} |")
