@@ -393,14 +393,15 @@ class QASFTResult:
 
     def plot(self, path: str | os.PathLike[str]) -> Path:
         """Left: data-efficiency curves (mean ± sd); right: the train × test
-        matrix at N=60 (or the last N). PNG via matplotlib's Agg backend."""
+        matrix at N="all" (or the last N; grey: not run). PNG via
+        matplotlib's Agg backend."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         labels = self.config.n_labels
-        n = "60" if "60" in labels else labels[-1]
+        n = "all" if "all" in labels else labels[-1]
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
         x = np.arange(len(labels))
         for lv in range(self.config.num_buckets):
@@ -415,7 +416,8 @@ class QASFTResult:
         ax.set_ylim(0, 1.02)
         ax.legend(fontsize=8)
         mat = self.matrix(n)
-        im = ax2.imshow(np.nan_to_num(mat, nan=0.0), vmin=0, vmax=1, cmap="viridis")
+        cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
+        im = ax2.imshow(np.ma.masked_invalid(mat), vmin=0, vmax=1, cmap=cmap)
         for (i, j), v in np.ndenumerate(mat):
             if not np.isnan(v):
                 ax2.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.6 else "k", fontsize=8)
