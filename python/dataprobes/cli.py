@@ -129,7 +129,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(demo)
     _add_select(sub)
     _add_dedup(sub)
+    _add_experiment(sub)
     return parser
+
+
+def _add_experiment(sub: Any) -> None:
+    """``dataprobes experiment qa-sft``: the QA-SFT study on fact worlds
+    (:func:`dataprobes.experiments.run_qa_sft`; needs torch)."""
+    exp = sub.add_parser("experiment", help="reproducible experiments on probes (needs torch)")
+    kinds = exp.add_subparsers(dest="experiment", required=True)
+    qa = kinds.add_parser(
+        "qa-sft",
+        help="the '60 data points' QA-SFT study on a fact world",
+        description="Pretrain a TinyGPT on a fact world, bucket facts by memory level, fine-tune on N QA "
+        "examples per level and print the data-efficiency curves and the train x test level matrix.",
+    )
+    qa.add_argument("--quick", action="store_true", help="a small world and grid (about a minute)")
+    qa.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    qa.add_argument("--out-dir", default=None, help="checkpoint directory: a re-run resumes from it")
+    qa.add_argument("--plot", default=None, help="write the figure (PNG) here")
+    qa.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
 
 
 def _add_select(sub: Any) -> None:
@@ -576,6 +595,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "dedup":
             summary = run_dedup(args)
             print(json.dumps(summary, indent=2) if args.json else summary["summary"])
+        elif args.command == "experiment":
+            from .experiments.qa_sft import QASFTConfig, run_qa_sft
+
+            try:
+                seeds = tuple(int(v) for v in args.seeds.split(","))
+            except ValueError:
+                raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+            cfg = QASFTConfig.quick(seeds=seeds) if args.quick else QASFTConfig(seeds=seeds)
+            res = run_qa_sft(cfg, out_dir=args.out_dir, progress=sys.stderr.isatty())
+            print(json.dumps(res.to_dict(), indent=2) if args.json else res.to_table())
+            if args.plot:
+                res.plot(args.plot)
     except (ValueError, TypeError) as exc:
         print(f"dataprobes: error: {exc}", file=sys.stderr)
         return 2

@@ -4,7 +4,9 @@ A saved process is the JSON description of its constructor call (under the
 key ``dataprobes_process``) plus one array entry per table argument, so the
 file opens anywhere with ``np.load`` and loading never runs pickled code.
 Components of a :class:`~dataprobes.Mixture`, :class:`~dataprobes.Duplicated`
-or :class:`~dataprobes.TokenNoise` are nested in the description. Loading
+or :class:`~dataprobes.TokenNoise`, and a :class:`~dataprobes.FactWorld`'s
+background, are nested in the description (a FactWorld's ``names`` mapping as
+a ``{"dict": ...}`` entry). Loading
 calls the constructor on the same arguments, so the process comes back
 bit-identical (same samples for every seed, same scores).
 
@@ -33,12 +35,13 @@ FORMAT = 1
 
 def _classes() -> dict[str, type[Process]]:
     from .composite import Duplicated, Mixture
+    from .facts import FactWorld
     from .hmm import HMM
     from .incontext import InContextMarkov
     from .markov import IID, MarkovChain
     from .noise import TokenNoise
 
-    return {c.__name__: c for c in (MarkovChain, IID, HMM, InContextMarkov, Mixture, Duplicated, TokenNoise)}
+    return {c.__name__: c for c in (MarkovChain, IID, HMM, InContextMarkov, Mixture, Duplicated, TokenNoise, FactWorld)}
 
 
 def _encode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
@@ -54,6 +57,8 @@ def _encode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
         return {"array": key}
     if isinstance(value, (list, tuple)):
         return {"list": [_encode(v, arrays) for v in value]}
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {"dict": {k: _encode(v, arrays) for k, v in value.items()}}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(f"cannot save an argument of type {type(value).__name__}")
@@ -70,6 +75,8 @@ def _decode(value: Any, archive: Any, classes: dict[str, type[Process]]) -> Any:
             return archive[value["array"]]
         if "list" in value:
             return [_decode(v, archive, classes) for v in value["list"]]
+        if "dict" in value:
+            return {k: _decode(v, archive, classes) for k, v in value["dict"].items()}
         raise ValueError(f"malformed saved description: {value!r}")
     return value
 
