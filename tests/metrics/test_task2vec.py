@@ -674,3 +674,34 @@ def test_loop_fallback_equals_vmap(monkeypatch: pytest.MonkeyPatch) -> None:
     slow = task2vec_embedding(model, ids, **kw)
     assert (fast.method, slow.method) == ("vmap", "loop")
     np.testing.assert_allclose(slow.hessian, fast.hessian, rtol=1e-4, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------
+# acceptance review regressions
+
+
+@pytest.mark.parametrize("batch", [[], [[]], np.array([]), torch.zeros(0, 5), torch.zeros(3, 0, dtype=torch.long)])
+def test_empty_batch_of_any_dtype_is_a_value_error(batch: object) -> None:
+    """``np.asarray([])`` is float64: an empty batch is 'empty', not 'not integer'."""
+    with pytest.raises(ValueError, match="batch is empty"):
+        task2vec_embedding(tiny_gpt(0), batch, finetune_epochs=0)
+
+
+@pytest.mark.parametrize("eps", [-1.0, float("nan")])
+def test_bad_eps_refused_before_any_embedding(eps: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataprobes.metrics import task2vec as t2v
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("embedded a batch before checking eps")
+
+    monkeypatch.setattr(t2v, "task2vec_embedding", never)
+    rows = tokens(8, 5)
+    with pytest.raises(ValueError, match="eps"):
+        diversity_coefficient(rows, tiny_gpt(0), 2, 4, eps=eps, progress=False)
+    with pytest.raises(ValueError, match="eps"):
+        alignment_coefficient(rows, rows, tiny_gpt(0), 2, 4, eps=eps, progress=False)
+
+
+def test_text_items_name_the_fix() -> None:
+    with pytest.raises(TypeError, match="tokenizer="):
+        diversity_coefficient(["the cat", "a dog", "the end"], tiny_gpt(0), 2, 1, progress=False)
