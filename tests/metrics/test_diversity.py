@@ -466,3 +466,21 @@ def test_bit_identical_across_thread_counts() -> None:
         )
         outs.append(res.stdout)
     assert outs[0] == outs[1]
+
+
+def test_torch_tensors_are_token_arrays_and_features() -> None:
+    """Token ids and features as torch tensors (as the Task2Vec coefficients
+    take them) give the numpy results; a tensor that requires grad too."""
+    torch = pytest.importorskip("torch")
+    x = dp.MarkovChain.random(16, entropy_rate=1.0, seed=0).sample(6, 40, seed=1).astype(np.int64)
+    t = torch.from_numpy(x)
+    assert distinct_n(t, 2) == distinct_n(x, 2)
+    assert ngram_diversity(t) == ngram_diversity(x)
+    assert self_repetition(t, 2) == self_repetition(x, 2)
+    assert self_bleu(t) == self_bleu(x)
+    assert homogenization_rougel(t) == homogenization_rougel(x)
+    assert compression_ratio(t) == compression_ratio(x)
+    f = np.random.default_rng(0).normal(size=(20, 5))
+    ft = torch.tensor(f, requires_grad=True)
+    assert vendi_score(ft) == vendi_score(f)
+    assert vendi_score(kernel=(ft @ ft.T)) == pytest.approx(vendi_score(kernel=f @ f.T), rel=1e-12)

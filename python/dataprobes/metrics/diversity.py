@@ -20,7 +20,7 @@ definitions, the references and the numerics.
   exact up to ``exact_max_n``, stochastic Lanczos quadrature beyond.
 
 **Items.** A sequence of str, or token ids: a 2-D integer array
-``[num_items, length]`` or a sequence of 1-D integer arrays. Texts are cut by
+``[num_items, length]`` (numpy or torch) or a sequence of 1-D integer arrays. Texts are cut by
 ``tokenize``: ``"split"`` (Python's ``str.split()``), ``"space"``
 (``str.split(' ')``, empty pieces included), ``"rouge"`` (``rouge_score``'s
 tokeniser: lower-case, runs of ``[a-z0-9]``), ``"wordpunct"`` (lower-case,
@@ -69,12 +69,20 @@ Tokenize = str | Callable[[str], Any]
 # items
 
 
+def _untorch(value: Any) -> Any:
+    """A torch tensor as a numpy array (detached, on the CPU); anything else
+    as it is. Torch is not imported: a tensor is recognised by its type."""
+    if type(value).__module__.startswith("torch") and callable(getattr(value, "detach", None)):
+        return value.detach().cpu().numpy()
+    return value
+
+
 def _prepare(name: str, items: Any, tokenize: Any) -> tuple[Any, np.ndarray | None, str, int]:
     """``items`` as the core takes them: ``(texts, None, rule, n)`` or
     ``(ids [1, total], offsets, "split", n)``."""
     if not (isinstance(tokenize, str) or callable(tokenize)):
         raise TypeError(f"tokenize must be one of {_SPLITS} or a callable, got {type(tokenize).__name__}")
-    it = _as_items(name, items)
+    it = _as_items(name, _untorch(items))
     n = len(it)
     if n == 0:
         raise ValueError(f"{name} is empty: pass at least one text or token sequence")
@@ -198,7 +206,7 @@ def compression_ratio(
         lvl = 9 if level is None else check_int("level", level, 0, 9)
     else:
         lvl = 3 if level is None else check_int("level", level, 1, 22)
-    it = _as_items("items", items)
+    it = _as_items("items", _untorch(items))
     if len(it) == 0:
         raise ValueError("items is empty: pass at least one text or token sequence")
     if it.texts is not None:
@@ -474,7 +482,7 @@ def vendi_score(
     deflate = check_int("deflate", deflate, 0)
     seed = check_seed("seed", seed)
     name = "features" if features is not None else "kernel"
-    x = as_float_array(name, features if features is not None else kernel, 2)
+    x = as_float_array(name, _untorch(features if features is not None else kernel), 2)
     if x.size == 0:
         raise ValueError(f"{name} is empty (shape {x.shape})")
     if not np.isfinite(x).all():
