@@ -128,7 +128,7 @@ class DiversityResult:
     (delete one batch; for cross distances the two samples' jackknife
     variances added), NaN when there are only two batches of one data set;
     ``std``: the standard deviation of the distances (what the reference
-    reports as its "confidence interval"); ``distances``: the
+    reports as its "confidence interval"; NaN for a single pair); ``distances``: the
     ``num_batches × num_batches`` matrix (zero diagonal for one data set; rows
     = ``a``'s batches, columns = ``b``'s for cross); ``embeddings``: the batch
     embeddings (``a``'s then ``b``'s for cross).
