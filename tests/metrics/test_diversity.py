@@ -484,3 +484,22 @@ def test_torch_tensors_are_token_arrays_and_features() -> None:
     ft = torch.tensor(f, requires_grad=True)
     assert vendi_score(ft) == vendi_score(f)
     assert vendi_score(kernel=(ft @ ft.T)) == pytest.approx(vendi_score(kernel=f @ f.T), rel=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-160, 1e160, 1e200])
+def test_vendi_cosine_is_scale_free_at_the_float_limits(scale: float) -> None:
+    """Rows whose sum of squares under- or overflows are not 'all zeros': the
+    cosine similarity does not depend on the rows' lengths."""
+    f = np.random.default_rng(3).normal(size=(7, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert vendi_score(f * scale) == pytest.approx(vendi_score(f), rel=1e-12)
+        mixed = f.copy()
+        mixed[0] *= scale
+        assert vendi_score(mixed) == pytest.approx(vendi_score(f), rel=1e-12)
+        k = f @ f.T
+        got = vendi_score(kernel=k * scale, normalize=True)
+        assert got == pytest.approx(vendi_score(kernel=k, normalize=True), rel=1e-9)
+    if scale > 1:
+        with pytest.raises(ValueError, match="overflows"):
+            vendi_score(f * scale, normalize=False)

@@ -491,14 +491,27 @@ def vendi_score(
     n = x.shape[0]
     if features is not None:
         if norm:
-            lengths = np.sqrt(np.einsum("ij,ij->i", x, x))
-            zero = np.flatnonzero(lengths == 0)
-            if zero.size:
-                raise ValueError(f"features: row {int(zero[0])} is all zeros (its cosine similarity is undefined)")
+            with np.errstate(over="ignore", under="ignore"):
+                sq = np.einsum("ij,ij->i", x, x)
+            lengths = np.sqrt(sq)
+            bad = ~(np.isfinite(sq) & (sq >= np.finfo(np.float64).tiny))
+            if bad.any():  # zero, subnormal or infinite sums of squares: rows / their max first
+                peak = np.abs(x[bad]).max(axis=1)
+                zero = np.flatnonzero(bad)[peak == 0]
+                if zero.size:
+                    raise ValueError(
+                        f"features: row {int(zero[0])} is all zeros (its cosine similarity is undefined)"
+                    )
+                x = x.copy()
+                x[bad] /= peak[:, None]
+                lengths[bad] = np.sqrt(np.einsum("ij,ij->i", x[bad], x[bad]))
             x = x / lengths[:, None]
         d = x.shape[1]
         if min(n, d) <= exact_max_n:
-            gram = (x.T @ x) / n if d < n else (x @ x.T) / n
+            with np.errstate(over="ignore", invalid="ignore"):
+                gram = (x.T @ x) / n if d < n else (x @ x.T) / n
+            if not np.isfinite(gram).all():
+                raise ValueError("features: the Gram matrix overflows float64; rescale them or use normalize=True")
             w = np.linalg.eigvalsh(gram)
             return _vendi_from_eigs(w, qv)
         show = (n >= _AUTO_PROGRESS) if progress is None else check_bool("progress", progress)
@@ -515,7 +528,7 @@ def vendi_score(
         if float(diag.min()) <= 0:
             raise ValueError("kernel: normalize=True needs a positive diagonal")
         s = np.sqrt(diag)
-        x = x / np.outer(s, s)
+        x = x / s[:, None] / s[None, :]  # not / outer(s, s): that under- or overflows for extreme diagonals
     if n <= exact_max_n:
         w = np.linalg.eigvalsh(x / n)
         _check_psd(w, "kernel")
