@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import pickle
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -705,3 +706,14 @@ def test_bad_eps_refused_before_any_embedding(eps: float, monkeypatch: pytest.Mo
 def test_text_items_name_the_fix() -> None:
     with pytest.raises(TypeError, match="tokenizer="):
         diversity_coefficient(["the cat", "a dog", "the end"], tiny_gpt(0), 2, 1, progress=False)
+
+
+def test_distance_near_the_float64_maximum() -> None:
+    """h0 + h1 overflows: no warning, and the distance of a common rescaling."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random(6), rng.random(6)
+    big = np.finfo(np.float64).max / 1.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = task2vec_distance(a * big, b * big)
+    assert got == pytest.approx(task2vec_distance(a, b), rel=1e-12)

@@ -762,7 +762,12 @@ def _hessian_of(name: str, e: Any) -> np.ndarray:
 
 
 def _distance(h0: np.ndarray, h1: np.ndarray, eps: float) -> float:
-    s = h0 + h1 + eps
+    with np.errstate(over="ignore"):
+        s = h0 + h1
+    if not np.isfinite(s).all():  # entries near the float64 maximum: halve both (exact for eps = 0)
+        h0, h1 = h0 * 0.5, h1 * 0.5
+        s = h0 + h1
+    s = s + eps
     safe = np.where(s > 0, s, 1.0)
     a = np.where(s > 0, h0 / safe, 0.0)
     b = np.where(s > 0, h1 / safe, 0.0)
