@@ -503,3 +503,16 @@ def test_vendi_cosine_is_scale_free_at_the_float_limits(scale: float) -> None:
     if scale > 1:
         with pytest.raises(ValueError, match="overflows"):
             vendi_score(f * scale, normalize=False)
+
+
+def test_vendi_of_unnormalised_kernels_at_the_float_limits() -> None:
+    """Eigenvalues of K/n far from a unit sum: VS_q = (Σ λ^q)^(1/(1−q)) without
+    overflow warnings, 0 where it underflows, a ValueError where it overflows."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert vendi_score(kernel=[[1e100]], q=2) == pytest.approx(1e-200, rel=1e-12)
+        assert vendi_score(kernel=[[1e300]], q=2) == 0.0
+        assert vendi_score(kernel=[[1e300]], q=1) == 0.0
+        assert vendi_score(np.array([[1.2e77]]), q=2, normalize=False) == pytest.approx(1.2e77**-4, rel=1e-9)
+        with pytest.raises(ValueError, match="overflows"):
+            vendi_score(kernel=[[1e-300]], q=2)

@@ -342,11 +342,29 @@ def _vendi_from_eigs(w: np.ndarray, q: float) -> float:
     p = w[w > 0]
     if p.size == 0:
         raise ValueError("the similarity matrix is zero: the Vendi score is undefined")
-    if q == math.inf:
-        return float(1.0 / p.max())
-    if q == 1.0:
-        return float(np.exp(-np.sum(p * np.log(p))))
-    return float(np.exp(np.log(np.sum(p**q)) / (1.0 - q)))
+    with np.errstate(over="ignore", under="ignore"):
+        if q == math.inf:
+            h = -math.log(float(p.max()))
+        elif q == 1.0:
+            h = float(-np.sum(p * np.log(p)))  # -inf for eigenvalues near the float64 maximum: VS = 0
+        else:
+            total = float(np.sum(p**q))
+            if not (math.isfinite(total) and total >= np.finfo(np.float64).tiny):
+                m = float(p.max())  # Σ p^q out of range (an unnormalised kernel): factor out max p
+                total_log = q * math.log(m) + math.log(float(np.sum((p / m) ** q)))
+            else:
+                total_log = math.log(total)
+            h = total_log / (1.0 - q)
+        if q == math.inf:
+            v = float(1.0 / p.max())
+        else:
+            v = float(np.exp(h))
+    if not math.isfinite(v):
+        raise ValueError(
+            f"the Vendi score overflows float64 (exp({h:.4g})): the eigenvalues of K/n are far from a unit "
+            "sum; use a kernel with a unit diagonal (normalize=True)"
+        )
+    return v
 
 
 def _check_psd(w: np.ndarray, what: str) -> None:
