@@ -516,3 +516,12 @@ def test_vendi_of_unnormalised_kernels_at_the_float_limits() -> None:
         assert vendi_score(np.array([[1.2e77]]), q=2, normalize=False) == pytest.approx(1.2e77**-4, rel=1e-9)
         with pytest.raises(ValueError, match="overflows"):
             vendi_score(kernel=[[1e-300]], q=2)
+
+
+def test_empty_rows_beside_uint64_rows() -> None:
+    """An empty row (``[]`` or an empty uint64 slice) next to uint64 rows is not
+    'mixing uint64 and signed ids'."""
+    rows = [np.array([5, 2**63 + 1, 5], dtype=np.uint64), np.array([], dtype=np.uint64), []]
+    same = [np.array([0, 1, 0], dtype=np.int64), np.array([], dtype=np.int64), []]
+    assert distinct_n(rows, 1) == distinct_n(same, 1) == pytest.approx(2 / 3)
+    assert self_bleu(rows) == self_bleu(same)
