@@ -717,3 +717,9 @@ def test_distance_near_the_float64_maximum() -> None:
         warnings.simplefilter("error")
         got = task2vec_distance(a * big, b * big)
     assert got == pytest.approx(task2vec_distance(a, b), rel=1e-12)
+
+
+@pytest.mark.parametrize("device", ["bogus", "meta"])
+def test_bad_device_is_a_value_error(device: str) -> None:
+    with pytest.raises(ValueError, match="device"):
+        task2vec_embedding(tiny_gpt(0), tokens(2, 5), device=device, finetune_epochs=0)
