@@ -517,9 +517,7 @@ def vendi_score(
                 peak = np.abs(x[bad]).max(axis=1)
                 zero = np.flatnonzero(bad)[peak == 0]
                 if zero.size:
-                    raise ValueError(
-                        f"features: row {int(zero[0])} is all zeros (its cosine similarity is undefined)"
-                    )
+                    raise ValueError(f"features: row {int(zero[0])} is all zeros (its cosine similarity is undefined)")
                 x = x.copy()
                 x[bad] /= peak[:, None]
                 lengths[bad] = np.sqrt(np.einsum("ij,ij->i", x[bad], x[bad]))
