@@ -38,3 +38,19 @@ def test_readme_example_runs(index: int, tmp_path: Path) -> None:
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
     )
     assert res.returncode == 0, f"README example {index} failed:\n{code}\n--- stderr ---\n{res.stderr[-4000:]}"
+
+
+def test_readme_code_fences_are_closed() -> None:
+    """An opening fence inside a code block means the block before it was never
+    closed: everything up to the next bare fence renders as code."""
+    inside = False
+    for number, line in enumerate(README.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.startswith("```"):
+            continue
+        info = line[3:].strip()
+        if inside:
+            assert not info, f"README.md line {number}: {line!r} opens a block inside an unclosed one"
+            inside = False
+        else:
+            inside = True
+    assert not inside, "README.md ends inside a code block"

@@ -466,3 +466,62 @@ def test_bit_identical_across_thread_counts() -> None:
         )
         outs.append(res.stdout)
     assert outs[0] == outs[1]
+
+
+def test_torch_tensors_are_token_arrays_and_features() -> None:
+    """Token ids and features as torch tensors (as the Task2Vec coefficients
+    take them) give the numpy results; a tensor that requires grad too."""
+    torch = pytest.importorskip("torch")
+    x = dp.MarkovChain.random(16, entropy_rate=1.0, seed=0).sample(6, 40, seed=1).astype(np.int64)
+    t = torch.from_numpy(x)
+    assert distinct_n(t, 2) == distinct_n(x, 2)
+    assert ngram_diversity(t) == ngram_diversity(x)
+    assert self_repetition(t, 2) == self_repetition(x, 2)
+    assert self_bleu(t) == self_bleu(x)
+    assert homogenization_rougel(t) == homogenization_rougel(x)
+    assert compression_ratio(t) == compression_ratio(x)
+    f = np.random.default_rng(0).normal(size=(20, 5))
+    ft = torch.tensor(f, requires_grad=True)
+    assert vendi_score(ft) == vendi_score(f)
+    assert vendi_score(kernel=(ft @ ft.T)) == pytest.approx(vendi_score(kernel=f @ f.T), rel=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-160, 1e160, 1e200])
+def test_vendi_cosine_is_scale_free_at_the_float_limits(scale: float) -> None:
+    """Rows whose sum of squares under- or overflows are not 'all zeros': the
+    cosine similarity does not depend on the rows' lengths."""
+    f = np.random.default_rng(3).normal(size=(7, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert vendi_score(f * scale) == pytest.approx(vendi_score(f), rel=1e-12)
+        mixed = f.copy()
+        mixed[0] *= scale
+        assert vendi_score(mixed) == pytest.approx(vendi_score(f), rel=1e-12)
+        k = f @ f.T
+        got = vendi_score(kernel=k * scale, normalize=True)
+        assert got == pytest.approx(vendi_score(kernel=k, normalize=True), rel=1e-9)
+    if scale > 1:
+        with pytest.raises(ValueError, match="overflows"):
+            vendi_score(f * scale, normalize=False)
+
+
+def test_vendi_of_unnormalised_kernels_at_the_float_limits() -> None:
+    """Eigenvalues of K/n far from a unit sum: VS_q = (Σ λ^q)^(1/(1−q)) without
+    overflow warnings, 0 where it underflows, a ValueError where it overflows."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert vendi_score(kernel=[[1e100]], q=2) == pytest.approx(1e-200, rel=1e-12)
+        assert vendi_score(kernel=[[1e300]], q=2) == 0.0
+        assert vendi_score(kernel=[[1e300]], q=1) == 0.0
+        assert vendi_score(np.array([[1.2e77]]), q=2, normalize=False) == pytest.approx(1.2e77**-4, rel=1e-9)
+        with pytest.raises(ValueError, match="overflows"):
+            vendi_score(kernel=[[1e-300]], q=2)
+
+
+def test_empty_rows_beside_uint64_rows() -> None:
+    """An empty row (``[]`` or an empty uint64 slice) next to uint64 rows is not
+    'mixing uint64 and signed ids'."""
+    rows = [np.array([5, 2**63 + 1, 5], dtype=np.uint64), np.array([], dtype=np.uint64), []]
+    same = [np.array([0, 1, 0], dtype=np.int64), np.array([], dtype=np.int64), []]
+    assert distinct_n(rows, 1) == distinct_n(same, 1) == pytest.approx(2 / 3)
+    assert self_bleu(rows) == self_bleu(same)

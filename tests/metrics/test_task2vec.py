@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import pickle
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -674,3 +675,51 @@ def test_loop_fallback_equals_vmap(monkeypatch: pytest.MonkeyPatch) -> None:
     slow = task2vec_embedding(model, ids, **kw)
     assert (fast.method, slow.method) == ("vmap", "loop")
     np.testing.assert_allclose(slow.hessian, fast.hessian, rtol=1e-4, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------
+# acceptance review regressions
+
+
+@pytest.mark.parametrize("batch", [[], [[]], np.array([]), torch.zeros(0, 5), torch.zeros(3, 0, dtype=torch.long)])
+def test_empty_batch_of_any_dtype_is_a_value_error(batch: object) -> None:
+    """``np.asarray([])`` is float64: an empty batch is 'empty', not 'not integer'."""
+    with pytest.raises(ValueError, match="batch is empty"):
+        task2vec_embedding(tiny_gpt(0), batch, finetune_epochs=0)
+
+
+@pytest.mark.parametrize("eps", [-1.0, float("nan")])
+def test_bad_eps_refused_before_any_embedding(eps: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataprobes.metrics import task2vec as t2v
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("embedded a batch before checking eps")
+
+    monkeypatch.setattr(t2v, "task2vec_embedding", never)
+    rows = tokens(8, 5)
+    with pytest.raises(ValueError, match="eps"):
+        diversity_coefficient(rows, tiny_gpt(0), 2, 4, eps=eps, progress=False)
+    with pytest.raises(ValueError, match="eps"):
+        alignment_coefficient(rows, rows, tiny_gpt(0), 2, 4, eps=eps, progress=False)
+
+
+def test_text_items_name_the_fix() -> None:
+    with pytest.raises(TypeError, match="tokenizer="):
+        diversity_coefficient(["the cat", "a dog", "the end"], tiny_gpt(0), 2, 1, progress=False)
+
+
+def test_distance_near_the_float64_maximum() -> None:
+    """h0 + h1 overflows: no warning, and the distance of a common rescaling."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random(6), rng.random(6)
+    big = np.finfo(np.float64).max / 1.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = task2vec_distance(a * big, b * big)
+    assert got == pytest.approx(task2vec_distance(a, b), rel=1e-12)
+
+
+@pytest.mark.parametrize("device", ["bogus", "meta"])
+def test_bad_device_is_a_value_error(device: str) -> None:
+    with pytest.raises(ValueError, match="device"):
+        task2vec_embedding(tiny_gpt(0), tokens(2, 5), device=device, finetune_epochs=0)

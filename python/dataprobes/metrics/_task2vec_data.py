@@ -39,6 +39,11 @@ def _derived(seed: int, *keys: int) -> int:
 def _seq(name: str, item: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """One sequence (and its attention mask, if the item carries one) as 1-D int64."""
     mask = None
+    if isinstance(item, (str, bytes)):
+        raise TypeError(
+            f"{name} items are text ({type(item).__name__}): pass token ids, or a Hugging Face data set "
+            "with a 'text' column and tokenizer= (and seq_len=)"
+        )
     if isinstance(item, dict):
         if "input_ids" not in item:
             raise ValueError(f"{name} items are dicts without an 'input_ids' entry (keys: {sorted(item)[:6]})")

@@ -132,7 +132,12 @@ def prepare_probe(probe: Any, device: Any = None) -> Probe:
     else:
         if not isinstance(device, (str, torch.device)):
             raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
-        dev = torch.device(device)
+        try:
+            dev = torch.device(device)
+        except RuntimeError as exc:
+            raise ValueError(f"device {device!r} is not a torch device: {exc}") from None
+        if dev.type == "meta":
+            raise ValueError("device 'meta' holds no values: pass a real device (e.g. 'cpu' or 'cuda')")
     model.to(dev)
     model.eval()
     if kind == "tinygpt":

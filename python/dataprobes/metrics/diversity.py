@@ -20,7 +20,7 @@ definitions, the references and the numerics.
   exact up to ``exact_max_n``, stochastic Lanczos quadrature beyond.
 
 **Items.** A sequence of str, or token ids: a 2-D integer array
-``[num_items, length]`` or a sequence of 1-D integer arrays. Texts are cut by
+``[num_items, length]`` (numpy or torch) or a sequence of 1-D integer arrays. Texts are cut by
 ``tokenize``: ``"split"`` (Python's ``str.split()``), ``"space"``
 (``str.split(' ')``, empty pieces included), ``"rouge"`` (``rouge_score``'s
 tokeniser: lower-case, runs of ``[a-z0-9]``), ``"wordpunct"`` (lower-case,
@@ -69,12 +69,20 @@ Tokenize = str | Callable[[str], Any]
 # items
 
 
+def _untorch(value: Any) -> Any:
+    """A torch tensor as a numpy array (detached, on the CPU); anything else
+    as it is. Torch is not imported: a tensor is recognised by its type."""
+    if type(value).__module__.startswith("torch") and callable(getattr(value, "detach", None)):
+        return value.detach().cpu().numpy()
+    return value
+
+
 def _prepare(name: str, items: Any, tokenize: Any) -> tuple[Any, np.ndarray | None, str, int]:
     """``items`` as the core takes them: ``(texts, None, rule, n)`` or
     ``(ids [1, total], offsets, "split", n)``."""
     if not (isinstance(tokenize, str) or callable(tokenize)):
         raise TypeError(f"tokenize must be one of {_SPLITS} or a callable, got {type(tokenize).__name__}")
-    it = _as_items(name, items)
+    it = _as_items(name, _untorch(items))
     n = len(it)
     if n == 0:
         raise ValueError(f"{name} is empty: pass at least one text or token sequence")
@@ -198,7 +206,7 @@ def compression_ratio(
         lvl = 9 if level is None else check_int("level", level, 0, 9)
     else:
         lvl = 3 if level is None else check_int("level", level, 1, 22)
-    it = _as_items("items", items)
+    it = _as_items("items", _untorch(items))
     if len(it) == 0:
         raise ValueError("items is empty: pass at least one text or token sequence")
     if it.texts is not None:
@@ -334,11 +342,29 @@ def _vendi_from_eigs(w: np.ndarray, q: float) -> float:
     p = w[w > 0]
     if p.size == 0:
         raise ValueError("the similarity matrix is zero: the Vendi score is undefined")
-    if q == math.inf:
-        return float(1.0 / p.max())
-    if q == 1.0:
-        return float(np.exp(-np.sum(p * np.log(p))))
-    return float(np.exp(np.log(np.sum(p**q)) / (1.0 - q)))
+    with np.errstate(over="ignore", under="ignore"):
+        if q == math.inf:
+            h = -math.log(float(p.max()))
+        elif q == 1.0:
+            h = float(-np.sum(p * np.log(p)))  # -inf for eigenvalues near the float64 maximum: VS = 0
+        else:
+            total = float(np.sum(p**q))
+            if not (math.isfinite(total) and total >= np.finfo(np.float64).tiny):
+                m = float(p.max())  # Σ p^q out of range (an unnormalised kernel): factor out max p
+                total_log = q * math.log(m) + math.log(float(np.sum((p / m) ** q)))
+            else:
+                total_log = math.log(total)
+            h = total_log / (1.0 - q)
+        if q == math.inf:
+            v = float(1.0 / p.max())
+        else:
+            v = float(np.exp(h))
+    if not math.isfinite(v):
+        raise ValueError(
+            f"the Vendi score overflows float64 (exp({h:.4g})): the eigenvalues of K/n are far from a unit "
+            "sum; use a kernel with a unit diagonal (normalize=True)"
+        )
+    return v
 
 
 def _check_psd(w: np.ndarray, what: str) -> None:
@@ -474,7 +500,7 @@ def vendi_score(
     deflate = check_int("deflate", deflate, 0)
     seed = check_seed("seed", seed)
     name = "features" if features is not None else "kernel"
-    x = as_float_array(name, features if features is not None else kernel, 2)
+    x = as_float_array(name, _untorch(features if features is not None else kernel), 2)
     if x.size == 0:
         raise ValueError(f"{name} is empty (shape {x.shape})")
     if not np.isfinite(x).all():
@@ -483,14 +509,25 @@ def vendi_score(
     n = x.shape[0]
     if features is not None:
         if norm:
-            lengths = np.sqrt(np.einsum("ij,ij->i", x, x))
-            zero = np.flatnonzero(lengths == 0)
-            if zero.size:
-                raise ValueError(f"features: row {int(zero[0])} is all zeros (its cosine similarity is undefined)")
+            with np.errstate(over="ignore", under="ignore"):
+                sq = np.einsum("ij,ij->i", x, x)
+            lengths = np.sqrt(sq)
+            bad = ~(np.isfinite(sq) & (sq >= np.finfo(np.float64).tiny))
+            if bad.any():  # zero, subnormal or infinite sums of squares: rows / their max first
+                peak = np.abs(x[bad]).max(axis=1)
+                zero = np.flatnonzero(bad)[peak == 0]
+                if zero.size:
+                    raise ValueError(f"features: row {int(zero[0])} is all zeros (its cosine similarity is undefined)")
+                x = x.copy()
+                x[bad] /= peak[:, None]
+                lengths[bad] = np.sqrt(np.einsum("ij,ij->i", x[bad], x[bad]))
             x = x / lengths[:, None]
         d = x.shape[1]
         if min(n, d) <= exact_max_n:
-            gram = (x.T @ x) / n if d < n else (x @ x.T) / n
+            with np.errstate(over="ignore", invalid="ignore"):
+                gram = (x.T @ x) / n if d < n else (x @ x.T) / n
+            if not np.isfinite(gram).all():
+                raise ValueError("features: the Gram matrix overflows float64; rescale them or use normalize=True")
             w = np.linalg.eigvalsh(gram)
             return _vendi_from_eigs(w, qv)
         show = (n >= _AUTO_PROGRESS) if progress is None else check_bool("progress", progress)
@@ -507,7 +544,7 @@ def vendi_score(
         if float(diag.min()) <= 0:
             raise ValueError("kernel: normalize=True needs a positive diagonal")
         s = np.sqrt(diag)
-        x = x / np.outer(s, s)
+        x = x / s[:, None] / s[None, :]  # not / outer(s, s): that under- or overflows for extreme diagonals
     if n <= exact_max_n:
         w = np.linalg.eigvalsh(x / n)
         _check_psd(w, "kernel")

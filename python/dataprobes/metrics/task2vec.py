@@ -128,7 +128,7 @@ class DiversityResult:
     (delete one batch; for cross distances the two samples' jackknife
     variances added), NaN when there are only two batches of one data set;
     ``std``: the standard deviation of the distances (what the reference
-    reports as its "confidence interval"); ``distances``: the
+    reports as its "confidence interval"; NaN for a single pair); ``distances``: the
     ``num_batches × num_batches`` matrix (zero diagonal for one data set; rows
     = ``a``'s batches, columns = ``b``'s for cross); ``embeddings``: the batch
     embeddings (``a``'s then ``b``'s for cross).
@@ -161,6 +161,8 @@ class AlignmentResult:
 
 def _int_array(name: str, value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
+        if value.numel() == 0:
+            raise ValueError(f"{name} is empty (shape {tuple(value.shape)})")
         if value.dtype == torch.bool or value.is_floating_point() or value.is_complex():
             raise TypeError(f"{name} must hold integer token ids, got torch dtype {value.dtype}")
         return value.detach().cpu().numpy()
@@ -170,6 +172,8 @@ def _int_array(name: str, value: Any) -> np.ndarray:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{name} must be a rectangular array [B, T]: {exc}") from None
+    if arr.size == 0:  # np.asarray([]) is float64: empty, whatever its dtype
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{name} must hold integer token ids, got dtype {arr.dtype}")
     return arr
@@ -758,7 +762,12 @@ def _hessian_of(name: str, e: Any) -> np.ndarray:
 
 
 def _distance(h0: np.ndarray, h1: np.ndarray, eps: float) -> float:
-    s = h0 + h1 + eps
+    with np.errstate(over="ignore"):
+        s = h0 + h1
+    if not np.isfinite(s).all():  # entries near the float64 maximum: halve both (exact for eps = 0)
+        h0, h1 = h0 * 0.5, h1 * 0.5
+        s = h0 + h1
+    s = s + eps
     safe = np.where(s > 0, s, 1.0)
     a = np.where(s > 0, h0 / safe, 0.0)
     b = np.where(s > 0, h1 / safe, 0.0)
@@ -982,6 +991,7 @@ def diversity_coefficient(
     for 2 batches)."""
     nb, bs, sl, sd, prog = _check_coeff_args(num_batches, batch_size, seq_len, seed, progress, embedding_kwargs)
     check_int("buffer_size", buffer_size, 1)
+    eps = check_nonnegative_float("eps", eps)  # before the embeddings, not after
     ls = _check_label_seeds(label_seeds)
     emb = _embed_all(dataset, probe, nb, bs, sl, sd, 0, tokenizer, buffer_size, prog, embedding_kwargs, "dataset", ls)
     d = pairwise_task2vec_distances(emb, eps=eps)
@@ -1012,10 +1022,11 @@ def cross_diversity(
     :func:`diversity_coefficient`; ``stderr``: the two-sample jackknife."""
     nb, bs, sl, sd, prog = _check_coeff_args(num_batches, batch_size, seq_len, seed, progress, embedding_kwargs)
     check_int("buffer_size", buffer_size, 1)
+    eps = check_nonnegative_float("eps", eps)  # before the embeddings, not after
     ls = _check_label_seeds(label_seeds)
     ea = _embed_all(a, probe, nb, bs, sl, sd, 0, tokenizer, buffer_size, prog, embedding_kwargs, "a", ls)
     eb = _embed_all(b, probe, nb, bs, sl, sd, 1, tokenizer, buffer_size, prog, embedding_kwargs, "b", ls)
-    d = _cross(ea, eb, check_nonnegative_float("eps", eps))
+    d = _cross(ea, eb, eps)
     mean, se, std = _cross_stats(d)
     return DiversityResult(mean, se, d, tuple(ea + eb), std)
 

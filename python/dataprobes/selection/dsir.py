@@ -247,7 +247,8 @@ def _as_items(name: str, items: Any) -> _Items:
     lengths = np.fromiter((len(r) for r in rows), dtype=np.uint64, count=len(rows))
     offsets = np.zeros(len(rows) + 1, dtype=np.uint64)
     np.cumsum(lengths, out=offsets[1:])
-    flat = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    full = [r for r in rows if r.size]  # an empty row has no dtype to promote with (np.asarray([]) is float)
+    flat = np.concatenate(full) if full else np.zeros(0, dtype=np.int64)
     if flat.dtype == np.float64 or not np.issubdtype(flat.dtype, np.integer):
         # uint64 with signed rows promotes to float64: ids beyond int64 are refused.
         raise TypeError(f"{name}: mixing uint64 and signed token ids is not supported; use one integer dtype")
