@@ -562,6 +562,29 @@ def test_constrained_decoding_budget_is_a_counted_truncation(tiny_lm: tuple[Any,
     assert len(res.failures) == 4 and all(f.raw.startswith('{"') for f in res.failures)
 
 
+def test_a_prompt_past_the_model_context_is_a_value_error_and_its_end_a_truncation(tiny_lm: tuple[Any, Any]) -> None:
+    """Regression: a prompt longer than ``n_positions`` raised
+    GeneratorUnavailableError('IndexError: index out of range in self') as if
+    the back end were down; decoding past the context did the same."""
+    from dataprobes.qa import HFGenerator
+
+    class Long(BaseModel):
+        text: str = Field(min_length=30, max_length=40)
+
+    model, tok = tiny_lm
+    limit = model.config.n_positions
+    gen = HFGenerator(model, tok, max_new_tokens=50, format_instructions=False, max_reasks=0)
+    with pytest.raises(ValueError, match="prompt has .* context is 1024"):
+        gen.generate("a " * limit, Long)
+    with pytest.raises(ValueError, match="prompt"):
+        gen.decode("a " * limit, Long)
+    k = max(k for k in range(limit // 4, limit) if len(tok("a " * k)["input_ids"]) <= limit - 3)
+    prompt = "a " * k  # 3 to 5 positions left: the context's end cuts the answer
+    assert limit - 5 <= len(tok(prompt)["input_ids"]) <= limit - 3
+    res = gen.generate(prompt, Long, n=1)
+    assert res.objects == [] and [f.kind for f in res.failures] == [FailureKind.TRUNCATED]
+
+
 def test_constrained_decoding_refuses_an_unenforceable_schema(tiny_lm: tuple[Any, Any]) -> None:
     from dataprobes.qa import HFGenerator
 

@@ -363,6 +363,17 @@ class TextGenerator:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self._model!r})"
 
+    def _check_fits(self, prompt: str) -> None:
+        """``ValueError`` naming ``prompt`` when it leaves no position of the model's context to answer in."""
+        limit = self._context_size()
+        if limit is not None:
+            n_tok = len(self.tokenizer(prompt)["input_ids"])
+            if n_tok >= limit:
+                raise ValueError(
+                    f"prompt has {n_tok} tokens (with any format instructions), the model's context is {limit} "
+                    "positions: shorten the prompt"
+                )
+
     def _complete(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask) -> Completion:
         """One back end call; ``seed`` is the derived seed."""
         raise NotImplementedError
@@ -790,6 +801,7 @@ class HFGenerator(TextGenerator):
         temperature = check_float_in("temperature", temperature, 0.0, 100.0)
         seed = check_seed("seed", seed)
         grammar = self.grammar(schema)
+        self._check_fits(prompt)
         was_training = self.hf_model.training
         self.hf_model.eval()
         try:
@@ -800,7 +812,17 @@ class HFGenerator(TextGenerator):
     def _check_schema(self, schema: type[BaseModel]) -> None:
         self.grammar(schema)
 
+    def _context_size(self) -> int | None:
+        """The model's position limit (``max_position_embeddings`` / ``n_positions``), if it has one."""
+        for attr in ("max_position_embeddings", "n_positions"):
+            size = getattr(self.hf_model.config, attr, None)
+            if isinstance(size, int) and size > 0:
+                return size
+        return None
+
     def _complete(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask) -> Completion:
+        if key.attempt == 0:  # a bad argument, not a back end failure: nothing has been generated yet
+            self._check_fits(prompt)
         was_training = self.hf_model.training
         self.hf_model.eval()  # no dropout: the answer is a function of the seed alone
         try:
@@ -826,13 +848,19 @@ class HFGenerator(TextGenerator):
         model = self.hf_model
         device = next(model.parameters()).device
         ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)
+        limit = self._context_size()
+        budget = self.max_new_tokens if limit is None else min(self.max_new_tokens, limit - int(ids.shape[1]))
+        if budget <= 0:  # a re-ask prompt that outgrew the context: counted, like any back end failure
+            raise BackendFailure(
+                FailureKind.BACKEND_ERROR, f"prompt has {int(ids.shape[1])} tokens, the model's context is {limit}"
+            )
         gen = torch.Generator(device="cpu").manual_seed(seed)
         out: list[int] = []
         past = None
         step_input = ids
         finished = False
         with torch.inference_mode():
-            for _ in range(self.max_new_tokens):
+            for _ in range(budget):  # the context's end cuts an answer like the token budget: ``truncated``
                 if matcher.is_stopped():
                     finished = True
                     break
