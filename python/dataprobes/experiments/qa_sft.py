@@ -149,12 +149,12 @@ class QASFTConfig:
             raise TypeError(f"ns must be a tuple of positive ints and/or 'all', got {type(self.ns).__name__}")
         if not self.ns:
             raise ValueError("ns must not be empty")
-        for n in self.ns:
+        for i, n in enumerate(self.ns):
             if isinstance(n, str):
                 if n != "all":
                     raise ValueError(f"ns: the only string allowed is 'all', got {n!r}")
             else:
-                check_int("ns[i]", n, 1)
+                check_int(f"ns[{i}]", n, 1)
         if len(set(self.ns)) != len(self.ns):
             raise ValueError(f"ns must not repeat a value, got {self.ns!r}")
         object.__setattr__(self, "ns", tuple(self.ns))
@@ -163,8 +163,8 @@ class QASFTConfig:
             raise TypeError(f"seeds must be a tuple of ints, got {type(self.seeds).__name__}")
         if not self.seeds:
             raise ValueError("seeds must not be empty")
-        for s in self.seeds:
-            check_seed("seeds[i]", s)
+        for i, s in enumerate(self.seeds):
+            check_seed(f"seeds[{i}]", s)
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must not repeat, got {self.seeds!r}")
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
