@@ -363,17 +363,6 @@ class TextGenerator:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self._model!r})"
 
-    def _check_fits(self, prompt: str) -> None:
-        """``ValueError`` naming ``prompt`` when it leaves no position of the model's context to answer in."""
-        limit = self._context_size()
-        if limit is not None:
-            n_tok = len(self.tokenizer(prompt)["input_ids"])
-            if n_tok >= limit:
-                raise ValueError(
-                    f"prompt has {n_tok} tokens (with any format instructions), the model's context is {limit} "
-                    "positions: shorten the prompt"
-                )
-
     def _complete(self, prompt: str, schema: type[BaseModel], temperature: float, seed: int, key: Ask) -> Completion:
         """One back end call; ``seed`` is the derived seed."""
         raise NotImplementedError
@@ -689,7 +678,10 @@ class HFGenerator(TextGenerator):
     ``truncated`` failure (bound strings and lists with ``max_length`` and
     integers with ``ge``/``le`` to rule it out; a float's digits are unbounded
     in JSON, so a float field can always exhaust the budget). The object is still validated
-    by pydantic (validators the JSON Schema cannot express). A schema that
+    by pydantic (validators the JSON Schema cannot express). The model's
+    context (``max_position_embeddings`` / ``n_positions``) ends an answer
+    like the budget; a prompt that fills it is a ``ValueError`` naming
+    ``prompt``. A schema that
     ``llguidance`` cannot compile is refused with ``ValueError`` naming
     ``schema``.
 
@@ -811,6 +803,17 @@ class HFGenerator(TextGenerator):
 
     def _check_schema(self, schema: type[BaseModel]) -> None:
         self.grammar(schema)
+
+    def _check_fits(self, prompt: str) -> None:
+        """``ValueError`` naming ``prompt`` when it leaves no position of the model's context to answer in."""
+        limit = self._context_size()
+        if limit is not None:
+            n_tok = len(self.tokenizer(prompt)["input_ids"])
+            if n_tok >= limit:
+                raise ValueError(
+                    f"prompt has {n_tok} tokens (with any format instructions), the model's context is {limit} "
+                    "positions: shorten the prompt"
+                )
 
     def _context_size(self) -> int | None:
         """The model's position limit (``max_position_embeddings`` / ``n_positions``), if it has one."""
