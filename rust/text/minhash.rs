@@ -28,6 +28,7 @@
 //! columns that agree) reaches the threshold; connected components of the
 //! kept pairs (union–find) are the clusters, labelled by their smallest item.
 
+pub use super::ngram::Ids;
 use super::shingle::{self, Scratch, Unit};
 use crate::alloc::{with_capacity, zeros};
 use crate::error::{Error, Result};
@@ -166,32 +167,10 @@ impl Items for Texts<'_> {
     }
 }
 
-/// Rows of token ids: row `i` is `flat[offsets[i]..offsets[i+1]]`.
-pub struct Ids<'a, T> {
-    flat: &'a [T],
-    offsets: &'a [u64],
-}
-
-impl<'a, T: InToken> Ids<'a, T> {
-    /// Checks that `offsets` starts at 0, never decreases and ends at `flat.len()`.
-    pub fn new(flat: &'a [T], offsets: &'a [u64]) -> Result<Self> {
-        let ok = offsets.first() == Some(&0)
-            && offsets.windows(2).all(|w| w[0] <= w[1])
-            && offsets.last() == Some(&(flat.len() as u64));
-        if !ok {
-            return Err(Error::value("offsets must start at 0, not decrease and end at the number of token ids"));
-        }
-        Ok(Ids { flat, offsets })
-    }
-
-    fn row(&self, i: usize) -> &[T] {
-        &self.flat[self.offsets[i] as usize..self.offsets[i + 1] as usize]
-    }
-}
-
+/// Rows of token ids ([`Ids`], shared with the n-gram featuriser).
 impl<T: InToken> Items for Ids<'_, T> {
     fn len(&self) -> usize {
-        self.offsets.len() - 1
+        Ids::len(self)
     }
     fn fast(&self, i: usize, n: usize, s: &mut Scratch, sink: impl FnMut(u64)) {
         shingle::ids_fast(self.row(i), n, s, sink)

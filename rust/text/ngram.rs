@@ -261,6 +261,21 @@ impl<'a, T: InToken> Ids<'a, T> {
         }
         Ok(Ids { flat, offsets })
     }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[T] {
+        &self.flat[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
 }
 
 impl<T: InToken> Examples for Ids<'_, T> {
@@ -268,8 +283,7 @@ impl<T: InToken> Examples for Ids<'_, T> {
         self.offsets.len() - 1
     }
     fn buckets(&self, i: usize, spec: &Spec, s: &mut Scratch, sink: impl FnMut(usize)) -> usize {
-        let row = &self.flat[self.offsets[i] as usize..self.offsets[i + 1] as usize];
-        id_buckets(row, spec, s, sink)
+        id_buckets(self.row(i), spec, s, sink)
     }
 }
 
