@@ -327,7 +327,9 @@ def _text_hits(
             p_ids, s_ids = ids(prompt), ids(prompt + sep + o)
             if not p_ids:
                 raise ValueError(f"templates[{j}] renders an empty prompt for fact {fact_ids[i]}")
-            common = next((k for k, (a, b) in enumerate(zip(p_ids, s_ids)) if a != b), min(len(p_ids), len(s_ids)))
+            common = next(
+                (k for k, (a, b) in enumerate(zip(p_ids, s_ids, strict=False)) if a != b), min(len(p_ids), len(s_ids))
+            )
             expected = o
             if common < len(p_ids):
                 if common == 0:

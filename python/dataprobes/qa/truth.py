@@ -393,7 +393,9 @@ def check_testset(
         # the supports of the answer given (of every valid answer when it is wrong):
         # the fewest documents, then one the contexts state
         pool = [supports[answers.index(named[0])]] if correct else supports if answerable else []
-        ranked = sorted((corpus.min_documents(sup), not set(sup) <= stated, tuple(sup)) for sups in pool for sup in sups)
+        ranked = sorted(
+            (corpus.min_documents(sup), not set(sup) <= stated, tuple(sup)) for sups in pool for sup in sups
+        )
         hops, _, support = ranked[0] if ranked else (0, True, ())
         out.append(
             SampleTruth(
