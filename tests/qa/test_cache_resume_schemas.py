@@ -162,10 +162,10 @@ def test_progress_file_with_bad_records_is_a_value_error(corpus, tmp_path):
     run(corpus, output=out)
     state = tmp_path / "out.jsonl.progress.json"
     prog = json.loads(state.read_text())
-    prog["records"]["0"] = "accepted"
-    state.write_text(json.dumps(prog))
-    with pytest.raises(ValueError, match="is corrupted"):
-        run(corpus, Refusing(), output=out)
+    for damage in ({"records": {"0": "accepted"}}, {"critic": {"0": {"score": "high"}}}, {"records": []}):
+        state.write_text(json.dumps({**prog, **damage}))
+        with pytest.raises(ValueError, match="is corrupted"):
+            run(corpus, Refusing(), output=out)
 
 
 def test_corrupted_output_line_is_a_value_error_naming_the_line(corpus, tmp_path):

@@ -532,9 +532,16 @@ def _load_progress(
                 failures=dict(r["failures"]),
                 attempts=int(r["attempts"]),
             )
+        for c in critic.values():
+            c.update(
+                score=None if c["score"] is None else float(c["score"]),
+                failures=dict(c["failures"]),
+                attempts=int(c["attempts"]),
+                calls=int(c["calls"]),
+            )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(
-            f"progress file {str(state)!r} is corrupted (bad records: {type(exc).__name__}: {exc}); neither file "
+            f"progress file {str(state)!r} is corrupted (bad entries: {type(exc).__name__}: {exc}); neither file "
             f"was changed: restore it, {afresh}"
         ) from None
     samples: dict[int, dict[str, Any]] = {}
