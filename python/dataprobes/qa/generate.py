@@ -390,7 +390,9 @@ class TextGenerator:
         Returns every validated object and every failure; raises
         :class:`GeneratorUnavailableError` only when the first sample gets no
         response at all (the back end is down), ``TypeError`` / ``ValueError``
-        for bad arguments.
+        for bad arguments. Objects are validated by ``schema`` as given: a
+        plain ``str`` field accepts ``""`` (the built-in schemas of
+        :mod:`dataprobes.qa.evolve` refuse blank text; see the module docstring).
         """
         from .parse import check_schema, format_instructions, parse_object, reask_prompt
 
