@@ -115,9 +115,9 @@ def main() -> None:
             rows[r] = {"ts": ts, "truth": check_testset(ts, corpus)}
     print(
         "\n| defect rate p (each of 8) | yield | tries | rejections | generator failures | recovered | accuracy "
-        "| answerable | hops 1/2/3 | dup. | time s (median, min-max) |"
+        "| answerable | several answers | hops 1/2/3 | dup. | time s (median, min-max) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     out = []
     for r in rates:
         ts, tr = rows[r]["ts"], rows[r]["truth"]
@@ -128,9 +128,10 @@ def main() -> None:
         saved = ", ".join(f"{k} {v}" for k, v in sorted(ts.recovered.items())) or "none"
         acc = "n/a" if tr.accuracy is None else f"{tr.accuracy:.3f}"
         ans = "n/a" if tr.answerable is None else f"{tr.answerable:.3f}"
+        several = sum(t.num_answers > 1 for t in tr.samples)
         print(
             f"| {r:g} | {ts.num_samples}/{ts.test_size} ({ts.yield_fraction:.0%}) | {ts.tries} | {rej} | {fails} | {saved} "
-            f"| {acc} | {ans} | {hops.get(1, 0)}/{hops.get(2, 0)}/{hops.get(3, 0)} | {tr.duplicates} "
+            f"| {acc} | {ans} | {several} | {hops.get(1, 0)}/{hops.get(2, 0)}/{hops.get(3, 0)} | {tr.duplicates} "
             f"| {med:.2f} ({min(times[r]):.2f}-{max(times[r]):.2f}) |"
         )
         out.append(
@@ -139,6 +140,7 @@ def main() -> None:
                 "report": ts.report(),
                 "accuracy": tr.accuracy,
                 "answerable": tr.answerable,
+                "several_answers": several,
                 "hops": hops,
                 "duplicates": tr.duplicates,
                 "times": times[r],
@@ -146,10 +148,14 @@ def main() -> None:
             }
         )
     print(f"\n# by evolution at p = {rates[0]:g} (dedup: {rows[rates[0]]['truth'].dedup_method})")
-    print("| evolution | samples | accuracy | answerable | hops |")
-    print("|---|---|---|---|---|")
-    for name, v in rows[rates[0]]["truth"].by_evolution().items():
-        print(f"| {name} | {v['samples']} | {v['accuracy']:.3f} | {v['answerable']:.3f} | {v['hop_counts']} |")
+    print("| evolution | samples | accuracy | answerable | several answers | hops |")
+    print("|---|---|---|---|---|---|")
+    truth0 = rows[rates[0]]["truth"]
+    for name, v in truth0.by_evolution().items():
+        several = sum(t.num_answers > 1 for t in truth0.samples if t.evolution == name)
+        print(
+            f"| {name} | {v['samples']} | {v['accuracy']:.3f} | {v['answerable']:.3f} | {several} | {v['hop_counts']} |"
+        )
     mix = Counter(s["evolution"] for s in rows[rates[0]]["ts"].samples)
     print(f"# accepted mix at p = {rates[0]:g}: {dict(sorted(mix.items()))}")
     if a.json:

@@ -59,11 +59,11 @@ def test_chunk_scores_mean_and_range():
 
 
 def test_verdicts_accept_string_digits_and_refuse_other_values():
-    assert QuestionVerdict.model_validate({"feedback": "", "verdict": "1"}).verdict == 1
+    assert QuestionVerdict.model_validate({"feedback": "ok", "verdict": "1"}).verdict == 1
     assert GeneratedAnswer.model_validate({"answer": "x", "verdict": 0}).verdict == 0
     for bad in (2, -1, "yes"):
         with pytest.raises(ValidationError):
-            QuestionVerdict.model_validate({"feedback": "", "verdict": bad})
+            QuestionVerdict.model_validate({"feedback": "ok", "verdict": bad})
 
 
 def test_check_distribution_normalises_and_drops_zero_weights():

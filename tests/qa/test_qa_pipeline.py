@@ -78,7 +78,7 @@ def test_end_to_end_answers_match_the_fact_table(corpus):
             expected = {o for (x, y, o) in facts if x == m[1] and y == r[1]}
         else:
             expected = brute_answers(facts, s["question"])
-        assert t.answerable == (len(expected) == 1)
+        assert t.answerable == (len(expected) >= 1) and t.num_answers == len(expected)
         if t.answerable:
             assert set(t.expected) == expected
             assert t.correct == (s["answer"] in expected)
@@ -311,7 +311,7 @@ def test_truth_on_hand_built_questions():
     samples = [
         {"question": "What is the river of Alpha?", "answer": "Yolo"},
         {"question": "What is the river of Alpha?", "answer": "Zulu"},
-        {"question": "What is the river of the one whose capital is Xeno?", "answer": "Yolo"},  # two subjects
+        {"question": "What is the river of the one whose capital is Xeno?", "answer": "Yolo"},  # two answers
         {"question": "What is the capital of the one whose river is Yolo?", "answer": "It is Xeno."},
         {"question": "Which one has river Zulu?", "answer": "Gamma"},
         {"question": "What is its capital?", "answer": "Xeno", "history": ["Tell me about Beta."]},
@@ -320,9 +320,11 @@ def test_truth_on_hand_built_questions():
         {"question": "What is the river of Alpha?", "answer": "The river of Alpha is Yolo."},
     ]
     t = check_testset(samples, c).samples
-    assert [x.answerable for x in t] == [True, True, False, True, True, True, False, True, True]
-    assert [x.correct for x in t] == [True, False, False, True, True, True, False, False, True]
-    assert [x.hops for x in t] == [1, 1, 0, 2, 1, 1, 0, 1, 1]  # one fact per document
+    assert [x.answerable for x in t] == [True, True, True, True, True, True, False, True, True]
+    assert [x.correct for x in t] == [True, False, True, True, True, True, False, False, True]
+    assert [x.hops for x in t] == [1, 1, 2, 2, 1, 1, 0, 1, 1]  # one fact per document
+    assert [x.num_answers for x in t] == [1, 1, 2, 1, 1, 1, 0, 1, 1]
+    assert t[2].expected == ("Wumo", "Yolo") and t[2].supporting_facts == (0, 1)  # Alpha's two facts
     assert t[3].expected == ("Xeno",) and t[4].expected == ("Gamma",)
     assert [x.duplicate_of for x in t][:2] == [-1, 0]
     two_per_doc = FactCorpus(facts[:2], ["{subject} {relation} {object}"], facts_per_document=2)

@@ -128,8 +128,16 @@ def memory_level(
     ``{subject}`` slot, optionally ``{relation}`` and ``{object}`` (the prompt
     is the text before ``{object}``; without it the object follows after a
     space). Prompts are left-padded in batches; the model decodes greedily as
-    many tokens as ``tokenizer(prompt + object)`` adds to the prompt, and a
-    hit is :func:`normalize_answer` equality with the object.
+    many tokens as the statement ``prompt + object`` has after the prompt's
+    tokens (in context: a BPE's ``" Paris"`` is not ``"Paris"``; a special
+    token the tokenizer appends, such as an EOS, is left out), and a hit is
+    :func:`normalize_answer` equality with the object. Where the object
+    merges with the prompt's last characters (no space before ``{object}``),
+    the prompt is cut back to the statement's common token prefix and the
+    decoded rest of the statement is compared. A prompt and object longer
+    than the model's context (``config.n_positions`` /
+    ``max_position_embeddings``) is a ``ValueError`` naming the template and
+    the fact.
 
     Returns ``[n_facts]`` float64 levels (``k / n_templates``), and with
     ``return_hits`` also the ``[n_facts, n_templates]`` bool hits.
@@ -273,13 +281,15 @@ def _text_hits(
     from tqdm.auto import tqdm
 
     triples = _text_triples(world_or_facts)
+    fact_ids = list(range(len(triples)))  # each row's index in world_or_facts (for messages)
     if facts is not None:
         fids = as_indices(facts, "facts").astype(np.int64)
         if fids.size == 0:
             raise ValueError("facts must not be empty")
         if fids.max() >= len(triples):
             raise ValueError(f"facts must be fact ids < {len(triples)}, got {int(fids.max())}")
-        triples = [triples[i] for i in fids.tolist()]
+        fact_ids = fids.tolist()
+        triples = [triples[i] for i in fact_ids]
     if templates is None:
         if not isinstance(world_or_facts, FactWorld):
             raise ValueError("templates are required for text triples (strings with {subject}/{relation} slots)")
@@ -296,19 +306,48 @@ def _text_hits(
         pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
     param = next(model.parameters(), None) if hasattr(model, "parameters") else None
     device = param.device if param is not None else torch.device("cpu")
+    limit, limit_name = _context_size(model)
 
     def ids(text: str) -> list[int]:
-        return list(tokenizer(text)["input_ids"])
+        """The tokens of ``text`` with the special tokens the tokenizer puts
+        *before* it (a BOS), never those it appends (an EOS would end the prompt)."""
+        bare = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        full = list(tokenizer(text)["input_ids"])
+        lead = next((k for k in range(len(full) - len(bare) + 1) if full[k : k + len(bare)] == bare), 0)
+        return full[:lead] + bare
 
-    jobs = []  # (fact row, template column, prompt ids, object token count, object)
+    # (fact row, template column, prompt ids, object token count, expected text). The object's
+    # tokens are those of the whole statement after the prompt's: a BPE merges the space before
+    # the object into its first token (" Paris" is not "Paris"); where the object even merges
+    # with the prompt's last characters, the prompt is cut back to the common token prefix.
+    jobs = []
     for i, (s, r, o) in enumerate(triples):
         for j, (fmt, sep) in enumerate(parts):
             prompt = fmt.format(subject=s, relation=r)
-            p_ids = ids(prompt)
+            p_ids, s_ids = ids(prompt), ids(prompt + sep + o)
             if not p_ids:
-                raise ValueError(f"templates[{j}] renders an empty prompt for fact {i}")
-            n_obj = max(1, len(ids(prompt + sep + o)) - len(p_ids))
-            jobs.append((i, j, p_ids, n_obj, o))
+                raise ValueError(f"templates[{j}] renders an empty prompt for fact {fact_ids[i]}")
+            common = next(
+                (k for k, (a, b) in enumerate(zip(p_ids, s_ids, strict=False)) if a != b), min(len(p_ids), len(s_ids))
+            )
+            expected = o
+            if common < len(p_ids):
+                if common == 0:
+                    raise ValueError(
+                        f"templates[{j}] with fact {fact_ids[i]}: the prompt {prompt!r} shares no token with the "
+                        f"statement {prompt + sep + o!r} (the object merges into it): put a space before {{object}}"
+                    )
+                expected = str(tokenizer.decode(s_ids[common:], skip_special_tokens=True))
+                p_ids = s_ids[:common]
+            n_obj = max(1, len(s_ids) - len(p_ids))
+            if limit is not None and len(p_ids) + n_obj - 1 > limit:
+                raise ValueError(
+                    f"templates[{j}] with fact {fact_ids[i]} ({s!r}, {r!r}, {o!r}) of world_or_facts: the prompt "
+                    f"({len(p_ids)} tokens) and the object ({n_obj} tokens) need {len(p_ids) + n_obj - 1} "
+                    f"positions, more than the model's context (config.{limit_name} = {limit}): shorten "
+                    f"templates[{j}] or the fact's text, or use a model with a longer context"
+                )
+            jobs.append((i, j, p_ids, n_obj, expected))
     hits = np.zeros((len(triples), len(parts)), dtype=bool)
     mode = _model_eval(model)
     try:
@@ -329,6 +368,8 @@ def _text_hits(
                 new = []
                 for _ in range(steps):
                     pos = (mask.cumsum(1) - 1).clamp(min=0)
+                    if limit is not None:  # a row past its own object (a longer one sets the steps): unused
+                        pos = pos.clamp(max=limit - 1)
                     out = model(input_ids=x, attention_mask=mask, position_ids=pos)
                     logits = out.logits if hasattr(out, "logits") else out
                     nxt = logits[:, -1].argmax(-1)
@@ -344,6 +385,17 @@ def _text_hits(
         if mode:
             model.train()
     return hits
+
+
+def _context_size(model: Any) -> tuple[int | None, str]:
+    """The model's position limit and the config attribute giving it
+    (``n_positions`` / ``max_position_embeddings``), if it has one."""
+    config = getattr(model, "config", None)
+    for attr in ("n_positions", "max_position_embeddings"):
+        size = getattr(config, attr, None)
+        if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            return size, attr
+    return None, ""
 
 
 def memory_buckets(levels: Any, edges: Any = None) -> np.ndarray:

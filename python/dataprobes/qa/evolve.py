@@ -37,9 +37,9 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 __all__ = [
     "ANSWER_TEMPLATE",
@@ -62,7 +62,12 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------
-# output schemas (what each prompt must return)
+# output schemas (what each prompt must return). Text fields are stripped and
+# must not be blank: an empty or whitespace-only string is a validation
+# failure (counted, re-asked), never a sample.
+
+#: A required text field: surrounding whitespace stripped, at least one character left.
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 class ChunkScores(BaseModel):
@@ -82,21 +87,21 @@ class ChunkScores(BaseModel):
 class GeneratedQuestion(BaseModel):
     """A question (seed or evolved)."""
 
-    question: str = Field(min_length=1)
+    question: Text
 
 
 class Conversation(BaseModel):
     """A conversational question: an opening question and a follow-up that
     refers back to it (the follow-up is the sample's question)."""
 
-    previous_question: str = Field(min_length=1)
-    question: str = Field(min_length=1)
+    previous_question: Text
+    question: Text
 
 
 class QuestionVerdict(BaseModel):
     """Question filter: verdict 1 = clear, self-contained and answerable."""
 
-    feedback: str
+    feedback: Text
     verdict: int = Field(ge=0, le=1)
 
 
@@ -104,15 +109,23 @@ class EvolutionVerdict(BaseModel):
     """Evolution filter: verdict 1 = the two questions are equivalent (the
     evolution added nothing, so the evolved question is rejected)."""
 
-    reason: str
+    reason: Text
     verdict: int = Field(ge=0, le=1)
 
 
 class GeneratedAnswer(BaseModel):
-    """An answer from the context; verdict 0 = not answerable from it."""
+    """An answer from the context; verdict 0 = not answerable from it. The
+    answer is stripped; blank is allowed only with verdict 0 (the prompt asks
+    for an empty answer then)."""
 
-    answer: str
+    answer: Annotated[str, StringConstraints(strip_whitespace=True)]
     verdict: int = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _answer_given(self) -> GeneratedAnswer:
+        if self.verdict == 1 and not self.answer:
+            raise ValueError("answer must not be blank when verdict is 1")
+        return self
 
 
 # ---------------------------------------------------------------------------

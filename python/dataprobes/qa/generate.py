@@ -9,7 +9,13 @@ raw text, the error and the attempt. A model's bad output never raises and is
 never turned into an empty value (the failure mode of ragas #945, #977, #989,
 #1681); only programmer errors raise (``TypeError`` / ``ValueError`` naming
 the argument), and a back end that cannot be reached at all raises
-:class:`GeneratorUnavailableError` carrying the partial result.
+:class:`GeneratorUnavailableError` carrying the partial result. "Valid" means
+valid for the schema as given: the pipeline's own schemas
+(:mod:`dataprobes.qa.evolve`) reject blank text, so an empty question or
+answer is a counted ``schema_violation`` (and is re-asked); a user's schema
+with a plain ``str`` field accepts ``""`` (declare
+``Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]`` to
+refuse it).
 
 Back ends:
 
@@ -384,7 +390,9 @@ class TextGenerator:
         Returns every validated object and every failure; raises
         :class:`GeneratorUnavailableError` only when the first sample gets no
         response at all (the back end is down), ``TypeError`` / ``ValueError``
-        for bad arguments.
+        for bad arguments. Objects are validated by ``schema`` as given: a
+        plain ``str`` field accepts ``""`` (the built-in schemas of
+        :mod:`dataprobes.qa.evolve` refuse blank text; see the module docstring).
         """
         from .parse import check_schema, format_instructions, parse_object, reask_prompt
 

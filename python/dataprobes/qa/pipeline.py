@@ -106,9 +106,14 @@ def _kind(failure: Any) -> str:
 
 class GenerationCache:
     """Generator results on disk, one JSON file per call keyed by the
-    SHA-256 of ``(prompt, model, seed, schema, temperature)``; written
-    atomically, so a crash never leaves a torn entry. Failed calls are
-    cached too (with their failure kinds): a re-run replays them exactly."""
+    SHA-256 of ``(prompt, model, seed, schema, temperature)`` (the schema by
+    its full JSON Schema, so two models with one class name never share an
+    entry); written atomically, so a crash never leaves a torn entry. Failed
+    calls are cached too (with their failure kinds): a re-run replays them
+    exactly. An entry that does not read back (not JSON, not an object: a
+    hand-edited or foreign file) is a miss, counted in ``corrupted`` (with
+    ``corrupted_paths``) and overwritten atomically when the call is made
+    again."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         if not isinstance(directory, (str, os.PathLike)):
@@ -117,23 +122,46 @@ class GenerationCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.hits = 0
         self.misses = 0
+        self.corrupted = 0
+        self.corrupted_paths: list[Path] = []
 
     @staticmethod
     def key(prompt: str, model: str, seed: int, schema: type[BaseModel], temperature: float) -> str:
-        blob = json.dumps([prompt, model, seed, schema.__name__, temperature], ensure_ascii=False)
+        """SHA-256 (hex) of the canonical JSON (sorted keys, no whitespace)
+        of ``[prompt, model, seed, schema.model_json_schema(), temperature]``:
+        the same in every process and on every platform."""
+        blob = json.dumps(
+            [prompt, model, seed, schema.model_json_schema(), temperature],
+            ensure_ascii=False,
+            sort_keys=True,
+            separators=(",", ":"),
+        )
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def get(self, key: str) -> dict[str, Any] | None:
         path = self.directory / f"{key}.json"
         try:
             value = json.loads(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, UnicodeDecodeError, json.JSONDecodeError):
-            value = None  # absent, or not a file this cache wrote: a miss
+        except FileNotFoundError:
+            self.misses += 1
+            return None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            value = None  # not a file this cache wrote (or edited by hand): a miss, rewritten on put
         if not isinstance(value, dict):
             self.misses += 1
+            self.corrupted += 1
+            self.corrupted_paths.append(path)
             return None
         self.hits += 1
         return value
+
+    def invalid(self, key: str) -> None:
+        """Record that the entry ``get`` just returned for ``key`` did not
+        validate against its schema (hand-edited): a corrupted miss."""
+        self.hits -= 1
+        self.misses += 1
+        self.corrupted += 1
+        self.corrupted_paths.append(self.directory / f"{key}.json")
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         write_json_atomic(self.directory / f"{key}.json", value, ensure_ascii=False)
@@ -314,7 +342,8 @@ class _Runner:
                 cached = schema.model_validate(objs[0]) if objs else None
                 return cached, dict(hit.get("failures") or {}), int(hit.get("attempts") or 1)
             except (ValidationError, TypeError, ValueError):
-                pass  # an entry of another schema version: generate again
+                assert self.cache is not None
+                self.cache.invalid(key)  # edited by hand: generate again, overwrite the entry
         res = self.generator.generate(prompt, schema, n=1, temperature=self.temperature, seed=seed)
         objects = list(getattr(res, "objects", []) or [])
         kinds = Counter(_kind(f) for f in (getattr(res, "failures", []) or []))
@@ -478,20 +507,76 @@ def _load_progress(
         if output.exists() and output.stat().st_size > 0:
             raise ValueError(f"output {str(output)!r} exists but has no progress file: refusing to overwrite it")
         return {}, {}, {}
-    prog = json.loads(state.read_text(encoding="utf-8"))
+    afresh = f"or pass another output path (or move {str(output)!r} and {str(state)!r} aside) to start afresh"
+    try:
+        prog = json.loads(state.read_text(encoding="utf-8"))
+        if not isinstance(prog, dict):
+            raise ValueError(f"a JSON {type(prog).__name__}, not an object")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(
+            f"progress file {str(state)!r} is corrupted ({exc}); it records which samples of {str(output)!r} are "
+            f"done, and neither file was changed: restore it, {afresh}"
+        ) from None
     if prog.get("format") != _FORMAT or prog.get("config") != config:
         raise ValueError(
             f"output {str(output)!r} holds a run with another configuration (corpus, generator model, seed, "
             "test_size, distribution, max_tries, thresholds or temperature): pass another output path"
         )
-    records = {int(k): v for k, v in prog["records"].items()}
+    try:
+        records = {int(k): dict(v) for k, v in prog["records"].items()}
+        critic = {int(k): dict(v) for k, v in prog.get("critic", {}).items()}
+        for r in records.values():
+            r.update(
+                accepted=bool(r["accepted"]),
+                rejections=list(r["rejections"]),
+                failures=dict(r["failures"]),
+                attempts=int(r["attempts"]),
+            )
+        for c in critic.values():
+            c.update(
+                score=None if c["score"] is None else float(c["score"]),
+                failures=dict(c["failures"]),
+                attempts=int(c["attempts"]),
+                calls=int(c["calls"]),
+            )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(
+            f"progress file {str(state)!r} is corrupted (bad entries: {type(exc).__name__}: {exc}); neither file "
+            f"was changed: restore it, {afresh}"
+        ) from None
     samples: dict[int, dict[str, Any]] = {}
+    torn = ""
     if output.exists():
-        for line in output.read_text(encoding="utf-8").splitlines():
-            if line.strip():
+        try:
+            text = output.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"output {str(output)!r} is not UTF-8 text ({exc}): restore it, {afresh}") from None
+        lines = text.split("\n")
+        for no, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
                 s = json.loads(line)
-                samples[int(s["index"])] = s
-    critic = {int(k): v for k, v in prog.get("critic", {}).items()}
+                index = int(s["index"])
+            except (ValueError, KeyError, TypeError) as exc:
+                if no == len(lines):  # the last line, without its newline: torn (by an edit; writes are atomic)
+                    torn = f"; its last line ({no}) is incomplete ({type(exc).__name__})"
+                    continue
+                raise ValueError(
+                    f"output {str(output)!r}: line {no} is not a sample ({type(exc).__name__}: {exc}); neither file "
+                    f"was changed: restore the line, {afresh}"
+                ) from None
+            samples[index] = s
+    missing = sorted(i for i, r in records.items() if r["accepted"] and i not in samples)
+    if missing or torn:
+        warnings.warn(
+            f"output {str(output)!r}: samples {missing} recorded as accepted are missing from it{torn}; "
+            "they are generated again (same seeds) and the file is rewritten",
+            UserWarning,
+            stacklevel=3,
+        )
+    for i in missing:
+        del records[i]
     return records, samples, critic
 
 
@@ -530,11 +615,18 @@ def generate_testset(
         model: the model name in cache keys and provenance (default the
             generator's ``model``/``name`` attribute, else its type).
         cache_dir: a directory caching every generator call by (prompt,
-            model, seed); re-runs and resumed runs replay it.
+            model, seed, schema, temperature); re-runs and resumed runs
+            replay it. An entry that does not read back is a miss: made
+            again and rewritten, with a ``UserWarning`` giving the count.
         output: a JSON Lines file of the accepted samples (rewritten
             atomically after each sample, with ``<output>.progress.json``):
             re-running with the same arguments keeps the completed samples
             and continues; the final file equals an uninterrupted run's.
+            A corrupted progress file, or a line of the output that is not a
+            sample, is a ``ValueError`` naming the file (nothing is written:
+            restore it, or pass another output to start afresh); a torn
+            last line (no newline) or a sample missing from the output is
+            generated again, with a ``UserWarning``.
         related: ``related(i)`` -> candidate chunk indices for the second
             context of a multi-context sample (default
             :func:`word_overlap_related`).
@@ -619,8 +711,10 @@ def generate_testset(
                 "critic": {str(k): v for k, v in sorted(runner.critic_memo.items())},
             }
             write_json_atomic(out_path.with_name(out_path.name + ".progress.json"), state, ensure_ascii=False)
-    if out_path is not None and not out_path.exists():
-        write_atomic(out_path, b"")
+    if out_path is not None:
+        final = _jsonl([samples[k] for k in sorted(samples)])
+        if not out_path.exists() or out_path.read_bytes() != final:  # new, or repaired on resume
+            write_atomic(out_path, final)
     rej: Counter[str] = Counter()
     fails: Counter[str] = Counter()
     tries = 0
@@ -641,6 +735,13 @@ def generate_testset(
         config=config,
         recovered=recovered,
     )
+    if cache is not None and cache.corrupted:
+        warnings.warn(
+            f"generate_testset: {cache.corrupted} cache entries in {str(cache.directory)!r} did not read back "
+            "(not JSON, or not an object of their schema) and were generated again and rewritten",
+            UserWarning,
+            stacklevel=2,
+        )
     if not result.samples:
         warnings.warn(
             f"generate_testset: no sample was accepted out of {n} ({tries} tries); "

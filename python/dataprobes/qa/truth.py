@@ -12,12 +12,15 @@ generator that answers the pipeline's prompts from the facts it reads.
   names are anchors, each object it names is a constraint ``(relation,
   object)`` with the nearest relation named before it, and the remaining
   relation is the one asked for. The query's answer set is computed from the
-  whole table: the question is *answerable* when the set has one element,
-  the answer *correct* when it names that element and no other entity of
-  its kind; the *hop count* is the
+  whole table: the question is *answerable* when the set is non-empty (a
+  question that names no subject and no constraint only when it has one
+  element), the answer *correct* when it names one element of the set and
+  no other entity of its kind (a question whose constraint several subjects
+  meet has several valid answers, each correct); the *hop count* is the
   minimal number of documents that together state every supporting fact
-  (an exact set cover; of several bridge entities leading to the same
-  answer, the cheapest). Near-duplicate questions are flagged with
+  of the answer given (of any valid answer when it is wrong): an exact set
+  cover; of several bridge entities leading to the same answer, the
+  cheapest. Near-duplicate questions are flagged with
   :func:`dataprobes.metrics.near_duplicates` (MinHash) when it is installed,
   else by exact word-shingle Jaccard.
 - :class:`ScriptedFactGenerator` is a deterministic callable
@@ -273,16 +276,19 @@ class FactCorpus:
 @dataclass(frozen=True)
 class SampleTruth:
     """One sample judged against the fact table. ``expected``: the answer
-    set's names (one when ``answerable``); ``hops``: minimal supporting
-    documents (0 when unanswerable); ``grounded``: the sample's contexts
-    state one of its supports; ``duplicate_of``: the first earlier
-    sample with a near-duplicate question, else -1."""
+    set's names (every valid answer, sorted); ``num_answers``: how many
+    (``len(expected)``); ``supporting_facts``: the facts behind the answer
+    given (when correct, else behind the cheapest valid answer); ``hops``:
+    minimal supporting documents (0 when unanswerable); ``grounded``: the
+    sample's contexts state one of those supports; ``duplicate_of``: the
+    first earlier sample with a near-duplicate question, else -1."""
 
     index: int
     evolution: str
     answerable: bool
     correct: bool
     expected: tuple[str, ...]
+    num_answers: int
     supporting_facts: tuple[int, ...]
     hops: int
     grounded: bool
@@ -377,16 +383,18 @@ def check_testset(
         history = list(s.get("history") or [])
         query = corpus.parse_question(s["question"], history)
         answers, supports = corpus.resolve(query)
-        answerable = len(answers) == 1
+        # a question naming no subject and no constraint pins nothing down: answerable only when unique
+        answerable = len(answers) >= 1 if (query.anchors or query.constraints) else len(answers) == 1
         said = set(corpus.mentions(s["answer"]))
-        # names the answer, and no other entity of its kind ("X or Y" is not an answer)
-        correct = answerable and answers[0] in said and not any(m[0] == answers[0][0] for m in said - {answers[0]})
+        # names one valid answer, and no other entity of its kind ("X or Y" is not an answer)
+        named = [m for m in said if answers and m[0] == answers[0][0]]
+        correct = answerable and len(named) == 1 and named[0] in answers
         stated = set(corpus.facts_in("\n".join(s.get("contexts") or [])))
-        # of alternative supports: the fewest documents, then one the contexts state
+        # the supports of the answer given (of every valid answer when it is wrong):
+        # the fewest documents, then one the contexts state
+        pool = [supports[answers.index(named[0])]] if correct else supports if answerable else []
         ranked = sorted(
-            ((corpus.min_documents(sup), not set(sup) <= stated, tuple(sup)) for sup in supports[0])
-            if answerable
-            else []
+            (corpus.min_documents(sup), not set(sup) <= stated, tuple(sup)) for sups in pool for sup in sups
         )
         hops, _, support = ranked[0] if ranked else (0, True, ())
         out.append(
@@ -395,7 +403,8 @@ def check_testset(
                 evolution=str(s.get("evolution", "")),
                 answerable=answerable,
                 correct=bool(correct),
-                expected=tuple(corpus.name(kd, j) for kd, j in answers),
+                expected=tuple(sorted(corpus.name(kd, j) for kd, j in answers)),
+                num_answers=len(answers),
                 supporting_facts=support,
                 hops=hops,
                 grounded=any(not outside for _, outside, _ in ranked),
