@@ -82,8 +82,9 @@ def coverage_report(cfg, res, out: Path) -> str:
     nt = cfg.num_templates
     lines = [
         "\n| seed | Spearman(exposure, level) | mean k_f/T | level, top-quartile exposure | "
-        "hit rate there: covered templates | hit rate there: unseen templates |",
-        "|---|---:|---:|---:|---:|---:|",
+        "hit rate there: covered templates | hit rate there: unseen templates | "
+        "mid-level facts (0 < level < 1) | their hit rate: covered | unseen |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for si, s in enumerate(cfg.seeds):
         world = cfg.world(s)
@@ -107,9 +108,12 @@ def coverage_report(cfg, res, out: Path) -> str:
         cov_hits = hits[top][mask[top]].mean()
         unseen = ~mask[top]
         off = f"{hits[top][unseen].mean():.3f}" if unseen.any() else "–"
+        mid = stated & (levels > 0) & (levels < 1)
+        mid_cov = f"{hits[mid][mask[mid]].mean():.3f}" if mid.any() else "–"
+        mid_off = f"{hits[mid][~mask[mid]].mean():.3f}" if (~mask[mid]).any() else "–"
         lines.append(
             f"| {s} | {rho:.3f} | {kt[stated].mean():.3f} | {levels[top].mean():.3f} (k/T {kt[top].mean():.3f}) "
-            f"| {cov_hits:.3f} | {off} |"
+            f"| {cov_hits:.3f} | {off} | {int(mid.sum())} | {mid_cov} | {mid_off} |"
         )
     return "\n".join(lines)
 
