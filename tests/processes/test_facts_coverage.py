@@ -213,6 +213,8 @@ def test_expected_counts_realised() -> None:
     assert stats.chisquare(counts, expected * counts.sum() / expected.sum()).pvalue > 1e-3
     nll = -world.log_prob(world.sample(30, 3000, seed=8)).mean() / 3000
     assert abs(nll - world.entropy_rate()) < 0.03
+    rep = world.typicality(world.sample(200, 100, seed=3), eps=0.1)
+    assert abs(rep.z.mean()) < 0.25 and 0.7 < rep.z.std() < 1.3
 
 
 @given(st.integers(0, 2**64 - 1), st.integers(0, 50), st.integers(1, 9), st.integers(1, 4))
