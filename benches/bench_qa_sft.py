@@ -19,6 +19,13 @@ returns the identical result (asserted) before anything is reported.
 
     python benches/bench_qa_sft.py            # 2 seeds, ~8-10 min on the loaded 2-core VM
     python benches/bench_qa_sft.py --quick    # smoke test (~1 min)
+    python benches/bench_qa_sft.py --template-coverage 6   # each fact under 6 of the 12 templates
+
+With ``--template-coverage K`` (planted partial knowledge) it also reports
+Spearman(exposure, level), the mean level of the well-exposed facts against
+``K / T`` and the pretrained model's completion accuracy on the templates a
+fact was stated under versus those it never was (cross-template
+generalisation).
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ def config(args: argparse.Namespace):
         exposure=args.exposure,
         exposure_range=args.exposure_range,
         unseen_fraction=args.unseen,
+        template_coverage=args.template_coverage,
         statement_prob=args.statement_prob,
         d_model=args.d_model,
         pretrain_steps=args.steps,
@@ -59,6 +67,55 @@ def config(args: argparse.Namespace):
         ns=tuple(int(n) if n != "all" else "all" for n in args.ns.split(",")),
         seeds=tuple(int(s) for s in args.seeds.split(",")),
     )
+
+
+def coverage_report(cfg, res, out: Path) -> str:
+    """Spearman(exposure, level), the level of the well-exposed facts (top
+    exposure quartile of the stated facts) against ``k_f / T``, and the
+    pretrained model's hit rate on covered vs never-seen templates of those
+    facts (the saved pretrained checkpoints, re-scored with ``return_hits``)."""
+    import torch
+
+    from dataprobes.knowledge import level_exposure_table, memory_level
+    from dataprobes.lm import TinyGPT
+
+    nt = cfg.num_templates
+    lines = [
+        "\n| seed | Spearman(exposure, level) | mean k_f/T | level, top-quartile exposure | "
+        "hit rate there: covered templates | hit rate there: unseen templates | "
+        "mid-level facts (0 < level < 1) | their hit rate: covered | unseen |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for si, s in enumerate(cfg.seeds):
+        world = cfg.world(s)
+        levels = res.levels[si]
+        stated = world.exposure > 0
+        rho = level_exposure_table(levels[stated], world.exposure[stated]).spearman
+        model = TinyGPT(
+            vocab_size=world.vocab_size,
+            max_len=cfg.seq_len,
+            d_model=cfg.d_model,
+            n_layers=cfg.n_layers,
+            n_heads=cfg.n_heads,
+        )
+        saved = torch.load(out / f"seed-{s}" / "pretrained.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["model"])
+        lv, hits = memory_level(model, world, batch_size=256, progress=False, return_hits=True)
+        assert np.array_equal(lv, levels), "re-scored levels differ from the run's"
+        mask = np.asarray(world.template_mask)
+        top = stated & (world.exposure >= np.quantile(world.exposure[stated], 0.75))
+        kt = mask.sum(1) / nt
+        cov_hits = hits[top][mask[top]].mean()
+        unseen = ~mask[top]
+        off = f"{hits[top][unseen].mean():.3f}" if unseen.any() else "–"
+        mid = stated & (levels > 0) & (levels < 1)
+        mid_cov = f"{hits[mid][mask[mid]].mean():.3f}" if mid.any() else "–"
+        mid_off = f"{hits[mid][~mask[mid]].mean():.3f}" if (~mask[mid]).any() else "–"
+        lines.append(
+            f"| {s} | {rho:.3f} | {kt[stated].mean():.3f} | {levels[top].mean():.3f} (k/T {kt[top].mean():.3f}) "
+            f"| {cov_hits:.3f} | {off} | {int(mid.sum())} | {mid_cov} | {mid_off} |"
+        )
+    return "\n".join(lines)
 
 
 def pooled(res, arr: np.ndarray) -> np.ndarray:
@@ -84,6 +141,12 @@ def main() -> None:
     ap.add_argument("--exposure-range", type=float, default=300.0)
     ap.add_argument("--unseen", type=float, default=0.1)
     ap.add_argument("--statement-prob", type=float, default=0.5)
+    ap.add_argument(
+        "--template-coverage",
+        type=int,
+        default=None,
+        help="state each fact under K random templates only (default all)",
+    )
     ap.add_argument("--d-model", type=int, default=64)
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch", type=int, default=32)
@@ -121,6 +184,7 @@ def main() -> None:
         t1 = time.perf_counter()
         again = run_qa_sft(cfg, out_dir=out, progress=False)
         resume_s = time.perf_counter() - t1
+        coverage = coverage_report(cfg, res, out)
     for name in ("accuracy", "confident_wrong", "wrong_confidence", "unseen_accuracy", "n_used"):
         assert np.array_equal(getattr(res, name), getattr(again, name), equal_nan=True), name
     print(f"load average after: {os.getloadavg()}")
@@ -135,6 +199,7 @@ def main() -> None:
     )
     print(f"run (pretrain + SFT grid, all seeds): {run_s:.0f} s; resumed re-run: {resume_s:.1f} s (identical: yes)")
     print(f"pretraining losses: {[round(v, 3) for v in res.pretrain_loss]}")
+    print(coverage)
     print("\n| seed | " + " | ".join(f"bucket {b}" for b in range(nb)) + " | of which never stated |")
     print("|---|" + "---:|" * (nb + 1))
     for si, s in enumerate(cfg.seeds):

@@ -255,6 +255,9 @@ def test_planted_knowledge_sft_lifts_known_facts_only(torch_one_thread):
         ({"seeds": (0, -1)}, ValueError, r"seeds\[1\]"),
         ({"sft_lr": 0.0}, ValueError, "sft_lr"),
         ({"confidence": 1.0}, ValueError, "confidence"),
+        ({"template_coverage": 0}, ValueError, "template_coverage"),
+        ({"template_coverage": 99}, ValueError, "template_coverage"),
+        ({"template_coverage": 2.0}, TypeError, "template_coverage"),
     ],
 )
 def test_bad_config(change, exc, match):
@@ -282,6 +285,13 @@ def test_config_round_trip_and_lazy_import():
     cfg = QASFTConfig(**{**MICRO, "edges": [0.0, 0.5, 1.0]})
     assert cfg.edges == (0.0, 0.5, 1.0) and cfg.num_buckets == 2
     assert QASFTConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert "template_coverage" not in cfg.to_dict()  # default configs describe themselves as before
+    cov = QASFTConfig(**{**MICRO, "template_coverage": 1})
+    assert QASFTConfig.from_dict(json.loads(json.dumps(cov.to_dict()))) == cov
+    assert cov.to_dict()["template_coverage"] == 1
+    mask = np.asarray(cov.world(3).template_mask)
+    assert mask.shape == (cov.num_facts, cov.num_templates) and (mask.sum(1) == 1).all()
+    assert np.asarray(cfg.world(3).template_mask).all()
     import subprocess
     import sys
 

@@ -73,6 +73,23 @@ def test_levels_of_a_model_that_knows_the_planted_facts(batch_size: int) -> None
     np.testing.assert_array_equal(sub, known[[7, 2]][:, [3, 1]].mean(1))
 
 
+def test_levels_of_partial_knowledge_planted_by_coverage() -> None:
+    """A model that knows each fact exactly under the templates it is stated
+    under (the world's coverage) has level ``k_f / T``."""
+    w = dp.FactWorld(
+        13,
+        3,
+        5,
+        dp.IID.random(4, seed=2),
+        statement_prob=0.2,
+        seed=2,
+        template_coverage=[1, 2, 3, 4, 5] * 2 + [2, 3, 1],
+    )
+    levels, hits = memory_level(Oracle(w, np.asarray(w.template_mask)), w, progress=False, return_hits=True)
+    np.testing.assert_array_equal(hits, w.template_mask)
+    np.testing.assert_array_equal(levels, np.array([1, 2, 3, 4, 5] * 2 + [2, 3, 1]) / 5)
+
+
 def test_text_path_with_the_planted_model() -> None:
     tok = word_tokenizer(world(2))
     w = world(2)

@@ -61,6 +61,10 @@ class QASFTConfig:
     exposure_range))``, so mid exposures are common); a fraction
     ``unseen_fraction`` of the facts gets count 0 (never stated: controls
     whose QA accuracy can only be chance, ``1/num_objects``).
+    ``template_coverage``: ``None`` (every fact under all templates) or an
+    int ``k`` in ``[1, num_templates]``: each fact is stated under ``k``
+    templates only (:class:`~dataprobes.FactWorld`'s ``template_coverage``),
+    which plants partial knowledge (levels near ``k / num_templates``).
 
     Pretraining: TinyGPT (``d_model``, ``n_layers``, ``n_heads``) for
     ``pretrain_steps`` batches of ``batch_size`` × ``seq_len`` at
@@ -88,6 +92,7 @@ class QASFTConfig:
     zipf_exponent: float = 1.0
     exposure_range: float = 300.0
     unseen_fraction: float = 0.1
+    template_coverage: int | None = None
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 4
@@ -123,6 +128,9 @@ class QASFTConfig:
         check_float_in("unseen_fraction", self.unseen_fraction, 0.0, 1.0, high_open=True)
         if round(self.unseen_fraction * f) >= f:
             raise ValueError("unseen_fraction leaves no stated fact")
+        if self.template_coverage is not None:
+            check_int("template_coverage", self.template_coverage, 1, self.num_templates)
+            object.__setattr__(self, "template_coverage", int(self.template_coverage))
         d = check_int("d_model", self.d_model, 1)
         check_int("n_layers", self.n_layers, 1)
         h = check_int("n_heads", self.n_heads, 1)
@@ -195,8 +203,12 @@ class QASFTConfig:
         return [str(n) for n in self.ns]
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as JSON-ready data (``QASFTConfig(**d)`` rebuilds it)."""
+        """The config as JSON-ready data (``QASFTConfig(**d)`` rebuilds it);
+        ``template_coverage`` only when set, so that default configs describe
+        themselves (and match saved runs) as before the option existed."""
         d = {k.name: getattr(self, k.name) for k in dataclasses.fields(self)}
+        if self.template_coverage is None:
+            del d["template_coverage"]
         d["ns"] = list(self.ns)
         d["seeds"] = list(self.seeds)
         d["edges"] = None if self.edges is None else list(self.edges)
@@ -241,6 +253,7 @@ class QASFTConfig:
             exposure=self.exposure_counts(seed),
             statement_prob=self.statement_prob,
             seed=seed,
+            template_coverage=self.template_coverage,
         )
 
 

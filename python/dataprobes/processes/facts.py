@@ -13,6 +13,11 @@ is exact (docs/math.md, "Knowledge probes (fact worlds)"):
 * a statement is fact ``f ~ w`` (``w_f ∝ exposure_f``) under template
   ``t ~ Uniform(T)``, emitted token by token; sequences are cut at ``length``
   (a statement may be cut);
+* with a *template coverage* (``template_coverage``: a mask ``m_{f,t}`` with
+  ``k_f = Σ_t m_{f,t}`` templates per fact) the pair is drawn jointly,
+  ``P(f, t) = w_f m_{f,t} / k_f``: fact ``f`` is only ever stated through its
+  own ``k_f`` templates, so a model can know it under some phrasings only
+  (planted partial knowledge);
 * the background tokens of a sequence, read alone, are a sample of the
   background process: it continues across statements.
 
@@ -27,6 +32,7 @@ QA format for fine-tuning and evaluation. Every token has a word
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -60,6 +66,71 @@ _NAME_KEYS = ("background", "subjects", "relations", "objects")
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+#: largest ``num_facts * num_templates`` a template coverage may span
+_MAX_MASK = 1 << 26
+_COVERAGE_SEED = 0xC0FE
+
+
+def _coverage_mask(value: Any, f: int, t: int, seed: int) -> tuple[np.ndarray, Any]:
+    """The ``[F, T]`` bool coverage mask of ``template_coverage`` (an int
+    ``k``, ``F`` sizes ``k_f`` or a bool mask) and the argument as kept in
+    the law. Sizes draw each fact's templates as a uniformly random subset,
+    from ``(seed, 0xC0FE)``: ``k`` and ``[k] * F`` give the same mask."""
+    name = "template_coverage"
+    if f * t > _MAX_MASK:
+        raise ValueError(f"{name} needs num_facts * num_templates <= 2**26, got {f} * {t}")
+    given: Any
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be None, an int, {f} per-fact ints or a bool [{f}, {t}] mask, got bool")
+    if isinstance(value, numbers.Integral):
+        k = check_int(name, value, 1, t)
+        sizes = np.full(f, k, dtype=np.int64)
+        given = k
+    else:
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name} must be an int, per-fact ints or a bool mask: {exc}") from None
+        if arr.ndim == 2 and arr.dtype == np.bool_:
+            if arr.shape != (f, t):
+                raise ValueError(f"{name} as a mask must have shape ({f}, {t}) (facts, templates), got {arr.shape}")
+            mask = np.array(arr, dtype=bool)  # a copy
+            if not mask.any(axis=1).all():
+                empty = int(np.flatnonzero(~mask.any(axis=1))[0])
+                raise ValueError(f"{name}: every fact needs at least one template, row {empty} is empty")
+            return mask, _owned(mask.copy(), value)
+        if arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
+            if arr.shape != (f,):
+                raise ValueError(f"{name} as sizes must hold one int per fact ({f}), got shape {arr.shape}")
+            sizes = arr.astype(np.int64)
+            if sizes.size and (sizes.min() < 1 or sizes.max() > t):
+                raise ValueError(
+                    f"{name} sizes must lie in [1, {t}] (num_templates), got [{sizes.min()}, {sizes.max()}]"
+                )
+            given = _owned(sizes.copy(), value)
+        else:
+            raise TypeError(
+                f"{name} must be an int, a 1-D int array of {f} sizes or a 2-D bool [{f}, {t}] mask, "
+                f"got a {arr.ndim}-D array of dtype {arr.dtype}"
+            )
+    rng = np.random.default_rng([seed, _COVERAGE_SEED])
+    mask = np.zeros((f, t), dtype=bool)
+    step = max(1, (1 << 20) // t)
+    cols = np.arange(t)
+    for lo in range(0, f, step):  # ranks of uniform keys, in row chunks of ~1M cells
+        order = np.argsort(rng.random((min(step, f - lo), t)), axis=1, kind="stable")
+        ranks = np.empty_like(order)
+        np.put_along_axis(ranks, order, np.broadcast_to(cols, order.shape), axis=1)
+        mask[lo : lo + len(order)] = ranks < sizes[lo : lo + len(order), None]
+    return mask, given
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """``values`` at ``code`` in the sorted ``keys`` (0 where absent)."""
+    if not len(keys):
+        return np.zeros(code.shape)
+    pos = np.minimum(np.searchsorted(keys, code), len(keys) - 1)
+    return np.where(keys[pos] == code, values[pos], 0.0)
 
 
 def _mix(z: np.ndarray) -> np.ndarray:
@@ -146,6 +217,13 @@ class FactWorld(Process):
         zipf_exponent: the Zipf exponent ``a >= 0``.
         statement_prob: ``q``, the probability that a statement starts at a
             unit boundary.
+        template_coverage: ``None`` (every fact under every template,
+            ``t ~ Uniform(T)``), an int ``k`` in ``[1, T]`` (each fact is
+            stated under ``k`` templates only: a random subset per fact, drawn
+            from ``seed``), ``F`` ints ``k_f`` (per-fact subset sizes) or a
+            bool ``[F, T]`` mask (rows non-empty). Then ``(f, t)`` is drawn
+            with ``P(f, t) = w_f m_{f,t} / k_f`` (:attr:`template_mask`);
+            ``F * T <= 2**26``.
         names: optional words for ``"background"``, ``"subjects"``,
             ``"relations"``, ``"objects"`` tokens (one list per key, one
             word each, no spaces); the others are generated.
@@ -166,6 +244,7 @@ class FactWorld(Process):
         statement_prob: float = 0.1,
         names: Mapping[str, Sequence[str]] | None = None,
         seed: int = 0,
+        template_coverage: Any = None,
     ) -> None:
         f = check_int("num_facts", num_facts, 1, 1 << 24)
         r = check_int("num_relations", num_relations, 1, 1 << 20)
@@ -214,6 +293,12 @@ class FactWorld(Process):
             "names": None if names is None else {k: list(v) for k, v in chosen.items()},
             "seed": sd,
         }
+        # the coverage: kept in the law only when given (default worlds save as before)
+        self._mask: np.ndarray | None = None
+        if template_coverage is not None:
+            mask, cov_given = _coverage_mask(template_coverage, f, t, sd)
+            self._law["template_coverage"] = cov_given
+            self._mask = mask
         rng = np.random.default_rng(sd)
         pairs = rng.permutation(s * r)[:f] if s * r <= 1 << 26 else self._distinct_pairs(rng, f, s * r)
         table = np.stack([pairs // r, pairs % r, rng.integers(0, o, f)], axis=1).astype(np.int64)
@@ -262,6 +347,8 @@ class FactWorld(Process):
         self._w = scaled / scaled.sum()
         for arr in (self._table, self._fact_tokens, self._counts, self._w, self._patterns, self._lengths):
             arr.flags.writeable = False
+        if self._mask is not None:
+            self._init_coverage(self._mask)
         # scoring tables
         self._kind = np.empty(v, dtype=np.int64)
         self._value = np.empty(v, dtype=np.int64)
@@ -291,6 +378,34 @@ class FactWorld(Process):
         if len({w.lower() for w in words}) != v:
             raise ValueError("names: every word must be distinct (case-insensitively) across all tokens")
         self._word_list = words
+
+    def _init_coverage(self, mask: np.ndarray) -> None:
+        """Tables of the joint law ``W[f, t] = w_f m_{f,t} / k_f``: covered
+        templates per fact (CSR), ``π_t``, and the per-template weights of
+        subjects and relations (sorted keys ``id * T + t``)."""
+        t = self.num_templates
+        self._k = mask.sum(axis=1).astype(np.int64)
+        rows, cols = np.nonzero(mask)
+        self._cover_t = cols.astype(np.int64)
+        self._cover_off = np.concatenate([[0], np.cumsum(self._k)]).astype(np.int64)
+        wcell = (self._w / self._k)[rows]
+        self._cover_w = wcell
+        self._pi = np.bincount(self._cover_t, wcell, minlength=t)
+        with np.errstate(divide="ignore"):
+            self._log_open_t = np.log(self._q * self._pi)
+        self._st_keys, inv = np.unique(self._table[rows, 0] * t + self._cover_t, return_inverse=True)
+        self._st_w = np.bincount(inv.ravel(), wcell, minlength=len(self._st_keys))
+        self._rt_keys, inv = np.unique(self._table[rows, 1] * t + self._cover_t, return_inverse=True)
+        self._rt_w = np.bincount(inv.ravel(), wcell, minlength=len(self._rt_keys))
+        mask.flags.writeable = False
+        for arr in (self._k, self._cover_t, self._cover_off, self._cover_w, self._pi):
+            arr.flags.writeable = False
+
+    def _cell(self, f: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """``W[f, t]`` (0 where ``f < 0`` or ``t`` does not cover ``f``)."""
+        assert self._mask is not None
+        fc = np.maximum(f, 0)
+        return np.where((f >= 0) & self._mask[fc, t], self._w[fc] / self._k[fc], 0.0)
 
     @staticmethod
     def _distinct_pairs(rng: np.random.Generator, f: int, n: int) -> np.ndarray:
@@ -340,6 +455,25 @@ class FactWorld(Process):
     def exposure_weights(self) -> np.ndarray:
         """``[F]`` ``w_f = count_f / Σ count``: the law of the fact of a statement (read-only)."""
         return self._w
+
+    @property
+    def template_mask(self) -> np.ndarray:
+        """``[F, T]`` bool (read-only): ``m_{f,t}``, fact ``f`` is stated
+        under template ``t``; all true (a broadcast view, no copy) without a
+        ``template_coverage``. ``k_f = template_mask.sum(1)``."""
+        if self._mask is None:
+            return np.broadcast_to(np.True_, (self.num_facts, self.num_templates))
+        return self._mask
+
+    @property
+    def template_probs(self) -> np.ndarray:
+        """``[T]`` ``π_t = Σ_f w_f m_{f,t} / k_f``: the law of the template
+        of a statement (``1/T`` each without a coverage; read-only)."""
+        if self._mask is None:
+            out = np.full(self.num_templates, 1.0 / self.num_templates)
+            out.flags.writeable = False
+            return out
+        return self._pi
 
     @property
     def token_ranges(self) -> dict[str, range]:
@@ -493,9 +627,14 @@ class FactWorld(Process):
                 fs = np.minimum(
                     np.searchsorted(self._cum, _uniforms(s, idx, p, 1)[start], side="right"), self._last_fact
                 )
-                ts = np.minimum(
-                    (_uniforms(s, idx, p, 2)[start] * self.num_templates).astype(np.int64), self.num_templates - 1
-                )
+                if self._mask is None:
+                    ts = np.minimum(
+                        (_uniforms(s, idx, p, 2)[start] * self.num_templates).astype(np.int64), self.num_templates - 1
+                    )
+                else:  # uniform over the fact's own templates (all T: the same draw as above)
+                    kf = self._k[fs]
+                    j = np.minimum((_uniforms(s, idx, p, 2)[start] * kf).astype(np.int64), kf - 1)
+                    ts = self._cover_t[self._cover_off[fs] + j]
                 fact[start], tpl[start], slot[start] = fs, ts, 0
             plain = free & ~start
             out[plain, p] = bg[rows[plain], nbg[plain]]
@@ -543,6 +682,8 @@ class FactWorld(Process):
             log_bg = math.log1p(-self._q) if self._q < 1 else -math.inf
             log_open = math.log(self._q / self.num_templates) if self._q > 0 else -math.inf
         kind, value = self._kind, self._value
+        cov = self._mask is not None
+        nt = self.num_templates
         for p in range(length):
             xp = x[:, p]
             for k, arr in (("tpl", tpl), ("slot", slot), ("subj", subj), ("rel", rel), ("nbg", nbg)):
@@ -554,7 +695,11 @@ class FactWorld(Process):
             is_bg[b, p] = True
             nbg[b] += 1
             o = free & (self._opener[xp] >= 0) & (self._q > 0)
-            col[o] = log_open
+            if cov:  # an opener of a template no fact uses is impossible
+                o &= self._pi[np.maximum(self._opener[xp], 0)] > 0
+                col[o] = self._log_open_t[self._opener[xp[o]]]
+            else:
+                col[o] = log_open
             tpl[o], slot[o], subj[o], rel[o], begin[o] = self._opener[xp[o]], 1, -1, -1, p
             m = np.flatnonzero(~free)
             if m.size:
@@ -569,9 +714,15 @@ class FactWorld(Process):
                     sv = np.where(kind[xm[sl]] == _SUBJECT, value[xm[sl]], 0)
                     rv = rel[m[sl]]
                     known = rv >= 0
-                    w_pair, _ = self._pair_weight(sv, np.maximum(rv, 0))
+                    w_pair, fp = self._pair_weight(sv, np.maximum(rv, 0))
                     with np.errstate(divide="ignore", invalid="ignore"):
-                        w = np.where(known, w_pair / self._w_relation[np.maximum(rv, 0)], self._w_subject[sv])
+                        if cov:  # the fact law of this template: W[:, t]
+                            tv = tpl[m[sl]]
+                            w_rel = _lookup(self._rt_keys, self._rt_w, np.maximum(rv, 0) * nt + tv)
+                            w_sub = _lookup(self._st_keys, self._st_w, sv * nt + tv)
+                            w = np.where(known, self._cell(fp, tv) / w_rel, w_sub / self._pi[tv])
+                        else:
+                            w = np.where(known, w_pair / self._w_relation[np.maximum(rv, 0)], self._w_subject[sv])
                     good = (kind[xm[sl]] == _SUBJECT) & (w > 0)
                     ok[sl] = good
                     lpm[sl[good]] = np.log(w[good])
@@ -581,9 +732,15 @@ class FactWorld(Process):
                     rv = np.where(kind[xm[rl]] == _RELATION, value[xm[rl]], 0)
                     sv = subj[m[rl]]
                     known = sv >= 0
-                    w_pair, _ = self._pair_weight(np.maximum(sv, 0), rv)
+                    w_pair, fp = self._pair_weight(np.maximum(sv, 0), rv)
                     with np.errstate(divide="ignore", invalid="ignore"):
-                        w = np.where(known, w_pair / self._w_subject[np.maximum(sv, 0)], self._w_relation[rv])
+                        if cov:
+                            tv = tpl[m[rl]]
+                            w_sub = _lookup(self._st_keys, self._st_w, np.maximum(sv, 0) * nt + tv)
+                            w_rel = _lookup(self._rt_keys, self._rt_w, rv * nt + tv)
+                            w = np.where(known, self._cell(fp, tv) / w_sub, w_rel / self._pi[tv])
+                        else:
+                            w = np.where(known, w_pair / self._w_subject[np.maximum(sv, 0)], self._w_relation[rv])
                     good = (kind[xm[rl]] == _RELATION) & (w > 0)
                     ok[rl] = good
                     lpm[rl[good]] = np.log(w[good])
@@ -639,10 +796,12 @@ class FactWorld(Process):
 
     def expected_counts(self, num_sequences: int, length: int) -> np.ndarray:
         """``[F]`` expected number of complete statements of each fact in
-        ``num_sequences`` sequences of ``length`` tokens: ``N w_f Σ_{p}
-        P(boundary at p) q (1/T) Σ_t [p + L_t <= length]``, the boundary
+        ``num_sequences`` sequences of ``length`` tokens: ``N q Σ_t W[f, t]
+        Σ_p P(boundary at p) [p + L_t <= length]`` with ``W[f, t] = w_f / T``
+        (``w_f m_{f,t} / k_f`` with a template coverage), the boundary
         probabilities by the renewal recursion ``b_0 = 1``,
-        ``b_p = (1-q) b_{p-1} + (q/T) Σ_t b_{p-L_t}``."""
+        ``b_p = (1-q) b_{p-1} + q Σ_t π_t b_{p-L_t}`` (``π_t = 1/T`` or
+        :attr:`template_probs`)."""
         n = check_int("num_sequences", num_sequences)
         m = check_int("length", length, 0, 1 << 24)
         q, nt = self._q, self.num_templates
@@ -650,18 +809,30 @@ class FactWorld(Process):
         if m:
             b[0] = 1.0
         lens = self._lengths
-        for p in range(1, m + 1):
-            prev = p - lens
-            b[p] = (1 - q) * b[p - 1] + q / nt * b[prev[prev >= 0]].sum()
+        if self._mask is None:
+            for p in range(1, m + 1):
+                prev = p - lens
+                b[p] = (1 - q) * b[p - 1] + q / nt * b[prev[prev >= 0]].sum()
+        else:
+            pi = self._pi
+            for p in range(1, m + 1):
+                prev = p - lens
+                ok = prev >= 0
+                b[p] = (1 - q) * b[p - 1] + q * (pi[ok] * b[prev[ok]]).sum()
         starts = np.array([b[: max(m - int(length_t) + 1, 0)].sum() for length_t in lens])
-        return n * self._w * q / nt * starts.sum()
+        if self._mask is None:
+            return n * self._w * q / nt * starts.sum()
+        rows = np.repeat(np.arange(self.num_facts), self._k)
+        return n * q * np.bincount(rows, self._cover_w * starts[self._cover_t], minlength=self.num_facts)
 
     def token_log_probs(self, x: Any) -> np.ndarray:
         """``log p(x_t | x_<t)`` in nats: ``log(1-q) + log p_bg(b | background
-        so far)`` for a background token at a unit boundary, ``log(q/T)`` for a
-        template opener, ``log(w_f-sum ratio)`` for the first of subject /
-        relation and the conditional for the second, 0 for fillers and the
-        object. A token impossible under the law gets ``-inf`` and is skipped."""
+        so far)`` for a background token at a unit boundary, ``log(q π_t)`` for
+        a template opener (``π_t = 1/T`` without a coverage), ``log(w-sum
+        ratio)`` for the first of subject / relation and the conditional for
+        the second (the weights ``W[:, t]`` of the template with a coverage),
+        0 for fillers and the object. A token impossible under the law gets
+        ``-inf`` and is skipped."""
         tokens, single = as_tokens(x)
         parsed = self._parse(tokens)
         out = parsed["lp"]
@@ -681,7 +852,7 @@ class FactWorld(Process):
     def predictive(self, x: Any) -> np.ndarray:
         """``[N, T, V]`` exact next-token laws (``[T, V]`` for one sequence):
         at a boundary ``(1-q) p_bg(· | background so far)`` on background
-        tokens and ``q/T`` on each opener; inside a statement the law of its
+        tokens and ``q π_t`` on each opener; inside a statement the law of its
         next slot given what was read (impossible tokens skipped)."""
         tokens, single = as_tokens(x)
         n, length = tokens.shape
@@ -695,7 +866,10 @@ class FactWorld(Process):
             r, c = np.nonzero(free)
             vb = self._ranges["background"].stop
             out[r, c, :vb] = (1 - self._q) * bg_pred[r, np.minimum(parsed["nbg"][r, c], length - 1)]
-            out[r[:, None], c[:, None], self._patterns[None, :, 0]] = self._q / self.num_templates
+            if self._mask is None:
+                out[r[:, None], c[:, None], self._patterns[None, :, 0]] = self._q / self.num_templates
+            else:
+                out[r[:, None], c[:, None], self._patterns[None, :, 0]] = self._q * self._pi[None, :]
         r, c = np.nonzero(~free)
         code = self._patterns[tpl[r, c], slot[r, c]]
         fil = code >= 0
@@ -711,6 +885,9 @@ class FactWorld(Process):
             if not sel.size:
                 continue
             g = given[sel]
+            if self._mask is not None:
+                self._predict_covered(out, r[sel], c[sel], g, tpl[r[sel], c[sel]], lo, n_out, col_out, col_given)
+                continue
             for val in np.unique(g):
                 at = sel[g == val]
                 if val < 0:
@@ -726,18 +903,52 @@ class FactWorld(Process):
             out[r[ob], c[ob], self._fact_tokens[f, 2]] = 1.0
         return out[0] if single else out
 
+    def _predict_covered(
+        self,
+        out: np.ndarray,
+        r: np.ndarray,
+        c: np.ndarray,
+        given: np.ndarray,
+        tv: np.ndarray,
+        lo: int,
+        n_out: int,
+        col_out: int,
+        col_given: int,
+    ) -> None:
+        """The subject (or relation) law at rows ``(r, c)`` of a coverage
+        world: ``W[:, t]`` restricted to the facts with the ``given`` other
+        id (all facts where ``given < 0``), normalised."""
+        assert self._mask is not None
+        nt = self.num_templates
+        table = self._table
+        key = (given + 1) * nt + tv
+        for kv in np.unique(key):
+            at = np.flatnonzero(key == kv)
+            val, t = int(kv) // nt - 1, int(kv) % nt
+            keep = self._mask[:, t] if val < 0 else (table[:, col_given] == val) & self._mask[:, t]
+            law = np.bincount(table[keep, col_out], (self._w / self._k)[keep], minlength=n_out)
+            total = law.sum()
+            if total > 0:
+                out[r[at], c[at], lo : lo + n_out] = law / total
+
     def entropy_rate(self, base: float | None = None) -> float | Estimate:
         """``[h(q) + q (H(w) + log T) + (1-q) h_bg] / [(1-q) + q L̄]``: the
         entropy per unit over the mean unit length (``h(q)`` the binary
         entropy, ``H(w)`` that of the exposure law, ``h_bg`` the background's
-        rate, ``L̄`` the mean template length); an :class:`Estimate` when
-        the background's rate is one."""
+        rate, ``L̄`` the mean template length); with a template coverage
+        ``H(w) + log T`` becomes the joint ``H(f, t) = H(w) + Σ_f w_f log k_f``
+        and ``L̄ = Σ_t π_t L_t``. An :class:`Estimate` when the background's
+        rate is one."""
         q = self._q
         with np.errstate(divide="ignore", invalid="ignore"):
             hw = float(-np.sum(np.where(self._w > 0, self._w * np.log(self._w), 0.0)))
         hq = 0.0 if q in (0.0, 1.0) else -(q * math.log(q) + (1 - q) * math.log1p(-q))
-        mean_len = (1 - q) + q * float(self._lengths.mean())
-        fixed = hq + q * (hw + math.log(self.num_templates))
+        if self._mask is None:
+            mean_len = (1 - q) + q * float(self._lengths.mean())
+            fixed = hq + q * (hw + math.log(self.num_templates))
+        else:
+            mean_len = (1 - q) + q * float(self._pi @ self._lengths)
+            fixed = hq + q * (hw + float(self._w @ np.log(self._k)))
         hb = self._background.entropy_rate(None)
         lb = log_base(base)
         if isinstance(hb, Estimate):
