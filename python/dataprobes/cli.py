@@ -149,6 +149,36 @@ def _add_experiment(sub: Any) -> None:
     qa.add_argument("--out-dir", default=None, help="checkpoint directory: a re-run resumes from it")
     qa.add_argument("--plot", default=None, help="write the figure (PNG) here")
     qa.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
+    qa.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a QASFTConfig field (repeatable; VALUE as JSON, e.g. --set num_facts=3000 "
+        "--set template_coverage=3 --set 'ns=[15,60,\"all\"]')",
+    )
+
+
+def _config_overrides(items: list[str], config: type) -> dict[str, Any]:
+    """``--set FIELD=VALUE`` pairs as keyword changes of the dataclass ``config``
+    (VALUE parsed as JSON, lists become tuples; a bare word stays a string)."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(config)} - {"seeds"}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
+        if key not in fields:
+            raise ValueError(f"--set: unknown field {key!r} of {config.__name__}; one of {sorted(fields)}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key] = tuple(value) if isinstance(value, list) else value
+    return out
 
 
 def _add_select(sub: Any) -> None:
@@ -602,7 +632,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seeds = tuple(int(v) for v in args.seeds.split(","))
             except ValueError:
                 raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
-            cfg = QASFTConfig.quick(seeds=seeds) if args.quick else QASFTConfig(seeds=seeds)
+            changes = _config_overrides(args.set, QASFTConfig)
+            cfg = QASFTConfig.quick(seeds=seeds, **changes) if args.quick else QASFTConfig(seeds=seeds, **changes)
             res = run_qa_sft(cfg, out_dir=args.out_dir, progress=sys.stderr.isatty())
             print(json.dumps(res.to_dict(), indent=2) if args.json else res.to_table())
             if args.plot:

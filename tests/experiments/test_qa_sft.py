@@ -313,6 +313,34 @@ def test_cli_qa_sft(monkeypatch, tmp_path, capsys, torch_one_thread):
     assert json.loads(capsys.readouterr().out)["config"]["seeds"] == [3]
 
 
+def test_cli_set_overrides(monkeypatch, capsys):
+    """--set FIELD=VALUE reaches the config (JSON values, lists as tuples); bad
+    pairs and unknown fields are clear errors (exit 2)."""
+    from dataprobes import cli
+
+    seen = {}
+
+    def fake_run(cfg, **kw):
+        seen["cfg"] = cfg
+        raise ValueError("stop here")
+
+    monkeypatch.setattr("dataprobes.experiments.qa_sft.run_qa_sft", fake_run)
+    sets = ["--set", "num_facts=321", "--set", "template_coverage=3", "--set", 'ns=[15, "all"]']
+    assert cli.main(["experiment", "qa-sft", *sets]) == 2
+    cfg = seen["cfg"]
+    assert (cfg.num_facts, cfg.template_coverage, cfg.ns) == (321, 3, (15, "all"))
+    assert cfg.pretrain_steps == QASFTConfig().pretrain_steps
+    assert cli.main(["experiment", "qa-sft", "--quick", "--set", "num_facts=99"]) == 2
+    assert seen["cfg"].num_facts == 99 and seen["cfg"].sft_steps == QASFTConfig.quick().sft_steps
+    capsys.readouterr()
+    assert cli.main(["experiment", "qa-sft", "--set", "bogus=1"]) == 2
+    assert "unknown field 'bogus'" in capsys.readouterr().err
+    assert cli.main(["experiment", "qa-sft", "--set", "num_facts"]) == 2
+    assert "FIELD=VALUE" in capsys.readouterr().err
+    assert cli.main(["experiment", "qa-sft", "--set", "num_facts=-4"]) == 2
+    assert "num_facts" in capsys.readouterr().err
+
+
 def test_quick_preset():
     assert QASFTConfig().sft_steps == 150  # the BENCHMARKS.md run
     cfg = QASFTConfig.quick(seeds=(4,))
