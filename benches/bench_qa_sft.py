@@ -90,7 +90,8 @@ def coverage_report(cfg, res, out: Path) -> str:
         world = cfg.world(s)
         levels = res.levels[si]
         stated = world.exposure > 0
-        rho = level_exposure_table(levels[stated], world.exposure[stated]).spearman
+        le = level_exposure_table(levels[stated], world.exposure[stated])
+        rho = "– (levels constant)" if le.constant else f"{le.spearman:.3f}"
         model = TinyGPT(
             vocab_size=world.vocab_size,
             max_len=cfg.seq_len,
@@ -112,7 +113,7 @@ def coverage_report(cfg, res, out: Path) -> str:
         mid_cov = f"{hits[mid][mask[mid]].mean():.3f}" if mid.any() else "–"
         mid_off = f"{hits[mid][~mask[mid]].mean():.3f}" if (~mask[mid]).any() else "–"
         lines.append(
-            f"| {s} | {rho:.3f} | {kt[stated].mean():.3f} | {levels[top].mean():.3f} (k/T {kt[top].mean():.3f}) "
+            f"| {s} | {rho} | {kt[stated].mean():.3f} | {levels[top].mean():.3f} (k/T {kt[top].mean():.3f}) "
             f"| {cov_hits:.3f} | {off} | {int(mid.sum())} | {mid_cov} | {mid_off} |"
         )
     return "\n".join(lines)
