@@ -171,6 +171,8 @@ def _config_overrides(items: list[str], config: type) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
+        if key == "seeds":  # a field, but the command's own option sets it
+            raise ValueError("--set: seeds is set by --seeds (comma-separated integers, e.g. --seeds 0,1)")
         if key not in fields:
             raise ValueError(f"--set: unknown field {key!r} of {config.__name__}; one of {sorted(fields)}")
         try:

@@ -335,6 +335,9 @@ def test_cli_set_overrides(monkeypatch, capsys):
     capsys.readouterr()
     assert cli.main(["experiment", "qa-sft", "--set", "bogus=1"]) == 2
     assert "unknown field 'bogus'" in capsys.readouterr().err
+    assert cli.main(["experiment", "qa-sft", "--set", "seeds=[1]"]) == 2  # a field, not unknown: use --seeds
+    err = capsys.readouterr().err
+    assert "--seeds" in err and "unknown" not in err
     assert cli.main(["experiment", "qa-sft", "--set", "num_facts"]) == 2
     assert "FIELD=VALUE" in capsys.readouterr().err
     assert cli.main(["experiment", "qa-sft", "--set", "num_facts=-4"]) == 2

@@ -275,6 +275,8 @@ def test_bad_coverage() -> None:
         ([1, 2, 3], ValueError, "template_coverage as sizes must hold one int per fact"),
         ([1, 2, 3, 0], ValueError, r"template_coverage sizes must lie in \[1, 3\]"),
         ([1, 2, 3, 4], ValueError, r"template_coverage sizes must lie in \[1, 3\]"),
+        # a uint64 above 2**63 is reported as given, not wrapped to a negative int64
+        (np.full(4, 2**63 + 5, dtype=np.uint64), ValueError, rf"sizes must lie in \[1, 3\].*got \[{2**63 + 5}, "),
         ([1.0, 2.0, 3.0, 1.0], TypeError, "template_coverage"),
         (np.ones((4, 3), dtype=np.int64), TypeError, "template_coverage"),
         (np.ones((4, 2), dtype=bool), ValueError, r"template_coverage as a mask must have shape \(4, 3\)"),

@@ -134,6 +134,32 @@ def test_corrupted_cache_entries_are_misses_regenerated_and_rewritten(corpus, tm
         assert run(corpus, Refusing(), cache_dir=cdir).samples == ref.samples  # all replayed, nothing corrupt
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"objects": {"question": "x"}},  # objects not a list
+        {"objects": [], "failures": {"timeout": "x"}, "attempts": 1},  # a count that is not a number
+        {"objects": [], "failures": {"timeout": None}, "attempts": 1},
+        {"objects": [], "failures": {"timeout": -4}, "attempts": 1},
+        {"objects": [], "failures": {"timeout": 1.5}, "attempts": 1},
+        {"objects": [], "failures": [["timeout", 2]], "attempts": 1},  # failures not an object
+        {"objects": [], "failures": {}, "attempts": "2"},
+        {"objects": [], "failures": {}, "attempts": -3},
+    ],
+)
+def test_cache_entries_of_the_wrong_shape_are_corrupted_misses(corpus, tmp_path, entry):
+    """A JSON object that is not an entry this cache writes is a counted miss,
+    made again, never a crash deep in the run nor a replayed nonsense count."""
+    cdir = tmp_path / "cache"
+    ref = run(corpus, cache_dir=cdir)
+    files = sorted(cdir.glob("*.json"))
+    for f in files:
+        f.write_text(json.dumps(entry))
+    with pytest.warns(UserWarning, match=f"{len(files)} cache entries"):
+        again = run(corpus, cache_dir=cdir)
+    assert again.samples == ref.samples and again.report() == ref.report()
+
+
 def test_cache_counts_corrupted_entries(tmp_path):
     cache = GenerationCache(tmp_path)
     key = "a" * 64

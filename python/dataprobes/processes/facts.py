@@ -102,11 +102,10 @@ def _coverage_mask(value: Any, f: int, t: int, seed: int) -> tuple[np.ndarray, A
         if arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
             if arr.shape != (f,):
                 raise ValueError(f"{name} as sizes must hold one int per fact ({f}), got shape {arr.shape}")
+            lo, hi = int(arr.min()), int(arr.max())  # before the cast: a uint64 above 2**63 must not wrap
+            if lo < 1 or hi > t:
+                raise ValueError(f"{name} sizes must lie in [1, {t}] (num_templates), got [{lo}, {hi}]")
             sizes = arr.astype(np.int64)
-            if sizes.size and (sizes.min() < 1 or sizes.max() > t):
-                raise ValueError(
-                    f"{name} sizes must lie in [1, {t}] (num_templates), got [{sizes.min()}, {sizes.max()}]"
-                )
             given = _owned(sizes.copy(), value)
         else:
             raise TypeError(

@@ -305,6 +305,24 @@ class _Reject(Exception):
         self.code = code
 
 
+def _cached_call(hit: dict[str, Any], schema: type[BaseModel]) -> tuple[BaseModel | None, dict[str, int], int]:
+    """A cache entry as ``(object or None, failure kinds, attempts)``; a
+    ``ValueError`` (or ``ValidationError``) when it is not an entry this
+    cache writes: ``objects`` a list, ``failures`` non-negative int counts
+    by kind, ``attempts`` an int >= 1."""
+    objs = hit.get("objects") or []
+    failures = hit.get("failures") or {}
+    attempts = hit.get("attempts") or 1
+    if not isinstance(objs, list) or not isinstance(failures, dict):
+        raise ValueError("objects must be a list and failures an object")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in failures.values()):
+        raise ValueError("failure counts must be ints >= 0")
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+        raise ValueError("attempts must be an int >= 1")
+    cached = schema.model_validate(objs[0]) if objs else None
+    return cached, dict(failures), attempts
+
+
 class _Runner:
     def __init__(
         self,
@@ -338,9 +356,7 @@ class _Runner:
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is not None:
             try:
-                objs = hit.get("objects") or []
-                cached = schema.model_validate(objs[0]) if objs else None
-                return cached, dict(hit.get("failures") or {}), int(hit.get("attempts") or 1)
+                return _cached_call(hit, schema)
             except (ValidationError, TypeError, ValueError):
                 assert self.cache is not None
                 self.cache.invalid(key)  # edited by hand: generate again, overwrite the entry
