@@ -74,10 +74,8 @@ def coverage_report(cfg, res, out: Path) -> str:
     exposure quartile of the stated facts) against ``k_f / T``, and the
     pretrained model's hit rate on covered vs never-seen templates of those
     facts (the saved pretrained checkpoints, re-scored with ``return_hits``)."""
-    import torch
-
+    from dataprobes.experiments.qa_sft import _pretrained
     from dataprobes.knowledge import level_exposure_table, memory_level
-    from dataprobes.lm import TinyGPT
 
     nt = cfg.num_templates
     lines = [
@@ -92,15 +90,9 @@ def coverage_report(cfg, res, out: Path) -> str:
         stated = world.exposure > 0
         le = level_exposure_table(levels[stated], world.exposure[stated])
         rho = "– (levels constant)" if le.constant else f"{le.spearman:.3f}"
-        model = TinyGPT(
-            vocab_size=world.vocab_size,
-            max_len=cfg.seq_len,
-            d_model=cfg.d_model,
-            n_layers=cfg.n_layers,
-            n_heads=cfg.n_heads,
-        )
-        saved = torch.load(out / f"seed-{s}" / "pretrained.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["model"])
+        seed_dir = out / f"seed-{s}"
+        assert (seed_dir / "pretrained.pt").exists(), "the run saves its pretrained model"
+        model, _ = _pretrained(cfg, s, world, seed_dir, progress=False)  # loads the saved checkpoint
         lv, hits = memory_level(model, world, batch_size=256, progress=False, return_hits=True)
         assert np.array_equal(lv, levels), "re-scored levels differ from the run's"
         mask = np.asarray(world.template_mask)
