@@ -147,9 +147,11 @@ def test_expected_counts_match_enumeration() -> None:
     np.testing.assert_allclose(world.expected_counts(1, length), p @ per_row, rtol=1e-10)
 
 
-@given(st.integers(0, 2**64 - 1), st.integers(0, 50), st.integers(1, 9))
-def test_sharding_determinism(seed: int, start: int, n: int) -> None:
-    world = dp.FactWorld(12, 3, 4, dp.MarkovChain.random(4, seed=2), statement_prob=0.3, seed=1)
+@given(st.integers(0, 2**64 - 1), st.integers(0, 50), st.integers(1, 9), st.none() | st.integers(1, 4))
+def test_sharding_determinism(seed: int, start: int, n: int, coverage: int | None) -> None:
+    world = dp.FactWorld(
+        12, 3, 4, dp.MarkovChain.random(4, seed=2), statement_prob=0.3, seed=1, template_coverage=coverage
+    )
     whole = world.sample(n + 6, 30, seed=seed, start=start)
     parts = np.concatenate([world.sample(k, 30, seed=seed, start=start + o) for o, k in ((0, 2), (2, n + 4))])
     np.testing.assert_array_equal(whole, parts)

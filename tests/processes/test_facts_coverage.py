@@ -217,17 +217,6 @@ def test_expected_counts_realised() -> None:
     assert abs(rep.z.mean()) < 0.25 and 0.7 < rep.z.std() < 1.3
 
 
-@given(st.integers(0, 2**64 - 1), st.integers(0, 50), st.integers(1, 9), st.integers(1, 4))
-def test_sharding_determinism(seed: int, start: int, n: int, k: int) -> None:
-    world = dp.FactWorld(12, 3, 4, dp.MarkovChain.random(4, seed=2), statement_prob=0.3, seed=1, template_coverage=k)
-    whole = world.sample(n + 6, 30, seed=seed, start=start)
-    parts = np.concatenate([world.sample(m, 30, seed=seed, start=start + o) for o, m in ((0, 2), (2, n + 4))])
-    np.testing.assert_array_equal(whole, parts)
-    idx = np.arange(start, start + n + 6)[::-1]
-    np.testing.assert_array_equal(world.sample_at(idx, 30, seed=seed), whole[::-1])
-    assert np.isfinite(world.log_prob(whole)).all()
-
-
 # ------------------------------------------------------------ construction
 def test_sizes_draw_a_seeded_subset_per_fact() -> None:
     bg = dp.IID([0.5, 0.5])
